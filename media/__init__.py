@@ -1,0 +1,1 @@
+"""aiortc integration: SFrame per RTCRtpSender/RTCRtpReceiver, call peers, the bot."""

@@ -1,0 +1,1 @@
+"""SFrame (RFC 9605), sans-I/O."""

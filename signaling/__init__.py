@@ -1,0 +1,1 @@
+"""aiohttp signaling server: rooms, the MLS delivery service, WebRTC signaling."""
