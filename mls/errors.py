@@ -30,3 +30,20 @@ class ValidationError(MLSError):
 
 class SecretTreeError(MLSError):
     """A secret tree key cannot be produced (§9): consumed, too old, or too far ahead."""
+
+
+class EncodeError(MLSError, ValueError):
+    """A value cannot be encoded (§2.1): integer out of range or vector longer than 2^30-1 bytes."""
+
+
+class TreeMathError(ValidationError, ValueError):
+    """A node or leaf index has no such relative in the tree (Appendix C): a leaf's child,
+    the root's parent, or an index outside a tree of the given size."""
+
+
+class UnknownSenderError(ValidationError):
+    """A message names a sender that is not a member of the group (§6.3.2: non-blank leaf)."""
+
+
+class MembershipTagError(CryptoError):
+    """A PublicMessage's ``membership_tag`` did not verify (§6.2)."""
