@@ -47,3 +47,44 @@ class UnknownSenderError(ValidationError):
 
 class MembershipTagError(CryptoError):
     """A PublicMessage's ``membership_tag`` did not verify (§6.2)."""
+
+
+class WrongEpoch(ValidationError):
+    """A message is for an epoch other than the group's current one (§6: epoch check),
+    and no retained past epoch can read it (§14.3)."""
+
+
+class StaleCommit(WrongEpoch):
+    """A Commit for an epoch the group has already left: another Commit won the race (§14)."""
+
+
+class CommitConflict(MLSError):
+    """A Commit is already pending for this member: merge it, receive the winner, or discard it first."""
+
+
+class UnknownMember(ValidationError):
+    """A client identifier (or leaf index) does not name a current member of the group."""
+
+
+class UnknownIdentity(MLSError, KeyError):
+    """No identity (signature key pair) is stored under this client identifier."""
+
+
+class NoMatchingKeyPackage(ValidationError):
+    """A Welcome names none of this client's KeyPackages (§12.4.3.1)."""
+
+
+class MissingRatchetTree(ValidationError):
+    """A Welcome or GroupInfo has no ratchet_tree extension and no tree was supplied (§12.4.3.3)."""
+
+
+class MissingPSK(ValidationError):
+    """A PreSharedKeyID names a PSK this client does not hold (§8.4, §12.4.2)."""
+
+
+class GroupInactive(MLSError):
+    """The group can no longer be used by this member: it was removed, or a ReInit was committed (§11.2, §12.4.2)."""
+
+
+class StateFormatError(MLSError, ValueError):
+    """Stored group state is corrupt or of an unknown format version."""

@@ -1,0 +1,79 @@
+"""KeyPackage (RFC 9420 §10)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mls.wire.codec import Reader, WireStruct, Writer, open_enum
+from mls.wire.enums import CipherSuite, ProtocolVersion
+from mls.wire.extensions import Extension, read_extensions
+from mls.wire.tree import LeafNode
+
+__all__ = ["KeyPackage", "KeyPackageTBS"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPackage(WireStruct):
+    """§10 ``KeyPackage``; ``signature`` is SignWithLabel over ``KeyPackageTBS``.
+
+    ``version`` and ``cipher_suite`` are ``ProtocolVersion`` / ``CipherSuite``
+    members when known, plain ints otherwise (validation rejects them later).
+    """
+
+    version: int
+    cipher_suite: int
+    init_key: bytes
+    leaf_node: LeafNode
+    extensions: tuple[Extension, ...] = ()
+    signature: bytes = b""
+
+    def write_content(self, writer: Writer) -> None:
+        """Write the ``KeyPackageTBS`` fields (all but the signature)."""
+        writer.u16(self.version)
+        writer.u16(self.cipher_suite)
+        writer.opaque(self.init_key)
+        self.leaf_node.write(writer)
+        writer.structs(self.extensions)
+
+    def write(self, writer: Writer) -> None:
+        self.write_content(writer)
+        writer.opaque(self.signature)
+
+    @classmethod
+    def read_content(cls, reader: Reader) -> KeyPackage:
+        """Read the ``KeyPackageTBS`` fields; the signature is left empty."""
+        version = open_enum(ProtocolVersion, reader.u16("KeyPackage.version"))
+        cipher_suite = open_enum(CipherSuite, reader.u16("KeyPackage.cipher_suite"))
+        init_key = reader.opaque("KeyPackage.init_key")
+        leaf_node = LeafNode.read(reader)
+        return cls(version, cipher_suite, init_key, leaf_node, read_extensions(reader, "KeyPackage.extensions"))
+
+    @classmethod
+    def read(cls, reader: Reader) -> KeyPackage:
+        content = cls.read_content(reader)
+        signature = reader.opaque("KeyPackage.signature")
+        return cls(
+            content.version,
+            content.cipher_suite,
+            content.init_key,
+            content.leaf_node,
+            content.extensions,
+            signature,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPackageTBS(WireStruct):
+    """§10 ``KeyPackageTBS``: ``key_package`` without its signature.
+
+    ``key_package.signature`` is ignored when encoding and ``b""`` after decoding.
+    """
+
+    key_package: KeyPackage
+
+    def write(self, writer: Writer) -> None:
+        self.key_package.write_content(writer)
+
+    @classmethod
+    def read(cls, reader: Reader) -> KeyPackageTBS:
+        return cls(KeyPackage.read_content(reader))
