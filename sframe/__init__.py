@@ -1,1 +1,53 @@
 """SFrame (RFC 9605), sans-I/O."""
+
+from __future__ import annotations
+
+from .context import SFrameContext, UnprotectResult, derive_key_salt
+from .errors import (
+    AuthenticationFailure,
+    CounterExhausted,
+    InvalidParameter,
+    KeyManagementError,
+    MalformedHeader,
+    ReplayDetected,
+    SFrameError,
+    UnknownKID,
+    UnsupportedCipherSuite,
+)
+from .header import SFrameHeader, decode_header, encode_header
+from .mls_keys import MLSExporter, MLSKeyManager, MLSUnprotectResult, mls_kid
+from .ratchet import RatchetReceiver, RatchetSender, ratchet_base_key, sender_key_kid
+from .replay import ReplayWindow
+from .suites import CIPHER_SUITES, AesCtrHmac, CipherSuite, CipherSuiteParams, suite_params
+
+__all__ = [
+    "CIPHER_SUITES",
+    "AesCtrHmac",
+    "AuthenticationFailure",
+    "CipherSuite",
+    "CipherSuiteParams",
+    "CounterExhausted",
+    "InvalidParameter",
+    "KeyManagementError",
+    "MLSExporter",
+    "MLSKeyManager",
+    "MLSUnprotectResult",
+    "MalformedHeader",
+    "RatchetReceiver",
+    "RatchetSender",
+    "ReplayDetected",
+    "ReplayWindow",
+    "SFrameContext",
+    "SFrameError",
+    "SFrameHeader",
+    "UnknownKID",
+    "UnprotectResult",
+    "UnsupportedCipherSuite",
+    "decode_header",
+    "derive_key_salt",
+    "encode_header",
+    "mls_kid",
+    "ratchet_base_key",
+    "sender_key_kid",
+    "suite_params",
+]

@@ -1,0 +1,227 @@
+"""The SFrame context: keys by KID, key derivation, protect/unprotect
+(RFC 9605 §4.4, Appendix A).
+
+Each KID maps to a send key or a receive key, never both (§4.4.1).  The key
+and salt of a KID are derived once (§4.4.2) and its AEAD object is built
+once, so a frame costs one header encoding, one XOR and one AEAD call.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import NamedTuple
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
+
+from .errors import (
+    AuthenticationFailure,
+    CounterExhausted,
+    InvalidParameter,
+    KeyManagementError,
+    UnknownKID,
+)
+from .header import MAX_CTR, MAX_KID, decode_header
+from .replay import ReplayWindow
+from .suites import AEAD, CipherSuite, CipherSuiteParams, make_aead, suite_params
+
+_KEY_LABEL = b"SFrame 1.0 Secret key "
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_SALT_LABEL = b"SFrame 1.0 Secret salt "
+
+
+class UnprotectResult(NamedTuple):
+    """What :meth:`SFrameContext.unprotect` returns."""
+
+    kid: int
+    ctr: int
+    plaintext: bytes
+
+
+def derive_key_salt(cipher_suite: int, kid: int, base_key: bytes) -> tuple[bytes, bytes]:
+    """``derive_key_salt(KID, base_key)`` of RFC 9605 §4.4.2: ``(sframe_key, sframe_salt)``."""
+    params = suite_params(cipher_suite)
+    if not 0 <= kid <= MAX_KID:
+        raise InvalidParameter("KID must be in 0 .. 2^64-1")
+    if not isinstance(base_key, (bytes, bytearray)) or not base_key:
+        raise InvalidParameter("base_key must be non-empty bytes")
+    hash_ = params.hash()
+    secret = HKDF.extract(hash_, b"", bytes(base_key))
+    suffix = kid.to_bytes(8, "big") + int(params.suite).to_bytes(2, "big")
+    key = HKDFExpand(hash_, params.nk, _KEY_LABEL + suffix).derive(secret)
+    salt = HKDFExpand(params.hash(), params.nn, _SALT_LABEL + suffix).derive(secret)
+    return key, salt
+
+
+class _SendKey:
+    """Send state of one KID: AEAD, salt, header prefixes and the CTR source."""
+
+    __slots__ = ("aead", "salt", "counter", "small_headers", "ext_by_bits")
+
+    def __init__(self, aead: AEAD, salt: int, kid: int, initial_counter: int) -> None:
+        self.aead = aead
+        self.salt = salt
+        # itertools.count hands out each value once, atomically under the GIL,
+        # even if senders on several threads share a KID.
+        self.counter = itertools.count(initial_counter)
+        if kid < 8:
+            k_config, k_bytes = kid << 4, b""
+        else:
+            k_len = (kid.bit_length() + 7) >> 3
+            k_config, k_bytes = 0x80 | ((k_len - 1) << 4), kid.to_bytes(k_len, "big")
+        self.small_headers = tuple(bytes((k_config | c,)) + k_bytes for c in range(8))
+        # ext_by_bits[CTR.bit_length()] = (config byte || KID bytes, CTR length)
+        self.ext_by_bits = tuple(
+            (bytes((k_config | 0x08 | ((bits + 7) // 8 - 1),)) + k_bytes, (bits + 7) // 8)
+            for bits in range(4, 65))
+
+    def __repr__(self) -> str:
+        return "_SendKey(<secret>)"
+
+
+class _RecvKey:
+    """Receive state of one KID: AEAD, salt and the optional replay window."""
+
+    __slots__ = ("aead", "salt", "replay")
+
+    def __init__(self, aead: AEAD, salt: int, replay: ReplayWindow | None) -> None:
+        self.aead = aead
+        self.salt = salt
+        self.replay = replay
+
+    def __repr__(self) -> str:
+        return "_RecvKey(<secret>)"
+
+
+class SFrameContext:
+    """An SFrame context (RFC 9605 Appendix A): one cipher suite, keys by KID.
+
+    >>> ctx = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    >>> ctx.add_send_key(7, b"k" * 16)
+    >>> peer = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    >>> peer.add_recv_key(7, b"k" * 16)
+    >>> peer.unprotect(ctx.protect(7, b"frame", b"md"), b"md").plaintext
+    b'frame'
+
+    ``replay_window``: if set, each receive KID rejects a CTR it already
+    accepted or one ``replay_window`` or more below the highest accepted
+    (:class:`ReplayDetected`).  Off by default (§10.3 leaves it optional).
+    """
+
+    __slots__ = ("_params", "_send", "_recv", "_replay_window")
+
+    def __init__(self, cipher_suite: int = CipherSuite.AES_128_GCM_SHA256_128, *,
+                 replay_window: int | None = None) -> None:
+        self._params = suite_params(cipher_suite)
+        if replay_window is not None:
+            ReplayWindow(replay_window)  # validates the size
+        self._replay_window = replay_window
+        self._send: dict[int, _SendKey] = {}
+        self._recv: dict[int, _RecvKey] = {}
+
+    def __repr__(self) -> str:
+        return (f"SFrameContext({self._params.suite.name}, send_kids={len(self._send)}, "
+                f"recv_kids={len(self._recv)})")
+
+    @property
+    def cipher_suite(self) -> CipherSuite:
+        """The suite of every key in this context."""
+        return self._params.suite
+
+    @property
+    def params(self) -> CipherSuiteParams:
+        """The suite's constants (Nk, Nn, Nt, ...)."""
+        return self._params
+
+    @property
+    def send_kids(self) -> frozenset[int]:
+        """KIDs usable with :meth:`protect`."""
+        return frozenset(self._send)
+
+    @property
+    def recv_kids(self) -> frozenset[int]:
+        """KIDs accepted by :meth:`unprotect`."""
+        return frozenset(self._recv)
+
+    def _derive(self, kid: int, base_key: bytes) -> tuple[AEAD, int]:
+        if not isinstance(kid, int) or not 0 <= kid <= MAX_KID:
+            raise InvalidParameter("KID must be an integer in 0 .. 2^64-1")
+        key, salt = derive_key_salt(self._params.suite, kid, base_key)
+        return make_aead(self._params, key), int.from_bytes(salt, "big")
+
+    def add_send_key(self, kid: int, base_key: bytes, *, initial_counter: int = 0) -> None:
+        """Provision ``kid`` for sending (§4.4.1); its CTR starts at
+        ``initial_counter`` (0, or a value restored from storage, §10.1).
+
+        A KID can hold one send key: remove it first to replace it, and never
+        re-add the same ``base_key`` with a CTR already used.
+        """
+        if kid in self._recv or kid in self._send:
+            raise KeyManagementError(f"KID {kid:#x} is already provisioned")
+        if not isinstance(initial_counter, int) or not 0 <= initial_counter <= MAX_CTR:
+            raise InvalidParameter("initial_counter must be in 0 .. 2^64-1")
+        aead, salt = self._derive(kid, base_key)
+        self._send[kid] = _SendKey(aead, salt, kid, initial_counter)
+
+    def add_recv_key(self, kid: int, base_key: bytes) -> None:
+        """Provision (or replace) ``kid`` for receiving (§4.4.1)."""
+        if kid in self._send:
+            raise KeyManagementError(f"KID {kid:#x} is a send key; a key is never used both ways")
+        aead, salt = self._derive(kid, base_key)
+        replay = ReplayWindow(self._replay_window) if self._replay_window is not None else None
+        self._recv[kid] = _RecvKey(aead, salt, replay)
+
+    def remove_key(self, kid: int) -> None:
+        """Forget ``kid`` (send or receive); no error if it is unknown."""
+        self._send.pop(kid, None)
+        self._recv.pop(kid, None)
+
+    def protect(self, kid: int, plaintext: bytes, metadata: bytes = b"") -> bytes:
+        """SFrame ``encrypt`` (§4.4.3) with the next CTR of send key ``kid``.
+
+        Returns ``header || ciphertext || tag``.  The CTR is consumed before
+        encryption (store-before-use, §10.1), so it is never reused even if
+        encryption then fails.  :class:`UnknownKID` if ``kid`` has no send key,
+        :class:`CounterExhausted` once CTR 2^64-1 has been used.
+        """
+        try:
+            key = self._send[kid]
+        except KeyError:
+            raise UnknownKID(kid, "no send key for this KID") from None
+        ctr = next(key.counter)
+        if ctr < 8:
+            header = key.small_headers[ctr]
+        elif ctr <= MAX_CTR:
+            prefix, c_len = key.ext_by_bits[ctr.bit_length() - 4]
+            header = prefix + ctr.to_bytes(c_len, "big")
+        else:
+            raise CounterExhausted(f"KID {kid:#x} has used every CTR value")
+        nonce = (key.salt ^ ctr).to_bytes(12, "big")
+        return header + key.aead.encrypt(nonce, plaintext, header + metadata if metadata else header)
+
+    def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> UnprotectResult:
+        """SFrame ``decrypt`` (§4.4.4): ``(kid, ctr, plaintext)``.
+
+        Raises :class:`MalformedHeader`, :class:`UnknownKID` (no receive key:
+        the caller may buffer and retry), :class:`AuthenticationFailure` or
+        :class:`ReplayDetected`; nothing else for any byte string.
+        """
+        if type(ciphertext) is not bytes:
+            ciphertext = bytes(ciphertext)
+        kid, ctr, header_len = decode_header(ciphertext)
+        key = self._recv.get(kid)
+        if key is None:
+            raise UnknownKID(kid)
+        replay = key.replay
+        if replay is not None:
+            replay.check(ctr)
+        header = ciphertext[:header_len]
+        try:
+            plaintext = key.aead.decrypt((key.salt ^ ctr).to_bytes(12, "big"),
+                                         ciphertext[header_len:],
+                                         header + metadata if metadata else header)
+        except InvalidTag:
+            raise AuthenticationFailure("SFrame authentication failed") from None
+        if replay is not None:
+            replay.accept(ctr)
+        return _new_tuple(UnprotectResult, (kid, ctr, plaintext))

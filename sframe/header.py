@@ -1,0 +1,90 @@
+"""The SFrame header (RFC 9605 §4.3).
+
+Config byte ``X|KKK|Y|CCC`` followed by the KID and CTR as minimal-length
+big-endian integers.  Values 0-7 sit in the config byte itself.  Decoding is
+strict: a value carried in extra bytes must use the minimum number of bytes
+(so a value < 8 in an extended field, or a leading zero byte, is malformed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import InvalidParameter, MalformedHeader
+
+MAX_KID = (1 << 64) - 1
+MAX_CTR = (1 << 64) - 1
+
+
+def encode_field(value: int) -> tuple[int, bytes]:
+    """The 4-bit config nibble and the trailing bytes for one KID/CTR value."""
+    if value < 8:
+        return value, b""
+    length = (value.bit_length() + 7) >> 3
+    return 0x08 | (length - 1), value.to_bytes(length, "big")
+
+
+def encode_header(kid: int, ctr: int) -> bytes:
+    """Encode an SFrame header for ``kid`` and ``ctr`` (each 0 .. 2^64-1)."""
+    if not (0 <= kid <= MAX_KID and 0 <= ctr <= MAX_CTR):
+        raise InvalidParameter("KID and CTR must be in 0 .. 2^64-1")
+    k_nibble, k_bytes = encode_field(kid)
+    c_nibble, c_bytes = encode_field(ctr)
+    return bytes(((k_nibble << 4) | c_nibble,)) + k_bytes + c_bytes
+
+
+# _MIN_EXTENDED[n]: smallest value that needs an n-byte field (8 for n = 1).
+_MIN_EXTENDED = (0, 8) + tuple(1 << (8 * (n - 1)) for n in range(2, 9))
+
+
+def decode_header(data: bytes) -> tuple[int, int, int]:
+    """Parse the header at the start of ``data``: ``(kid, ctr, header_length)``.
+
+    Raises :class:`MalformedHeader` if ``data`` is empty, truncated or the
+    encoding is not minimal.
+    """
+    try:
+        config = data[0]
+    except IndexError:
+        raise MalformedHeader("empty SFrame ciphertext") from None
+    if config & 0x80:
+        kid_end = ((config >> 4) & 0x07) + 2
+        kid = int.from_bytes(data[1:kid_end], "big")
+        if kid < _MIN_EXTENDED[kid_end - 1]:
+            raise MalformedHeader("truncated or non-minimal KID")
+    else:
+        kid_end = 1
+        kid = config >> 4
+    if config & 0x08:
+        end = kid_end + (config & 0x07) + 1
+        ctr = int.from_bytes(data[kid_end:end], "big")
+        if ctr < _MIN_EXTENDED[end - kid_end]:
+            raise MalformedHeader("truncated or non-minimal CTR")
+    else:
+        end = kid_end
+        ctr = config & 0x07
+    if len(data) < end:
+        raise MalformedHeader("truncated SFrame header")
+    return kid, ctr, end
+
+
+@dataclass(frozen=True, slots=True)
+class SFrameHeader:
+    """An SFrame header: the KID and CTR of one SFrame ciphertext (§4.3)."""
+
+    kid: int
+    ctr: int
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.kid <= MAX_KID and 0 <= self.ctr <= MAX_CTR):
+            raise InvalidParameter("KID and CTR must be in 0 .. 2^64-1")
+
+    def encode(self) -> bytes:
+        """The wire encoding of this header."""
+        return encode_header(self.kid, self.ctr)
+
+    @classmethod
+    def decode(cls, data: bytes) -> tuple[SFrameHeader, int]:
+        """Parse the header at the start of ``data``: ``(header, length)``."""
+        kid, ctr, length = decode_header(data)
+        return cls(kid, ctr), length

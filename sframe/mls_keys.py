@@ -1,0 +1,359 @@
+"""SFrame keys from MLS (RFC 9605 §5.2).
+
+Each MLS epoch yields one ``base_key = MLS-Exporter("SFrame 1.0 Base Key",
+"", AEAD.Nk)`` shared by all members; members differ only by KID::
+
+    KID = (context << (S + E)) + (sender_index << E) + (epoch % (1 << E))
+
+Defaults: ``E = 4`` (16 epochs in flight, far more than the 4 retained) and
+``S`` derived per epoch from the group size as §5.2 prescribes (the smallest
+S with ``group_size <= 1 << S``), so any group size fits; pass ``index_bits``
+to fix S instead.  A group of 64 with context 0 gives 10-bit KIDs, a 3-byte
+header for CTR < 256.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from .context import SFrameContext
+from .errors import InvalidParameter, KeyManagementError, UnknownKID
+from .header import MAX_KID
+from .suites import CipherSuite
+
+BASE_KEY_LABEL = b"SFrame 1.0 Base Key"
+_new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+
+
+class MLSExporter(Protocol):
+    """Anything with the MLS exporter (RFC 9420 §8.5), e.g. an MLS group view.
+
+    ``export_secret`` may return the secret as bytes or an object with a
+    ``secret`` attribute (the MLS Web API's ``MLSExporterOutput``).
+    """
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> object: ...
+
+
+class MLSUnprotectResult(NamedTuple):
+    """A decrypted frame and the KID fields it was sent under."""
+
+    kid: int
+    ctr: int
+    plaintext: bytes
+    epoch: int
+    sender_index: int
+    context: int
+
+
+def mls_kid(epoch: int, sender_index: int, context: int, epoch_bits: int, index_bits: int) -> int:
+    """``KID = (context << (S + E)) + (sender_index << E) + (epoch % (1 << E))`` (§5.2)."""
+    if epoch < 0 or not 0 <= sender_index < (1 << index_bits) or context < 0:
+        raise InvalidParameter("sender index does not fit in S bits, or a negative field")
+    kid = (context << (index_bits + epoch_bits)) | (sender_index << epoch_bits) | (
+        epoch & ((1 << epoch_bits) - 1))
+    if kid > MAX_KID:
+        raise InvalidParameter("context too large: KID exceeds 64 bits")
+    return kid
+
+
+def index_bits_for(group_size: int) -> int:
+    """The smallest S with ``group_size <= 1 << S`` (§5.2)."""
+    return max(group_size - 1, 0).bit_length()
+
+
+@dataclass
+class _Epoch:
+    epoch: int
+    base_key: bytes = field(repr=False)
+    own_index: int
+    group_size: int
+    index_bits: int
+    superseded_at: float | None = None
+    recv_kids: set[int] = field(default_factory=set)
+    send_kids: dict[int, int] = field(default_factory=dict)  # context -> KID
+
+
+class MLSKeyManager:
+    """Per-member SFrame keys for an MLS group (RFC 9605 §5.2).
+
+    * :meth:`install_epoch` derives the epoch's base key; frames of every
+      other member in that epoch decrypt at once.  By default this member
+      also starts sending in the new epoch; with ``switch_sender=False`` it
+      keeps sending under its previous epoch until :meth:`switch_sender`
+      (a transition: receivers get the key before anyone sends with it).
+    * Past epochs stay decryptable while both fewer than ``retain_epochs``
+      newer epochs exist and at most ``retain_seconds`` have passed since the
+      next one was installed (``clock`` is injectable for tests).  An epoch is
+      dropped at once when a newer one shares its low E bits (§5.2 MUST).
+    * ``replay_window`` (off by default) enables per-KID anti-replay.
+
+    ``group_size`` is the number of leaves of the ratchet tree (any bound
+    above every leaf index in use).  A member's own KIDs are send-only.
+    """
+
+    def __init__(self, cipher_suite: int = CipherSuite.AES_128_GCM_SHA256_128, *,
+                 epoch_bits: int = 4, index_bits: int | None = None,
+                 retain_epochs: int = 4, retain_seconds: float = 10.0,
+                 replay_window: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not 1 <= epoch_bits <= 32:
+            raise InvalidParameter("epoch_bits must be in 1 .. 32")
+        if index_bits is not None and not 0 <= index_bits <= 64 - epoch_bits:
+            raise InvalidParameter("index_bits must be in 0 .. 64 - epoch_bits")
+        if retain_epochs < 0 or retain_epochs >= (1 << epoch_bits):
+            raise InvalidParameter("retain_epochs must be in 0 .. 2^epoch_bits - 1")
+        if retain_seconds < 0:
+            raise InvalidParameter("retain_seconds must be >= 0")
+        self._ctx = SFrameContext(cipher_suite, replay_window=replay_window)
+        self._epoch_bits = epoch_bits
+        self._epoch_mask = (1 << epoch_bits) - 1
+        self._index_bits = index_bits
+        self._retain_epochs = retain_epochs
+        self._retain_seconds = retain_seconds
+        self._clock = clock
+        self._epochs: dict[int, _Epoch] = {}  # by epoch % 2^E
+        self._newest: _Epoch | None = None
+        self._sending: _Epoch | None = None
+        self._send_generation = 0
+        self._seen_generation: dict[int, int] = {}
+        self._deadline: float | None = None  # when the oldest retained past epoch expires
+
+    def __repr__(self) -> str:
+        return (f"MLSKeyManager({self._ctx.cipher_suite.name}, epochs={self.epochs}, "
+                f"sending_epoch={self.sending_epoch})")
+
+    # -- configuration and state -------------------------------------------------
+
+    @property
+    def cipher_suite(self) -> CipherSuite:
+        return self._ctx.cipher_suite
+
+    @property
+    def epoch_bits(self) -> int:
+        """E: low epoch bits carried in each KID."""
+        return self._epoch_bits
+
+    @property
+    def epochs(self) -> tuple[int, ...]:
+        """Epochs whose frames currently decrypt, oldest first (after expiry)."""
+        self.expire()
+        return tuple(sorted(e.epoch for e in self._epochs.values()))
+
+    @property
+    def newest_epoch(self) -> int | None:
+        """The most recently installed epoch."""
+        return None if self._newest is None else self._newest.epoch
+
+    @property
+    def sending_epoch(self) -> int | None:
+        """The epoch :meth:`protect` encrypts under (None before the first)."""
+        return None if self._sending is None else self._sending.epoch
+
+    @property
+    def in_transition(self) -> bool:
+        """True while a newer epoch is installed but this member still sends
+        under an older one."""
+        return self._sending is not None and self._sending is not self._newest
+
+    @property
+    def send_key_generation(self) -> int:
+        """Incremented each time the sending epoch changes."""
+        return self._send_generation
+
+    def send_key_changed(self, context: int = 0) -> bool:
+        """True once per ``context`` after the sending key changed (and on the
+        first call): the sender should then force a keyframe (§7.2)."""
+        changed = self._seen_generation.get(context) != self._send_generation
+        self._seen_generation[context] = self._send_generation
+        return changed
+
+    def kid_for(self, epoch: int, sender_index: int, context: int = 0) -> int:
+        """The KID of ``sender_index`` in a retained ``epoch`` (§5.2)."""
+        state = self._epochs.get(epoch & self._epoch_mask)
+        if state is None or state.epoch != epoch:
+            raise KeyManagementError(f"epoch {epoch} is not retained")
+        return mls_kid(epoch, sender_index, context, self._epoch_bits, state.index_bits)
+
+    # -- key schedule ------------------------------------------------------------
+
+    def install_epoch(self, exporter: MLSExporter, epoch: int, own_index: int,
+                      group_size: int, *, switch_sender: bool = True) -> None:
+        """Install MLS ``epoch``: ``base_key = MLS-Exporter("SFrame 1.0 Base
+        Key", "", AEAD.Nk)`` (§5.2).
+
+        Receive keys of the new epoch are usable immediately.  With
+        ``switch_sender=False`` this member keeps sending under its current
+        epoch until :meth:`switch_sender` (it switches anyway if it had no
+        sending epoch, or if the current one is evicted by an E-bit collision).
+        Installing an already installed epoch with the same secret is a
+        no-op; an older epoch, or the same one with another secret, raises
+        :class:`KeyManagementError`.
+        """
+        if not isinstance(epoch, int) or epoch < 0:
+            raise InvalidParameter("epoch must be a non-negative integer")
+        if not isinstance(group_size, int) or group_size < 1:
+            raise InvalidParameter("group_size must be a positive integer")
+        if not isinstance(own_index, int) or not 0 <= own_index < group_size:
+            raise InvalidParameter("own_index must be in 0 .. group_size - 1")
+        if self._index_bits is None:
+            index_bits = index_bits_for(group_size)
+            if index_bits > 64 - self._epoch_bits:
+                raise InvalidParameter("group too large for the KID layout")
+        else:
+            index_bits = self._index_bits
+            if group_size > (1 << index_bits):
+                raise InvalidParameter(f"group_size {group_size} exceeds 2^{index_bits} (index_bits)")
+        nk = self._ctx.params.nk
+        secret = exporter.export_secret(BASE_KEY_LABEL, b"", nk)
+        base_key = bytes(getattr(secret, "secret", secret))  # type: ignore[call-overload]
+        if len(base_key) != nk:
+            raise KeyManagementError(f"exporter returned {len(base_key)} bytes, expected {nk}")
+
+        newest = self._newest
+        if newest is not None and epoch <= newest.epoch:
+            same = self._epochs.get(epoch & self._epoch_mask)
+            if (same is not None and same.epoch == epoch
+                    and hmac.compare_digest(same.base_key, base_key)):
+                return
+            raise KeyManagementError(f"epoch {epoch} is not newer than epoch {newest.epoch}")
+
+        now = self._clock()
+        slot = epoch & self._epoch_mask
+        evicted = self._epochs.get(slot)
+        if evicted is not None:  # §5.2: drop the old epoch with the same low E bits
+            self._drop(evicted)
+        sending = self._sending
+        if sending is not None and sending.epoch & self._epoch_mask == slot:
+            self._drop(sending)  # expired but still sending: its KIDs would collide
+        if newest is not None and newest.superseded_at is None:
+            newest.superseded_at = now
+        state = _Epoch(epoch, base_key, own_index, group_size, index_bits)
+        self._epochs[slot] = state
+        self._newest = state
+        if switch_sender or self._sending is None:
+            self._set_sending(state)
+        self.expire()
+
+    def switch_sender(self, epoch: int | None = None) -> None:
+        """End a transition: send under ``epoch`` (default: the newest).
+
+        Only a retained epoch not older than the current sending one may be
+        chosen; the switch is counted by :meth:`send_key_changed`.
+        """
+        if self._newest is None:
+            raise KeyManagementError("no epoch installed")
+        target = self._newest if epoch is None else self._epochs.get(epoch & self._epoch_mask)
+        if target is None or (epoch is not None and target.epoch != epoch):
+            raise KeyManagementError(f"epoch {epoch} is not retained")
+        if self._sending is not None and target.epoch < self._sending.epoch:
+            raise KeyManagementError("cannot switch the sender back to an older epoch")
+        self._set_sending(target)
+
+    def expire(self) -> None:
+        """Drop past epochs outside the retention count or time window.
+
+        The epoch this member is sending under is kept for sending (its
+        receive keys follow the window like any other).
+        """
+        newest = self._newest
+        if newest is None:
+            return
+        now = self._clock()
+        deadline: float | None = None
+        for state in list(self._epochs.values()):
+            if state is newest or state.superseded_at is None:
+                continue
+            expires = state.superseded_at + self._retain_seconds
+            if newest.epoch - state.epoch > self._retain_epochs or now > expires:
+                self._drop(state, keep_sending=state is self._sending)
+            elif deadline is None or expires < deadline:
+                deadline = expires
+        self._deadline = deadline
+
+    def _drop(self, state: _Epoch, *, keep_sending: bool = False) -> None:
+        """Forget ``state``'s receive keys; its send keys too unless this
+        member still sends under it (``keep_sending``)."""
+        for kid in state.recv_kids:
+            self._ctx.remove_key(kid)
+        state.recv_kids.clear()
+        slot = state.epoch & self._epoch_mask
+        if self._epochs.get(slot) is state:
+            del self._epochs[slot]
+        if keep_sending:
+            return
+        self._release_send_keys(state)
+        if self._sending is state:
+            self._sending = None
+            if self._newest is not None and self._newest is not state:
+                self._set_sending(self._newest)
+
+    def _release_send_keys(self, state: _Epoch) -> None:
+        for kid in state.send_kids.values():
+            self._ctx.remove_key(kid)
+        state.send_kids.clear()
+
+    def _set_sending(self, state: _Epoch) -> None:
+        previous = self._sending
+        if previous is state:
+            return
+        self._sending = state
+        self._send_generation += 1
+        if previous is not None and self._epochs.get(previous.epoch & self._epoch_mask) is not previous:
+            self._release_send_keys(previous)  # an expired epoch kept only for sending
+
+    # -- frames ------------------------------------------------------------------
+
+    def protect(self, plaintext: bytes, metadata: bytes = b"", *, context: int = 0) -> bytes:
+        """Encrypt a frame of this member under the sending epoch.
+
+        ``context`` (§5.2) tells apart this member's uncoordinated streams
+        (e.g. audio 0, video 1): each is its own KID with its own CTR.
+        :class:`KeyManagementError` before the first epoch.
+        """
+        state = self._sending
+        if state is None:
+            raise KeyManagementError("no sending epoch installed")
+        kid = state.send_kids.get(context)
+        if kid is None:
+            kid = mls_kid(state.epoch, state.own_index, context, self._epoch_bits, state.index_bits)
+            self._ctx.add_send_key(kid, state.base_key)
+            state.send_kids[context] = kid
+        return self._ctx.protect(kid, plaintext, metadata)
+
+    def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> MLSUnprotectResult:
+        """Decrypt a frame of another member.
+
+        :class:`UnknownKID` if its epoch is not installed (yet) or was
+        dropped, or its sender index is this member's own or beyond the
+        group; otherwise as :meth:`SFrameContext.unprotect`.
+        """
+        if self._deadline is not None and self._clock() > self._deadline:
+            self.expire()
+        try:
+            kid, ctr, plaintext = self._ctx.unprotect(ciphertext, metadata)
+        except UnknownKID as exc:
+            self._provision(exc.kid)  # first frame of this KID, or raises UnknownKID
+            kid, ctr, plaintext = self._ctx.unprotect(ciphertext, metadata)
+        state = self._epochs[kid & self._epoch_mask]
+        rest = kid >> self._epoch_bits
+        return _new_tuple(MLSUnprotectResult, (
+            kid, ctr, plaintext, state.epoch, rest & ((1 << state.index_bits) - 1),
+            rest >> state.index_bits))
+
+    def _provision(self, kid: int) -> None:
+        """Add the receive key of ``kid`` if its epoch and sender are valid."""
+        state = self._epochs.get(kid & self._epoch_mask)
+        if state is None:
+            raise UnknownKID(kid, "no retained MLS epoch for this KID")
+        index = (kid >> self._epoch_bits) & ((1 << state.index_bits) - 1)
+        if index >= state.group_size:
+            raise UnknownKID(kid, "sender index outside the group")
+        if index == state.own_index:
+            raise UnknownKID(kid, "this member's own KID is send-only")
+        self._ctx.add_recv_key(kid, state.base_key)
+        state.recv_kids.add(kid)
