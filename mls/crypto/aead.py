@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Callable, Union
 
 from cryptography.exceptions import InvalidTag
@@ -27,7 +26,8 @@ _ALGORITHMS: dict[int, tuple[Callable[[bytes], _Cipher], int]] = {
 class Aead:
     """One AEAD algorithm: key length ``Nk``, nonce length ``Nn`` (12), tag 16 bytes.
 
-    Cipher objects are cached per key: MLS reuses a key for many messages (§9).
+    No cipher object is cached: secret-tree keys are used for one message and
+    must then be deleted (§9.2), so a cache would only keep them alive.
     """
 
     Nn = 12
@@ -36,7 +36,7 @@ class Aead:
     def __init__(self, aead_id: int) -> None:
         factory, self.Nk = _ALGORITHMS[aead_id]
         self.aead_id = aead_id
-        self._cipher: Callable[[bytes], _Cipher] = lru_cache(maxsize=1024)(factory)
+        self._cipher = factory
 
     def _load(self, key: bytes, nonce: bytes) -> _Cipher:
         if len(key) != self.Nk or len(nonce) != self.Nn:

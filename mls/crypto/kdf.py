@@ -35,7 +35,13 @@ class Kdf:
         return self.mac(salt, ikm)
 
     def expand(self, prk: bytes, info: bytes, length: int) -> bytes:
-        """HKDF-Expand(PRK, info, L) (RFC 5869 §2.3)."""
+        """HKDF-Expand(PRK, info, L) (RFC 5869 §2.3).
+
+        For L <= Nh the output is T(1) = HMAC(PRK, info || 0x01) truncated,
+        computed directly: that is every MLS key-schedule and secret-tree step.
+        """
+        if 0 < length <= self.Nh:
+            return self.mac(prk, info + b"\x01")[:length]
         try:
             return HKDFExpand(self.algorithm, length, info).derive(prk)
         except ValueError as exc:
