@@ -1,0 +1,163 @@
+"""The aiortc 1.16 seams SFrame hooks into, per instance (never process-wide).
+
+aiortc has no encoded-transform API, so this module (the only one that
+touches aiortc internals) hooks three private places, all per object:
+
+* **send**: ``RTCRtpSender._next_encoded_frame`` is shadowed on the sender
+  *instance*; before each frame it makes sure the sender's encoder slot
+  (``_RTCRtpSender__encoder``, filled lazily from ``get_encoder`` as
+  imported in ``aiortc.rtcrtpsender``) holds an encoder built by ``wrap``.
+  The wrapper then sees each whole encoded frame once, before
+  packetization (``Vp8Encoder._packetize`` / ``H264Encoder._packetize``,
+  shadowed on that encoder instance; Opus returns whole packets).
+* **receive**: the receiver's ``_RTCRtpReceiver__decoder_queue`` attribute
+  is replaced by a forwarder.  ``_handle_rtp_packet`` puts each whole
+  depacketized frame (``JitterFrame``) there, on the event loop; the
+  forwarder decrypts it *before* it reaches the decoder thread, whose own
+  queue is unchanged.  Nothing of ours runs in that thread, so a decrypt
+  failure cannot kill it (it dies on anything but ``av.FFmpegError``).
+* **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
+  the receiver send a PLI with its next RTP packet (video only), exactly as
+  after a decoder error.
+
+Other senders and receivers in the process are untouched.
+:func:`check_aiortc` refuses any aiortc but 1.16.x, or one lacking a seam.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpsender
+from aiortc.codecs import H264Encoder, Vp8Encoder
+from aiortc.codecs.base import Encoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from .errors import AlreadyProtected, UnsupportedAiortc
+
+SUPPORTED_AIORTC = "1.16."
+
+_SENDER_ENCODER = "_RTCRtpSender__encoder"
+_RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
+_RECEIVER_ERROR = "_RTCRtpReceiver__decoder_error"
+_RECEIVER_KIND = "_RTCRtpReceiver__kind"
+
+#: ``wrap(encoder, codec)``: the encoder the sender will use instead.
+EncoderWrapper = Callable[[Encoder, RTCRtpCodecParameters], Encoder]
+#: ``handle(codec, frame)``: decrypt ``frame.data`` in place; False drops it.
+FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], bool]
+
+
+def check_aiortc() -> None:
+    """Raise :class:`UnsupportedAiortc` unless aiortc 1.16 with our seams."""
+    version = getattr(aiortc, "__version__", "unknown")
+    if not version.startswith(SUPPORTED_AIORTC):
+        raise UnsupportedAiortc(
+            f"media.sframe hooks aiortc {SUPPORTED_AIORTC}x internals; found aiortc {version}"
+        )
+    missing = [
+        name
+        for owner, name in (
+            (RTCRtpSender, "_next_encoded_frame"),
+            (Vp8Encoder, "_packetize"),
+            (H264Encoder, "_packetize"),
+            (rtcrtpsender, "get_encoder"),
+        )
+        if not hasattr(owner, name)
+    ]
+    if missing:
+        raise UnsupportedAiortc(f"aiortc {version} lacks the seams {missing}")
+
+
+def _require(obj: object, name: str) -> Any:
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        raise UnsupportedAiortc(f"{type(obj).__name__} has no {name}") from None
+
+
+def is_hooked(obj: object) -> bool:
+    """True once :func:`hook_sender` or :func:`hook_receiver` ran on ``obj``."""
+    return bool(getattr(obj, "_sframe_hooked", False))
+
+
+def _mark(obj: object) -> None:
+    if is_hooked(obj):
+        raise AlreadyProtected(f"SFrame is already attached to this {type(obj).__name__}")
+    obj._sframe_hooked = True  # type: ignore[attr-defined]
+
+
+def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper, is_wrapped: Callable[[Encoder], bool]) -> None:
+    """Make every encoder of ``sender`` (current or future) ``wrap(encoder, codec)``."""
+    check_aiortc()
+    _require(sender, _SENDER_ENCODER)
+    _mark(sender)
+    original = RTCRtpSender._next_encoded_frame.__get__(sender)
+
+    async def next_encoded_frame(codec: RTCRtpCodecParameters) -> Any:
+        encoder = getattr(sender, _SENDER_ENCODER)
+        if encoder is None or not is_wrapped(encoder):
+            inner = encoder if encoder is not None else rtcrtpsender.get_encoder(codec)
+            setattr(sender, _SENDER_ENCODER, wrap(inner, codec))
+        return await original(codec)
+
+    sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+
+
+def shadow_packetize(encoder: Encoder, packetize: Callable[..., list[bytes]]) -> Callable[..., list[bytes]]:
+    """Shadow ``encoder._packetize`` on this instance; returns the original."""
+    original: Callable[..., list[bytes]] = _require(encoder, "_packetize")
+    encoder._packetize = packetize  # type: ignore[attr-defined]
+    return original
+
+
+class _DecryptingQueue:
+    """Stands in for the receiver's decoder queue: ``put`` (event loop side)
+    forwards what ``handle`` keeps to the original queue, ``get`` (decoder
+    thread side) reads from it."""
+
+    def __init__(self, target: queue.Queue[Any], handle: FrameHandler) -> None:
+        self._target = target
+        self._handle = handle
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None:  # None is the receiver's stop sentinel
+            codec, frame = item
+            if not self._handle(codec, frame):
+                return
+        self._target.put(item, block, timeout)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        """The decoder thread's end (it gets this object if hooked before
+        ``receive()`` started the thread, the original queue otherwise)."""
+        return self._target.get(block, timeout)
+
+
+def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> None:
+    """Run ``handle(codec, frame)`` on every frame before ``receiver`` decodes it."""
+    check_aiortc()
+    if is_hooked(receiver):
+        raise AlreadyProtected("SFrame is already attached to this RTCRtpReceiver")
+    target = _require(receiver, _RECEIVER_QUEUE)
+    error = _require(receiver, _RECEIVER_ERROR)
+    if not isinstance(target, queue.Queue) or not isinstance(error, threading.Event):
+        raise UnsupportedAiortc("RTCRtpReceiver decoder queue has an unexpected shape")
+    _mark(receiver)
+    setattr(receiver, _RECEIVER_QUEUE, _DecryptingQueue(target, handle))
+
+
+def receiver_kind(receiver: RTCRtpReceiver) -> str:
+    """``'audio'`` or ``'video'`` (RTCRtpReceiver keeps it private)."""
+    kind: str = _require(receiver, _RECEIVER_KIND)
+    return kind
+
+
+def request_keyframe(receiver: RTCRtpReceiver) -> None:
+    """Have ``receiver`` send a PLI with its next RTP packet (video only)."""
+    event: threading.Event = getattr(receiver, _RECEIVER_ERROR)
+    event.set()

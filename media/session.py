@@ -1,0 +1,212 @@
+"""One member's SFrame media session: MLS-keyed SFrame on aiortc peers.
+
+:class:`SFrameSession` wraps an ``sframe.MLSKeyManager`` (RFC 9605 §5.2)
+for use from aiortc, where encoders run in executor threads and decryption
+on the event loop: every key manager call goes through one lock, so
+``(key, KID, CTR)`` is never reused by two threads (RFC 9605 §9.1).  Once
+a manager is handed to a session, change its keys through the session.
+
+Key schedule (RFC 9605 §5.2, §7.2):
+
+* :meth:`SFrameSession.install_epoch` installs a new MLS epoch as soon as
+  its commit is processed: frames of that epoch decrypt at once, but this
+  member keeps *sending* under the previous epoch;
+* the sender switches only through a transition: :meth:`switch_sender`
+  (e.g. once the delivery service confirmed the commit) or
+  ``install_epoch(..., switch_after=seconds)``; the first epoch is used for
+  sending at once.  Each protected video sender forces a keyframe after
+  every switch.
+
+Attaching to aiortc (per object; unprotected peers in the same process are
+untouched)::
+
+    session = SFrameSession(MLSKeyManager())
+    session.install_epoch(group, epoch, own_index, group_size)
+    pc.addTrack(track)
+    peer = session.protect_peer_connection(pc)   # before negotiation
+    ...
+    peer.stats()      # per sender / receiver / peer counters
+
+or :meth:`SFrameSession.protect_sender` / :meth:`protect_receiver` for
+single objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from sframe import KeyManagementError, MLSExporter, MLSKeyManager, MLSUnprotectResult
+
+from . import seams
+from .stats import PeerStats
+from .transform import SFrameReceiverTransform, SFrameSenderTransform
+
+logger = logging.getLogger(__name__)
+
+
+class SealedFrame(NamedTuple):
+    """What :meth:`SFrameSession.protect` returns."""
+
+    ciphertext: bytes
+    epoch: int
+    generation: int
+
+
+class SFrameSession:
+    """Thread-safe MLS SFrame keys plus the transforms that use them."""
+
+    def __init__(
+        self,
+        key_manager: MLSKeyManager,
+        *,
+        pli_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        seams.check_aiortc()
+        self._km = key_manager
+        self._lock = threading.Lock()
+        self._pli_interval = pli_interval
+        self._clock = clock
+        self._switch_timer: asyncio.TimerHandle | None = None
+        self._last_rekey: float | None = None
+
+    def __repr__(self) -> str:
+        return f"SFrameSession({self._km!r})"
+
+    # -- keys ------------------------------------------------------------------
+
+    @property
+    def sending_epoch(self) -> int | None:
+        with self._lock:
+            return self._km.sending_epoch
+
+    @property
+    def newest_epoch(self) -> int | None:
+        with self._lock:
+            return self._km.newest_epoch
+
+    @property
+    def send_key_generation(self) -> int:
+        with self._lock:
+            return self._km.send_key_generation
+
+    @property
+    def last_rekey(self) -> float | None:
+        """Wall-clock time of the last change of this member's sending key."""
+        return self._last_rekey
+
+    def install_epoch(
+        self,
+        exporter: MLSExporter,
+        epoch: int,
+        own_index: int,
+        group_size: int,
+        *,
+        switch_after: float | None = None,
+    ) -> None:
+        """Install MLS ``epoch`` for receiving now; send under it after the
+        transition (:meth:`switch_sender`, or ``switch_after`` seconds)."""
+        with self._lock:
+            before = self._km.send_key_generation
+            self._km.install_epoch(exporter, epoch, own_index, group_size, switch_sender=False)
+            if self._km.send_key_generation != before:
+                self._last_rekey = time.time()
+        if switch_after is not None:
+            self._cancel_timer()
+            loop = asyncio.get_running_loop()
+            self._switch_timer = loop.call_later(switch_after, self._timed_switch, epoch)
+
+    def _timed_switch(self, epoch: int) -> None:
+        self._switch_timer = None
+        with self._lock:
+            if self._km.sending_epoch is not None and self._km.sending_epoch >= epoch:
+                return
+        try:
+            self.switch_sender(epoch)
+        except KeyManagementError as exc:  # the epoch was evicted meanwhile
+            logger.warning("SFrame: timed switch to epoch %d skipped: %s", epoch, exc)
+
+    def _cancel_timer(self) -> None:
+        if self._switch_timer is not None:
+            self._switch_timer.cancel()
+            self._switch_timer = None
+
+    def switch_sender(self, epoch: int | None = None) -> None:
+        """End the transition: send under ``epoch`` (default: the newest)."""
+        with self._lock:
+            before = self._km.send_key_generation
+            self._km.switch_sender(epoch)
+            if self._km.send_key_generation != before:
+                self._last_rekey = time.time()
+
+    def protect(self, plaintext: bytes, metadata: bytes, context: int) -> SealedFrame:
+        """SFrame-protect under the sending epoch (any thread)."""
+        with self._lock:
+            ciphertext = self._km.protect(plaintext, metadata, context=context)
+            epoch = self._km.sending_epoch
+            generation = self._km.send_key_generation
+        assert epoch is not None  # protect() raised otherwise
+        return SealedFrame(ciphertext, epoch, generation)
+
+    def unprotect(self, ciphertext: bytes, metadata: bytes) -> MLSUnprotectResult:
+        """SFrame-unprotect a frame of another member (any thread)."""
+        with self._lock:
+            return self._km.unprotect(ciphertext, metadata)
+
+    def close(self) -> None:
+        """Cancel a pending timed switch."""
+        self._cancel_timer()
+
+    # -- attaching -------------------------------------------------------------
+
+    def protect_sender(self, sender: RTCRtpSender, *, context: int = 0) -> SFrameSenderTransform:
+        """Seal every frame ``sender`` sends; ``context`` is the KID context
+        (RFC 9605 §5.2) of this stream."""
+        return SFrameSenderTransform(sender, self, context=context)
+
+    def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
+        """Open every frame ``receiver`` receives before it is decoded."""
+        return SFrameReceiverTransform(
+            receiver, self, pli_interval=self._pli_interval, clock=self._clock
+        )
+
+    def protect_peer_connection(self, pc: RTCPeerConnection) -> PeerProtection:
+        """Protect every sender and receiver of ``pc``, including receivers
+        of transceivers a later offer creates (its ``track`` event)."""
+        return PeerProtection(self, pc)
+
+
+class PeerProtection:
+    """The transforms of one RTCPeerConnection, and their stats."""
+
+    def __init__(self, session: SFrameSession, pc: RTCPeerConnection) -> None:
+        self._session = session
+        self._pc = pc
+        self.senders: list[SFrameSenderTransform] = []
+        self.receivers: list[SFrameReceiverTransform] = []
+        self.update()
+        pc.on("track", lambda track: self.update())
+
+    def update(self) -> None:
+        """Protect transceivers added since the last call (idempotent)."""
+        mine = {id(t.sender) for t in self.senders} | {id(t.receiver) for t in self.receivers}
+        for transceiver in self._pc.getTransceivers():
+            if id(transceiver.sender) not in mine:
+                self.senders.append(self._session.protect_sender(transceiver.sender))
+            if id(transceiver.receiver) not in mine:
+                self.receivers.append(self._session.protect_receiver(transceiver.receiver))
+
+    def stats(self) -> PeerStats:
+        return PeerStats(
+            senders=tuple(t.stats() for t in self.senders),
+            receivers=tuple(t.stats() for t in self.receivers),
+            sending_epoch=self._session.sending_epoch,
+            newest_epoch=self._session.newest_epoch,
+            last_rekey=self._session.last_rekey,
+        )

@@ -1,0 +1,248 @@
+"""SFrame transforms on real aiortc senders/receivers, without a network.
+
+Frames go through the sender's own ``_next_encoded_frame`` (track -> hooked
+encoder -> RTP payloads), are depacketized with aiortc's ``depayload`` and
+handed to the receiver's hooked decoder queue, then decoded by aiortc's
+decoders: every step is aiortc's code except the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import queue
+from collections.abc import Callable
+
+import aiortc
+import pytest
+from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs import depayload, get_decoder
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from media import AlreadyProtected, FailureKind, SFrameSession, UnsupportedAiortc
+from media.framing import FrameCodec, frame_codec, is_keyframe
+from media.tracks import PatternVideoTrack, ToneAudioTrack
+from sframe import MLSKeyManager
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+H264 = RTCRtpCodecParameters(
+    mimeType="video/H264",
+    clockRate=90000,
+    payloadType=99,
+    parameters={"packetization-mode": "1", "profile-level-id": "42e01f"},
+)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
+
+
+class FakeDtlsTransport:
+    """Just enough of RTCDtlsTransport to construct senders and receivers."""
+
+    state = "new"
+
+
+class Exporter:
+    """Stand-in MLS exporter: a deterministic secret per (seed, epoch)."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed = seed
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        return hashlib.shake_256(self.seed + b"|" + label + b"|" + context).digest(length)
+
+
+def member(own_index: int, epoch: int = 1, seed: bytes = b"group", **kwargs) -> SFrameSession:
+    session = SFrameSession(MLSKeyManager(), **kwargs)
+    session.install_epoch(Exporter(seed + bytes([epoch])), epoch, own_index, 2)
+    return session
+
+
+def track_for(codec: RTCRtpCodecParameters) -> MediaStreamTrack:
+    return ToneAudioTrack() if codec is OPUS else PatternVideoTrack(64, 48)
+
+
+async def send_frames(sender: RTCRtpSender, codec: RTCRtpCodecParameters, count: int) -> list[JitterFrame]:
+    """``count`` encoded frames as the remote jitter buffer would emit them."""
+    frames: list[JitterFrame] = []
+    while len(frames) < count:
+        encoded = await sender._next_encoded_frame(codec)
+        if encoded is None:
+            continue
+        if codec is OPUS:  # one Opus packet per RTP packet, each a frame
+            frames += [JitterFrame(p, encoded.timestamp) for p in encoded.payloads]
+        else:
+            data = b"".join(depayload(codec, p) for p in encoded.payloads)
+            frames.append(JitterFrame(data, encoded.timestamp))
+    return frames
+
+
+def feed(receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters, frames: list[JitterFrame]) -> list[JitterFrame]:
+    """Put frames where aiortc puts them; return what reaches the decoder."""
+    inner: queue.Queue = queue.Queue()
+    hooked = receiver._RTCRtpReceiver__decoder_queue
+    target, hooked._target = hooked._target, inner
+    try:
+        for frame in frames:
+            receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))
+    finally:
+        hooked._target = target
+    out = []
+    while not inner.empty():
+        out.append(inner.get_nowait()[1])
+    return out
+
+
+@pytest.mark.parametrize("codec", [VP8, H264, OPUS], ids=["vp8", "h264", "opus"])
+async def test_frames_are_sealed_then_opened_and_decoded(codec: RTCRtpCodecParameters) -> None:
+    alice, bob = member(0), member(1)
+    sender = RTCRtpSender(track_for(codec), FakeDtlsTransport())
+    sending = alice.protect_sender(sender)
+    receiver = RTCRtpReceiver(codec.mimeType.split("/")[0], FakeDtlsTransport())
+    receiving = bob.protect_receiver(receiver)
+
+    frames = await send_frames(sender, codec, 8)
+    wire = [f.data for f in frames]
+    delivered = feed(receiver, codec, frames)
+    assert len(delivered) == 8
+    # what travelled is not what the decoder got: every frame was sealed
+    assert all(f.data != w for f, w in zip(delivered, wire))
+
+    decoder = get_decoder(codec)
+    decoded = sum(len(decoder.decode(f)) for f in delivered)
+    assert decoded >= 6
+
+    sent, received = sending.stats(), receiving.stats()
+    assert sent.frames_encrypted == received.frames_decrypted == 8
+    assert sent.epoch == received.epoch == 1
+    assert received.failures_total == 0
+    if codec is not OPUS:
+        assert is_keyframe(frame_codec(codec.mimeType), delivered[0].data)
+        assert sent.keyframes_encrypted == received.keyframes_decrypted >= 1
+    sender.replaceTrack(None)
+
+
+async def test_rekey_transition_keyframe_and_no_failures() -> None:
+    alice, bob = member(0), member(1)
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    sending = alice.protect_sender(sender)
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    receiving = bob.protect_receiver(receiver)
+    epoch2 = Exporter(b"group" + bytes([2]))
+
+    before = feed(receiver, VP8, await send_frames(sender, VP8, 4))
+    # commit processed: both install epoch 2 for receiving; alice still sends epoch 1
+    bob.install_epoch(epoch2, 2, 1, 2)
+    alice.install_epoch(epoch2, 2, 0, 2)
+    during = feed(receiver, VP8, await send_frames(sender, VP8, 3))
+    assert receiving.stats().frames_by_epoch == {1: 7}
+    assert alice.sending_epoch == 1 and alice.newest_epoch == 2
+
+    alice.switch_sender()  # the transition ends
+    after = feed(receiver, VP8, await send_frames(sender, VP8, 4))
+    assert len(before) + len(during) + len(after) == 11
+    assert is_keyframe(FrameCodec.VP8, after[0].data)  # first frame of epoch 2
+    assert not any(is_keyframe(FrameCodec.VP8, f.data) for f in during + after[1:])
+
+    stats = receiving.stats()
+    assert stats.failures_total == 0
+    assert stats.frames_by_epoch == {1: 7, 2: 4}
+    assert stats.keyframes_by_epoch[2] == 1
+    assert stats.epoch == 2 and stats.last_rekey is not None
+    sent = sending.stats()
+    assert sent.epoch == 2 and sent.keyframes_forced == 2 and sent.last_rekey is not None
+    assert alice.last_rekey is not None
+    decoder = get_decoder(VP8)
+    assert sum(len(decoder.decode(f)) for f in before + during + after) == 11
+
+
+async def test_failures_are_counted_by_kind_and_keyframe_requests_rate_limited() -> None:
+    now = [100.0]
+    alice = member(0)
+    stranger = member(0, seed=b"other group")  # same epoch, wrong key
+    future = member(0, epoch=3)  # an epoch bob does not have
+    bob = member(1, pli_interval=1.0, clock=lambda: now[0])
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    receiving = bob.protect_receiver(receiver)
+    pli = receiver._RTCRtpReceiver__decoder_error
+
+    wrong = await send_frames(_protected_sender(stranger), VP8, 3)
+    unknown = await send_frames(_protected_sender(future), VP8, 2)
+    good = await send_frames(_protected_sender(alice), VP8, 2)
+
+    assert feed(receiver, VP8, wrong[:1]) == []
+    assert pli.is_set()  # first failure: keyframe request at once
+    pli.clear()
+    assert feed(receiver, VP8, wrong[1:] + unknown + [JitterFrame(b"", 0)]) == []
+    assert not pli.is_set()  # rate-limited: same second
+    stats = receiving.stats()
+    assert stats.failures == {
+        FailureKind.AUTHENTICATION: 3,
+        FailureKind.UNKNOWN_KID: 2,
+        FailureKind.REPLAY: 0,
+        FailureKind.MALFORMED: 1,
+    }
+    assert stats.keyframe_requests == 1 and stats.frames_decrypted == 0
+
+    now[0] += 1.5
+    delivered = feed(receiver, VP8, good)  # recovery: the decoder missed frames
+    assert [f.data[:3] for f in delivered] == [f.data[:3] for f in good]
+    assert pli.is_set() and receiving.stats().keyframe_requests == 2
+    assert receiving.stats().frames_decrypted == 2
+
+
+def _protected_sender(session: SFrameSession) -> RTCRtpSender:
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    session.protect_sender(sender)
+    return sender
+
+
+async def test_audio_receiver_never_requests_keyframes() -> None:
+    bob = member(1)
+    receiver = RTCRtpReceiver("audio", FakeDtlsTransport())
+    receiving = bob.protect_receiver(receiver)
+    assert feed(receiver, OPUS, [JitterFrame(b"\x01\x02", 0)] * 3) == []
+    assert not receiver._RTCRtpReceiver__decoder_error.is_set()
+    assert receiving.stats().failures_total == 3
+    assert receiving.stats().keyframe_requests == 0
+
+
+async def test_hooks_are_per_instance() -> None:
+    alice = member(0)
+    protected = RTCRtpSender("video", FakeDtlsTransport())
+    plain = RTCRtpSender("video", FakeDtlsTransport())
+    alice.protect_sender(protected)
+    assert "_next_encoded_frame" in vars(protected)
+    assert "_next_encoded_frame" not in vars(plain)
+    assert RTCRtpSender._next_encoded_frame is not protected._next_encoded_frame
+    plain_receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    protected_receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    alice.protect_receiver(protected_receiver)
+    assert isinstance(plain_receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
+    assert not isinstance(protected_receiver._RTCRtpReceiver__decoder_queue, queue.Queue)
+    with pytest.raises(AlreadyProtected):
+        alice.protect_sender(protected)
+    with pytest.raises(AlreadyProtected):
+        alice.protect_receiver(protected_receiver)
+
+
+async def test_other_aiortc_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(aiortc, "__version__", "1.17.0")
+    with pytest.raises(UnsupportedAiortc):
+        SFrameSession(MLSKeyManager())
+
+
+async def test_timed_transition_switches_sender() -> None:
+    alice = member(0)
+    alice.install_epoch(Exporter(b"group" + bytes([2])), 2, 0, 2, switch_after=0.01)
+    assert alice.sending_epoch == 1
+    await _until(lambda: alice.sending_epoch == 2)
+    assert alice.last_rekey is not None
+
+
+async def _until(predicate: Callable[[], bool], bound: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
