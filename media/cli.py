@@ -14,6 +14,7 @@ import sys
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("media.demo", "run the end-to-end demo"),
+    "serve": ("signaling.cli", "run the signaling server and MLS delivery service"),
 }
 
 

@@ -1,0 +1,95 @@
+"""``mlscall serve``: run the signaling server and MLS delivery service.
+
+On start it prints one line ``listening on http://HOST:PORT`` to stdout
+(``--port 0`` picks a free port). The token secret lives in ``--secret-file``
+(default: the database path plus ``.secret``), created on first run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_STATIC_DIR, ServerConfig
+from .server import start_server
+
+_DEFAULTS = ServerConfig()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``mlscall serve`` to ``parser``."""
+    parser.add_argument("--host", default=_DEFAULTS.host,
+                        help="address to bind (default %(default)s)")
+    parser.add_argument("--port", type=int, default=_DEFAULTS.port,
+                        help="TCP port, 0 for any free one (default %(default)s)")
+    parser.add_argument("--db", type=Path, default=Path(str(_DEFAULTS.db_path)),
+                        help="SQLite database file (default %(default)s)")
+    parser.add_argument("--db-sync", choices=("normal", "full"), default="normal",
+                        help="SQLite synchronous mode under WAL: normal survives a process kill, "
+                             "full also power loss (default %(default)s)")
+    parser.add_argument("--secret-file", type=Path, default=None,
+                        help="token secret file, created on first run (default: DB path + .secret)")
+    parser.add_argument("--static", type=Path, default=DEFAULT_STATIC_DIR,
+                        help="directory served as the static root (default: the repository's web/)")
+    parser.add_argument("--no-token-endpoint", action="store_true",
+                        help="disable POST /token (otherwise on when --host is loopback, "
+                             "and answered for loopback peers only)")
+    parser.add_argument("--max-message-bytes", type=int, default=_DEFAULTS.max_message_bytes)
+    parser.add_argument("--rate", type=float, default=_DEFAULTS.rate_per_second,
+                        help="frames per second per connection (default %(default)s)")
+    parser.add_argument("--burst", type=int, default=_DEFAULTS.rate_burst,
+                        help="frames a connection may send at once (default %(default)s)")
+    parser.add_argument("--max-rooms", type=int, default=_DEFAULTS.max_rooms)
+    parser.add_argument("--max-participants", type=int, default=_DEFAULTS.max_participants)
+    parser.add_argument("--max-key-packages", type=int, default=_DEFAULTS.max_key_packages)
+    parser.add_argument("--log-level", default="info",
+                        choices=("debug", "info", "warning", "error"))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    return ServerConfig(
+        host=args.host, port=args.port, db_path=args.db, db_synchronous=args.db_sync,
+        secret_file=args.secret_file or Path(f"{args.db}.secret"),
+        token_endpoint=_is_loopback(args.host) and not args.no_token_endpoint,
+        static_dir=args.static, max_message_bytes=args.max_message_bytes,
+        rate_per_second=args.rate, rate_burst=args.burst, max_rooms=args.max_rooms,
+        max_participants=args.max_participants, max_key_packages=args.max_key_packages)
+
+
+async def _serve(config: ServerConfig) -> None:
+    running = await start_server(config)
+    print(f"listening on {running.url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await running.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        print(f"mlscall serve: {err}", file=sys.stderr)
+        return 2
+    asyncio.run(_serve(config))
+    return 0

@@ -1,0 +1,60 @@
+"""Server configuration: every limit the signaling server enforces, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: The repository's browser client, served as the static root when it has files.
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    """Settings of one signaling server (CLI flags map one to one onto these fields).
+
+    ``secret`` signs room tokens. When it is ``None`` the server loads it from
+    ``secret_file`` or, when that file does not exist yet, generates 32 random
+    bytes and persists them there (mode 0600). With neither, a fresh secret
+    lives only as long as the process.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db_path: Path | str = "mlscall.db"
+    #: SQLite ``synchronous`` mode with WAL: "NORMAL" survives a process kill
+    #: (SIGKILL), "FULL" also survives power loss at the cost of an fsync per commit.
+    db_synchronous: str = "NORMAL"
+    secret: bytes | None = field(default=None, repr=False)
+    secret_file: Path | str | None = None
+    #: POST /token mints tokens for anyone who can reach it: a development
+    #: convenience, only ever answered for loopback peers.
+    token_endpoint: bool = True
+    static_dir: Path | str | None = DEFAULT_STATIC_DIR
+
+    # Limits (each violation gets a typed error reply, see docs/protocol.md).
+    max_message_bytes: int = 256 * 1024
+    rate_per_second: float = 200.0
+    rate_burst: int = 400
+    max_rooms: int = 1000
+    max_participants: int = 100
+    max_key_packages: int = 64
+    join_timeout: float = 10.0
+    #: Frames waiting for a slow reader before its connection is closed.
+    max_queued_frames: int = 10_000
+    #: Requests waiting for a room's sequencer before new ones are refused.
+    max_pending_per_room: int = 4096
+    heartbeat: float | None = 30.0
+    default_token_ttl: int = 3600
+    max_token_ttl: int = 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.db_synchronous.upper() not in ("NORMAL", "FULL"):
+            raise ValueError("db_synchronous must be NORMAL or FULL")
+        self.db_synchronous = self.db_synchronous.upper()
+        for name in ("max_message_bytes", "rate_burst", "max_rooms", "max_participants",
+                     "max_key_packages", "max_queued_frames", "max_pending_per_room"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.rate_per_second <= 0 or self.join_timeout <= 0:
+            raise ValueError("rate_per_second and join_timeout must be positive")

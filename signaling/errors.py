@@ -1,0 +1,58 @@
+"""Every error the signaling server replies with, and the exceptions carrying them.
+
+The server raises :class:`SignalingError` inside a request handler; the
+dispatcher turns it into an ``error`` frame (docs/protocol.md, "Errors"). The
+client raises the same class when an ``error`` frame answers one of its
+requests. Messages never carry payloads, tokens or secrets.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    """The ``code`` field of an ``error`` frame."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_TYPE = "unknown_type"
+    UNSUPPORTED_VERSION = "unsupported_version"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    UNAUTHORIZED = "unauthorized"
+    TOKEN_INVALID = "token_invalid"
+    TOKEN_EXPIRED = "token_expired"
+    WRONG_ROOM = "wrong_room"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    ROOM_FULL = "room_full"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    TOO_MANY_KEY_PACKAGES = "too_many_key_packages"
+    CONFLICT = "conflict"
+    WRONG_GROUP = "wrong_group"
+    NO_GROUP = "no_group"
+    NOT_FOUND = "not_found"
+    NOT_CONNECTED = "not_connected"
+    REPLACED = "replaced"
+    CLOSED = "closed"
+    INTERNAL = "internal"
+
+
+class SignalingError(Exception):
+    """A refused request: a machine-readable ``code``, a human ``message`` and extra fields.
+
+    ``details`` holds the extra fields of the error frame, e.g. ``{"epoch": 5}``
+    for a :attr:`ErrorCode.CONFLICT`.
+    """
+
+    def __init__(self, code: ErrorCode | str, message: str, **details: Any) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = ErrorCode(code) if code in ErrorCode._value2member_map_ else code
+        self.message = message
+        self.details = details
+
+
+class TokenError(SignalingError):
+    """A room token is missing, malformed, forged, expired or for another room."""

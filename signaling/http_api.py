@@ -1,0 +1,116 @@
+"""The HTTP side of the server: health, development tokens, the KeyPackage directory.
+
+- ``GET /healthz``: liveness and counts.
+- ``POST /token``: mint a room token. A development convenience: enabled by
+  ``ServerConfig.token_endpoint`` and answered only for loopback peers.
+- ``POST /rooms/{room}/keypackages`` and
+  ``POST /rooms/{room}/keypackages/{identity}/claim``: the same directory as the
+  WebSocket requests, authorized by ``Authorization: Bearer <room token>``.
+
+Errors are JSON bodies ``{"type": "error", "code", "message", ...}``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from . import protocol as p
+from .errors import ErrorCode, SignalingError
+
+if TYPE_CHECKING:
+    from .server import SignalingServer
+
+_STATUS = {
+    ErrorCode.BAD_JSON: 400,
+    ErrorCode.BAD_MESSAGE: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.TOKEN_INVALID: 401,
+    ErrorCode.TOKEN_EXPIRED: 401,
+    ErrorCode.WRONG_ROOM: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.TOO_MANY_KEY_PACKAGES: 409,
+}
+
+
+def _error_response(err: SignalingError) -> web.Response:
+    body = {"type": p.ERROR, "code": str(err.code), "message": err.message, **err.details}
+    return web.json_response(body, status=_STATUS.get(err.code, 400))
+
+
+def _is_loopback(remote: str | None) -> bool:
+    try:
+        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise SignalingError(ErrorCode.BAD_JSON, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "the body must be a JSON object")
+    return body
+
+
+def add_http_routes(app: web.Application, server: SignalingServer) -> None:
+    """Register the HTTP endpoints of ``server`` on ``app``."""
+
+    def bearer_identity(request: web.Request, room: str) -> str:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise SignalingError(ErrorCode.UNAUTHORIZED, "an Authorization: Bearer room token is required")
+        return server.tokens.verify(token.strip(), room).identity
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "protocol": p.PROTOCOL_VERSION,
+                                  "rooms": len(server.rooms), "connections": len(server.connections)})
+
+    async def token(request: web.Request) -> web.Response:
+        cfg = server.config
+        if not cfg.token_endpoint or not _is_loopback(request.remote):
+            return web.json_response({"type": p.ERROR, "code": "forbidden",
+                                      "message": "the token endpoint answers loopback clients only"},
+                                     status=403)
+        try:
+            body = await _json_body(request)
+            room = p.validate_room(body.get("room"))
+            identity = p.validate_identity(body.get("identity"))
+            ttl = p.int_field(body, "ttl", required=False) or cfg.default_token_ttl
+            if not 0 < ttl <= cfg.max_token_ttl:
+                raise SignalingError(ErrorCode.BAD_MESSAGE, f"ttl must be 1..{cfg.max_token_ttl} seconds")
+        except SignalingError as err:
+            return _error_response(err)
+        minted = server.tokens.mint(room, identity, ttl)
+        claims = server.tokens.verify(minted, room)
+        return web.json_response({"token": minted, "room": room, "identity": identity,
+                                  "expires": claims.expires})
+
+    async def publish(request: web.Request) -> web.Response:
+        try:
+            room = p.validate_room(request.match_info["room"])
+            identity = bearer_identity(request, room)
+            body = await _json_body(request)
+            stored, available = await server.publish_key_packages(room, identity, body.get("key_packages"))
+        except SignalingError as err:
+            return _error_response(err)
+        return web.json_response({"stored": stored, "available": available})
+
+    async def claim(request: web.Request) -> web.Response:
+        try:
+            room = p.validate_room(request.match_info["room"])
+            bearer_identity(request, room)
+            target, key_package = await server.claim_key_package(room, request.match_info["identity"])
+        except SignalingError as err:
+            return _error_response(err)
+        return web.json_response({"identity": target, "key_package": p.b64encode(key_package)})
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/token", token)
+    app.router.add_post("/rooms/{room}/keypackages", publish)
+    app.router.add_post("/rooms/{room}/keypackages/{identity}/claim", claim)

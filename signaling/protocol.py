@@ -1,0 +1,138 @@
+"""The signaling wire protocol, version 1 (docs/protocol.md is its specification).
+
+Frames are WebSocket text frames holding one JSON object each. MLS bytes
+(KeyPackages, commits, proposals, Welcomes, PrivateMessages, group ids) travel
+as standard base64 strings in the fields listed in :data:`BINARY_FIELDS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+
+from .errors import ErrorCode, SignalingError
+
+PROTOCOL_VERSION = 1
+#: WebSocket subprotocol the server offers (clients may omit it).
+SUBPROTOCOL = "mlscall.v1"
+
+# Requests a client sends (each answered by an ``ack`` or an ``error`` frame).
+JOIN = "join"
+LEAVE = "leave"
+KEYPACKAGE_PUBLISH = "keypackage.publish"
+KEYPACKAGE_CLAIM = "keypackage.claim"
+COMMIT = "commit"
+PROPOSAL = "proposal"
+APPLICATION = "application"
+OFFER = "offer"
+ANSWER = "answer"
+CANDIDATE = "candidate"
+#: WebRTC signaling kinds relayed verbatim between two participants.
+RELAY_TYPES = frozenset({OFFER, ANSWER, CANDIDATE})
+
+# Frames the server sends.
+ACK = "ack"
+ERROR = "error"
+PRESENCE = "presence"
+WELCOME = "welcome"
+
+#: Fields whose values are base64 strings on the wire and bytes in Python.
+BINARY_FIELDS = frozenset({"group_id", "commit", "proposal", "welcome", "ciphertext",
+                           "key_package"})
+
+_ROOM_RE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
+_MAX_IDENTITY = 128
+_MAX_REQUEST_ID = 64
+
+
+def validate_room(room: object) -> str:
+    """``room`` if it is 1-64 characters of ``[A-Za-z0-9._~-]``."""
+    if not isinstance(room, str) or not _ROOM_RE.fullmatch(room):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "room must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+    return room
+
+
+def validate_identity(identity: object) -> str:
+    """``identity`` if it is 1-128 printable characters."""
+    if not isinstance(identity, str) or not 0 < len(identity) <= _MAX_IDENTITY or not identity.isprintable():
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "identity must be 1-128 printable characters")
+    return identity
+
+
+def b64decode_field(message: dict[str, Any], name: str) -> bytes:
+    """The bytes of the base64 field ``name`` of ``message`` (non-empty)."""
+    value = message.get(name)
+    if not isinstance(value, str) or not value:
+        raise SignalingError(ErrorCode.BAD_MESSAGE, f"field {name!r} must be a non-empty base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, f"field {name!r} is not valid base64") from None
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def int_field(message: dict[str, Any], name: str, *, required: bool = True) -> int | None:
+    """The non-negative integer field ``name`` (``None`` when optional and absent)."""
+    value = message.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**62:
+        raise SignalingError(ErrorCode.BAD_MESSAGE, f"field {name!r} must be a non-negative integer")
+    return value
+
+
+def request_id(message: dict[str, Any]) -> int | str | None:
+    """The request ``id`` echoed as ``re`` in the reply (an int or a short string)."""
+    rid = message.get("id")
+    if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return rid
+    if isinstance(rid, str) and len(rid) <= _MAX_REQUEST_ID:
+        return rid
+    raise SignalingError(ErrorCode.BAD_MESSAGE, "id must be an integer or a string of at most 64 characters")
+
+
+def parse_frame(text: str) -> dict[str, Any]:
+    """One client frame as a dict, checking the JSON shape and the protocol version."""
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise SignalingError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
+    if not isinstance(message, dict):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "a frame must be a JSON object")
+    version = message.get("v", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        raise SignalingError(ErrorCode.UNSUPPORTED_VERSION,
+                             f"this server speaks protocol version {PROTOCOL_VERSION}",
+                             supported=[PROTOCOL_VERSION])
+    if not isinstance(message.get("type"), str):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "field 'type' must be a string")
+    return message
+
+
+def dump_frame(frame: dict[str, Any]) -> str:
+    """Compact JSON of a frame whose values are already wire-ready (base64 strings)."""
+    return json.dumps(frame, separators=(",", ":"))
+
+
+def decode_binary_fields(frame: dict[str, Any]) -> dict[str, Any]:
+    """``frame`` with every :data:`BINARY_FIELDS` value turned from base64 into bytes (client side)."""
+    for name in BINARY_FIELDS.intersection(frame):
+        value = frame[name]
+        if isinstance(value, str):
+            try:
+                frame[name] = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise SignalingError(ErrorCode.BAD_MESSAGE, f"field {name!r} is not valid base64") from None
+    return frame
+
+
+def encode_binary_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``fields`` with every bytes value turned into base64 (client side)."""
+    return {k: b64encode(v) if isinstance(v, (bytes, bytearray, memoryview)) else v
+            for k, v in fields.items()}

@@ -1,0 +1,127 @@
+"""Live rooms: who is connected, each member's ordered outbound queue, the sequencer's work."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from .ratelimit import TokenBucket
+from .store import AppendRequest
+
+logger = logging.getLogger("signaling")
+
+#: WebSocket close codes of the application range (RFC 6455 §7.4.2).
+CLOSE_REPLACED = 4001
+CLOSE_SLOW_CONSUMER = 4008
+CLOSE_JOIN_TIMEOUT = 4009
+
+
+@dataclass(eq=False, slots=True)
+class Member:
+    """One WebSocket connection; a room member once it has joined.
+
+    Every frame for this connection (replies and pushed events) goes through
+    ``queue``, written by one writer task, so the member sees frames in the
+    order the server produced them.
+    """
+
+    ws: web.WebSocketResponse
+    bucket: TokenBucket
+    max_queued: int
+    identity: str | None = None
+    room: Room | None = None
+    queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
+    closing: bool = False
+    join_deadline: asyncio.TimerHandle | None = None
+    _close_task: asyncio.Task[None] | None = None
+
+    def send(self, text: str) -> None:
+        """Queue one frame; a member too slow to drain its queue is disconnected."""
+        if self.closing:
+            return
+        if self.queue.qsize() >= self.max_queued:
+            logger.warning("closing slow consumer %s in room %s", self.identity,
+                           self.room.name if self.room else None)
+            self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
+            return
+        self.queue.put_nowait(text)
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection after the frames already queued."""
+        if self.closing:
+            return
+        self.closing = True
+        self.queue.put_nowait(None)
+        self._close_task = asyncio.ensure_future(self._close_after_flush(code, reason))
+
+    async def _close_after_flush(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self.queue.join(), timeout=5.0)
+        except TimeoutError:
+            pass
+        await self.ws.close(code=code, message=reason.encode())
+
+    async def run_writer(self) -> None:
+        """Write queued frames until ``None`` or a dead socket."""
+        while True:
+            text = await self.queue.get()
+            try:
+                if text is None:
+                    return
+                if not self.ws.closed:
+                    await self.ws.send_str(text)
+            except (ConnectionError, RuntimeError):
+                self.closing = True
+            finally:
+                self.queue.task_done()
+
+
+@dataclass(eq=False, slots=True)
+class Append:
+    """A request waiting for the room's sequencer to append it to the log."""
+
+    member: Member
+    rid: Any
+    request: AppendRequest
+
+
+@dataclass(eq=False, slots=True)
+class Admission:
+    """A join waiting for the sequencer, so that catch-up and live fan-out meet without gap or overlap."""
+
+    member: Member
+    rid: Any
+    identity: str
+    since: int | None
+    epoch: int | None
+    done: asyncio.Future[None]
+
+
+@dataclass(eq=False, slots=True)
+class Room:
+    """The members connected to one room (one MLS group) and the work its sequencer has queued.
+
+    One sequencer task per room takes ``pending`` in order: each run of
+    consecutive :class:`Append` items becomes one store transaction, and the
+    resulting entries are fanned out in ``seq`` order before the next item.
+    """
+
+    name: str
+    members: dict[str, Member] = field(default_factory=dict)
+    pending: deque[Append | Admission] = field(default_factory=deque)
+    wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    sequencer: asyncio.Task[None] | None = None
+
+    def submit(self, item: Append | Admission) -> None:
+        self.pending.append(item)
+        self.wakeup.set()
+
+    def broadcast(self, text: str, *, exclude: Member | None = None) -> None:
+        for member in tuple(self.members.values()):
+            if member is not exclude:
+                member.send(text)

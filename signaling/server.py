@@ -1,0 +1,507 @@
+"""The signaling server and MLS delivery service (aiohttp).
+
+One WebSocket per participant carries requests (each answered by ``ack`` or
+``error``) and pushed events. The delivery service keeps, per room (one MLS
+group), a log of accepted messages numbered by ``seq``: commits sequenced one
+per epoch (RFC 9420 §14, the delivery service's ordering role), proposals,
+Welcomes routed to the member they add (§12.4.3.1) and application messages
+(PrivateMessage, §6.3). One sequencer task per room takes the room's
+requests in arrival order, writes each run of them in one store transaction
+(group commit), then fans the entries out in ``seq`` order and acknowledges:
+every accepted message is durable in the :class:`~signaling.store.Store`
+before its ``ack`` is sent, and every member receives a room's log entries in
+one order. Joins pass through the same sequencer, so a joiner's catch-up and
+the live fan-out meet without gap or duplicate.
+
+The server handles MLS messages as opaque bytes. ``group_id`` and ``epoch``
+come from the request envelope; once ``mls.wire`` offers ``MLSMessage.decode``
+the server may read them from the PublicMessage header instead (§6.2) and
+refuse envelopes that disagree.
+
+Logging records types, rooms, identities, sequence numbers and sizes only:
+never a payload, a token or the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import protocol as p
+from .config import ServerConfig
+from .errors import ErrorCode, SignalingError
+from .http_api import add_http_routes
+from .ratelimit import TokenBucket
+from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, Admission, Append, Member, Room
+from .sqlite_store import SQLiteStore
+from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, LogEntry, Outcome,
+                    ProposalRequest, Store, WelcomeRecord)
+from .tokens import TokenAuthority, load_or_create_secret
+
+logger = logging.getLogger("signaling")
+
+Handler = Callable[[Member, Any, dict[str, Any]], Awaitable[None]]
+
+#: Most requests one store transaction takes (group commit).
+_MAX_BATCH = 256
+
+#: The field of an event frame that carries the entry's MLS bytes.
+_BODY_FIELD = {
+    EntryKind.COMMIT: "commit",
+    EntryKind.PROPOSAL: "proposal",
+    EntryKind.WELCOME: "welcome",
+    EntryKind.APPLICATION: "ciphertext",
+}
+
+
+def event_frame(entry: LogEntry) -> str:
+    """The event frame pushing one log entry to a member."""
+    frame: dict[str, Any] = {"type": entry.kind.value, "seq": entry.seq, "from": entry.sender,
+                             "epoch": entry.epoch}
+    if entry.group_id is not None:
+        frame["group_id"] = p.b64encode(entry.group_id)
+    frame[_BODY_FIELD[entry.kind]] = p.b64encode(entry.body)
+    return p.dump_frame(frame)
+
+
+def resolve_secret(config: ServerConfig) -> bytes:
+    """The token secret: given, loaded from (or created in) ``secret_file``, or ephemeral."""
+    if config.secret is not None:
+        return config.secret
+    if config.secret_file is not None:
+        return load_or_create_secret(config.secret_file)
+    logger.warning("no token secret file: tokens will not outlive this process")
+    return secrets.token_bytes(32)
+
+
+class SignalingServer:
+    """Rooms, the delivery service and the WebRTC relay behind one aiohttp application."""
+
+    def __init__(self, config: ServerConfig, store: Store | None = None,
+                 tokens: TokenAuthority | None = None) -> None:
+        self.config = config
+        self.store: Store = store or SQLiteStore(config.db_path, synchronous=config.db_synchronous)
+        self.tokens = tokens or TokenAuthority(resolve_secret(config))
+        self.rooms: dict[str, Room] = {}
+        self.connections: set[Member] = set()
+        self._handlers: dict[str, Handler] = {
+            p.JOIN: self._on_join,
+            p.LEAVE: self._on_leave,
+            p.KEYPACKAGE_PUBLISH: self._on_keypackage_publish,
+            p.KEYPACKAGE_CLAIM: self._on_keypackage_claim,
+            p.COMMIT: self._on_commit,
+            p.PROPOSAL: self._on_proposal,
+            p.APPLICATION: self._on_application,
+            **{kind: self._on_relay for kind in p.RELAY_TYPES},
+        }
+
+    # -- application -----------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        """The aiohttp application: /ws, the HTTP API (signaling.http_api) and static files."""
+        app = web.Application(client_max_size=self.config.max_message_bytes)
+        app.router.add_get("/ws", self.handle_ws)
+        add_http_routes(app, self)
+        static = Path(self.config.static_dir) if self.config.static_dir else None
+        if static is not None and static.is_dir() and any(static.iterdir()):
+            app.router.add_static("/", static, show_index=False, follow_symlinks=False)
+        app.on_startup.append(self._startup)
+        app.on_shutdown.append(self._shutdown)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    async def _startup(self, _app: web.Application) -> None:
+        await self.store.open()
+
+    async def _shutdown(self, _app: web.Application) -> None:
+        for member in tuple(self.connections):
+            await member.ws.close(code=1001, message=b"server shutdown")
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        for room in tuple(self.rooms.values()):
+            if room.sequencer is not None:
+                room.sequencer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await room.sequencer
+        await self.store.close()
+
+    # -- one WebSocket connection ----------------------------------------------------------
+
+    async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+        cfg = self.config
+        # Frames up to twice the limit get a too_large reply; larger ones close with 1009.
+        ws = web.WebSocketResponse(protocols=(p.SUBPROTOCOL,), heartbeat=cfg.heartbeat,
+                                   max_msg_size=2 * cfg.max_message_bytes)
+        await ws.prepare(request)
+        member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames)
+        self.connections.add(member)
+        writer = asyncio.create_task(member.run_writer())
+        member.join_deadline = asyncio.get_running_loop().call_later(
+            cfg.join_timeout, self._join_deadline_passed, member)
+        try:
+            async for msg in ws:
+                if msg.type is WSMsgType.TEXT:
+                    await self._handle_text(member, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    self._error(member, None, SignalingError(
+                        ErrorCode.BAD_MESSAGE, "protocol version 1 uses text frames only"))
+                else:
+                    break
+        finally:
+            member.join_deadline.cancel()
+            self._depart(member)
+            self.connections.discard(member)
+            if not member.closing:
+                member.closing = True
+                member.queue.put_nowait(None)
+            try:
+                await asyncio.wait_for(writer, timeout=5.0)
+            except (TimeoutError, ConnectionError):
+                writer.cancel()
+        return ws
+
+    def _join_deadline_passed(self, member: Member) -> None:
+        if member.identity is None and not member.closing:
+            self._error(member, None, SignalingError(ErrorCode.UNAUTHORIZED,
+                                                     "no join request within the join timeout"))
+            member.close(CLOSE_JOIN_TIMEOUT, "join timeout")
+
+    async def _handle_text(self, member: Member, text: str) -> None:
+        limit = self.config.max_message_bytes
+        if not member.bucket.allow():
+            self._error(member, None, SignalingError(
+                ErrorCode.RATE_LIMITED, "too many frames; slow down",
+                rate_per_second=self.config.rate_per_second))
+            return
+        if len(text) > limit or (4 * len(text) > limit and len(text.encode()) > limit):
+            self._error(member, None, SignalingError(
+                ErrorCode.TOO_LARGE, f"frames are limited to {limit} bytes", limit=limit))
+            return
+        try:
+            message = p.parse_frame(text)
+            rid = p.request_id(message)
+        except SignalingError as err:
+            self._error(member, None, err)
+            return
+        kind = message["type"]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            self._error(member, rid, SignalingError(ErrorCode.UNKNOWN_TYPE, "unknown message type"))
+            return
+        if member.identity is None and kind != p.JOIN:
+            self._error(member, rid, SignalingError(ErrorCode.NOT_JOINED, "join a room first"))
+            return
+        logger.debug("frame %s (%d bytes) from %s", kind, len(text), member.identity)
+        try:
+            await handler(member, rid, message)
+        except SignalingError as err:
+            self._error(member, rid, err)
+        except Exception:
+            logger.exception("internal error while handling a %s request", kind)
+            self._error(member, rid, SignalingError(ErrorCode.INTERNAL, "internal server error"))
+
+    # -- replies ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _ack(member: Member, rid: Any, **fields: Any) -> None:
+        member.send(p.dump_frame({"type": p.ACK, "re": rid, **fields}))
+
+    @staticmethod
+    def _error(member: Member, rid: Any, err: SignalingError) -> None:
+        frame = {"type": p.ERROR, "re": rid, "code": str(err.code), "message": err.message,
+                 **err.details}
+        member.send(p.dump_frame(frame))
+
+    def _presence(self, room: Room, member: Member, event: str) -> None:
+        room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": event,
+                                     "identity": member.identity}), exclude=member)
+
+    # -- rooms and their sequencers --------------------------------------------------------
+
+    def _room(self, name: str) -> Room:
+        """The live room ``name``, created with its sequencer task when absent."""
+        room = self.rooms.get(name)
+        if room is None:
+            if len(self.rooms) >= self.config.max_rooms:
+                raise SignalingError(ErrorCode.TOO_MANY_ROOMS, "the server has reached its room limit",
+                                     limit=self.config.max_rooms)
+            room = self.rooms[name] = Room(name)
+            room.sequencer = asyncio.create_task(self._sequence(room))
+        return room
+
+    def _submit(self, room: Room, item: Append | Admission) -> None:
+        if len(room.pending) >= self.config.max_pending_per_room:
+            raise SignalingError(ErrorCode.RATE_LIMITED, "the room is busy; retry later")
+        room.submit(item)
+
+    async def _sequence(self, room: Room) -> None:
+        """Work through ``room.pending`` in order; end (dropping the room) once it is idle and empty."""
+        while True:
+            if not room.pending:
+                if not room.members:
+                    if self.rooms.get(room.name) is room:
+                        del self.rooms[room.name]
+                    return
+                room.wakeup.clear()
+                await room.wakeup.wait()
+                continue
+            item = room.pending.popleft()
+            if isinstance(item, Admission):
+                await self._run_admission(room, item)
+                continue
+            batch = [item]
+            while room.pending and isinstance(room.pending[0], Append) and len(batch) < _MAX_BATCH:
+                batch.append(room.pending.popleft())  # type: ignore[arg-type]
+            try:
+                results = await self.store.append(room.name, [a.request for a in batch])
+            except Exception:
+                logger.exception("store append failed in room %s (%d requests)", room.name, len(batch))
+                for append in batch:
+                    self._error(append.member, append.rid,
+                                SignalingError(ErrorCode.INTERNAL, "internal server error"))
+                continue
+            for append, result in zip(batch, results):
+                self._deliver(room, append, result)
+
+    def _deliver(self, room: Room, append: Append, result: AppendResult) -> None:
+        """Fan out one durable result and answer its sender."""
+        request, member = append.request, append.member
+        kind = type(request).__name__
+        if result.outcome is not Outcome.ACCEPTED:
+            logger.info("%s refused room=%s epoch=%d outcome=%s", kind, room.name, request.epoch,
+                        result.outcome.value)
+            self._error(member, append.rid, self._refusal(result))
+            return
+        first, *welcomes = result.entries
+        if isinstance(request, ApplicationRequest):
+            room.broadcast(event_frame(first), exclude=member)
+            self._ack(member, append.rid, seq=first.seq)
+            logger.debug("application room=%s seq=%d size=%d", room.name, first.seq, len(first.body))
+            return
+        room.broadcast(event_frame(first))
+        for entry in welcomes:
+            recipient = room.members.get(entry.recipient or "")
+            if recipient is not None:
+                recipient.send(event_frame(entry))
+        self._ack(member, append.rid, seq=first.seq, epoch=result.epoch)
+        logger.info("%s accepted room=%s epoch=%d seq=%d size=%d welcomes=%d", kind, room.name,
+                    request.epoch, first.seq, len(first.body), len(welcomes))
+
+    # -- join and leave --------------------------------------------------------------------
+
+    async def _on_join(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        if member.identity is not None or member.room is not None:
+            raise SignalingError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
+        name = p.validate_room(msg.get("room"))
+        claims = self.tokens.verify(msg.get("token"), name)
+        since = p.int_field(msg, "since", required=False)
+        epoch = p.int_field(msg, "epoch", required=False)
+        room = self._room(name)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(room, Admission(member, rid, claims.identity, since, epoch, done))
+        await done
+
+    async def _run_admission(self, room: Room, item: Admission) -> None:
+        try:
+            await self._admit(room, item)
+        except SignalingError as err:
+            item.done.set_exception(err)
+        except Exception:
+            logger.exception("join failed in room %s", room.name)
+            item.done.set_exception(SignalingError(ErrorCode.INTERNAL, "internal server error"))
+        else:
+            item.done.set_result(None)
+
+    async def _admit(self, room: Room, item: Admission) -> None:
+        """Register a member (in the sequencer, between batches) and queue ack, backlog, presence."""
+        member, identity = item.member, item.identity
+        previous = room.members.get(identity)
+        if previous is None and len(room.members) >= self.config.max_participants:
+            raise SignalingError(ErrorCode.ROOM_FULL, "the room is full",
+                                 limit=self.config.max_participants)
+        if item.since is None and item.epoch is None:
+            # A newcomer: replay from its latest Welcome, if one is waiting for it.
+            welcome_seq = await self.store.latest_welcome_seq(room.name, identity)
+            backlog = [] if welcome_seq is None else await self.store.read_log(
+                room.name, identity, after_seq=welcome_seq - 1)
+        else:
+            backlog = await self.store.read_log(room.name, identity, after_seq=item.since or 0,
+                                                min_epoch=item.epoch)
+        state = await self.store.group_state(room.name)
+        if member.closing or member.ws.closed:
+            raise SignalingError(ErrorCode.CLOSED, "the connection closed while joining")
+        if previous is not None:
+            self._error(previous, None, SignalingError(ErrorCode.REPLACED,
+                                                       "a newer connection joined as this identity"))
+            previous.close(CLOSE_REPLACED, "replaced")
+        if member.join_deadline is not None:
+            member.join_deadline.cancel()
+        member.identity, member.room = identity, room
+        room.members[identity] = member
+        self._ack(member, item.rid, protocol=p.PROTOCOL_VERSION, room=room.name, identity=identity,
+                  members=sorted(i for i in room.members if i != identity),
+                  group_id=None if state.group_id is None else p.b64encode(state.group_id),
+                  epoch=state.epoch, last_seq=state.last_seq, backlog=len(backlog))
+        for entry in backlog:
+            member.send(event_frame(entry))
+        self._presence(room, member, "join")
+        logger.info("join room=%s identity=%s backlog=%d", room.name, identity, len(backlog))
+
+    def _depart(self, member: Member) -> None:
+        room = member.room
+        if room is None:
+            return
+        member.room = None
+        if room.members.get(member.identity or "") is member:
+            del room.members[member.identity or ""]
+            self._presence(room, member, "leave")
+            logger.info("leave room=%s identity=%s", room.name, member.identity)
+        room.wakeup.set()  # an idle sequencer of an empty room ends and drops the room
+
+    async def _on_leave(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        self._ack(member, rid)
+        self._depart(member)
+        member.close(1000, "left")
+
+    # -- KeyPackage directory --------------------------------------------------------------
+
+    async def publish_key_packages(self, room: str, identity: str, raw: object) -> tuple[int, int]:
+        """Store the base64 KeyPackages in ``raw``; (stored, available). Shared with HTTP."""
+        if not isinstance(raw, list) or not raw:
+            raise SignalingError(ErrorCode.BAD_MESSAGE, "key_packages must be a non-empty list")
+        bodies = [p.b64decode_field({"key_package": item}, "key_package") for item in raw]
+        available = await self.store.publish_key_packages(room, identity, bodies,
+                                                          self.config.max_key_packages)
+        if available is None:
+            raise SignalingError(ErrorCode.TOO_MANY_KEY_PACKAGES,
+                                 f"at most {self.config.max_key_packages} KeyPackages per participant",
+                                 limit=self.config.max_key_packages)
+        logger.info("keypackages published room=%s identity=%s count=%d", room, identity, len(bodies))
+        return len(bodies), available
+
+    async def claim_key_package(self, room: str, identity: object) -> tuple[str, bytes]:
+        """Atomically take one KeyPackage of ``identity``. Shared with HTTP."""
+        target = p.validate_identity(identity)
+        body = await self.store.claim_key_package(room, target)
+        if body is None:
+            raise SignalingError(ErrorCode.NOT_FOUND, "no KeyPackage available for this identity")
+        logger.info("keypackage claimed room=%s identity=%s", room, target)
+        return target, body
+
+    async def _on_keypackage_publish(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        assert member.room is not None and member.identity is not None
+        stored, available = await self.publish_key_packages(member.room.name, member.identity,
+                                                            msg.get("key_packages"))
+        self._ack(member, rid, stored=stored, available=available)
+
+    async def _on_keypackage_claim(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        assert member.room is not None
+        target, body = await self.claim_key_package(member.room.name, msg.get("identity"))
+        self._ack(member, rid, identity=target, key_package=p.b64encode(body))
+
+    # -- the handshake log and application messages ----------------------------------------
+
+    @staticmethod
+    def _refusal(result: AppendResult) -> SignalingError:
+        if result.outcome is Outcome.CONFLICT:
+            return SignalingError(ErrorCode.CONFLICT,
+                                  f"conflict, the group is now at epoch {result.epoch}", epoch=result.epoch)
+        if result.outcome is Outcome.WRONG_GROUP:
+            return SignalingError(ErrorCode.WRONG_GROUP, "this room carries another group",
+                                  epoch=result.epoch)
+        return SignalingError(ErrorCode.NO_GROUP, "no group yet: the first commit registers it")
+
+    @staticmethod
+    def _welcomes(raw: object) -> tuple[WelcomeRecord, ...]:
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            raise SignalingError(ErrorCode.BAD_MESSAGE, "welcomes must be a list")
+        records = []
+        for item in raw:
+            if not isinstance(item, dict):
+                raise SignalingError(ErrorCode.BAD_MESSAGE, "each welcome must be an object {to, welcome}")
+            records.append(WelcomeRecord(p.validate_identity(item.get("to")),
+                                         p.b64decode_field(item, "welcome")))
+        return tuple(records)
+
+    @staticmethod
+    def _epoch(msg: dict[str, Any]) -> int:
+        epoch = p.int_field(msg, "epoch")
+        assert epoch is not None
+        return epoch
+
+    async def _on_commit(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        assert member.room is not None and member.identity is not None
+        request = CommitRequest(member.identity, p.b64decode_field(msg, "group_id"), self._epoch(msg),
+                                p.b64decode_field(msg, "commit"), self._welcomes(msg.get("welcomes")))
+        self._submit(member.room, Append(member, rid, request))
+
+    async def _on_proposal(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        assert member.room is not None and member.identity is not None
+        request = ProposalRequest(member.identity, p.b64decode_field(msg, "group_id"), self._epoch(msg),
+                                  p.b64decode_field(msg, "proposal"))
+        self._submit(member.room, Append(member, rid, request))
+
+    async def _on_application(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        assert member.room is not None and member.identity is not None
+        request = ApplicationRequest(member.identity, self._epoch(msg), p.b64decode_field(msg, "ciphertext"))
+        self._submit(member.room, Append(member, rid, request))
+
+    # -- WebRTC signaling relay ------------------------------------------------------------
+
+    async def _on_relay(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        room = member.room
+        assert room is not None
+        target_id = p.validate_identity(msg.get("to"))
+        if "data" not in msg:
+            raise SignalingError(ErrorCode.BAD_MESSAGE, "field 'data' is required")
+        target = room.members.get(target_id)
+        if target is None:
+            raise SignalingError(ErrorCode.NOT_CONNECTED, "that participant is not connected")
+        target.send(p.dump_frame({"type": msg["type"], "from": member.identity, "data": msg["data"]}))
+        self._ack(member, rid)
+        logger.debug("relay %s room=%s from=%s to=%s", msg["type"], room.name, member.identity, target_id)
+
+
+@dataclass(slots=True)
+class RunningServer:
+    """A server listening on ``host:port`` (port resolved when 0 was asked for)."""
+
+    server: SignalingServer
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def start_server(config: ServerConfig, *, store: Store | None = None,
+                       tokens: TokenAuthority | None = None) -> RunningServer:
+    """Start a server on ``config.host:config.port`` inside the running event loop."""
+    server = SignalingServer(config, store, tokens)
+    runner = web.AppRunner(server.build_app(), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    logger.info("listening on %s:%d", config.host, port)
+    return RunningServer(server, runner, config.host, port)

@@ -1,0 +1,225 @@
+"""The default :class:`~signaling.store.Store`: one SQLite file in WAL mode.
+
+All statements run on one dedicated thread (SQLite connections are not
+thread-safe, and one writer makes every transaction trivially serial), so
+the event loop never blocks on disk. :meth:`SQLiteStore.append` writes a
+whole batch of requests in one transaction (group commit) and returns after
+COMMIT. Durability: WAL with ``synchronous=NORMAL`` (the default) keeps every
+committed transaction across a process kill (SIGKILL) because the WAL write
+happened before COMMIT returned; ``synchronous=FULL`` adds an fsync per commit
+and so also survives power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, GroupState,
+                    LogEntry, Outcome, ProposalRequest)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    room TEXT PRIMARY KEY,
+    group_id BLOB,
+    epoch INTEGER,
+    last_seq INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS log (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    group_id BLOB,
+    recipient TEXT,
+    body BLOB NOT NULL,
+    PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS log_one_commit_per_epoch ON log(room, epoch) WHERE kind = 'commit';
+CREATE INDEX IF NOT EXISTS log_welcomes ON log(room, recipient, seq) WHERE recipient IS NOT NULL;
+CREATE TABLE IF NOT EXISTS key_packages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_packages_owner ON key_packages(room, identity, id);
+"""
+
+_LOG_COLUMNS = "room, seq, kind, sender, epoch, body, group_id, recipient"
+
+
+def _entry(row: tuple) -> LogEntry:
+    room, seq, kind, sender, epoch, body, group_id, recipient = row
+    return LogEntry(room, seq, EntryKind(kind), sender, epoch, body, group_id, recipient)
+
+
+class SQLiteStore:
+    """A :class:`~signaling.store.Store` in one SQLite database file."""
+
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+        self._path = str(path)
+        self._synchronous = synchronous
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self._synchronous}")
+        db.execute("PRAGMA busy_timeout=5000")
+        db.executescript(_SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        if db is None:
+            raise RuntimeError("the store is not open")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    # -- groups and the handshake log ------------------------------------------------------
+
+    @staticmethod
+    def _room_row(db: sqlite3.Connection, room: str) -> tuple[bytes | None, int | None, int]:
+        row = db.execute("SELECT group_id, epoch, last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO rooms (room) VALUES (?)", (room,))
+            return None, None, 0
+        return row
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, entry: LogEntry) -> None:
+        db.execute(f"INSERT INTO log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (entry.room, entry.seq, entry.kind.value, entry.sender, entry.epoch, entry.body,
+                    entry.group_id, entry.recipient))
+
+    async def group_state(self, room: str) -> GroupState:
+        return await self._run(self._group_state, room)
+
+    def _group_state(self, room: str) -> GroupState:
+        assert self._db is not None
+        row = self._db.execute("SELECT group_id, epoch, last_seq FROM rooms WHERE room = ?",
+                               (room,)).fetchone()
+        return GroupState(None, None, 0) if row is None else GroupState(*row)
+
+    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        return await self._run(self._append, room, tuple(requests))
+
+    def _append(self, room: str, requests: tuple[AppendRequest, ...]) -> list[AppendResult]:
+        results = []
+        with self._transaction() as db:
+            group_id, epoch, seq = self._room_row(db, room)
+            for request in requests:
+                if isinstance(request, ApplicationRequest):
+                    entries = [LogEntry(room, seq + 1, EntryKind.APPLICATION, request.sender,
+                                        request.epoch, request.ciphertext)]
+                elif group_id is not None and group_id != request.group_id:
+                    results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
+                    continue
+                elif isinstance(request, ProposalRequest):
+                    if group_id is None:
+                        results.append(AppendResult(Outcome.NO_GROUP, None))
+                        continue
+                    if epoch != request.epoch:
+                        results.append(AppendResult(Outcome.CONFLICT, epoch))
+                        continue
+                    entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
+                                        request.proposal, group_id)]
+                else:
+                    if epoch is not None and epoch != request.epoch:
+                        results.append(AppendResult(Outcome.CONFLICT, epoch))
+                        continue
+                    group_id, epoch = request.group_id, request.epoch + 1
+                    entries = [LogEntry(room, seq + 1, EntryKind.COMMIT, request.sender, request.epoch,
+                                        request.commit, group_id)]
+                    for welcome in request.welcomes:
+                        entries.append(LogEntry(room, entries[-1].seq + 1, EntryKind.WELCOME,
+                                                request.sender, epoch, welcome.body, group_id,
+                                                welcome.recipient))
+                for entry in entries:
+                    self._insert(db, entry)
+                seq = entries[-1].seq
+                results.append(AppendResult(Outcome.ACCEPTED, epoch, tuple(entries)))
+            db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
+                       (group_id, epoch, seq, room))
+        return results
+
+    async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
+                       min_epoch: int | None = None) -> list[LogEntry]:
+        return await self._run(self._read_log, room, reader, after_seq, min_epoch)
+
+    def _read_log(self, room: str, reader: str, after_seq: int,
+                  min_epoch: int | None) -> list[LogEntry]:
+        assert self._db is not None
+        rows = self._db.execute(
+            f"SELECT {_LOG_COLUMNS} FROM log WHERE room = ? AND seq > ? AND epoch >= ?"
+            " AND (recipient IS NULL OR recipient = ?)"
+            " AND NOT (kind = 'application' AND sender = ?) ORDER BY seq",
+            (room, after_seq, -1 if min_epoch is None else min_epoch, reader, reader)).fetchall()
+        return [_entry(row) for row in rows]
+
+    async def latest_welcome_seq(self, room: str, recipient: str) -> int | None:
+        return await self._run(self._latest_welcome_seq, room, recipient)
+
+    def _latest_welcome_seq(self, room: str, recipient: str) -> int | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT MAX(seq) FROM log WHERE room = ? AND recipient = ?",
+                               (room, recipient)).fetchone()
+        return row[0]
+
+    # -- KeyPackage directory --------------------------------------------------------------
+
+    async def publish_key_packages(self, room: str, identity: str,
+                                   key_packages: Sequence[bytes], limit: int) -> int | None:
+        return await self._run(self._publish_key_packages, room, identity, tuple(key_packages), limit)
+
+    def _publish_key_packages(self, room: str, identity: str, key_packages: tuple[bytes, ...],
+                              limit: int) -> int | None:
+        with self._transaction() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM key_packages WHERE room = ? AND identity = ?",
+                                  (room, identity)).fetchone()
+            if count + len(key_packages) > limit:
+                return None
+            db.executemany("INSERT INTO key_packages (room, identity, body) VALUES (?, ?, ?)",
+                           [(room, identity, body) for body in key_packages])
+        return count + len(key_packages)
+
+    async def claim_key_package(self, room: str, identity: str) -> bytes | None:
+        return await self._run(self._claim_key_package, room, identity)
+
+    def _claim_key_package(self, room: str, identity: str) -> bytes | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "DELETE FROM key_packages WHERE id = (SELECT id FROM key_packages"
+                " WHERE room = ? AND identity = ? ORDER BY id LIMIT 1) RETURNING body",
+                (room, identity)).fetchone()
+        return None if row is None else row[0]

@@ -1,0 +1,152 @@
+"""The delivery service's storage interface (SQLite today, a shared store such as Redis later).
+
+Every method that accepts a message returns only after the message is durable,
+so the server can acknowledge it right away. The compare-and-set on the group
+epoch lives here, not in the server, so that several servers sharing one store
+still accept exactly one commit per epoch (RFC 9420 §14: the delivery service
+orders handshake messages; §12.4 a commit moves the group from epoch n to n+1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class EntryKind(str, Enum):
+    """What a log entry carries; the value is also the ``type`` of its event frame."""
+
+    COMMIT = "commit"
+    PROPOSAL = "proposal"
+    WELCOME = "welcome"
+    APPLICATION = "application"
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One accepted message of a room's log, numbered by ``seq`` (1, 2, ... per room).
+
+    ``epoch`` is the epoch the message belongs to: the epoch a commit or
+    proposal was sent in, the epoch a Welcome lets its recipient join at, the
+    epoch an application message was encrypted in. ``recipient`` is set for
+    Welcomes only.
+    """
+
+    room: str
+    seq: int
+    kind: EntryKind
+    sender: str
+    epoch: int
+    body: bytes = field(repr=False)
+    group_id: bytes | None = None
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    """The group a room carries: ``None`` fields until its first commit registers it."""
+
+    group_id: bytes | None
+    epoch: int | None
+    last_seq: int
+
+
+class Outcome(str, Enum):
+    ACCEPTED = "accepted"
+    CONFLICT = "conflict"
+    WRONG_GROUP = "wrong_group"
+    NO_GROUP = "no_group"
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeRecord:
+    """A Welcome (RFC 9420 §12.4.3.1) addressed to the identity of the member it adds."""
+
+    recipient: str
+    body: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """A commit for ``epoch`` (§12.4), with the Welcomes for the members it adds."""
+
+    sender: str
+    group_id: bytes
+    epoch: int
+    commit: bytes = field(repr=False)
+    welcomes: tuple[WelcomeRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalRequest:
+    """A standalone proposal (§12.1) sent in ``epoch``."""
+
+    sender: str
+    group_id: bytes
+    epoch: int
+    proposal: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ApplicationRequest:
+    """An application message (a PrivateMessage, §6.3) encrypted in ``epoch``."""
+
+    sender: str
+    epoch: int
+    ciphertext: bytes = field(repr=False)
+
+
+AppendRequest = CommitRequest | ProposalRequest | ApplicationRequest
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """The answer to one request: its log entries if accepted, and the group epoch after it."""
+
+    outcome: Outcome
+    epoch: int | None
+    entries: tuple[LogEntry, ...] = ()
+
+
+class Store(Protocol):
+    """Durable state of the delivery service. All methods are coroutines."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def group_state(self, room: str) -> GroupState: ...
+
+    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """Apply ``requests`` in order, atomically and durably; one result per request.
+
+        A commit is accepted iff the room's group is ``group_id`` at ``epoch``
+        (a room without a group registers ``group_id`` at ``epoch``): the first
+        commit for an epoch wins, later ones get ``CONFLICT`` with the current
+        epoch. The commit moves the group to ``epoch + 1``; it and then its
+        Welcomes (at ``epoch + 1``) take the next sequence numbers. A proposal
+        needs the group at ``epoch``. Application messages are always accepted.
+        """
+        ...
+
+    async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
+                       min_epoch: int | None = None) -> list[LogEntry]:
+        """Entries after ``after_seq`` (and at ``min_epoch`` or later) that ``reader`` may see.
+
+        ``reader`` sees every commit and proposal, Welcomes addressed to it, and
+        application messages of other senders, in sequence order.
+        """
+        ...
+
+    async def latest_welcome_seq(self, room: str, recipient: str) -> int | None: ...
+
+    async def publish_key_packages(self, room: str, identity: str,
+                                   key_packages: Sequence[bytes], limit: int) -> int | None:
+        """Store ``key_packages``; the number now available, or ``None`` (nothing stored) above ``limit``."""
+        ...
+
+    async def claim_key_package(self, room: str, identity: str) -> bytes | None:
+        """Remove and return one KeyPackage of ``identity`` atomically (oldest first)."""
+        ...

@@ -1,0 +1,136 @@
+"""The SQLite delivery-service store: epoch compare-and-set, log reads, KeyPackages, reopen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from signaling.sqlite_store import SQLiteStore
+from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, Outcome,
+                             ProposalRequest, WelcomeRecord)
+
+GROUP = b"group-1"
+
+
+async def commit(store: SQLiteStore, room: str, sender: str, group_id: bytes, epoch: int, body: bytes,
+                 welcomes: tuple[WelcomeRecord, ...] = ()) -> AppendResult:
+    (result,) = await store.append(room, [CommitRequest(sender, group_id, epoch, body, welcomes)])
+    return result
+
+
+async def propose(store: SQLiteStore, room: str, epoch: int) -> AppendResult:
+    (result,) = await store.append(room, [ProposalRequest("a", GROUP, epoch, b"p")])
+    return result
+
+
+async def send(store: SQLiteStore, room: str, sender: str, epoch: int, body: bytes) -> AppendResult:
+    (result,) = await store.append(room, [ApplicationRequest(sender, epoch, body)])
+    return result
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    s = SQLiteStore(tmp_path / "store.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_first_commit_registers_group_and_cas_holds(store: SQLiteStore) -> None:
+    first = await commit(store, "r", "alice", GROUP, 3, b"c3", (WelcomeRecord("bob", b"w"),))
+    assert first.outcome is Outcome.ACCEPTED and first.epoch == 4
+    assert [(e.seq, e.kind, e.epoch, e.recipient) for e in first.entries] == [
+        (1, EntryKind.COMMIT, 3, None), (2, EntryKind.WELCOME, 4, "bob")]
+    again = await commit(store, "r", "bob", GROUP, 3, b"other")
+    assert (again.outcome, again.epoch, again.entries) == (Outcome.CONFLICT, 4, ())
+    future = await commit(store, "r", "bob", GROUP, 9, b"other")
+    assert (future.outcome, future.epoch) == (Outcome.CONFLICT, 4)
+    wrong = await commit(store, "r", "bob", b"another", 4, b"x")
+    assert wrong.outcome is Outcome.WRONG_GROUP
+    state = await store.group_state("r")
+    assert (state.group_id, state.epoch, state.last_seq) == (GROUP, 4, 2)
+
+
+async def test_concurrent_commits_one_winner(store: SQLiteStore) -> None:
+    await commit(store, "r", "alice", GROUP, 0, b"c0")
+    results = await asyncio.gather(*(commit(store, "r", f"m{i}", GROUP, 1, b"c")
+                                     for i in range(10)))
+    assert sum(r.outcome is Outcome.ACCEPTED for r in results) == 1
+    assert all(r.epoch == 2 for r in results)
+
+
+async def test_proposals_need_the_current_epoch(store: SQLiteStore) -> None:
+    assert (await propose(store, "r", 0)).outcome is Outcome.NO_GROUP
+    await commit(store, "r", "a", GROUP, 0, b"c0")
+    assert (await propose(store, "r", 0)).outcome is Outcome.CONFLICT
+    accepted = await propose(store, "r", 1)
+    assert accepted.outcome is Outcome.ACCEPTED and accepted.entries[0].seq == 2
+
+
+async def test_a_batch_applies_in_order_in_one_transaction(store: SQLiteStore) -> None:
+    results = await store.append("r", [
+        ApplicationRequest("alice", 0, b"m0"),
+        ProposalRequest("alice", GROUP, 0, b"too-early"),
+        CommitRequest("alice", GROUP, 0, b"c0"),
+        CommitRequest("bob", GROUP, 0, b"loser"),
+        ProposalRequest("bob", GROUP, 1, b"p1"),
+        CommitRequest("bob", b"other-group", 1, b"x"),
+        CommitRequest("bob", GROUP, 1, b"c1", (WelcomeRecord("carol", b"w"),)),
+        ApplicationRequest("bob", 2, b"m2"),
+    ])
+    assert [r.outcome for r in results] == [
+        Outcome.ACCEPTED, Outcome.NO_GROUP, Outcome.ACCEPTED, Outcome.CONFLICT, Outcome.ACCEPTED,
+        Outcome.WRONG_GROUP, Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert [r.epoch for r in results] == [None, None, 1, 1, 1, 1, 2, 2]
+    assert [e.seq for r in results for e in r.entries] == [1, 2, 3, 4, 5, 6]
+    assert [e.body for e in await store.read_log("r", "carol")] == [b"m0", b"c0", b"p1", b"c1", b"w", b"m2"]
+    state = await store.group_state("r")
+    assert (state.group_id, state.epoch, state.last_seq) == (GROUP, 2, 6)
+
+
+async def test_read_log_filters(store: SQLiteStore) -> None:
+    await commit(store, "r", "alice", GROUP, 0, b"c0", (WelcomeRecord("bob", b"w-bob"),
+                                                         WelcomeRecord("carol", b"w-carol")))
+    await send(store, "r", "alice", 1, b"m1")
+    await send(store, "r", "bob", 1, b"m2")
+    await commit(store, "r", "bob", GROUP, 1, b"c1")
+    await send(store, "r", "other-room-check", 2, b"m3")
+    await send(store, "elsewhere", "alice", 0, b"x")
+    bob = await store.read_log("r", "bob")
+    assert [e.body for e in bob] == [b"c0", b"w-bob", b"m1", b"c1", b"m3"]
+    assert [e.seq for e in bob] == sorted(e.seq for e in bob)
+    assert [e.body for e in await store.read_log("r", "bob", after_seq=4)] == [b"c1", b"m3"]
+    assert [e.body for e in await store.read_log("r", "carol", min_epoch=2)] == [b"m3"]
+    assert await store.latest_welcome_seq("r", "carol") == 3
+    assert await store.latest_welcome_seq("r", "dave") is None
+
+
+async def test_key_packages_claimed_once_in_order(store: SQLiteStore) -> None:
+    assert await store.publish_key_packages("r", "bob", [b"k1", b"k2", b"k3"], limit=4) == 3
+    assert await store.publish_key_packages("r", "bob", [b"k4", b"k5"], limit=4) is None
+    assert await store.claim_key_package("r2", "bob") is None
+    claims = await asyncio.gather(*(store.claim_key_package("r", "bob") for _ in range(5)))
+    assert sorted(c for c in claims if c is not None) == [b"k1", b"k2", b"k3"]
+    assert claims.count(None) == 2
+
+
+async def test_reopen_keeps_everything(tmp_path: Path) -> None:
+    path = tmp_path / "reopen.db"
+    s = SQLiteStore(path, synchronous="FULL")
+    await s.open()
+    await commit(s, "r", "alice", GROUP, 0, b"c0")
+    await send(s, "r", "alice", 1, b"m")
+    await s.publish_key_packages("r", "bob", [b"k"], limit=8)
+    await s.close()
+    s = SQLiteStore(path)
+    await s.open()
+    try:
+        assert (await s.group_state("r")).epoch == 1
+        assert [e.body for e in await s.read_log("r", "bob")] == [b"c0", b"m"]
+        assert await s.claim_key_package("r", "bob") == b"k"
+        assert (await commit(s, "r", "bob", GROUP, 0, b"late")).outcome is Outcome.CONFLICT
+    finally:
+        await s.close()
