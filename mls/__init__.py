@@ -4,3 +4,22 @@ The public API mirrors the MLS Web API (``MLS`` / ``GroupView``); the
 protocol core lives in ``mls.wire`` (wire format), ``mls.crypto`` (cipher
 suites) and the key schedule, secret tree and framing modules.
 """
+
+from __future__ import annotations
+
+from mls.api import MLS, CommitOutput, GroupDetails, GroupMember, GroupView, Received
+from mls.group.config import GroupConfig
+from mls.storage import MemoryStorage, SQLiteStorage, Storage
+
+__all__ = [
+    "MLS",
+    "CommitOutput",
+    "GroupConfig",
+    "GroupDetails",
+    "GroupMember",
+    "GroupView",
+    "MemoryStorage",
+    "Received",
+    "SQLiteStorage",
+    "Storage",
+]

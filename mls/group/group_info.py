@@ -1,0 +1,65 @@
+"""GroupInfo creation and verification (RFC 9420 §12.4.3, §12.4.3.2, §12.4.3.3)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from mls.crypto import CipherSuite
+from mls.errors import MissingRatchetTree, ValidationError
+from mls.group.state import GroupState
+from mls.tree import RatchetTree
+from mls.wire.enums import ExtensionType
+from mls.wire.extensions import Extension, ExternalPub, find_extension
+from mls.wire.tree import RatchetTree as RatchetTreeExtension
+from mls.wire.welcome import GroupInfo, GroupInfoTBS
+
+__all__ = ["build_group_info", "external_pub_of", "ratchet_tree_for", "verify_group_info"]
+
+_GROUP_INFO_TBS = b"GroupInfoTBS"
+
+
+def build_group_info(state: GroupState, *, ratchet_tree: bool, external_pub: bool) -> GroupInfo:
+    """A signed GroupInfo for the state's epoch (§12.4.3), optionally with the
+    ``ratchet_tree`` (§12.4.3.3) and ``external_pub`` (§12.4.3.2) extensions."""
+    extensions: list[Extension] = []
+    if ratchet_tree:
+        extensions.append(state.tree.to_extension().to_extension())
+    if external_pub:
+        extensions.append(ExternalPub(state.secrets.external_key_pair()[1]).to_extension())
+    unsigned = GroupInfo(state.context, tuple(extensions), state.confirmation_tag, state.leaf_index)
+    signature = state.suite.sign_with_label(
+        state.signature_private_key, _GROUP_INFO_TBS, GroupInfoTBS(unsigned).encode()
+    )
+    return replace(unsigned, signature=signature)
+
+
+def ratchet_tree_for(
+    suite: CipherSuite, group_info: GroupInfo, supplied: RatchetTree | bytes | None
+) -> RatchetTree:
+    """The tree of a GroupInfo: its ``ratchet_tree`` extension, else the one supplied apart."""
+    extension = find_extension(group_info.extensions, ExtensionType.RATCHET_TREE)
+    if extension is not None:
+        return RatchetTree.from_extension(suite, RatchetTreeExtension.from_extension(extension))
+    if isinstance(supplied, RatchetTree):
+        return supplied.copy()
+    if supplied is not None:
+        return RatchetTree.decode(suite, supplied)
+    raise MissingRatchetTree("no ratchet_tree extension and no tree supplied")
+
+
+def verify_group_info(suite: CipherSuite, group_info: GroupInfo, tree: RatchetTree) -> None:
+    """Verify the GroupInfo signature with the signer's leaf key (§12.4.3.1)."""
+    if not 0 <= group_info.signer < tree.leaf_count:
+        raise ValidationError("GroupInfo signer is outside the tree")
+    signer = tree.leaf(group_info.signer)
+    if signer is None:
+        raise ValidationError("GroupInfo signer leaf is blank")
+    suite.verify_with_label(signer.signature_key, _GROUP_INFO_TBS, GroupInfoTBS(group_info).encode(), group_info.signature)
+
+
+def external_pub_of(group_info: GroupInfo) -> bytes:
+    """The ``external_pub`` extension of a GroupInfo (§12.4.3.2); ``ValidationError`` if absent."""
+    extension = find_extension(group_info.extensions, ExtensionType.EXTERNAL_PUB)
+    if extension is None:
+        raise ValidationError("GroupInfo has no external_pub extension: external join impossible")
+    return ExternalPub.from_extension(extension).external_pub
