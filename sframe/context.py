@@ -9,6 +9,7 @@ once, so a frame costs one header encoding, one XOR and one AEAD call.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import NamedTuple
 
 from cryptography.exceptions import InvalidTag
@@ -19,14 +20,17 @@ from .errors import (
     CounterExhausted,
     InvalidParameter,
     KeyManagementError,
+    MalformedHeader,
+    SFrameError,
     UnknownKID,
 )
-from .header import MAX_CTR, MAX_KID, decode_header
+from .header import KID_END, MAX_CTR, MAX_KID, decode_header, encode_field, kid_prefixes
 from .replay import ReplayWindow
 from .suites import AEAD, CipherSuite, CipherSuiteParams, make_aead, suite_params
 
 _KEY_LABEL = b"SFrame 1.0 Secret key "
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
+_from_bytes = int.from_bytes
 _SALT_LABEL = b"SFrame 1.0 Secret salt "
 
 
@@ -54,29 +58,34 @@ def derive_key_salt(cipher_suite: int, kid: int, base_key: bytes) -> tuple[bytes
 
 
 class _SendKey:
-    """Send state of one KID: AEAD, salt, header prefixes and the CTR source."""
+    """Send state of one KID: AEAD, salt, header templates and the CTR source."""
 
-    __slots__ = ("aead", "salt", "counter", "small_headers", "ext_by_bits")
+    __slots__ = ("aead", "encrypt", "salt", "counter", "small_headers", "ext_headers")
 
     def __init__(self, aead: AEAD, salt: int, kid: int, initial_counter: int) -> None:
         self.aead = aead
+        self.encrypt = aead.encrypt
         self.salt = salt
         # itertools.count hands out each value once, atomically under the GIL,
         # even if senders on several threads share a KID.
         self.counter = itertools.count(initial_counter)
-        if kid < 8:
-            k_config, k_bytes = kid << 4, b""
-        else:
-            k_len = (kid.bit_length() + 7) >> 3
-            k_config, k_bytes = 0x80 | ((k_len - 1) << 4), kid.to_bytes(k_len, "big")
-        self.small_headers = tuple(bytes((k_config | c,)) + k_bytes for c in range(8))
-        # ext_by_bits[CTR.bit_length()] = (config byte || KID bytes, CTR length)
-        self.ext_by_bits = tuple(
-            (bytes((k_config | 0x08 | ((bits + 7) // 8 - 1),)) + k_bytes, (bits + 7) // 8)
-            for bits in range(4, 65))
+        k_nibble, k_bytes = encode_field(kid)
+        self.small_headers = tuple(bytes(((k_nibble << 4) | c,)) + k_bytes for c in range(8))
+        # ext_headers[CTR.bit_length() - 4] = (config byte || KID bytes || zero
+        # CTR bytes as an integer, header length): the header is (base | CTR).
+        self.ext_headers = tuple(
+            (_from_bytes(bytes(((k_nibble << 4) | 0x08 | (c_len - 1),)) + k_bytes, "big")
+             << (8 * c_len), 1 + len(k_bytes) + c_len)
+            for c_len in ((bits + 7) >> 3 for bits in range(4, 65)))
 
     def __repr__(self) -> str:
         return "_SendKey(<secret>)"
+
+
+# One strict header start of a receive KID: (decrypt, salt, replay window,
+# KID, KID end, header end, CTR or minimal CTR); see SFrameContext.unprotect.
+_RecvForm = tuple[Callable[[bytes, bytes, bytes], bytes], int, ReplayWindow | None,
+                  int, int, int, int]
 
 
 class _RecvKey:
@@ -108,7 +117,7 @@ class SFrameContext:
     (:class:`ReplayDetected`).  Off by default (§10.3 leaves it optional).
     """
 
-    __slots__ = ("_params", "_send", "_recv", "_replay_window")
+    __slots__ = ("_params", "_send", "_recv", "_recv_by_prefix", "_replay_window")
 
     def __init__(self, cipher_suite: int = CipherSuite.AES_128_GCM_SHA256_128, *,
                  replay_window: int | None = None) -> None:
@@ -118,6 +127,10 @@ class SFrameContext:
         self._replay_window = replay_window
         self._send: dict[int, _SendKey] = {}
         self._recv: dict[int, _RecvKey] = {}
+        # Header start (config byte || KID bytes) -> form, for every strict
+        # encoding of each receive KID: unprotect finds the key and the CTR
+        # layout in one lookup.
+        self._recv_by_prefix: dict[bytes, _RecvForm] = {}
 
     def __repr__(self) -> str:
         return (f"SFrameContext({self._params.suite.name}, send_kids={len(self._send)}, "
@@ -170,11 +183,17 @@ class SFrameContext:
         aead, salt = self._derive(kid, base_key)
         replay = ReplayWindow(self._replay_window) if self._replay_window is not None else None
         self._recv[kid] = _RecvKey(aead, salt, replay)
+        for prefix, c_len, ctr in kid_prefixes(kid):
+            kid_end = len(prefix)
+            self._recv_by_prefix[prefix] = (aead.decrypt, salt, replay,
+                                            kid, kid_end, kid_end + c_len, ctr)
 
     def remove_key(self, kid: int) -> None:
         """Forget ``kid`` (send or receive); no error if it is unknown."""
         self._send.pop(kid, None)
-        self._recv.pop(kid, None)
+        if self._recv.pop(kid, None) is not None:
+            for prefix, _, _ in kid_prefixes(kid):
+                del self._recv_by_prefix[prefix]
 
     def protect(self, kid: int, plaintext: bytes, metadata: bytes = b"") -> bytes:
         """SFrame ``encrypt`` (§4.4.3) with the next CTR of send key ``kid``.
@@ -191,13 +210,14 @@ class SFrameContext:
         ctr = next(key.counter)
         if ctr < 8:
             header = key.small_headers[ctr]
-        elif ctr <= MAX_CTR:
-            prefix, c_len = key.ext_by_bits[ctr.bit_length() - 4]
-            header = prefix + ctr.to_bytes(c_len, "big")
         else:
-            raise CounterExhausted(f"KID {kid:#x} has used every CTR value")
-        nonce = (key.salt ^ ctr).to_bytes(12, "big")
-        return header + key.aead.encrypt(nonce, plaintext, header + metadata if metadata else header)
+            try:
+                base, header_len = key.ext_headers[ctr.bit_length() - 4]
+            except IndexError:  # CTR > 2^64-1
+                raise CounterExhausted(f"KID {kid:#x} has used every CTR value") from None
+            header = (base | ctr).to_bytes(header_len, "big")
+        return header + key.encrypt((key.salt ^ ctr).to_bytes(12, "big"), plaintext,
+                                    header + metadata if metadata else header)
 
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> UnprotectResult:
         """SFrame ``decrypt`` (§4.4.4): ``(kid, ctr, plaintext)``.
@@ -208,20 +228,33 @@ class SFrameContext:
         """
         if type(ciphertext) is not bytes:
             ciphertext = bytes(ciphertext)
-        kid, ctr, header_len = decode_header(ciphertext)
-        key = self._recv.get(kid)
-        if key is None:
-            raise UnknownKID(kid)
-        replay = key.replay
+        try:
+            decrypt, salt, replay, kid, kid_end, end, ctr = self._recv_by_prefix[
+                ciphertext[:KID_END[ciphertext[0]]]]
+        except (IndexError, KeyError):
+            raise _header_error(ciphertext) from None
+        if end != kid_end:  # CTR in extra bytes; ``ctr`` is its minimal value
+            ctr_min, ctr = ctr, _from_bytes(ciphertext[kid_end:end], "big")
+            if ctr < ctr_min:  # a truncated field also reads below the minimum
+                raise MalformedHeader("truncated or non-minimal CTR")
         if replay is not None:
             replay.check(ctr)
-        header = ciphertext[:header_len]
+        header = ciphertext[:end]
         try:
-            plaintext = key.aead.decrypt((key.salt ^ ctr).to_bytes(12, "big"),
-                                         ciphertext[header_len:],
-                                         header + metadata if metadata else header)
+            plaintext = decrypt((salt ^ ctr).to_bytes(12, "big"), ciphertext[end:],
+                                header + metadata if metadata else header)
         except InvalidTag:
             raise AuthenticationFailure("SFrame authentication failed") from None
         if replay is not None:
             replay.accept(ctr)
         return _new_tuple(UnprotectResult, (kid, ctr, plaintext))
+
+
+def _header_error(ciphertext: bytes) -> SFrameError:
+    """Why ``ciphertext`` matched no receive key: its header is malformed
+    (:class:`MalformedHeader`) or its KID is not provisioned (:class:`UnknownKID`)."""
+    try:
+        kid = decode_header(ciphertext)[0]
+    except MalformedHeader as exc:
+        return exc
+    return UnknownKID(kid)

@@ -8,6 +8,7 @@ strict: a value carried in extra bytes must use the minimum number of bytes
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .errors import InvalidParameter, MalformedHeader
@@ -35,6 +36,28 @@ def encode_header(kid: int, ctr: int) -> bytes:
 
 # _MIN_EXTENDED[n]: smallest value that needs an n-byte field (8 for n = 1).
 _MIN_EXTENDED = (0, 8) + tuple(1 << (8 * (n - 1)) for n in range(2, 9))
+
+
+# KID_END[config]: length of the config byte plus the KID field it announces.
+KID_END = tuple(2 + ((config >> 4) & 0x07) if config & 0x80 else 1 for config in range(256))
+
+
+def kid_prefixes(kid: int) -> Iterator[tuple[bytes, int, int]]:
+    """Every strict header start (config byte || KID bytes) for ``kid``, one
+    per value of the CTR nibble ``Y|CCC``: ``(prefix, ctr_length, value)``.
+
+    ``value`` is the CTR itself when ``ctr_length`` is 0 (CTR in the config
+    byte), else the smallest CTR that minimally needs ``ctr_length`` bytes.
+    Lets a receiver find its key and the CTR layout in one dict lookup.
+    """
+    k_nibble, k_bytes = encode_field(kid)
+    for c_nibble in range(16):
+        prefix = bytes(((k_nibble << 4) | c_nibble,)) + k_bytes
+        if c_nibble & 0x08:
+            c_len = (c_nibble & 0x07) + 1
+            yield prefix, c_len, _MIN_EXTENDED[c_len]
+        else:
+            yield prefix, 0, c_nibble
 
 
 def decode_header(data: bytes) -> tuple[int, int, int]:

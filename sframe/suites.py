@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac as _stdlib_hmac
 import struct
+import threading
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
@@ -98,18 +99,25 @@ class AEAD(Protocol):
 class AesCtrHmac:
     """The AES-CTR + HMAC encrypt-then-MAC AEAD of RFC 9605 §4.5.1.
 
-    ``key`` is ``enc_key || auth_key`` (Nka + Nh bytes).  The AES key schedule
-    and the keyed HMAC state are built once and copied per frame.
+    ``key`` is ``enc_key || auth_key`` (Nka + Nh bytes).  The keyed HMAC
+    state is built once and copied per frame; one AES-CTR context is built
+    once and re-pointed at each frame's counter block with ``reset_nonce``
+    (every frame has its own nonce, so no keystream is ever used twice).  A
+    lock keeps the reset and the keystream use of one frame together when
+    several threads share a key.
     """
 
-    __slots__ = ("_aes", "_hmac", "_nt", "_nt_bytes")
+    __slots__ = ("_ctr", "_ctr_lock", "_hmac", "_nt", "_nt_bytes")
 
     def __init__(self, params: CipherSuiteParams, key: bytes) -> None:
         if not params.is_compound:
             raise InvalidParameter(f"{params.suite.name} is not an AES-CTR+HMAC suite")
         if len(key) != params.nka + params.nh:
             raise InvalidParameter(f"AEAD key must be {params.nka + params.nh} bytes")
-        self._aes = algorithms.AES(key[: params.nka])  # enc_key
+        # AES-CTR encryption and decryption are the same keystream XOR.
+        self._ctr = Cipher(algorithms.AES(key[: params.nka]),  # enc_key
+                           modes.CTR(bytes(16))).encryptor()
+        self._ctr_lock = threading.Lock()
         self._hmac = crypto_hmac.HMAC(key[params.nka :], params.hash())  # auth_key
         self._nt = params.nt
         self._nt_bytes = params.nt.to_bytes(8, "big")
@@ -127,10 +135,8 @@ class AesCtrHmac:
 
     def encrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
         """``AEAD.Encrypt(key, nonce, aad, pt)``: AES-CTR ciphertext || tag."""
-        aad = associated_data or b""
-        enc = Cipher(self._aes, modes.CTR(nonce + b"\x00\x00\x00\x00")).encryptor()
-        ct = enc.update(data) + enc.finalize()
-        return ct + self._tag(nonce, aad, ct)
+        ct = self._keystream_xor(nonce, data)
+        return ct + self._tag(nonce, associated_data or b"", ct)
 
     def decrypt(self, nonce: bytes, data: bytes, associated_data: bytes | None) -> bytes:
         """``AEAD.Decrypt(key, nonce, aad, ct)``; :class:`AuthenticationFailure`
@@ -142,8 +148,13 @@ class AesCtrHmac:
         tag = data[len(data) - nt :]
         if not _stdlib_hmac.compare_digest(self._tag(nonce, associated_data or b"", inner), tag):
             raise AuthenticationFailure("authentication tag mismatch")
-        dec = Cipher(self._aes, modes.CTR(nonce + b"\x00\x00\x00\x00")).decryptor()
-        return dec.update(inner) + dec.finalize()
+        return self._keystream_xor(nonce, inner)
+
+    def _keystream_xor(self, nonce: bytes, data: bytes) -> bytes:
+        """AES-CTR of ``data`` from the counter block ``nonce || 0^32`` (§4.5.1)."""
+        with self._ctr_lock:
+            self._ctr.reset_nonce(nonce + b"\x00\x00\x00\x00")
+            return self._ctr.update(data)
 
 
 def make_aead(params: CipherSuiteParams, key: bytes) -> AEAD:
