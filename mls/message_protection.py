@@ -65,6 +65,23 @@ def _ratchet_type(content_type: ContentType) -> RatchetType:
     return RatchetType.APPLICATION if content_type == ContentType.APPLICATION else RatchetType.HANDSHAKE
 
 
+def _member_leaf(content: FramedContent) -> int:
+    """The sender's leaf index: only members send PrivateMessages (§6.3.2)."""
+    sender = content.sender
+    if sender.sender_type != SenderType.MEMBER or sender.index is None:
+        raise ValidationError("only members send PrivateMessages (§6.3.2)")
+    return sender.index
+
+
+def _reuse_guard(reuse_guard: bytes | None) -> bytes:
+    """The 4-byte ``reuse_guard`` of a PrivateMessage: fresh random bytes unless given (§6.3.1)."""
+    if reuse_guard is None:
+        return os.urandom(4)
+    if len(reuse_guard) != 4:
+        raise ValidationError("reuse_guard must be 4 bytes")
+    return reuse_guard
+
+
 def _guarded_nonce(nonce: bytes, reuse_guard: bytes) -> bytes:
     """XOR the 4-byte reuse guard into the first 4 bytes of the ratchet nonce (§6.3.1)."""
     head = int.from_bytes(nonce[:4], "big") ^ int.from_bytes(reuse_guard, "big")
@@ -113,19 +130,27 @@ class MessageProtection:
         if epoch != self.group_context.epoch:
             raise ValidationError(f"message is for epoch {epoch}, not {self.group_context.epoch}")
 
-    def _authenticate(
-        self,
-        wire_format: WireFormat,
-        content: FramedContent,
-        signature_private_key: bytes,
-        confirmation_tag: bytes | None,
-    ) -> tuple[bytes, FramedContentAuthData]:
+    def sign(self, wire_format: WireFormat, content: FramedContent, signature_private_key: bytes) -> bytes:
+        """``SignWithLabel(., "FramedContentTBS", FramedContentTBS)`` of ``content`` in this epoch (§6.1).
+
+        For callers that need the signature before the rest of the
+        FramedContentAuthData, as a Commit does: its signature feeds the
+        confirmed transcript hash, which its ``confirmation_tag`` covers
+        (§8.2). Sign once and pass the finished auth data to
+        :meth:`seal_public` / :meth:`seal_private`: re-signing would change
+        a randomized (ECDSA) signature.
+        """
+        return self.suite.sign_with_label(
+            signature_private_key, FRAMED_CONTENT_TBS_LABEL, self._tbs(wire_format, content)
+        )
+
+    def _check_outgoing(self, wire_format: WireFormat, content: FramedContent, confirmation_tag: bytes | None) -> None:
+        """Refuse what this epoch must not send in ``wire_format`` (§6), before any key is used."""
+        if wire_format == WireFormat.MLS_PUBLIC_MESSAGE and content.content_type == ContentType.APPLICATION:
+            raise ValidationError("application messages must be sent as PrivateMessage")
         self._check_epoch(content.group_id, content.epoch)
         if (confirmation_tag is not None) != (content.content_type == ContentType.COMMIT):
             raise ValidationError("a confirmation_tag is required for a Commit and only for a Commit")
-        tbs = self._tbs(wire_format, content)
-        signature = self.suite.sign_with_label(signature_private_key, FRAMED_CONTENT_TBS_LABEL, tbs)
-        return tbs, FramedContentAuthData(signature, confirmation_tag)
 
     # --- PublicMessage (§6.2) -------------------------------------------------------------
     def _membership_tag(self, tbs: bytes, auth: FramedContentAuthData) -> bytes:
@@ -143,10 +168,20 @@ class MessageProtection:
 
         Application data is refused: it MUST be sent as a PrivateMessage (§6).
         """
-        if content.content_type == ContentType.APPLICATION:
-            raise ValidationError("application messages must be sent as PrivateMessage")
-        tbs, auth = self._authenticate(WireFormat.MLS_PUBLIC_MESSAGE, content, signature_private_key, confirmation_tag)
-        tag = self._membership_tag(tbs, auth) if content.sender.sender_type == SenderType.MEMBER else None
+        wire_format = WireFormat.MLS_PUBLIC_MESSAGE
+        self._check_outgoing(wire_format, content, confirmation_tag)
+        auth = FramedContentAuthData(self.sign(wire_format, content, signature_private_key), confirmation_tag)
+        return self._seal_public(content, auth)
+
+    def seal_public(self, content: FramedContent, auth: FramedContentAuthData) -> PublicMessage:
+        """Wrap ``content`` and its ready FramedContentAuthData (see :meth:`sign`) as a PublicMessage (§6.2)."""
+        self._check_outgoing(WireFormat.MLS_PUBLIC_MESSAGE, content, auth.confirmation_tag)
+        return self._seal_public(content, auth)
+
+    def _seal_public(self, content: FramedContent, auth: FramedContentAuthData) -> PublicMessage:
+        tag = None
+        if content.sender.sender_type == SenderType.MEMBER:
+            tag = self._membership_tag(self._tbs(WireFormat.MLS_PUBLIC_MESSAGE, content), auth)
         return PublicMessage(content, auth, tag)
 
     def unprotect_public(self, message: PublicMessage, signature_public_key: bytes) -> AuthenticatedContent:
@@ -188,28 +223,50 @@ class MessageProtection:
         Consumes the next generation of our handshake or application ratchet.
         ``reuse_guard`` defaults to 4 fresh random bytes.
         """
+        wire_format = WireFormat.MLS_PRIVATE_MESSAGE
         tree, sender_data_secret = self._private_keys()
-        sender = content.sender
-        if sender.sender_type != SenderType.MEMBER or sender.index is None:
-            raise ValidationError("only members send PrivateMessages (§6.3.2)")
-        if reuse_guard is None:
-            reuse_guard = os.urandom(4)
-        elif len(reuse_guard) != 4:
-            raise ValidationError("reuse_guard must be 4 bytes")
+        leaf_index = _member_leaf(content)
+        reuse_guard = _reuse_guard(reuse_guard)
+        self._check_outgoing(wire_format, content, confirmation_tag)
+        auth = FramedContentAuthData(self.sign(wire_format, content, signature_private_key), confirmation_tag)
+        return self._seal_private(tree, sender_data_secret, leaf_index, content, auth, reuse_guard)
+
+    def seal_private(
+        self, content: FramedContent, auth: FramedContentAuthData, *, reuse_guard: bytes | None = None
+    ) -> PrivateMessage:
+        """Encrypt ``content`` and its ready FramedContentAuthData (see :meth:`sign`) into a PrivateMessage (§6.3).
+
+        Consumes the next generation of our handshake or application ratchet.
+        """
+        tree, sender_data_secret = self._private_keys()
+        leaf_index = _member_leaf(content)
+        reuse_guard = _reuse_guard(reuse_guard)
+        self._check_outgoing(WireFormat.MLS_PRIVATE_MESSAGE, content, auth.confirmation_tag)
+        return self._seal_private(tree, sender_data_secret, leaf_index, content, auth, reuse_guard)
+
+    def _seal_private(
+        self,
+        tree: SecretTree,
+        sender_data_secret: bytes,
+        sender_index: int,
+        content: FramedContent,
+        auth: FramedContentAuthData,
+        reuse_guard: bytes,
+    ) -> PrivateMessage:
+        """§6.3.1-§6.3.2: seal the content, then the SenderData, with our next ratchet key."""
         content_type = content.content_type
-        _, auth = self._authenticate(WireFormat.MLS_PRIVATE_MESSAGE, content, signature_private_key, confirmation_tag)
         plaintext = PrivateMessageContent(content.body, auth).encode()
         if self.padding_block > 1:
             plaintext += bytes(-len(plaintext) % self.padding_block)
 
         suite = self.suite
-        ratchet_key = tree.next_key(sender.index, _ratchet_type(content_type))
+        ratchet_key = tree.next_key(sender_index, _ratchet_type(content_type))
         aad_head = self._aad_prefix + content_type.to_bytes(1, "big")
         content_aad = aad_head + encode_varint(len(content.authenticated_data)) + content.authenticated_data
         ciphertext = suite.aead_seal(
             ratchet_key.key, _guarded_nonce(ratchet_key.nonce, reuse_guard), content_aad, plaintext
         )
-        sender_data = SenderData(sender.index, ratchet_key.generation, reuse_guard).encode()
+        sender_data = SenderData(sender_index, ratchet_key.generation, reuse_guard).encode()
         key, nonce = sender_data_key_nonce(suite, sender_data_secret, ciphertext)
         encrypted_sender_data = suite.aead_seal(key, nonce, aad_head, sender_data)
         return PrivateMessage(

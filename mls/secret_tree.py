@@ -14,6 +14,11 @@ Out-of-order policy (§14.3, "Delayed and Reordered Application Messages"):
 a ratchet keeps the keys of at most ``max_past`` skipped generations below
 the newest one it derived, and refuses to move more than ``max_forward``
 generations ahead of its next unused one.
+
+``to_state()`` / ``from_state()`` turn a tree and its ratchets into plain
+data (:class:`SecretTreeState`, :class:`HashRatchetState`) and back, so that
+storage can keep exactly the secrets not yet deleted and a restored member
+never reuses a key or nonce (§9.2).
 """
 
 from __future__ import annotations
@@ -45,6 +50,31 @@ class RatchetKey:
     nonce: bytes = field(repr=False)
 
 
+@dataclass(frozen=True, slots=True)
+class HashRatchetState:
+    """What a :class:`HashRatchet` keeps: the current ``ratchet_secret``, its generation and the retained keys."""
+
+    secret: bytes = field(repr=False)
+    generation: int
+    #: keys of skipped generations still in the window, by ascending generation
+    retained: tuple[RatchetKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SecretTreeState:
+    """What a :class:`SecretTree` keeps: its shape, limits, undeleted node secrets and derived ratchets.
+
+    ``nodes`` are ``(node index, secret)`` and ``ratchets`` are
+    ``(leaf index, handshake, application)``, both by ascending index.
+    """
+
+    n_leaves: int
+    max_past: int
+    max_forward: int
+    nodes: tuple[tuple[int, bytes], ...] = field(default=(), repr=False)
+    ratchets: tuple[tuple[int, HashRatchetState, HashRatchetState], ...] = field(default=(), repr=False)
+
+
 class HashRatchet:
     """One sender ratchet: ``ratchet_secret_[N]_[j]`` and the keys it yields (§9.1)."""
 
@@ -66,6 +96,23 @@ class HashRatchet:
     def generation(self) -> int:
         """The next generation this ratchet has not derived yet."""
         return self._generation
+
+    def to_state(self) -> HashRatchetState:
+        """This ratchet's secrets as plain data, for storage."""
+        retained = tuple(self._skipped[generation] for generation in sorted(self._skipped))
+        return HashRatchetState(self._secret, self._generation, retained)
+
+    @classmethod
+    def from_state(cls, suite: CipherSuite, state: HashRatchetState, max_past: int, max_forward: int) -> HashRatchet:
+        """The ratchet that :meth:`to_state` described (``SecretTreeError`` if inconsistent)."""
+        if not 0 <= state.generation <= 0x100000000:
+            raise SecretTreeError("ratchet generation out of range")
+        if any(not 0 <= key.generation < state.generation for key in state.retained):
+            raise SecretTreeError("a retained key is not below the ratchet's generation")
+        ratchet = cls(suite, state.secret, max_past, max_forward)
+        ratchet._generation = state.generation
+        ratchet._skipped = {key.generation: key for key in state.retained}
+        return ratchet
 
     def _key_at(self, secret: bytes, generation: int) -> RatchetKey:
         suite = self._suite
@@ -174,6 +221,38 @@ class SecretTree:
 
     def __repr__(self) -> str:
         return f"SecretTree(n_leaves={self.n_leaves}, ratchets={sorted(self._ratchets)})"
+
+    def to_state(self) -> SecretTreeState:
+        """The undeleted node secrets and derived ratchets as plain data, for storage."""
+        return SecretTreeState(
+            self.n_leaves,
+            self.max_past,
+            self.max_forward,
+            tuple(sorted(self._nodes.items())),
+            tuple(
+                (leaf_index, handshake.to_state(), application.to_state())
+                for leaf_index, (handshake, application) in sorted(self._ratchets.items())
+            ),
+        )
+
+    @classmethod
+    def from_state(cls, suite: CipherSuite, state: SecretTreeState) -> SecretTree:
+        """The tree that :meth:`to_state` described (``SecretTreeError`` if inconsistent)."""
+        tree = cls(suite, bytes(suite.Nh), state.n_leaves, max_past=state.max_past, max_forward=state.max_forward)
+        width = tree_math.node_width(state.n_leaves)
+        if any(not 0 <= node < width for node, _ in state.nodes):
+            raise SecretTreeError("secret tree node outside the tree")
+        if any(not 0 <= leaf_index < state.n_leaves for leaf_index, _, _ in state.ratchets):
+            raise SecretTreeError("ratchet of a leaf outside the tree")
+        tree._nodes = dict(state.nodes)
+        tree._ratchets = {
+            leaf_index: (
+                HashRatchet.from_state(suite, handshake, state.max_past, state.max_forward),
+                HashRatchet.from_state(suite, application, state.max_past, state.max_forward),
+            )
+            for leaf_index, handshake, application in state.ratchets
+        }
+        return tree
 
     def ratchet(self, leaf_index: int, ratchet_type: RatchetType) -> HashRatchet:
         """The handshake or application ratchet of ``leaf_index``, derived on first use."""

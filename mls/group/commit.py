@@ -23,7 +23,6 @@ from mls.group.psk import PskResolver, gather_psks, psk_secret_of
 from mls.group.state import GroupState, PendingCommit, required_capabilities_of
 from mls.group.welcome import build_welcome
 from mls.key_schedule import EpochSecrets, external_init_receiver
-from mls.secret_tree import SecretTree
 from mls.transcript import interim_transcript_hash, update_transcript_hashes
 from mls.tree import (
     RatchetTree,
@@ -75,13 +74,6 @@ def new_epoch_state(
 ) -> GroupState:
     """The state of the epoch a Commit starts, not yet linked to ``prev`` (see ``merge``)."""
     suite = prev.suite
-    secret_tree = SecretTree(
-        suite,
-        secrets.encryption_secret,
-        tree.leaf_count,
-        max_past=config.max_past_generations,
-        max_forward=config.max_forward_generations,
-    )
     return GroupState(
         suite=suite,
         context=context,
@@ -91,7 +83,7 @@ def new_epoch_state(
         secrets=secrets,
         interim_transcript_hash=interim_transcript_hash(suite, context.confirmed_transcript_hash, confirmation_tag),
         confirmation_tag=confirmation_tag,
-        secret_tree=secret_tree,
+        secret_tree=config.secret_tree(secrets, tree.leaf_count),
         reinit=reinit,
         padding_block=config.padding_block,
     )
@@ -297,7 +289,7 @@ def create_commit(
     content = FramedContent(
         state.group_id, state.epoch, Sender.member(me), authenticated_data, Commit(proposal_list, update_path)
     )
-    signature = sign_content(suite, state.signature_private_key, wire_format, content, state.context)
+    signature = sign_content(state, wire_format, content)
     partial = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, b""))
     confirmed, _ = update_transcript_hashes(suite, state.interim_transcript_hash, partial)
     context = GroupContext(suite.suite_id, state.group_id, state.epoch + 1, tree.tree_hash(), confirmed, extensions)

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mls.key_schedule import EpochSecrets
+from mls.secret_tree import SecretTree
 from mls.wire.enums import WireFormat
 
 __all__ = ["DEFAULT_KEY_PACKAGE_LIFETIME", "KEY_PACKAGE_BACKDATE", "GroupConfig", "system_clock"]
@@ -71,3 +73,13 @@ class GroupConfig:
     def received_now(self) -> int | None:
         """The time used to check lifetimes of received leaves, or None to skip."""
         return self.clock() if self.check_received_lifetimes else None
+
+    def secret_tree(self, secrets: EpochSecrets, n_leaves: int) -> SecretTree:
+        """An epoch's secret tree (§9) with this config's out-of-order window (§14.3)."""
+        return SecretTree(
+            secrets.suite,
+            secrets.encryption_secret,
+            n_leaves,
+            max_past=self.max_past_generations,
+            max_forward=self.max_forward_generations,
+        )

@@ -21,7 +21,6 @@ from mls.group.proposals import proposal_ref, validate_key_package, validate_pro
 from mls.group.psk import PskResolver
 from mls.group.state import CachedProposal, GroupState
 from mls.key_schedule import EpochSecrets
-from mls.secret_tree import SecretTree
 from mls.transcript import interim_transcript_hash
 from mls.tree import RatchetTree, TreeKEMPrivate, sign_leaf_node, validate_leaf_node
 from mls.wire.enums import ContentType, LeafNodeSource, SenderType, WireFormat
@@ -102,13 +101,7 @@ def create_group(
         secrets=secrets,
         interim_transcript_hash=interim_transcript_hash(suite, b"", tag),
         confirmation_tag=tag,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            1,
-            max_past=config.max_past_generations,
-            max_forward=config.max_forward_generations,
-        ),
+        secret_tree=config.secret_tree(secrets, 1),
         resumption_psks={0: secrets.resumption_psk},
         padding_block=config.padding_block,
     )
@@ -121,7 +114,7 @@ def send_application(state: GroupState, plaintext: bytes, authenticated_data: by
         raise ValidationError("a Commit is pending: merge or discard it before sending application data (§12.4)")
     content = FramedContent(state.group_id, state.epoch, Sender.member(state.leaf_index), authenticated_data, plaintext)
     wire_format = WireFormat.MLS_PRIVATE_MESSAGE
-    signature = sign_content(state.suite, state.signature_private_key, wire_format, content, state.context)
+    signature = sign_content(state, wire_format, content)
     return protect(state, content, FramedContentAuthData(signature), wire_format).encode()
 
 
@@ -135,7 +128,7 @@ def propose(
     _check_single(state, proposal, me, config.now())
     wire_format = config.handshake_wire_format
     content = FramedContent(state.group_id, state.epoch, me, authenticated_data, proposal)
-    signature = sign_content(state.suite, state.signature_private_key, wire_format, content, state.context)
+    signature = sign_content(state, wire_format, content)
     auth = FramedContentAuthData(signature)
     message = protect(state, content, auth, wire_format).encode()
     ref = proposal_ref(state.suite, AuthenticatedContent(wire_format, content, auth))
@@ -206,25 +199,14 @@ def receive(
     authenticated = open_message(state, body)
     content = authenticated.content
     sender_key = _sender_key(state, content)
-    if content.epoch != state.epoch:  # a late application message of a retained epoch
+    if content.content_type == ContentType.APPLICATION:  # of this epoch, or late from a retained one
         assert isinstance(content.body, bytes)
-        return Received(
-            ReceiveKind.APPLICATION,
-            content.body,
-            content.epoch,
-            content.sender,
-            state,
-            content.authenticated_data,
-            sender_key=sender_key,
-        )
-    if content.content_type == ContentType.APPLICATION:
-        assert isinstance(content.body, bytes)
-        if state.reinit is not None:
+        if content.epoch == state.epoch and state.reinit is not None:
             raise GroupInactive("the group was reinitialized: no application data after a ReInit commit")
         return Received(
             ReceiveKind.APPLICATION,
             content.body,
-            state.epoch,
+            content.epoch,
             content.sender,
             state,
             content.authenticated_data,

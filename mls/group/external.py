@@ -15,16 +15,17 @@ from mls.crypto import cipher_suite
 from mls.errors import ValidationError
 from mls.group.config import GroupConfig
 from mls.group.framing import protect, sign_content
-from mls.group.group_info import build_group_info, external_pub_of, ratchet_tree_for, verify_group_info
+from mls.group.group_info import build_group_info, external_pub_of, verified_ratchet_tree
 from mls.group.proposals import ProposalEntry, apply_proposals
 from mls.group.psk import PskResolver, gather_psks, psk_secret_of
-from mls.group.state import GroupState, required_capabilities_of
+from mls.group.state import GroupState
 from mls.key_schedule import EpochSecrets, external_init_sender
+from mls.message_protection import MessageProtection
 from mls.secret_tree import SecretTree
 from mls.transcript import interim_transcript_hash, update_transcript_hashes
-from mls.tree import RatchetTree, TreeKEMPrivate, create_update_path, validate_ratchet_tree
+from mls.tree import RatchetTree, TreeKEMPrivate, create_update_path
 from mls.wire.enums import WireFormat
-from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PublicMessage, Sender
+from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, Sender
 from mls.wire.group_context import GroupContext
 from mls.wire.messages import MLSMessage
 from mls.wire.proposals import Commit, ExternalInit, PreSharedKey, Proposal, ProposalOrRef, Remove
@@ -65,15 +66,7 @@ def join_by_external_commit(
     """
     suite = cipher_suite(group_info.group_context.cipher_suite)
     context = group_info.group_context
-    tree = ratchet_tree_for(suite, group_info, ratchet_tree)
-    verify_group_info(suite, group_info, tree)
-    validate_ratchet_tree(
-        tree,
-        group_id=context.group_id,
-        tree_hash=context.tree_hash,
-        now=config.received_now(),
-        required_capabilities=required_capabilities_of(context.extensions),
-    )
+    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now())
     kem_output, init_secret = external_init_sender(suite, external_pub_of(group_info))
 
     proposals: list[Proposal] = [Proposal(ExternalInit(kem_output))]
@@ -108,7 +101,7 @@ def join_by_external_commit(
         Commit(tuple(ProposalOrRef(p) for p in proposals), update_path),
     )
     wire_format = WireFormat.MLS_PUBLIC_MESSAGE  # §12.1.8: no keys for a PrivateMessage yet
-    signature = sign_content(suite, signature_private_key, wire_format, content, context)
+    signature = sign_content(observed, wire_format, content)
     interim_before = interim_transcript_hash(suite, context.confirmed_transcript_hash, group_info.confirmation_tag)
     partial = AuthenticatedContent(wire_format, content, FramedContentAuthData(signature, b""))
     confirmed, _ = update_transcript_hashes(suite, interim_before, partial)
@@ -129,13 +122,7 @@ def join_by_external_commit(
         secrets=secrets,
         interim_transcript_hash=interim_transcript_hash(suite, confirmed, tag),
         confirmation_tag=tag,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            new_tree.leaf_count,
-            max_past=config.max_past_generations,
-            max_forward=config.max_forward_generations,
-        ),
+        secret_tree=config.secret_tree(secrets, new_tree.leaf_count),
         resumption_psks={new_context.epoch: secrets.resumption_psk},
         padding_block=config.padding_block,
     )
@@ -175,5 +162,4 @@ def external_proposal(
     """A proposal from an ``external`` sender listed in ``external_senders`` (§12.1.8.1), as a PublicMessage."""
     suite = cipher_suite(context.cipher_suite)
     content = FramedContent(context.group_id, context.epoch, Sender.external(sender_index), authenticated_data, proposal)
-    signature = sign_content(suite, signature_private_key, WireFormat.MLS_PUBLIC_MESSAGE, content, None)
-    return MLSMessage(PublicMessage(content, FramedContentAuthData(signature))).encode()
+    return MLSMessage(MessageProtection(suite, context).protect_public(content, signature_private_key)).encode()

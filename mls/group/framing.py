@@ -2,53 +2,27 @@
 
 Commits need their signature before their ``confirmation_tag`` exists (the
 signature feeds the confirmed transcript hash, §8.2), so outgoing content is
-signed once here and the finished ``FramedContentAuthData`` is then wrapped
-as a PublicMessage (§6.2) or sealed as a PrivateMessage (§6.3) with the
-current epoch's keys. Signing twice would break ECDSA suites, whose
-signatures are randomized.
+signed once (:func:`sign_content`) and the finished ``FramedContentAuthData``
+is then wrapped as a PublicMessage (§6.2) or sealed as a PrivateMessage
+(§6.3) by the current epoch's ``MessageProtection``. Signing twice would
+break ECDSA suites, whose signatures are randomized.
 """
 
 from __future__ import annotations
 
-import os
-
-from mls.crypto import CipherSuite
 from mls.errors import StaleCommit, UnknownSenderError, ValidationError, WrongEpoch
 from mls.group.state import GroupState, PastEpoch
-from mls.message_protection import FRAMED_CONTENT_TBS_LABEL, sender_data_key_nonce
-from mls.secret_tree import RatchetType
 from mls.wire.enums import ContentType, SenderType, WireFormat
-from mls.wire.framing import (
-    AuthenticatedContent,
-    AuthenticatedContentTBM,
-    FramedContent,
-    FramedContentAuthData,
-    FramedContentTBS,
-    PrivateContentAAD,
-    PrivateMessage,
-    PrivateMessageContent,
-    PublicMessage,
-    SenderData,
-    SenderDataAAD,
-)
-from mls.wire.group_context import GroupContext
+from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PrivateMessage, PublicMessage
 from mls.wire.messages import MLSMessage
 from mls.wire.proposals import Add, Commit, Proposal
 
 __all__ = ["open_message", "protect", "sign_content"]
 
 
-def sign_content(
-    suite: CipherSuite,
-    signature_private_key: bytes,
-    wire_format: WireFormat,
-    content: FramedContent,
-    context: GroupContext | None,
-) -> bytes:
-    """``SignWithLabel(., "FramedContentTBS", FramedContentTBS)`` (§6.1)."""
-    needs_context = content.sender.sender_type in (SenderType.MEMBER, SenderType.NEW_MEMBER_COMMIT)
-    tbs = FramedContentTBS(wire_format, content, context if needs_context else None)
-    return suite.sign_with_label(signature_private_key, FRAMED_CONTENT_TBS_LABEL, tbs.encode())
+def sign_content(state: GroupState, wire_format: WireFormat, content: FramedContent) -> bytes:
+    """``SignWithLabel(., "FramedContentTBS", FramedContentTBS)`` with our key in the current epoch (§6.1)."""
+    return state.protection().sign(wire_format, content, state.signature_private_key)
 
 
 def protect(
@@ -58,42 +32,12 @@ def protect(
     wire_format: WireFormat,
 ) -> MLSMessage:
     """Wrap signed content of the current epoch as a PublicMessage or PrivateMessage."""
+    protection = state.protection()
     if wire_format == WireFormat.MLS_PUBLIC_MESSAGE:
-        if content.content_type == ContentType.APPLICATION:
-            raise ValidationError("application data must be sent as PrivateMessage (§6)")
-        tag = None
-        if content.sender.sender_type == SenderType.MEMBER:
-            tbm = AuthenticatedContentTBM(FramedContentTBS(wire_format, content, state.context), auth)
-            tag = state.suite.mac(state.secrets.membership_key, tbm.encode())
-        return MLSMessage(PublicMessage(content, auth, tag))
+        return MLSMessage(protection.seal_public(content, auth))
     if wire_format == WireFormat.MLS_PRIVATE_MESSAGE:
-        return MLSMessage(_seal_private(state, content, auth))
+        return MLSMessage(protection.seal_private(content, auth))
     raise ValidationError(f"wire format {wire_format} cannot carry framed content")
-
-
-def _seal_private(state: GroupState, content: FramedContent, auth: FramedContentAuthData) -> PrivateMessage:
-    """§6.3.1-§6.3.2: encrypt content and sender data with the next key of our own ratchet."""
-    suite = state.suite
-    sender = content.sender
-    if sender.sender_type != SenderType.MEMBER or sender.index is None:
-        raise ValidationError("only members send PrivateMessages (§6.3.2)")
-    content_type = content.content_type
-    plaintext = PrivateMessageContent(content.body, auth).encode()
-    if state.padding_block > 1:
-        plaintext += bytes(-len(plaintext) % state.padding_block)
-    ratchet = RatchetType.APPLICATION if content_type == ContentType.APPLICATION else RatchetType.HANDSHAKE
-    key = state.secret_tree.next_key(sender.index, ratchet)
-    reuse_guard = os.urandom(4)
-    guarded = (int.from_bytes(key.nonce[:4], "big") ^ int.from_bytes(reuse_guard, "big")).to_bytes(4, "big")
-    aad = PrivateContentAAD(content.group_id, content.epoch, content_type, content.authenticated_data).encode()
-    ciphertext = suite.aead_seal(key.key, guarded + key.nonce[4:], aad, plaintext)
-    sender_key, sender_nonce = sender_data_key_nonce(suite, state.secrets.sender_data_secret, ciphertext)
-    sender_data = SenderData(sender.index, key.generation, reuse_guard).encode()
-    sender_aad = SenderDataAAD(content.group_id, content.epoch, content_type).encode()
-    encrypted_sender_data = suite.aead_seal(sender_key, sender_nonce, sender_aad, sender_data)
-    return PrivateMessage(
-        content.group_id, content.epoch, content_type, content.authenticated_data, encrypted_sender_data, ciphertext
-    )
 
 
 def _public_sender_key(state: GroupState, message: PublicMessage) -> bytes:

@@ -6,14 +6,14 @@ from dataclasses import replace
 
 from mls.crypto import CipherSuite
 from mls.errors import MissingRatchetTree, ValidationError
-from mls.group.state import GroupState
-from mls.tree import RatchetTree
+from mls.group.state import GroupState, required_capabilities_of
+from mls.tree import RatchetTree, validate_ratchet_tree
 from mls.wire.enums import ExtensionType
 from mls.wire.extensions import Extension, ExternalPub, find_extension
 from mls.wire.tree import RatchetTree as RatchetTreeExtension
 from mls.wire.welcome import GroupInfo, GroupInfoTBS
 
-__all__ = ["build_group_info", "external_pub_of", "ratchet_tree_for", "verify_group_info"]
+__all__ = ["build_group_info", "external_pub_of", "verified_ratchet_tree"]
 
 _GROUP_INFO_TBS = b"GroupInfoTBS"
 
@@ -33,7 +33,30 @@ def build_group_info(state: GroupState, *, ratchet_tree: bool, external_pub: boo
     return replace(unsigned, signature=signature)
 
 
-def ratchet_tree_for(
+def verified_ratchet_tree(
+    suite: CipherSuite, group_info: GroupInfo, supplied: RatchetTree | bytes | None, now: int | None
+) -> RatchetTree:
+    """The ratchet tree a joiner takes from a GroupInfo (§12.4.3.1), ready to rely on.
+
+    The tree comes from the ``ratchet_tree`` extension or ``supplied``; the
+    GroupInfo signature is verified with the signer's leaf and the tree is
+    validated against the GroupContext. ``now`` checks leaf lifetimes
+    (None: not checked).
+    """
+    tree = _ratchet_tree_for(suite, group_info, supplied)
+    _verify_group_info(suite, group_info, tree)
+    context = group_info.group_context
+    validate_ratchet_tree(
+        tree,
+        group_id=context.group_id,
+        tree_hash=context.tree_hash,
+        now=now,
+        required_capabilities=required_capabilities_of(context.extensions),
+    )
+    return tree
+
+
+def _ratchet_tree_for(
     suite: CipherSuite, group_info: GroupInfo, supplied: RatchetTree | bytes | None
 ) -> RatchetTree:
     """The tree of a GroupInfo: its ``ratchet_tree`` extension, else the one supplied apart."""
@@ -47,7 +70,7 @@ def ratchet_tree_for(
     raise MissingRatchetTree("no ratchet_tree extension and no tree supplied")
 
 
-def verify_group_info(suite: CipherSuite, group_info: GroupInfo, tree: RatchetTree) -> None:
+def _verify_group_info(suite: CipherSuite, group_info: GroupInfo, tree: RatchetTree) -> None:
     """Verify the GroupInfo signature with the signer's leaf key (§12.4.3.1)."""
     if not 0 <= group_info.signer < tree.leaf_count:
         raise ValidationError("GroupInfo signer is outside the tree")

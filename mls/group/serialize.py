@@ -13,11 +13,11 @@ Reading anything malformed raises ``StateFormatError``.
 
 from __future__ import annotations
 
-from mls.crypto import cipher_suite
+from mls.crypto import CipherSuite, cipher_suite
 from mls.errors import MLSError, StateFormatError
 from mls.group.state import CachedProposal, GroupState, PastEpoch, PendingCommit
 from mls.key_schedule import EpochSecrets
-from mls.secret_tree import HashRatchet, RatchetKey, SecretTree
+from mls.secret_tree import HashRatchetState, RatchetKey, SecretTree, SecretTreeState
 from mls.tree import RatchetTree, TreeKEMPrivate
 from mls.wire.codec import Reader, Writer
 from mls.wire.framing import Sender
@@ -193,7 +193,7 @@ def _write_past(w: Writer, p: PastEpoch) -> None:
     w.vector(sorted(p.member_signature_keys().items()), lambda w2, kv: (w2.u32(kv[0]), w2.opaque(kv[1])))
 
 
-def _read_past(r: Reader, suite) -> PastEpoch:  # type: ignore[no-untyped-def]
+def _read_past(r: Reader, suite: CipherSuite) -> PastEpoch:
     context = GroupContext.read(r)
     tree = _read_secret_tree(r, suite)
     sender_data_secret = r.opaque("sender data secret")
@@ -202,24 +202,25 @@ def _read_past(r: Reader, suite) -> PastEpoch:  # type: ignore[no-untyped-def]
 
 
 # --- secret tree (§9) -----------------------------------------------------------------------
-# SecretTree/HashRatchet expose no persistence API; their fields are read and
-# restored here, in one place, so the on-disk format stays this module's.
+# Stored as SecretTree.to_state(): n_leaves, max_past, max_forward, the undeleted
+# node secrets, then per derived leaf its handshake and application ratchets.
 
 
 def _write_secret_tree(w: Writer, tree: SecretTree) -> None:
-    w.u32(tree.n_leaves)
-    w.u32(tree.max_past)
-    w.u32(tree.max_forward)
-    w.vector(sorted(tree._nodes.items()), lambda w2, kv: (w2.u32(kv[0]), w2.opaque(kv[1])))
-    w.vector(sorted(tree._ratchets.items()), _write_ratchet_pair)
+    state = tree.to_state()
+    w.u32(state.n_leaves)
+    w.u32(state.max_past)
+    w.u32(state.max_forward)
+    w.vector(state.nodes, lambda w2, kv: (w2.u32(kv[0]), w2.opaque(kv[1])))
+    w.vector(state.ratchets, _write_ratchet_pair)
 
 
-def _write_ratchet_pair(w: Writer, item: tuple[int, tuple[HashRatchet, HashRatchet]]) -> None:
+def _write_ratchet_pair(w: Writer, item: tuple[int, HashRatchetState, HashRatchetState]) -> None:
     w.u32(item[0])
-    for ratchet in item[1]:
-        w.opaque(ratchet._secret)
-        w.u32(ratchet._generation)
-        w.vector(sorted(ratchet._skipped.values(), key=lambda k: k.generation), _write_ratchet_key)
+    for ratchet in item[1:]:
+        w.opaque(ratchet.secret)
+        w.u32(ratchet.generation)
+        w.vector(ratchet.retained, _write_ratchet_key)
 
 
 def _write_ratchet_key(w: Writer, key: RatchetKey) -> None:
@@ -228,28 +229,23 @@ def _write_ratchet_key(w: Writer, key: RatchetKey) -> None:
     w.opaque(key.nonce)
 
 
-def _read_secret_tree(r: Reader, suite) -> SecretTree:  # type: ignore[no-untyped-def]
+def _read_secret_tree(r: Reader, suite: CipherSuite) -> SecretTree:
     n_leaves = r.u32("n_leaves")
     max_past = r.u32("max_past")
     max_forward = r.u32("max_forward")
-    tree = SecretTree(suite, bytes(suite.Nh), n_leaves, max_past=max_past, max_forward=max_forward)
-    tree._nodes = dict(r.vector(lambda r2: (r2.u32("node"), r2.opaque("secret")), "tree nodes"))
-    ratchets = {}
-    for leaf, pair in r.vector(lambda r2: _read_ratchet_pair(r2, suite, max_past, max_forward), "ratchets"):
-        ratchets[leaf] = pair
-    tree._ratchets = ratchets
-    return tree
+    nodes = r.vector(lambda r2: (r2.u32("node"), r2.opaque("secret")), "tree nodes")
+    ratchets = r.vector(_read_ratchet_pair, "ratchets")
+    return SecretTree.from_state(suite, SecretTreeState(n_leaves, max_past, max_forward, nodes, ratchets))
 
 
-def _read_ratchet_pair(r: Reader, suite, max_past: int, max_forward: int):  # type: ignore[no-untyped-def]
-    leaf = r.u32("leaf")
-    pair = []
-    for _ in range(2):
-        ratchet = HashRatchet(suite, r.opaque("ratchet secret"), max_past, max_forward)
-        ratchet._generation = r.u32("generation")
-        ratchet._skipped = {k.generation: k for k in r.vector(_read_ratchet_key, "skipped keys")}
-        pair.append(ratchet)
-    return leaf, (pair[0], pair[1])
+def _read_ratchet_pair(r: Reader) -> tuple[int, HashRatchetState, HashRatchetState]:
+    return r.u32("leaf"), _read_ratchet(r), _read_ratchet(r)
+
+
+def _read_ratchet(r: Reader) -> HashRatchetState:
+    secret = r.opaque("ratchet secret")
+    generation = r.u32("generation")
+    return HashRatchetState(secret, generation, r.vector(_read_ratchet_key, "skipped keys"))
 
 
 def _read_ratchet_key(r: Reader) -> RatchetKey:

@@ -198,8 +198,8 @@ class GroupState:
     # --- message protection ---------------------------------------------------------
 
     def protection(self) -> MessageProtection:
-        """The MessageProtection of the current epoch (cached)."""
-        if self._protection is None:
+        """The MessageProtection of the current epoch (cached; rebuilt if ``padding_block`` changed)."""
+        if self._protection is None or self._protection.padding_block != self.padding_block:
             self._protection = MessageProtection(
                 self.suite,
                 self.context,

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from mls.crypto import cipher_suite
 from mls.errors import NoMatchingKeyPackage, ValidationError
 from mls.group.config import GroupConfig
-from mls.group.group_info import ratchet_tree_for, verify_group_info
+from mls.group.group_info import verified_ratchet_tree
 from mls.group.key_package import key_package_ref
 from mls.group.psk import PskResolver, gather_psks, psk_secret_of
-from mls.group.state import GroupState, required_capabilities_of
+from mls.group.state import GroupState
 from mls.key_schedule import EpochSecrets, welcome_key_nonce, welcome_secret
-from mls.secret_tree import SecretTree
 from mls.transcript import interim_transcript_hash
-from mls.tree import RatchetTree, TreeKEMPrivate, validate_ratchet_tree
+from mls.tree import RatchetTree, TreeKEMPrivate
 from mls.wire.crypto_structs import HPKECiphertext
 from mls.wire.enums import PSKType, ResumptionPSKUsage
 from mls.wire.key_package import KeyPackage
@@ -124,15 +123,7 @@ def join_from_welcome(
     if special and context.epoch != 1:
         raise ValidationError("a group started with a reinit/branch PSK must be at epoch 1")
 
-    tree = ratchet_tree_for(suite, group_info, ratchet_tree)
-    verify_group_info(suite, group_info, tree)
-    validate_ratchet_tree(
-        tree,
-        group_id=context.group_id,
-        tree_hash=context.tree_hash,
-        now=config.received_now(),
-        required_capabilities=required_capabilities_of(context.extensions),
-    )
+    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now())
     my_leaf = next((i for i, leaf in tree.members() if leaf == keys.key_package.leaf_node), None)
     if my_leaf is None:
         raise ValidationError("our KeyPackage's leaf is not in the tree")
@@ -154,13 +145,7 @@ def join_from_welcome(
             suite, context.confirmed_transcript_hash, group_info.confirmation_tag
         ),
         confirmation_tag=group_info.confirmation_tag,
-        secret_tree=SecretTree(
-            suite,
-            secrets.encryption_secret,
-            tree.leaf_count,
-            max_past=config.max_past_generations,
-            max_forward=config.max_forward_generations,
-        ),
+        secret_tree=config.secret_tree(secrets, tree.leaf_count),
         resumption_psks={context.epoch: secrets.resumption_psk},
         padding_block=config.padding_block,
     )
