@@ -291,6 +291,31 @@ def test_bad_leaf_and_generation() -> None:
         tree.get_key(0, RatchetType.APPLICATION, 1 << 32)
 
 
+def test_state_round_trip_keeps_every_key() -> None:
+    sender, receiver = _tree(), _tree()
+    keys = [sender.next_key(1, RatchetType.APPLICATION) for _ in range(6)]
+    receiver.get_key(1, RatchetType.APPLICATION, 5)  # skips 0-4: retained
+    restored = SecretTree.from_state(cipher_suite(1), receiver.to_state())
+    assert restored.to_state() == receiver.to_state()
+    for generation in (4, 0, 2):
+        assert restored.get_key(1, RatchetType.APPLICATION, generation) == keys[generation]
+    with pytest.raises(SecretTreeError):  # consumed before the save
+        restored.get_key(1, RatchetType.APPLICATION, 5)
+    assert restored.get_key(3, RatchetType.APPLICATION, 0) == sender.next_key(3, RatchetType.APPLICATION)
+
+
+def test_from_state_rejects_inconsistent_data() -> None:
+    from dataclasses import replace
+
+    state = _tree(4).to_state()
+    secret = bytes(32)
+    with pytest.raises(SecretTreeError):
+        SecretTree.from_state(cipher_suite(1), replace(state, nodes=((99, secret),)))
+    leaf_ratchet = _tree(4).ratchet(0, RatchetType.APPLICATION).to_state()
+    with pytest.raises(SecretTreeError):
+        SecretTree.from_state(cipher_suite(1), replace(state, ratchets=((7, leaf_ratchet, leaf_ratchet),)))
+
+
 def test_parent_secrets_deleted_once_expanded() -> None:
     tree = _tree(4)
     tree.get_key(0, RatchetType.APPLICATION, 0)
