@@ -13,6 +13,7 @@ import sys
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "bot": ("media.bot", "join a call as an encrypted bot peer"),
     "demo": ("media.demo", "run the end-to-end demo"),
     "serve": ("signaling.cli", "run the signaling server and MLS delivery service"),
 }

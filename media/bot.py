@@ -1,0 +1,168 @@
+"""``mlscall bot``: join a call as an encrypted bot peer.
+
+::
+
+    mlscall bot --server http://127.0.0.1:8080 --room standup --name bot \\
+        [--video FILE] [--record PATH] [--duration S]
+
+The bot joins the room as a :class:`media.call_peer.CallPeer`, streams the
+test pattern and a tone (or ``--video FILE`` through aiortc's
+``MediaPlayer``), verifies what it receives (or records it with
+``--record``), shows a live status line on stderr and prints a summary on
+stdout when it ends (after ``--duration`` seconds, on SIGINT/SIGTERM, or
+when the server closes the connection).  Without ``--token`` it asks the
+development server's loopback-only ``POST /token`` for one.  ICE uses
+127.0.0.1 only when the server is on a loopback address (``--loopback`` /
+``--no-loopback`` override).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from signaling.client import fetch_token
+from signaling.errors import SignalingError
+
+from .call_peer import CallOptions, CallPeer, CallStatus
+from .mesh import MediaSources
+from .sinks import RecordingSink, Sink, VerifyingSink
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``mlscall bot`` to ``parser``."""
+    parser.add_argument("--server", required=True,
+                        help="signaling server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--room", required=True, help="room to join")
+    parser.add_argument("--name", required=True, help="identity in the room")
+    parser.add_argument("--token", default=None,
+                        help="room token (default: minted by the server's loopback POST /token)")
+    parser.add_argument("--video", type=Path, default=None,
+                        help="media file to stream (default: a test pattern with a frame counter and a tone)")
+    parser.add_argument("--record", type=Path, default=None,
+                        help="record each participant to PATH with its name appended (e.g. call-bob.mp4)")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="seconds before leaving (default: until interrupted)")
+    parser.add_argument("--self-update", type=float, default=None, metavar="S",
+                        help="commit an MLS self-update every S seconds (post-compromise security)")
+    parser.add_argument("--loopback", action=argparse.BooleanOptionalAction, default=None,
+                        help="use 127.0.0.1 ICE candidates only (default: when the server is loopback)")
+    parser.add_argument("--log-level", default="warning",
+                        choices=("debug", "info", "warning", "error"))
+
+
+def _is_loopback_host(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def ws_url_for(server: str) -> str:
+    """``http(s)://host:port[/base]`` -> ``ws(s)://host:port[/base]/ws``."""
+    parts = urlsplit(server)
+    if parts.scheme not in ("http", "https", "ws", "wss") or not parts.netloc:
+        raise ValueError(f"not an http(s) or ws(s) URL: {server!r}")
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
+
+
+def summary(status: CallStatus) -> str:
+    """The final report, one fact per line."""
+    failures = ", ".join(f"{kind.value} {count}" for kind, count in status.failures.items())
+    epochs = ", ".join(f"{e.epoch} ({e.cause}, {e.members} members)" for e in status.epochs) or "none"
+    lines = [
+        f"summary for {status.identity}:",
+        f"  frames sent:      {status.frames_sent}",
+        f"  frames received:  {status.frames_received}",
+        f"  frames decrypted: {status.frames_decrypted}",
+    ]
+    if status.frames_decoded is not None:
+        lines.append(f"  frames decoded:   {status.frames_decoded}")
+    lines += [
+        f"  failures:         {status.failures_total} ({failures})",
+        f"  epochs seen:      {epochs}",
+        f"  commit conflicts: {status.conflicts}",
+        f"  final epoch:      {'-' if status.epoch is None else status.epoch}"
+        f"{' (removed from the group)' if status.removed else ''}",
+    ]
+    return "\n".join(lines)
+
+
+class StatusLine:
+    """A status line on a terminal, rewritten in place (a plain line per
+    update when the stream is not a terminal)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+
+    def show(self, text: str) -> None:
+        if self._tty:
+            self._stream.write("\r\x1b[K" + text)
+        else:
+            self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def end(self) -> None:
+        if self._tty:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+async def _call(args: argparse.Namespace) -> int:
+    server = args.server.rstrip("/")
+    ws_url = ws_url_for(server)
+    token = args.token or await fetch_token(server, args.room, args.name)
+    loopback = args.loopback if args.loopback is not None else _is_loopback_host(urlsplit(server).hostname)
+    sources = MediaSources.from_file(args.video) if args.video else MediaSources.synthetic()
+    sinks: list[Sink] = [VerifyingSink()]
+    if args.record:
+        sinks.append(RecordingSink(args.record))
+    options = CallOptions(loopback=loopback, self_update_interval=args.self_update)
+    peer = CallPeer(ws_url, args.room, token, sources=sources, sinks=sinks, options=options)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    line = StatusLine(sys.stderr)
+    await peer.start()
+    interval = 0.5 if sys.stderr.isatty() else 1.0
+    try:
+        async with asyncio.timeout(args.duration):
+            while not stop.is_set() and not peer.ended.is_set():
+                line.show(peer.status().line())
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+    except TimeoutError:
+        pass  # --duration elapsed
+    finally:
+        line.end()
+        status = peer.status()
+        await peer.stop()
+    print(summary(status), flush=True)
+    if isinstance(sinks[-1], RecordingSink):
+        for path in sinks[-1].files:
+            print(f"  recorded:         {path}", flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(_call(args))
+    except (ValueError, SignalingError, OSError) as exc:
+        print(f"mlscall bot: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,278 @@
+"""Encrypted group calls: real CallPeers (aiortc, MLS, SFrame) and the real
+signaling server, all on 127.0.0.1 (ephemeral port, temporary database).
+
+Each peer streams the test pattern with a drawn-in frame counter and a
+tone to every other participant; receivers decrypt, decode and read the
+counter back from the decoded pictures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from media.call_peer import CallOptions, CallPeer
+from media.sinks import VerifyingSink
+from media.stats import FailureKind, PeerStats
+from signaling.config import ServerConfig
+from signaling.server import RunningServer, start_server
+
+ROOM = "call"
+BOUND = 30.0  # seconds before a wait gives up (a bound, not a measurement)
+CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
+
+StartPeer = Callable[..., Awaitable[CallPeer]]
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
+    running = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=tmp_path / "calls.db",
+                                              secret=b"k" * 32, static_dir=None))
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
+    peers: list[CallPeer] = []
+
+    async def start(identity: str, options: CallOptions | None = None) -> CallPeer:
+        token = server.server.tokens.mint(ROOM, identity, 600)
+        peer = CallPeer(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=options)
+        peers.append(peer)
+        await peer.start()
+        return peer
+
+    yield start
+    for peer in peers:
+        await peer.stop()
+
+
+async def until(predicate: Callable[[], bool], what: str) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BOUND
+    while not predicate():
+        assert loop.time() < deadline, f"not reached within {BOUND} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def sink(peer: CallPeer) -> VerifyingSink:
+    verifying = peer.sinks[0]
+    assert isinstance(verifying, VerifyingSink)
+    return verifying
+
+
+def decoded(peer: CallPeer, remote: str, kind: str) -> int:
+    return sink(peer).frames(remote, kind)
+
+
+def receiving_all(peers: list[CallPeer], at_least: int) -> bool:
+    return all(decoded(p, q.identity, kind) >= at_least
+               for p in peers for q in peers if q is not p for kind in ("audio", "video"))
+
+
+def same_group(peers: list[CallPeer]) -> bool:
+    names = tuple(sorted(p.identity for p in peers))
+    return (all(p.status().members == names for p in peers)
+            and len({p.status().epoch for p in peers}) == 1
+            and all(p.session.sending_epoch == p.status().epoch for p in peers))
+
+
+def link(peer: CallPeer, remote: str) -> PeerStats:
+    return peer.links[remote].stats()
+
+
+def failures(peer: CallPeer, remote: str) -> dict[FailureKind, int]:
+    return link(peer, remote).failures
+
+
+def failed(peer: CallPeer, remote: str) -> int:
+    return sum(failures(peer, remote).values())
+
+
+def frames_in_epoch(peer: CallPeer, remote: str, epoch: int) -> int:
+    return sum(r.frames_by_epoch.get(epoch, 0) for r in link(peer, remote).receivers)
+
+
+def assert_no_gap(peer: CallPeer, remote: str) -> None:
+    """Every frame after the first decoded one (a keyframe) arrived, in order."""
+    video = sink(peer).reports[remote]["video"]
+    assert video.frames > 0 and video.unreadable == 0, (peer.identity, remote, video)
+    assert video.missing == 0 and video.out_of_order == 0, (peer.identity, remote, video.gaps)
+
+
+async def test_three_peers_hold_an_encrypted_call(start_peer: StartPeer) -> None:
+    peers = [await start_peer(name) for name in ("alice", "bob", "carol")]
+    await until(lambda: same_group(peers), "one group of three, every sender on its epoch")
+    await until(lambda: receiving_all(peers, 60), "60 decoded frames of each kind on every link")
+
+    epoch = peers[0].status().epoch
+    # alice created the group and committed every Add (one or two commits)
+    assert [e.cause for e in peers[0].epochs] == ["create"] + ["own"] * epoch
+    assert peers[0].epochs[-1].members == 3
+    assert len({p.group.epoch_authenticator() for p in peers if p.group}) == 1
+    for peer in peers:
+        for remote in (q.identity for q in peers if q is not peer):
+            assert_no_gap(peer, remote)
+            stats = link(peer, remote)
+            assert {s.codec for s in stats.senders} == {"video/VP8", "audio/opus"}
+            assert all(s.frames_encrypted > 0 and s.frames_dropped == 0 for s in stats.senders)
+            # decoded frames were all decrypted first; some in the current epoch
+            assert stats.frames_decrypted >= decoded(peer, remote, "audio") + decoded(peer, remote, "video")
+            assert frames_in_epoch(peer, remote, epoch) > 0
+            # before a member had the keys of a sender's epoch its frames were
+            # of an unknown KID, never forged or garbled
+            assert stats.failures[FailureKind.AUTHENTICATION] == 0
+            assert stats.failures[FailureKind.MALFORMED] == 0
+            pc = peer.links[remote].pc
+            for description in (pc.localDescription, pc.remoteDescription):
+                assert set(CANDIDATE.findall(description.sdp)) == {"127.0.0.1"}
+    # alice committed every change: her receivers never missed a key
+    assert peers[0].status().failures_total == 0
+
+
+async def test_outsider_and_removed_member_cannot_decrypt(start_peer: StartPeer) -> None:
+    banned = {"eve"}
+    options = CallOptions(admit=lambda identity: identity not in banned)
+    alice, bob, carol = [await start_peer(name, options) for name in ("alice", "bob", "carol")]
+    eve = await start_peer("eve", options)  # in the room, never in the group
+    members = [alice, bob, carol]
+    await until(lambda: same_group(members) and receiving_all(members, 30), "a call of three")
+    await until(lambda: all(failed(eve, p.identity) > 30 for p in members),
+                "eve receiving encrypted media")
+
+    assert eve.group is None and "eve" not in alice.status().members
+    assert sink(eve).total_frames == 0
+    for member in members:
+        stats = link(eve, member.identity)
+        assert stats.frames_decrypted == 0
+        assert stats.failures[FailureKind.UNKNOWN_KID] == failed(eve, member.identity) > 0
+        assert link(member, "eve").frames_encrypted > 0  # members did send to eve
+        assert link(member, "eve").frames_decrypted == 0  # eve has no key to send with
+    assert eve.status().frames_sent == 0
+
+    # carol is expelled: the committer removes her, the others switch keys
+    before = carol.status().epoch
+    assert before is not None
+    steady = {(m.identity, o): failures(m, o) for m, o in ((alice, "bob"), (bob, "alice"))}
+    banned.add("carol")
+    alice.reconcile_soon()
+    removal = before + 1
+    await until(lambda: carol.removed and same_group([alice, bob]), "carol removed")
+    assert alice.status().epoch == removal
+    failures_then = {m.identity: failed(carol, m.identity) for m in (alice, bob)}
+    await until(lambda: all(failed(carol, m.identity) > failures_then[m.identity] + 30
+                            for m in (alice, bob)), "carol receiving frames of the new epoch")
+    await until(lambda: frames_in_epoch(bob, "alice", removal) > 30
+                and frames_in_epoch(alice, "bob", removal) > 30, "alice and bob in the new epoch")
+
+    for remote in ("alice", "bob"):
+        assert frames_in_epoch(carol, remote, before) > 0  # she did decrypt before
+        assert frames_in_epoch(carol, remote, removal) == 0
+        receivers = link(carol, remote).receivers
+        assert all(epoch < removal for r in receivers for epoch in r.frames_by_epoch)
+    for member, other in ((alice, "bob"), (bob, "alice")):
+        assert failures(member, other) == steady[(member.identity, other)]  # none across the rekey
+        assert_no_gap(member, other)
+
+
+async def test_fourth_peer_joins_and_one_leaves_without_decrypt_failures(
+        start_peer: StartPeer) -> None:
+    alice, bob, carol = [await start_peer(name) for name in ("alice", "bob", "carol")]
+    await until(lambda: same_group([alice, bob, carol]) and receiving_all([alice, bob, carol], 30),
+                "a call of three")
+    steady = {(p.identity, q): dict(failures(p, q)) for p in (alice, bob, carol)
+              for q in p.links}
+
+    dave = await start_peer("dave")
+    dave_links = [(alice, "dave"), (bob, "dave"), (carol, "dave"),
+                  (dave, "alice"), (dave, "bob"), (dave, "carol")]
+    #: failures of each receiver on a link with dave when it first decrypted
+    first_decrypt: dict[tuple[str, str, str], int] = {}
+
+    def dave_in() -> bool:
+        # on links with dave, failures are expected only before the first frame
+        for p, q in dave_links:
+            for r in link(p, q).receivers if q in p.links else ():
+                if r.frames_decrypted and (p.identity, q, r.kind) not in first_decrypt:
+                    first_decrypt[(p.identity, q, r.kind)] = r.failures_total
+        return len(first_decrypt) == 12 and same_group([alice, bob, carol, dave]) \
+            and receiving_all([alice, bob, carol, dave], 30)
+
+    await until(dave_in, "dave in the call")
+    joined_epoch = dave.status().epoch
+    await carol.stop()
+    remaining = [alice, bob, dave]
+    await until(lambda: same_group(remaining), "carol removed")
+    left_epoch = alice.status().epoch
+    assert joined_epoch is not None and left_epoch == joined_epoch + 1
+    await until(lambda: all(frames_in_epoch(p, q.identity, left_epoch) > 30
+                            for p in remaining for q in remaining if q is not p),
+                "every remaining sender in the new epoch")
+
+    for p in (alice, bob):
+        for q in ("alice", "bob"):
+            if q != p.identity:
+                assert failures(p, q) == steady[(p.identity, q)]
+    peers = {"alice": alice, "bob": bob, "dave": dave}
+    for (p_name, q, kind), counted in first_decrypt.items():
+        if p_name in peers and q != "carol":
+            (receiver,) = (r for r in link(peers[p_name], q).receivers if r.kind == kind)
+            assert receiver.failures_total == counted, (p_name, q, receiver)
+    for p in remaining:
+        for q in remaining:
+            if q is not p:
+                assert_no_gap(p, q.identity)
+    assert [e.cause for e in dave.epochs] == ["welcome", "commit"]
+
+
+async def test_racing_commits_settle_through_the_delivery_service(start_peer: StartPeer) -> None:
+    peers = [await start_peer(name) for name in ("alice", "bob", "carol")]
+    await until(lambda: same_group(peers) and receiving_all(peers, 30), "a call of three")
+    start = peers[0].status().epoch
+    assert start is not None
+    steady = {(p.identity, q): dict(failures(p, q)) for p in peers for q in p.links}
+    causes_before = [len(p.epochs) for p in peers]
+
+    # all three commit an UpdatePath for the same epoch at once: one wins,
+    # the others process the winner from the log and try again
+    for peer in peers:
+        peer.request_self_update()
+    await until(lambda: same_group(peers) and peers[0].status().epoch == start + 3,
+                "three self-updates accepted")
+    final = start + 3
+    await until(lambda: all(frames_in_epoch(p, q.identity, final) > 10
+                            for p in peers for q in peers if q is not p), "everyone on the last key")
+
+    assert sum(p.conflicts for p in peers) >= 2
+    assert len({p.group.epoch_authenticator() for p in peers if p.group}) == 1
+    for peer, before in zip(peers, causes_before):
+        changes = peer.epochs[before:]
+        assert [e.epoch for e in changes] == [start + 1, start + 2, start + 3]
+        assert sum(e.cause == "own" for e in changes) == 1  # its own update, exactly once
+        for remote in peer.links:
+            assert failures(peer, remote) == steady[(peer.identity, remote)]
+            assert_no_gap(peer, remote)
+
+
+async def test_member_reconnecting_without_state_is_removed_and_added_again(
+        start_peer: StartPeer) -> None:
+    alice, bob = await start_peer("alice"), await start_peer("bob")
+    await until(lambda: same_group([alice, bob]) and receiving_all([alice, bob], 10), "a call of two")
+    before = alice.status().epoch
+    assert before is not None
+
+    # a new process for bob: fresh MLS state, same identity; the server
+    # replaces the old connection, alice sees bob join again
+    bob_again = await start_peer("bob")
+    await until(lambda: bob.ended.is_set(), "the old connection replaced")
+    await until(lambda: same_group([alice, bob_again]) and receiving_all([alice, bob_again], 30),
+                "bob back in the call")
+    assert [(e.epoch, e.members) for e in alice.epochs[-2:]] == [(before + 1, 1), (before + 2, 2)]
+    assert [e.cause for e in bob_again.epochs] == ["welcome"]
+    assert_no_gap(alice, "bob")
+    assert_no_gap(bob_again, "alice")
