@@ -115,7 +115,9 @@ class SFrameSenderTransform:
             seal()
         except (SFrameError, MediaError) as exc:
             self._dropped += 1
-            logger.warning("SFrame: dropping a %s frame: %s", self.sender.kind, type(exc).__name__)
+            if self._dropped & (self._dropped - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a flood
+                logger.warning("SFrame: dropped %d %s frame(s), last: %s",
+                               self._dropped, self.sender.kind, type(exc).__name__)
             return False
         self._frames += 1
         self._keyframes += keyframe
