@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import sys
@@ -30,6 +29,7 @@ from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from signaling.client import fetch_token
+from signaling.config import is_loopback_host
 from signaling.errors import SignalingError
 
 from .call_peer import CallOptions, CallPeer, CallStatus
@@ -57,15 +57,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="use 127.0.0.1 ICE candidates only (default: when the server is loopback)")
     parser.add_argument("--log-level", default="warning",
                         choices=("debug", "info", "warning", "error"))
-
-
-def _is_loopback_host(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def ws_url_for(server: str) -> str:
@@ -124,7 +115,7 @@ async def _call(args: argparse.Namespace) -> int:
     server = args.server.rstrip("/")
     ws_url = ws_url_for(server)
     token = args.token or await fetch_token(server, args.room, args.name)
-    loopback = args.loopback if args.loopback is not None else _is_loopback_host(urlsplit(server).hostname)
+    loopback = args.loopback if args.loopback is not None else is_loopback_host(urlsplit(server).hostname)
     sources = MediaSources.from_file(args.video) if args.video else MediaSources.synthetic()
     sinks: list[Sink] = [VerifyingSink()]
     if args.record:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_STATIC_DIR, ServerConfig
+from .config import DEFAULT_STATIC_DIR, ServerConfig, is_loopback_host
 from .server import start_server
 
 _DEFAULTS = ServerConfig()
@@ -51,20 +50,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         choices=("debug", "info", "warning", "error"))
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host, port=args.port, db_path=args.db, db_synchronous=args.db_sync,
         secret_file=args.secret_file or Path(f"{args.db}.secret"),
-        token_endpoint=_is_loopback(args.host) and not args.no_token_endpoint,
+        token_endpoint=is_loopback_host(args.host) and not args.no_token_endpoint,
         static_dir=args.static, max_message_bytes=args.max_message_bytes,
         rate_per_second=args.rate, rate_burst=args.burst, max_rooms=args.max_rooms,
         max_participants=args.max_participants, max_key_packages=args.max_key_packages)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 #: The repository's browser client, served as the static root when it has files.
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost`` and any loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:  # a zone id ("::1%lo") is not part of the address
+        return host is not None and ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(slots=True)

@@ -12,12 +12,12 @@ Errors are JSON bodies ``{"type": "error", "code", "message", ...}``.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from . import protocol as p
+from .config import is_loopback_host
 from .errors import ErrorCode, SignalingError
 
 if TYPE_CHECKING:
@@ -38,13 +38,6 @@ _STATUS = {
 def _error_response(err: SignalingError) -> web.Response:
     body = {"type": p.ERROR, "code": str(err.code), "message": err.message, **err.details}
     return web.json_response(body, status=_STATUS.get(err.code, 400))
-
-
-def _is_loopback(remote: str | None) -> bool:
-    try:
-        return remote is not None and ipaddress.ip_address(remote.split("%")[0]).is_loopback
-    except ValueError:
-        return False
 
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
@@ -73,7 +66,7 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
 
     async def token(request: web.Request) -> web.Response:
         cfg = server.config
-        if not cfg.token_endpoint or not _is_loopback(request.remote):
+        if not cfg.token_endpoint or not is_loopback_host(request.remote):
             return web.json_response({"type": p.ERROR, "code": "forbidden",
                                       "message": "the token endpoint answers loopback clients only"},
                                      status=403)
