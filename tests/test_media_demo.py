@@ -1,0 +1,27 @@
+"""``mlscall demo`` end to end: server + two bots on loopback, encrypted media both ways."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO_ROOT
+
+
+def test_demo_runs_an_encrypted_call_and_summarises() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "media.cli", "demo", "--port", "0", "--duration", "8"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert re.search(r"Open http://127\.0\.0\.1:\d+/\?room=demo in a browser", result.stdout)
+    summaries = re.findall(
+        r"summary for (\S+):\n  frames sent:\s+(\d+)\n  frames received:\s+(\d+)\n"
+        r"  frames decrypted:\s+(\d+)\n  frames decoded:\s+(\d+)\n"
+        r"  failures:\s+\d+ \(unknown_kid \d+, authentication (\d+)", result.stdout)
+    assert [name for name, *_ in summaries] == ["alice-bot", "bob-bot"]
+    for _name, sent, _received, decrypted, decoded, authentication in summaries:
+        assert int(sent) > 50
+        assert int(decrypted) > 50 and int(decoded) > 50
+        assert int(authentication) == 0
+    assert "final epoch:      1" in result.stdout  # bob was added: one commit
