@@ -1,0 +1,246 @@
+/**
+ * Interop of the JS MLS Web API (web/mls, over ts-mls) with the Python `mls`
+ * package: a Python process plays members of the same group, driven line
+ * by line over stdin/stdout; every value crosses as RFC 9420 wire bytes.
+ *
+ * Python P creates the group and adds JS member J (J joins from P's
+ * Welcome); J adds Python member Q (Q joins from J's Welcome, P processes
+ * J's commit); application messages go every way; self-updates from both
+ * sides; Q proposes to leave and J commits it; the SFrame exporter and the
+ * epoch authenticator agree at every epoch.
+ */
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+
+import { MLS, MemoryStore } from '../mls/index.js';
+import { repoRoot } from './helpers.js';
+import { venvPython } from './python.js';
+
+const SFRAME_LABEL = 'SFrame 1.0 Base Key';
+const EMPTY = new Uint8Array(0);
+const text = new TextDecoder();
+
+/** The Python peer: one MLS object per member name, methods called by name. */
+const PEER = String.raw`
+import base64, dataclasses, json, sys
+from mls import MLS
+from mls.api import GroupView
+from mls.group.config import GroupConfig
+
+members = {}
+views = {}
+
+def decode(value):
+    if isinstance(value, dict) and "b64" in value:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [decode(v) for v in value]
+    return value
+
+def encode(who, value):
+    if isinstance(value, (bytes, bytearray)):
+        return {"b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, GroupView):
+        views[who] = value
+        return {"group_id": encode(who, value.group_id), "epoch": value.epoch}
+    if dataclasses.is_dataclass(value):
+        return {f.name: encode(who, getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [encode(who, v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return repr(type(value))
+
+for line in sys.stdin:
+    request = json.loads(line)
+    who = request["who"]
+    try:
+        if who not in members:
+            members[who] = MLS(cipher_suite=1, config=GroupConfig(**request.get("config", {})))
+        target = members[who] if request["on"] == "mls" else views[who]
+        result = getattr(target, request["call"])(*decode(request["args"]))
+        if request["call"] == "epoch":
+            result = result() if callable(result) else result
+        reply = {"ok": encode(who, result)}
+    except Exception as err:
+        reply = {"error": type(err).__name__ + ": " + str(err)}
+    print(json.dumps(reply), flush=True)
+`;
+
+const b64 = (bytes) => Buffer.from(bytes).toString('base64');
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+
+function fromWire(value) {
+  if (Array.isArray(value)) return value.map(fromWire);
+  if (value !== null && typeof value === 'object') {
+    if ('b64' in value) return new Uint8Array(Buffer.from(value.b64, 'base64'));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromWire(v)]));
+  }
+  return value;
+}
+
+function toWire(value) {
+  if (value instanceof Uint8Array) return { b64: b64(value) };
+  if (value !== null && typeof value === 'object' && 'content' in value) return toWire(value.content);
+  return value;
+}
+
+class PythonPeer {
+  constructor() {
+    this.child = spawn(venvPython, ['-c', PEER], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.stderr = '';
+    this.child.stderr.on('data', (chunk) => { this.stderr += chunk; });
+    this.waiting = [];
+    createInterface({ input: this.child.stdout }).on('line', (line) => this.waiting.shift()?.resolve(line));
+    this.child.on('close', (code) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`python exited ${code}: ${this.stderr.slice(-2000)}`));
+    });
+  }
+
+  /**
+   * Calls `who`'s MLS object (on = 'mls') or group view (on = 'view');
+   * `config` (GroupConfig fields) applies when `who` is first seen.
+   */
+  async call(who, on, method, args, config = {}) {
+    const line = await new Promise((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.child.stdin.write(`${JSON.stringify({ who, on, config, call: method, args: args.map(toWire) })}\n`);
+    });
+    const reply = JSON.parse(line);
+    if ('error' in reply) throw new Error(`python ${who}.${method}: ${reply.error}`);
+    return fromWire(reply.ok);
+  }
+
+  member(who, config = {}) {
+    return {
+      mls: (method, ...args) => this.call(who, 'mls', method, args, config),
+      view: (method, ...args) => this.call(who, 'view', method, args, config),
+    };
+  }
+
+  close() {
+    this.child.stdin.end();
+  }
+}
+
+describe('MLS interop: JS (ts-mls) and Python', () => {
+  let peer;
+  before(() => { peer = new PythonPeer(); });
+  after(() => peer.close());
+
+  test('Python creates and adds JS; JS adds Python; messages, updates, leave; secrets agree', async () => {
+    const P = peer.member('P');
+    const Q = peer.member('Q');
+    const js = new MLS(new MemoryStore());
+    const jId = await js.generateIdentity();
+    const jCred = await js.generateCredential('js-member');
+
+    const pId = await P.mls('generate_identity');
+    const pCred = await P.mls('generate_credential', new TextEncoder().encode('py-creator'));
+    const qId = await Q.mls('generate_identity');
+    const qCred = await Q.mls('generate_credential', new TextEncoder().encode('py-joiner'));
+
+    const agree = async (jsView, pyMembers) => {
+      const jsSecret = hex((await jsView.exportSecret(SFRAME_LABEL, EMPTY, 16)).secret);
+      const jsAuth = hex(await jsView.epochAuthenticator());
+      for (const m of pyMembers) {
+        assert.equal(hex(await m.view('export_secret', SFRAME_LABEL, EMPTY, 16)), jsSecret, 'SFrame base key equal');
+        assert.equal(hex(await m.view('epoch_authenticator')), jsAuth, 'epoch authenticator equal');
+        assert.equal(BigInt((await m.view('details')).epoch), jsView.epoch, 'same epoch');
+      }
+      const jsMembers = (await jsView.details()).members.map((x) => hex(x.clientId)).sort();
+      for (const m of pyMembers) {
+        const pyMembersList = (await m.view('details')).members.map((x) => hex(x.client_id)).sort();
+        assert.deepEqual(pyMembersList, jsMembers, 'same roster and client identifiers');
+      }
+    };
+
+    // 1. Python P creates the group and adds the JS member; JS joins from P's Welcome
+    const created = await P.mls('group_create', pId, pCred);
+    const jKp = await js.generateKeyPackage(jId, jCred);
+    const co1 = await P.view('add', jKp);
+    assert.ok(co1.welcome instanceof Uint8Array);
+    await P.view('receive', co1.commit);
+    const jv = await js.groupJoin(jId, co1.welcome); // the tree rides in the Welcome's ratchet_tree extension
+    assert.deepEqual(jv.groupId, created.group_id);
+    assert.equal(jv.epoch, 1n);
+    await agree(jv, [P]);
+
+    // 2. JS adds Python member Q; P processes JS's commit; Q joins from the ts-mls Welcome
+    const qKp = await Q.mls('generate_key_package', qId, qCred);
+    const co2 = await jv.add(qKp);
+    const pr2 = await P.view('receive', co2.commit);
+    assert.equal(BigInt(pr2.epoch), 2n);
+    assert.equal((await jv.receive(co2.commit)).epoch, 2n);
+    await Q.mls('group_join', qId, co2.welcome);
+    await agree(jv, [P, Q]);
+
+    // 3. application messages every way
+    const fromJs = await jv.send('hello from the browser');
+    for (const m of [P, Q]) {
+      const r = await m.view('receive', fromJs);
+      assert.equal(r.type, 'application-message-plaintext');
+      assert.equal(text.decode(r.content), 'hello from the browser');
+    }
+    const fromP = await P.view('send', new TextEncoder().encode('hello from aiortc'));
+    const rp = await jv.receive(fromP);
+    assert.equal(rp.type, 'application-message-plaintext');
+    assert.equal(text.decode(rp.content), 'hello from aiortc');
+    assert.equal(text.decode((await Q.view('receive', fromP)).content), 'hello from aiortc');
+    const fromQ = await Q.view('send', new TextEncoder().encode('and from Q'));
+    assert.equal(text.decode((await jv.receive(fromQ)).content), 'and from Q');
+
+    // 4. self-updates: Python's processed by JS, JS's processed by Python
+    const up1 = await P.view('update');
+    for (const m of [P, Q]) await m.view('receive', up1.commit);
+    assert.equal((await jv.receive(up1.commit)).epoch, 3n);
+    await agree(jv, [P, Q]);
+    const up2 = await jv.update();
+    assert.equal((await jv.receive(up2.commit)).epoch, 4n);
+    for (const m of [P, Q]) await m.view('receive', up2.commit);
+    await agree(jv, [P, Q]);
+
+    // 5. Q proposes to leave; JS answers with the commit; everyone processes it
+    const leave = await Q.view('propose_remove', qId);
+    await P.view('receive', leave);
+    const answer = await jv.receive(leave);
+    assert.equal(answer.type, 'commit-output');
+    const co5 = answer.commitOutput.commit;
+    const qr = await Q.view('receive', co5);
+    assert.equal(qr.removed, true, 'Q learns it left');
+    await P.view('receive', co5);
+    await jv.receive(co5);
+    assert.equal(jv.epoch, 5n);
+    await agree(jv, [P]);
+    assert.equal((await jv.details()).members.length, 2);
+
+    // 6. JS removes the Python creator; JS is alone, Python P knows it was removed
+    const co6 = await jv.remove(pId);
+    assert.equal((await P.view('receive', co6.commit)).removed, true);
+    await jv.receive(co6.commit);
+    assert.deepEqual((await jv.details()).members.map((x) => hex(x.clientId)), [hex(jId.content)]);
+  });
+
+  test('a Welcome without the ratchet_tree extension: JS joins with the tree given apart', async () => {
+    const R = peer.member('R', { ratchet_tree_in_welcome: false });
+    const rId = await R.mls('generate_identity');
+    const created = await R.mls('group_create', rId, await R.mls('generate_credential', 'py-no-tree'));
+    const js = new MLS(new MemoryStore());
+    const jId = await js.generateIdentity();
+    const kp = await js.generateKeyPackage(jId, await js.generateCredential('js'));
+    const co = await R.view('add', kp);
+    await R.view('receive', co.commit);
+    await assert.rejects(js.groupJoin(jId, co.welcome), (err) => err.code === 'invalidMessage', 'no tree, no join');
+    const jv = await js.groupJoin(jId, co.welcome, co.ratchet_tree);
+    assert.deepEqual(jv.groupId, created.group_id);
+    assert.equal(
+      hex((await jv.exportSecret(SFRAME_LABEL, EMPTY, 16)).secret),
+      hex(await R.view('export_secret', SFRAME_LABEL, EMPTY, 16)),
+    );
+    const m = await jv.send('tree arrived apart');
+    assert.equal(text.decode((await R.view('receive', m)).content), 'tree arrived apart');
+  });
+});
