@@ -19,12 +19,13 @@ that a delivery service can read their epoch and content type (configure
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mls.crypto import cipher_suite as _cipher_suite
 from mls.errors import (
     DecodeError,
+    InvalidArgumentType,
     MissingPSK,
     UnknownIdentity,
     UnknownMember,
@@ -74,11 +75,28 @@ def _as_bytes(value: BytesLike | str, what: str) -> bytes:
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    raise TypeError(f"{what} must be bytes or str, not {type(value).__name__}")
+    raise InvalidArgumentType(f"{what} must be bytes or str, not {type(value).__name__}")
+
+
+def _as_wire(value: BytesLike, what: str) -> bytes:
+    """Encoded RFC 9420 data: bytes-like only (a str is never a wire encoding)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidArgumentType(f"{what} must be bytes (RFC 9420 encoding), not {type(value).__name__}")
+
+
+def _extensions(extensions: Sequence[Extension], what: str) -> tuple[Extension, ...]:
+    if isinstance(extensions, (str, bytes, bytearray, memoryview)) or not isinstance(extensions, Iterable):
+        raise InvalidArgumentType(f"{what} must be a sequence of Extension, not {type(extensions).__name__}")
+    result = tuple(extensions)
+    for extension in result:
+        if not isinstance(extension, Extension):
+            raise InvalidArgumentType(f"{what} must contain Extension objects, not {type(extension).__name__}")
+    return result
 
 
 def _decode_message(data: BytesLike, what: str) -> MLSMessage:
-    data = _as_bytes(data, what)
+    data = _as_wire(data, what)
     try:
         return MLSMessage.decode(data)
     except DecodeError:
@@ -200,7 +218,7 @@ class MLS:
 
     def _credential(self, credential: BytesLike) -> Credential:
         try:
-            return Credential.decode(_as_bytes(credential, "credential"))
+            return Credential.decode(_as_wire(credential, "credential"))
         except DecodeError:
             raise
         except (ValueError, KeyError, IndexError) as exc:
@@ -260,7 +278,7 @@ class MLS:
         if gid is not None and self.storage.get(_GROUP, _group_key(gid, client_id)) is not None:
             raise ValidationError("this client already has a group with this id")
         state = engine.create_group(
-            suite, private_key, leaf, encryption_private_key, self.config, group_id=gid, extensions=tuple(extensions)
+            suite, private_key, leaf, encryption_private_key, self.config, group_id=gid, extensions=_extensions(extensions, "extensions")
         )
         self._store(state.group_id, client_id, state)
         return GroupView(self, state.group_id, client_id)
@@ -294,10 +312,10 @@ class MLS:
         """Join from a Welcome (§12.4.3.1). ``ratchet_tree`` (``optional<Node> ratchet_tree<V>``)
         is needed when the Welcome lacks the ``ratchet_tree`` extension (ts-mls's default)."""
         client_id = _as_bytes(client_id, "client_id")
+        tree = _as_wire(ratchet_tree, "ratchet_tree") if ratchet_tree is not None else None
         message = _decode_message(welcome, "welcome")
         if not isinstance(message.body, Welcome):
             raise ValidationError("not a Welcome message")
-        tree = _as_bytes(ratchet_tree, "ratchet_tree") if ratchet_tree is not None else None
         joined = join_from_welcome(
             message.body, self._join_keys(client_id), self.config, ratchet_tree=tree, resolver=self._resolve_psk
         )
@@ -343,6 +361,7 @@ class MLS:
         Returns the new view (already at the new epoch) and the Commit to send to the group.
         """
         client_id = _as_bytes(client_id, "client_id")
+        tree = _as_wire(ratchet_tree, "ratchet_tree") if ratchet_tree is not None else None
         suite_id, private_key, public_key = self._identity(client_id)
         message = _decode_message(group_info, "group_info")
         if not isinstance(message.body, GroupInfo):
@@ -357,7 +376,6 @@ class MLS:
             LeafNodeSource.COMMIT,
             parent_hash=b"",
         )
-        tree = _as_bytes(ratchet_tree, "ratchet_tree") if ratchet_tree is not None else None
         joined = join_by_external_commit(
             message.body, template, private_key, self.config, ratchet_tree=tree, resolver=self._resolve_psk
         )
@@ -511,7 +529,7 @@ class GroupView:
 
     def set_group_context_extensions(self, extensions: Sequence[Extension]) -> CommitOutput:
         """Commit a GroupContextExtensions proposal (§12.1.7): replaces every GroupContext extension."""
-        return self._commit([Proposal(GroupContextExtensions(tuple(extensions)))])
+        return self._commit([Proposal(GroupContextExtensions(_extensions(extensions, "extensions")))])
 
     def add_psk(self, psk_id: BytesLike | str) -> CommitOutput:
         """Commit a PreSharedKey proposal for a stored external PSK (§12.1.4)."""
@@ -575,6 +593,8 @@ class GroupView:
         return Proposal(PreSharedKey(PreSharedKeyID.external(psk_id, fresh_nonce(self._state))))
 
     def _resumption_proposal(self, epoch: int) -> Proposal:
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise InvalidArgumentType(f"epoch must be an int, not {type(epoch).__name__}")
         psk = PreSharedKeyID.resumption(ResumptionPSKUsage.APPLICATION, self.group_id, epoch, fresh_nonce(self._state))
         return Proposal(PreSharedKey(psk))
 
@@ -584,7 +604,7 @@ class GroupView:
 
     def propose_group_context_extensions(self, extensions: Sequence[Extension]) -> bytes:
         """A GroupContextExtensions proposal (§12.1.7)."""
-        return self._propose(Proposal(GroupContextExtensions(tuple(extensions))))
+        return self._propose(Proposal(GroupContextExtensions(_extensions(extensions, "extensions"))))
 
     def propose_reinit(
         self, group_id: BytesLike | None = None, cipher_suite: int | None = None, extensions: Sequence[Extension] = ()
@@ -594,7 +614,7 @@ class GroupView:
         new_group_id = _as_bytes(group_id, "group_id") if group_id is not None else os.urandom(state.suite.Nh)
         suite_id = cipher_suite if cipher_suite is not None else state.suite.suite_id
         _cipher_suite(suite_id)
-        return self._propose(Proposal(ReInit(new_group_id, ProtocolVersion.MLS10, suite_id, tuple(extensions))))
+        return self._propose(Proposal(ReInit(new_group_id, ProtocolVersion.MLS10, suite_id, _extensions(extensions, "extensions"))))
 
     # --- messages -------------------------------------------------------------------------
 
@@ -611,7 +631,7 @@ class GroupView:
     def receive(self, message: BytesLike) -> Received:
         """Process an MLSMessage of this group: application data, a proposal, or a Commit
         (another member's, or our own echoed back, which merges our pending Commit)."""
-        data = _as_bytes(message, "message")
+        data = _as_wire(message, "message")
 
         def operation(state: GroupState) -> tuple[Received, GroupState]:
             result = engine.receive(state, data, self.config, self._mls._resolve_psk)

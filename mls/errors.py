@@ -51,7 +51,7 @@ class MembershipTagError(CryptoError):
 
 class WrongEpoch(ValidationError):
     """A message is for an epoch other than the group's current one (§6: epoch check),
-    and no retained past epoch can read it (§14.3)."""
+    and no retained past epoch can read it (§15.3)."""
 
 
 class StaleCommit(WrongEpoch):
@@ -88,3 +88,10 @@ class GroupInactive(MLSError):
 
 class StateFormatError(MLSError, ValueError):
     """Stored group state is corrupt or of an unknown format version."""
+
+
+class InvalidArgumentType(MLSError, TypeError):
+    """An API argument has the wrong type (e.g. None or an int where bytes are expected).
+
+    Both an ``MLSError`` and a ``TypeError``.
+    """

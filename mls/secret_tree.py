@@ -10,7 +10,7 @@ Receiving uses two phases so that a failed decryption changes nothing:
 touching the ratchet, and :meth:`SecretTree.consume` commits that step (and
 deletes the key) only once the AEAD has opened the message.
 
-Out-of-order policy (§14.3, "Delayed and Reordered Application Messages"):
+Out-of-order policy (§15.3, "Delayed and Reordered Application Messages"):
 a ratchet keeps the keys of at most ``max_past`` skipped generations below
 the newest one it derived, and refuses to move more than ``max_forward``
 generations ahead of its next unused one.

@@ -8,8 +8,8 @@ Each MLS epoch yields one ``base_key = MLS-Exporter("SFrame 1.0 Base Key",
 Defaults: ``E = 4`` (16 epochs in flight, far more than the 4 retained) and
 ``S`` derived per epoch from the group size as §5.2 prescribes (the smallest
 S with ``group_size <= 1 << S``), so any group size fits; pass ``index_bits``
-to fix S instead.  A group of 64 with context 0 gives 10-bit KIDs, a 3-byte
-header for CTR < 256.
+to fix S instead.  A group of 64 with context 0 gives KIDs of up to 10 bits:
+a header of 3 bytes while CTR < 8, then 4 bytes while CTR < 256.
 """
 
 from __future__ import annotations
@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .context import SFrameContext
-from .errors import InvalidParameter, KeyManagementError, UnknownKID
+from .errors import InvalidArgumentType, InvalidParameter, KeyManagementError, SFrameError, UnknownKID
 from .header import MAX_KID
 from .suites import CipherSuite
 
 BASE_KEY_LABEL = b"SFrame 1.0 Base Key"
+_MAX_EPOCH = (1 << 64) - 1  # MLS epochs are uint64 (RFC 9420 §8)
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
 
 
@@ -52,6 +53,8 @@ class MLSUnprotectResult(NamedTuple):
 
 def mls_kid(epoch: int, sender_index: int, context: int, epoch_bits: int, index_bits: int) -> int:
     """``KID = (context << (S + E)) + (sender_index << E) + (epoch % (1 << E))`` (§5.2)."""
+    if not all(isinstance(v, int) for v in (epoch, sender_index, context, epoch_bits, index_bits)):
+        raise InvalidArgumentType("epoch, sender_index, context and the bit counts must be ints")
     if epoch < 0 or not 0 <= sender_index < (1 << index_bits) or context < 0:
         raise InvalidParameter("sender index does not fit in S bits, or a negative field")
     kid = (context << (index_bits + epoch_bits)) | (sender_index << epoch_bits) | (
@@ -101,6 +104,9 @@ class MLSKeyManager:
                  retain_epochs: int = 4, retain_seconds: float = 10.0,
                  replay_window: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if not all(isinstance(v, int) for v in (epoch_bits, retain_epochs)) or not (
+                index_bits is None or isinstance(index_bits, int)) or not isinstance(retain_seconds, (int, float)):
+            raise InvalidArgumentType("epoch_bits, index_bits, retain_epochs must be ints, retain_seconds a number")
         if not 1 <= epoch_bits <= 32:
             raise InvalidParameter("epoch_bits must be in 1 .. 32")
         if index_bits is not None and not 0 <= index_bits <= 64 - epoch_bits:
@@ -174,6 +180,7 @@ class MLSKeyManager:
 
     def kid_for(self, epoch: int, sender_index: int, context: int = 0) -> int:
         """The KID of ``sender_index`` in a retained ``epoch`` (§5.2)."""
+        _check_epoch(epoch)
         state = self._epochs.get(epoch & self._epoch_mask)
         if state is None or state.epoch != epoch:
             raise KeyManagementError(f"epoch {epoch} is not retained")
@@ -194,8 +201,7 @@ class MLSKeyManager:
         no-op; an older epoch, or the same one with another secret, raises
         :class:`KeyManagementError`.
         """
-        if not isinstance(epoch, int) or epoch < 0:
-            raise InvalidParameter("epoch must be a non-negative integer")
+        _check_epoch(epoch)
         if not isinstance(group_size, int) or group_size < 1:
             raise InvalidParameter("group_size must be a positive integer")
         if not isinstance(own_index, int) or not 0 <= own_index < group_size:
@@ -210,7 +216,10 @@ class MLSKeyManager:
                 raise InvalidParameter(f"group_size {group_size} exceeds 2^{index_bits} (index_bits)")
         nk = self._ctx.params.nk
         secret = exporter.export_secret(BASE_KEY_LABEL, b"", nk)
-        base_key = bytes(getattr(secret, "secret", secret))  # type: ignore[call-overload]
+        base_key = getattr(secret, "secret", secret)
+        if not isinstance(base_key, (bytes, bytearray, memoryview)):  # bytes(48) would be 48 zero bytes
+            raise KeyManagementError(f"exporter returned {type(base_key).__name__}, not bytes")
+        base_key = bytes(base_key)
         if len(base_key) != nk:
             raise KeyManagementError(f"exporter returned {len(base_key)} bytes, expected {nk}")
 
@@ -245,6 +254,8 @@ class MLSKeyManager:
         Only a retained epoch not older than the current sending one may be
         chosen; the switch is counted by :meth:`send_key_changed`.
         """
+        if epoch is not None:
+            _check_epoch(epoch)
         if self._newest is None:
             raise KeyManagementError("no epoch installed")
         target = self._newest if epoch is None else self._epochs.get(epoch & self._epoch_mask)
@@ -338,7 +349,11 @@ class MLSKeyManager:
             kid, ctr, plaintext = self._ctx.unprotect(ciphertext, metadata)
         except UnknownKID as exc:
             self._provision(exc.kid)  # first frame of this KID, or raises UnknownKID
-            kid, ctr, plaintext = self._ctx.unprotect(ciphertext, metadata)
+            try:
+                kid, ctr, plaintext = self._ctx.unprotect(ciphertext, metadata)
+            except SFrameError:  # keep a key only for a KID that authenticated a frame
+                self._unprovision(exc.kid)
+                raise
         state = self._epochs[kid & self._epoch_mask]
         rest = kid >> self._epoch_bits
         return _new_tuple(MLSUnprotectResult, (
@@ -357,3 +372,16 @@ class MLSKeyManager:
             raise UnknownKID(kid, "this member's own KID is send-only")
         self._ctx.add_recv_key(kid, state.base_key)
         state.recv_kids.add(kid)
+
+    def _unprovision(self, kid: int) -> None:
+        """Undo :meth:`_provision`: unauthenticated frames must not grow the key set."""
+        self._ctx.remove_key(kid)
+        state = self._epochs.get(kid & self._epoch_mask)
+        if state is not None:
+            state.recv_kids.discard(kid)
+
+
+def _check_epoch(epoch: object) -> None:
+    """An MLS epoch is a uint64 (RFC 9420 §8)."""
+    if not isinstance(epoch, int) or not 0 <= epoch <= _MAX_EPOCH:
+        raise InvalidParameter("epoch must be an integer in 0 .. 2^64-1")

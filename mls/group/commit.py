@@ -18,7 +18,13 @@ from mls.errors import CommitConflict, ValidationError
 from mls.group.config import GroupConfig
 from mls.group.framing import protect, sign_content
 from mls.group.group_info import build_group_info
-from mls.group.proposals import AppliedProposals, ProposalEntry, apply_proposals, resolve_proposals
+from mls.group.proposals import (
+    AppliedProposals,
+    ProposalEntry,
+    apply_proposals,
+    check_successor_credential,
+    resolve_proposals,
+)
 from mls.group.psk import PskResolver, gather_psks, psk_secret_of
 from mls.group.state import GroupState, PendingCommit, required_capabilities_of
 from mls.group.welcome import build_welcome
@@ -90,7 +96,7 @@ def new_epoch_state(
 
 
 def merge(prev: GroupState, nxt: GroupState, config: GroupConfig) -> GroupState:
-    """Make ``nxt`` the current state: retain ``prev`` as a past epoch (§14.3) and its resumption PSKs (§8.6)."""
+    """Make ``nxt`` the current state: retain ``prev`` as a past epoch (§15.3) and its resumption PSKs (§8.6)."""
     past = [prev.as_past_epoch(), *prev.past] if config.past_epochs > 0 else []
     nxt.past = past[: config.past_epochs]
     resumption = dict(prev.resumption_psks)
@@ -140,6 +146,14 @@ def stage_commit(
     added = [leaf for leaf, _ in applied.added]
     me = state.leaf_index
     staged = StagedCommit(sender, committer_leaf, entries, added, applied.removed, applied.reinit, None)
+    extensions = applied.extensions
+    if commit.path is not None:  # validated and merged even by a member the Commit removes (§12.4.2)
+        if external:  # a "resync" replaces the removed leaf's member (§12.2)
+            replaced = state.tree.leaf(applied.removed[0]) if applied.removed else None
+        else:
+            replaced = state.tree.leaf(committer_leaf)
+        check_successor_credential(replaced, commit.path.leaf_node)
+        _apply_path(state, tree, committer_leaf, commit.path, added, extensions, now)
     if me in applied.removed:
         return staged
 
@@ -151,11 +165,8 @@ def stage_commit(
                 raise ValidationError("Commit applies an Update of ours whose key we do not hold")
             private.set_key(2 * me, key, leaf.encryption_key)
 
-    extensions = applied.extensions
     if commit.path is not None:
-        commit_secret, private = _process_path(
-            state, tree, private, committer_leaf, commit.path, added, extensions, now
-        )
+        commit_secret, private = _decrypt_path(state, tree, private, committer_leaf, commit.path, added, extensions)
     else:
         private.prune(tree)
         commit_secret = bytes(suite.Nh)
@@ -177,17 +188,16 @@ def stage_commit(
     return staged
 
 
-def _process_path(
+def _apply_path(
     state: GroupState,
     tree: RatchetTree,
-    private: TreeKEMPrivate,
     committer_leaf: int,
     path: UpdatePath,
     added: list[int],
     extensions: tuple,  # type: ignore[type-arg]
     now: int | None,
-) -> tuple[bytes, TreeKEMPrivate]:
-    """Validate and merge an UpdatePath, decrypt our path secret (§7.5, §12.4.2)."""
+) -> None:
+    """Validate an UpdatePath's LeafNode and merge the path into ``tree`` (§7.5, §12.4.2)."""
     validate_leaf_node(
         tree,
         path.leaf_node,
@@ -198,6 +208,18 @@ def _process_path(
         required_capabilities=required_capabilities_of(extensions),
     )
     apply_update_path(tree, committer_leaf, path, added)
+
+
+def _decrypt_path(
+    state: GroupState,
+    tree: RatchetTree,
+    private: TreeKEMPrivate,
+    committer_leaf: int,
+    path: UpdatePath,
+    added: list[int],
+    extensions: tuple,  # type: ignore[type-arg]
+) -> tuple[bytes, TreeKEMPrivate]:
+    """Decrypt our path secret from a merged UpdatePath (§12.4.2): ``(commit_secret, private)``."""
     provisional = GroupContext(
         state.suite.suite_id,
         state.group_id,

@@ -37,7 +37,7 @@ class GroupConfig:
       sequence Commits (§6.2, §14); ``MLS_PRIVATE_MESSAGE`` hides them.
       Application data is always a PrivateMessage (§6).
     * ``past_epochs``: how many previous epochs keep their secret tree to
-      decrypt late application messages (§14.3, default 4).
+      decrypt late application messages (§15.3, default 4).
     * ``resumption_epochs``: how many epochs' ``resumption_psk`` are kept (§8.6).
     * ``ratchet_tree_in_welcome`` / ``ratchet_tree_in_group_info``: include the
       ``ratchet_tree`` extension (§12.4.3.3); ``external_pub``: include the
@@ -47,7 +47,7 @@ class GroupConfig:
       checks (e.g. old test vectors). ``check_received_lifetimes``: check
       lifetimes of received leaves too (RECOMMENDED by §7.3).
     * ``max_past_generations`` / ``max_forward_generations``: out-of-order
-      window of each sender ratchet (§9, §14.3).
+      window of each sender ratchet (§9, §15.3).
     * ``padding_block``: pad PrivateMessage content to a multiple (§6.3.1).
     """
 
@@ -75,7 +75,7 @@ class GroupConfig:
         return self.clock() if self.check_received_lifetimes else None
 
     def secret_tree(self, secrets: EpochSecrets, n_leaves: int) -> SecretTree:
-        """An epoch's secret tree (§9) with this config's out-of-order window (§14.3)."""
+        """An epoch's secret tree (§9) with this config's out-of-order window (§15.3)."""
         return SecretTree(
             secrets.suite,
             secrets.encryption_secret,

@@ -17,7 +17,12 @@ from mls.errors import DecodeError, GroupInactive, ValidationError
 from mls.group.commit import StagedCommit, merge, stage_commit
 from mls.group.config import GroupConfig
 from mls.group.framing import open_message, protect, sign_content
-from mls.group.proposals import proposal_ref, validate_key_package, validate_proposal_sender
+from mls.group.proposals import (
+    check_successor_credential,
+    proposal_ref,
+    validate_key_package,
+    validate_proposal_sender,
+)
 from mls.group.psk import PskResolver
 from mls.group.state import CachedProposal, GroupState
 from mls.key_schedule import EpochSecrets
@@ -166,6 +171,7 @@ def _check_single(state: GroupState, proposal: Proposal, sender: Sender, now: in
             now=now,
             required_capabilities=state.required_capabilities(),
         )
+        check_successor_credential(state.tree.leaf(sender.index), body.leaf_node)
 
 
 def receive(
@@ -199,10 +205,10 @@ def receive(
     authenticated = open_message(state, body)
     content = authenticated.content
     sender_key = _sender_key(state, content)
+    if content.epoch == state.epoch and state.reinit is not None:  # §12.4.2: the group is not used anymore
+        raise GroupInactive("the group was reinitialized (ReInit committed): it takes no more messages")
     if content.content_type == ContentType.APPLICATION:  # of this epoch, or late from a retained one
         assert isinstance(content.body, bytes)
-        if content.epoch == state.epoch and state.reinit is not None:
-            raise GroupInactive("the group was reinitialized: no application data after a ReInit commit")
         return Received(
             ReceiveKind.APPLICATION,
             content.body,

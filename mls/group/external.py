@@ -16,7 +16,7 @@ from mls.errors import ValidationError
 from mls.group.config import GroupConfig
 from mls.group.framing import protect, sign_content
 from mls.group.group_info import build_group_info, external_pub_of, verified_ratchet_tree
-from mls.group.proposals import ProposalEntry, apply_proposals
+from mls.group.proposals import ProposalEntry, apply_proposals, check_successor_credential
 from mls.group.psk import PskResolver, gather_psks, psk_secret_of
 from mls.group.state import GroupState
 from mls.key_schedule import EpochSecrets, external_init_sender
@@ -77,6 +77,8 @@ def join_by_external_commit(
     # A stand-in state of the epoch as the GroupInfo describes it, for validation.
     observed = _observed_state(group_info, tree, signature_private_key, config)
     applied = apply_proposals(observed, [ProposalEntry(p, joiner) for p in proposals], joiner, now=config.now())
+    if resync_leaf is not None:  # the members check the same (§12.2)
+        check_successor_credential(tree.leaf(resync_leaf), leaf_template)
     new_tree = applied.tree
     my_leaf = new_tree.free_leaf()
     if my_leaf == new_tree.leaf_count:

@@ -77,7 +77,7 @@ def open_message(state: GroupState, message: PublicMessage | PrivateMessage) -> 
     """Verify and (for PrivateMessage) decrypt a message of this group (§6.2, §6.3).
 
     Current-epoch messages of any content type; application messages of a
-    retained past epoch (§14.3). Raises ``WrongEpoch``/``StaleCommit``,
+    retained past epoch (§15.3). Raises ``WrongEpoch``/``StaleCommit``,
     ``ValidationError``, ``UnknownSenderError``, ``CryptoError``,
     ``SecretTreeError``, ``DecodeError``.
     """

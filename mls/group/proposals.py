@@ -46,6 +46,7 @@ __all__ = [
     "AppliedProposals",
     "ProposalEntry",
     "apply_proposals",
+    "check_successor_credential",
     "proposal_ref",
     "resolve_proposals",
     "validate_key_package",
@@ -127,6 +128,16 @@ def validate_key_package(
     elif leaf.lifetime is not None and now is not None:
         if not leaf.lifetime.not_before <= now <= leaf.lifetime.not_after:
             raise ValidationError("KeyPackage lifetime does not cover the current time")
+
+
+def check_successor_credential(old: LeafNode | None, new: LeafNode) -> None:
+    """§5.3.1: a credential that replaces a member's (Update, a Commit's UpdatePath, an
+    external "resync" Commit, §12.2) must be a valid successor of the old one.
+
+    Policy: the credential stays the same, so no member can take another's identity.
+    """
+    if old is not None and new.credential != old.credential:
+        raise ValidationError("a member's new LeafNode changes its credential (§5.3.1 successor check)")
 
 
 def validate_proposal_sender(state: GroupState, proposal: Proposal, sender: Sender) -> None:
@@ -250,6 +261,7 @@ def apply_proposals(
             now=now,
             required_capabilities=required,
         )
+        check_successor_credential(state.tree.leaf(entry.sender.index), update.leaf_node)
         tree.update_leaf(entry.sender.index, update.leaf_node)
         result.updated.append((entry.sender.index, update.leaf_node))
 

@@ -4,7 +4,7 @@
 the public ratchet tree and its own private keys (§4.2), the epoch secrets
 (§8), the secret tree (§9), the proposals cached in this epoch (§12.1), a
 pending Commit of its own (§12.4), the retained past epochs for late
-application messages (§14.3) and the resumption PSKs (§8.6).
+application messages (§15.3) and the resumption PSKs (§8.6).
 
 Operations that may fail never mutate a state in place before every check
 has passed; the engine builds the next epoch as a new ``GroupState``.
@@ -37,7 +37,7 @@ def client_id_of(suite: CipherSuite, signature_key: bytes) -> bytes:
 
 @dataclass(eq=False)
 class PastEpoch:
-    """What a previous epoch keeps to open late application messages (§14.3).
+    """What a previous epoch keeps to open late application messages (§15.3).
 
     Only the secret tree, the sender data secret, the GroupContext (signed
     over in FramedContentTBS) and each member's signature key are kept.
@@ -211,7 +211,7 @@ class GroupState:
         return self._protection
 
     def as_past_epoch(self) -> PastEpoch:
-        """This epoch reduced to what late application messages need (§14.3)."""
+        """This epoch reduced to what late application messages need (§15.3)."""
         return PastEpoch(self.context, self.secret_tree, self.secrets.sender_data_secret, self.tree)
 
 
