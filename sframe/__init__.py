@@ -6,6 +6,7 @@ from .context import SFrameContext, UnprotectResult, derive_key_salt
 from .errors import (
     AuthenticationFailure,
     CounterExhausted,
+    InvalidArgumentType,
     InvalidParameter,
     KeyManagementError,
     MalformedHeader,
@@ -27,6 +28,7 @@ __all__ = [
     "CipherSuite",
     "CipherSuiteParams",
     "CounterExhausted",
+    "InvalidArgumentType",
     "InvalidParameter",
     "KeyManagementError",
     "MLSExporter",

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 from .errors import (
     AuthenticationFailure,
     CounterExhausted,
+    InvalidArgumentType,
     InvalidParameter,
     KeyManagementError,
     MalformedHeader,
@@ -45,9 +46,9 @@ class UnprotectResult(NamedTuple):
 def derive_key_salt(cipher_suite: int, kid: int, base_key: bytes) -> tuple[bytes, bytes]:
     """``derive_key_salt(KID, base_key)`` of RFC 9605 §4.4.2: ``(sframe_key, sframe_salt)``."""
     params = suite_params(cipher_suite)
-    if not 0 <= kid <= MAX_KID:
-        raise InvalidParameter("KID must be in 0 .. 2^64-1")
-    if not isinstance(base_key, (bytes, bytearray)) or not base_key:
+    if not isinstance(kid, int) or not 0 <= kid <= MAX_KID:
+        raise InvalidParameter("KID must be an integer in 0 .. 2^64-1")
+    if not isinstance(base_key, (bytes, bytearray, memoryview)) or not base_key:
         raise InvalidParameter("base_key must be non-empty bytes")
     hash_ = params.hash()
     secret = HKDF.extract(hash_, b"", bytes(base_key))
@@ -157,8 +158,6 @@ class SFrameContext:
         return frozenset(self._recv)
 
     def _derive(self, kid: int, base_key: bytes) -> tuple[AEAD, int]:
-        if not isinstance(kid, int) or not 0 <= kid <= MAX_KID:
-            raise InvalidParameter("KID must be an integer in 0 .. 2^64-1")
         key, salt = derive_key_salt(self._params.suite, kid, base_key)
         return make_aead(self._params, key), int.from_bytes(salt, "big")
 
@@ -169,6 +168,7 @@ class SFrameContext:
         A KID can hold one send key: remove it first to replace it, and never
         re-add the same ``base_key`` with a CTR already used.
         """
+        _check_kid(kid)
         if kid in self._recv or kid in self._send:
             raise KeyManagementError(f"KID {kid:#x} is already provisioned")
         if not isinstance(initial_counter, int) or not 0 <= initial_counter <= MAX_CTR:
@@ -178,6 +178,7 @@ class SFrameContext:
 
     def add_recv_key(self, kid: int, base_key: bytes) -> None:
         """Provision (or replace) ``kid`` for receiving (§4.4.1)."""
+        _check_kid(kid)
         if kid in self._send:
             raise KeyManagementError(f"KID {kid:#x} is a send key; a key is never used both ways")
         aead, salt = self._derive(kid, base_key)
@@ -190,6 +191,8 @@ class SFrameContext:
 
     def remove_key(self, kid: int) -> None:
         """Forget ``kid`` (send or receive); no error if it is unknown."""
+        if not isinstance(kid, int):
+            raise InvalidArgumentType(f"KID must be an int, not {type(kid).__name__}")
         self._send.pop(kid, None)
         if self._recv.pop(kid, None) is not None:
             for prefix, _, _ in kid_prefixes(kid):
@@ -205,7 +208,9 @@ class SFrameContext:
         """
         try:
             key = self._send[kid]
-        except KeyError:
+        except (KeyError, TypeError):
+            if not isinstance(kid, int):
+                raise InvalidArgumentType(f"KID must be an int, not {type(kid).__name__}") from None
             raise UnknownKID(kid, "no send key for this KID") from None
         ctr = next(key.counter)
         if ctr < 8:
@@ -216,8 +221,11 @@ class SFrameContext:
             except IndexError:  # CTR > 2^64-1
                 raise CounterExhausted(f"KID {kid:#x} has used every CTR value") from None
             header = (base | ctr).to_bytes(header_len, "big")
-        return header + key.encrypt((key.salt ^ ctr).to_bytes(12, "big"), plaintext,
-                                    header + metadata if metadata else header)
+        try:
+            return header + key.encrypt((key.salt ^ ctr).to_bytes(12, "big"), plaintext,
+                                        header + metadata if metadata else header)
+        except TypeError:
+            raise InvalidArgumentType("plaintext and metadata must be bytes") from None
 
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> UnprotectResult:
         """SFrame ``decrypt`` (§4.4.4): ``(kid, ctr, plaintext)``.
@@ -227,7 +235,7 @@ class SFrameContext:
         :class:`ReplayDetected`; nothing else for any byte string.
         """
         if type(ciphertext) is not bytes:
-            ciphertext = bytes(ciphertext)
+            ciphertext = _as_bytes(ciphertext, "ciphertext")
         try:
             decrypt, salt, replay, kid, kid_end, end, ctr = self._recv_by_prefix[
                 ciphertext[:KID_END[ciphertext[0]]]]
@@ -245,9 +253,23 @@ class SFrameContext:
                                 header + metadata if metadata else header)
         except InvalidTag:
             raise AuthenticationFailure("SFrame authentication failed") from None
+        except TypeError:
+            raise InvalidArgumentType("metadata must be bytes") from None
         if replay is not None:
             replay.accept(ctr)
         return _new_tuple(UnprotectResult, (kid, ctr, plaintext))
+
+
+def _check_kid(kid: object) -> None:
+    if not isinstance(kid, int) or not 0 <= kid <= MAX_KID:
+        raise InvalidParameter("KID must be an integer in 0 .. 2^64-1")
+
+
+def _as_bytes(value: object, what: str) -> bytes:
+    """``value`` as bytes if it is bytes-like, else :class:`InvalidArgumentType`."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise InvalidArgumentType(f"{what} must be bytes, not {type(value).__name__}")
 
 
 def _header_error(ciphertext: bytes) -> SFrameError:

@@ -58,3 +58,10 @@ class UnsupportedCipherSuite(InvalidParameter):
 class KeyManagementError(SFrameError):
     """Key provisioning was misused: a KID used for both sending and
     receiving, a duplicate send KID, a stale MLS epoch, or no sending key."""
+
+
+class InvalidArgumentType(InvalidParameter, TypeError):
+    """An argument has the wrong type (e.g. a str or None where bytes are expected).
+
+    Both an :class:`SFrameError` and a :class:`TypeError`.
+    """

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .errors import InvalidParameter, MalformedHeader
+from .errors import InvalidArgumentType, InvalidParameter, MalformedHeader
 
 MAX_KID = (1 << 64) - 1
 MAX_CTR = (1 << 64) - 1
@@ -27,7 +27,7 @@ def encode_field(value: int) -> tuple[int, bytes]:
 
 def encode_header(kid: int, ctr: int) -> bytes:
     """Encode an SFrame header for ``kid`` and ``ctr`` (each 0 .. 2^64-1)."""
-    if not (0 <= kid <= MAX_KID and 0 <= ctr <= MAX_CTR):
+    if not (isinstance(kid, int) and isinstance(ctr, int) and 0 <= kid <= MAX_KID and 0 <= ctr <= MAX_CTR):
         raise InvalidParameter("KID and CTR must be in 0 .. 2^64-1")
     k_nibble, k_bytes = encode_field(kid)
     c_nibble, c_bytes = encode_field(ctr)
@@ -66,6 +66,8 @@ def decode_header(data: bytes) -> tuple[int, int, int]:
     Raises :class:`MalformedHeader` if ``data`` is empty, truncated or the
     encoding is not minimal.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise InvalidArgumentType(f"data must be bytes, not {type(data).__name__}")
     try:
         config = data[0]
     except IndexError:
@@ -99,7 +101,8 @@ class SFrameHeader:
     ctr: int
 
     def __post_init__(self) -> None:
-        if not (0 <= self.kid <= MAX_KID and 0 <= self.ctr <= MAX_CTR):
+        kid, ctr = self.kid, self.ctr
+        if not (isinstance(kid, int) and isinstance(ctr, int) and 0 <= kid <= MAX_KID and 0 <= ctr <= MAX_CTR):
             raise InvalidParameter("KID and CTR must be in 0 .. 2^64-1")
 
     def encode(self) -> bytes:

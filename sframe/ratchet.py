@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF, HKDFExpand
 
-from .context import SFrameContext, UnprotectResult
-from .errors import AuthenticationFailure, InvalidParameter, UnknownKID
+from .context import SFrameContext, UnprotectResult, _as_bytes
+from .errors import AuthenticationFailure, InvalidArgumentType, InvalidParameter, UnknownKID
 from .header import MAX_KID, decode_header
 from .suites import suite_params
 
@@ -24,12 +24,14 @@ RATCHET_LABEL = b"SFrame 1.0 Ratchet"
 def ratchet_base_key(cipher_suite: int, base_key: bytes) -> bytes:
     """``base_key[i+1]`` from ``base_key[i]`` (§5.1), Nh bytes."""
     params = suite_params(cipher_suite)
-    secret = HKDF.extract(params.hash(), b"", bytes(base_key))
+    secret = HKDF.extract(params.hash(), b"", _as_bytes(base_key, "base_key"))
     return HKDFExpand(params.hash(), params.nh, RATCHET_LABEL).derive(secret)
 
 
 def sender_key_kid(key_generation: int, ratchet_step: int, ratchet_bits: int) -> int:
     """``KID = (key_generation << R) + (ratchet_step % (1 << R))`` (§5.1)."""
+    if not all(isinstance(v, int) for v in (key_generation, ratchet_step, ratchet_bits)):
+        raise InvalidArgumentType("key_generation, ratchet_step and ratchet_bits must be ints")
     if key_generation < 0 or ratchet_step < 0:
         raise InvalidParameter("generation and ratchet step are unsigned")
     kid = (key_generation << ratchet_bits) | (ratchet_step & ((1 << ratchet_bits) - 1))
@@ -138,11 +140,14 @@ class RatchetReceiver:
     def set_sender_key(self, key_generation: int, base_key: bytes, ratchet_step: int = 0) -> None:
         """Install a sender key received over the E2E-secure channel."""
         kid = sender_key_kid(key_generation, ratchet_step, self._bits)
+        base_key = _as_bytes(base_key, "base_key")
+        if not base_key:  # checked before the old generation's keys go
+            raise InvalidParameter("base_key must be non-empty bytes")
         old = self._generations.pop(key_generation, None)
         if old is not None:
             for stale in old.kids:
                 self._ctx.remove_key(stale)
-        gen = _Generation(ratchet_step, bytes(base_key))
+        gen = _Generation(ratchet_step, base_key)
         self._ctx.add_recv_key(kid, gen.base_key)
         gen.kids[kid] = ratchet_step
         self._generations[key_generation] = gen
@@ -153,7 +158,7 @@ class RatchetReceiver:
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> UnprotectResult:
         """Decrypt a frame of this sender, ratcheting forward if needed."""
         if type(ciphertext) is not bytes:
-            ciphertext = bytes(ciphertext)
+            ciphertext = _as_bytes(ciphertext, "ciphertext")
         kid, _, _ = decode_header(ciphertext)
         gen = self._generations.get(kid >> self._bits)
         if gen is None:
