@@ -73,7 +73,9 @@ class SFrameSession:
         self._lock = threading.Lock()
         self._pli_interval = pli_interval
         self._clock = clock
-        self._switch_timer: asyncio.TimerHandle | None = None
+        #: one pending timed switch per epoch: a burst of commits must not
+        #: keep postponing the switch (each epoch's own delay counts)
+        self._switch_timers: dict[int, asyncio.TimerHandle] = {}
         self._last_rekey: float | None = None
 
     def __repr__(self) -> str:
@@ -117,13 +119,12 @@ class SFrameSession:
             self._km.install_epoch(exporter, epoch, own_index, group_size, switch_sender=False)
             if self._km.send_key_generation != before:
                 self._last_rekey = time.time()
-        if switch_after is not None:
-            self._cancel_timer()
+        if switch_after is not None and epoch not in self._switch_timers:
             loop = asyncio.get_running_loop()
-            self._switch_timer = loop.call_later(switch_after, self._timed_switch, epoch)
+            self._switch_timers[epoch] = loop.call_later(switch_after, self._timed_switch, epoch)
 
     def _timed_switch(self, epoch: int) -> None:
-        self._switch_timer = None
+        self._switch_timers.pop(epoch, None)
         with self._lock:
             if self._km.sending_epoch is not None and self._km.sending_epoch >= epoch:
                 return
@@ -132,10 +133,10 @@ class SFrameSession:
         except KeyManagementError as exc:  # the epoch was evicted meanwhile
             logger.warning("SFrame: timed switch to epoch %d skipped: %s", epoch, exc)
 
-    def _cancel_timer(self) -> None:
-        if self._switch_timer is not None:
-            self._switch_timer.cancel()
-            self._switch_timer = None
+    def _cancel_timers(self) -> None:
+        for timer in self._switch_timers.values():
+            timer.cancel()
+        self._switch_timers.clear()
 
     def switch_sender(self, epoch: int | None = None) -> None:
         """End the transition: send under ``epoch`` (default: the newest)."""
@@ -160,8 +161,8 @@ class SFrameSession:
             return self._km.unprotect(ciphertext, metadata)
 
     def close(self) -> None:
-        """Cancel a pending timed switch."""
-        self._cancel_timer()
+        """Cancel the pending timed switches."""
+        self._cancel_timers()
 
     # -- attaching -------------------------------------------------------------
 

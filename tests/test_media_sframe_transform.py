@@ -240,6 +240,18 @@ async def test_timed_transition_switches_sender() -> None:
     assert alice.last_rekey is not None
 
 
+async def test_a_burst_of_epochs_does_not_postpone_the_switch() -> None:
+    # Each epoch's switch is due its own delay after its install: a new
+    # epoch arriving meanwhile must not push the earlier switch back.
+    alice = member(0)
+    alice.install_epoch(Exporter(b"group" + bytes([2])), 2, 0, 2, switch_after=0.2)
+    alice.install_epoch(Exporter(b"group" + bytes([3])), 3, 0, 2, switch_after=60.0)
+    await _until(lambda: alice.sending_epoch == 2)
+    alice.close()  # cancels epoch 3's pending switch
+    await asyncio.sleep(0.05)
+    assert alice.sending_epoch == 2
+
+
 async def _until(predicate: Callable[[], bool], bound: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + bound
