@@ -46,6 +46,11 @@ BINARY_FIELDS = frozenset({"group_id", "commit", "proposal", "welcome", "ciphert
 _ROOM_RE = re.compile(r"[A-Za-z0-9._~-]{1,64}")
 _MAX_IDENTITY = 128
 _MAX_REQUEST_ID = 64
+#: Deepest nesting of arrays and objects a frame may have (the frame object is level 1). SDP and
+#: ICE payloads are shallow; the bound keeps every JSON encoder and decoder on the path (server,
+#: relayed-to clients) far from its recursion limit.
+MAX_DEPTH = 32
+_TOO_DEEP = f"arrays and objects may nest at most {MAX_DEPTH} levels deep"
 
 
 def validate_room(room: object) -> str:
@@ -97,16 +102,49 @@ def request_id(message: dict[str, Any]) -> int | str | None:
     raise SignalingError(ErrorCode.BAD_MESSAGE, "id must be an integer or a string of at most 64 characters")
 
 
+def _refuse_constant(name: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259 §6): browsers cannot read them."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _within_depth(value: object, limit: int) -> bool:
+    """Whether no array or object in ``value`` lies more than ``limit`` levels deep (iteratively)."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children)
+    return True
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """``text`` as a JSON object (RFC 8259) nested at most :data:`MAX_DEPTH` levels deep.
+
+    ``bad_json`` when it is not JSON (``NaN`` and ``Infinity`` included), ``bad_message``
+    when it is not an object or nests too deeply. Never a ``RecursionError``.
+    """
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise SignalingError(ErrorCode.BAD_MESSAGE, _TOO_DEEP) from None
+    except ValueError:
+        raise SignalingError(ErrorCode.BAD_JSON, "not valid JSON") from None
+    if not isinstance(value, dict):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "a JSON object is required")
+    if not _within_depth(value, MAX_DEPTH):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, _TOO_DEEP)
+    return value
+
+
 def parse_frame(text: str) -> dict[str, Any]:
     """One client frame as a dict, checking the JSON shape and the protocol version."""
-    try:
-        message = json.loads(text)
-    except ValueError:
-        raise SignalingError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
-    if not isinstance(message, dict):
-        raise SignalingError(ErrorCode.BAD_MESSAGE, "a frame must be a JSON object")
+    message = parse_json_object(text)
     version = message.get("v", PROTOCOL_VERSION)
-    if version != PROTOCOL_VERSION:
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise SignalingError(ErrorCode.UNSUPPORTED_VERSION,
                              f"this server speaks protocol version {PROTOCOL_VERSION}",
                              supported=[PROTOCOL_VERSION])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ CLOSE_REPLACED = 4001
 CLOSE_SLOW_CONSUMER = 4008
 CLOSE_JOIN_TIMEOUT = 4009
 
+#: Seconds a closing connection gets to take its queued frames, then again to take the close frame.
+FLUSH_TIMEOUT = 5.0
+
 
 @dataclass(eq=False, slots=True)
 class Member:
@@ -27,7 +31,8 @@ class Member:
 
     Every frame for this connection (replies and pushed events) goes through
     ``queue``, written by one writer task, so the member sees frames in the
-    order the server produced them.
+    order the server produced them. ``transport`` is the TCP connection under
+    ``ws``, aborted when a peer takes not even the close frame.
     """
 
     ws: web.WebSocketResponse
@@ -38,6 +43,7 @@ class Member:
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: bool = False
     join_deadline: asyncio.TimerHandle | None = None
+    transport: asyncio.BaseTransport | None = None
     _close_task: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
@@ -59,12 +65,21 @@ class Member:
         self.queue.put_nowait(None)
         self._close_task = asyncio.ensure_future(self._close_after_flush(code, reason))
 
+    async def wait_closed(self) -> None:
+        """Until the close begun by :meth:`close` is done (at most twice ``FLUSH_TIMEOUT``)."""
+        if self._close_task is not None:
+            await self._close_task
+
     async def _close_after_flush(self, code: int, reason: str) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.queue.join(), timeout=FLUSH_TIMEOUT)
         try:
-            await asyncio.wait_for(self.queue.join(), timeout=5.0)
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), timeout=FLUSH_TIMEOUT)
         except TimeoutError:
-            pass
-        await self.ws.close(code=code, message=reason.encode())
+            # A peer that reads nothing cannot take the close frame either, and a plain transport
+            # close would wait for its full send buffer forever: drop the TCP connection.
+            if self.transport is not None:
+                self.transport.abort()
 
     async def run_writer(self) -> None:
         """Write queued frames until ``None`` or a dead socket."""

@@ -14,9 +14,9 @@ one order. Joins pass through the same sequencer, so a joiner's catch-up and
 the live fan-out meet without gap or duplicate.
 
 The server handles MLS messages as opaque bytes. ``group_id`` and ``epoch``
-come from the request envelope; once ``mls.wire`` offers ``MLSMessage.decode``
-the server may read them from the PublicMessage header instead (§6.2) and
-refuse envelopes that disagree.
+come from the request envelope; when the bytes decode as a PublicMessage or
+PrivateMessage (§6.2, §6.3) an envelope that disagrees with their header is
+refused (:mod:`signaling.mls_header`).
 
 Logging records types, rooms, identities, sequence numbers and sizes only:
 never a payload, a token or the secret.
@@ -35,10 +35,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from mls.wire.enums import ContentType
+
 from . import protocol as p
 from .config import ServerConfig
 from .errors import ErrorCode, SignalingError
 from .http_api import add_http_routes
+from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, Admission, Append, Member, Room
 from .sqlite_store import SQLiteStore
@@ -122,8 +125,10 @@ class SignalingServer:
         await self.store.open()
 
     async def _shutdown(self, _app: web.Application) -> None:
-        for member in tuple(self.connections):
-            await member.ws.close(code=1001, message=b"server shutdown")
+        members = tuple(self.connections)
+        for member in members:
+            member.close(1001, "server shutdown")
+        await asyncio.gather(*(member.wait_closed() for member in members), return_exceptions=True)
 
     async def _cleanup(self, _app: web.Application) -> None:
         for room in tuple(self.rooms.values()):
@@ -141,7 +146,8 @@ class SignalingServer:
         ws = web.WebSocketResponse(protocols=(p.SUBPROTOCOL,), heartbeat=cfg.heartbeat,
                                    max_msg_size=2 * cfg.max_message_bytes)
         await ws.prepare(request)
-        member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames)
+        member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames,
+                        transport=request.transport)
         self.connections.add(member)
         writer = asyncio.create_task(member.run_writer())
         member.join_deadline = asyncio.get_running_loop().call_later(
@@ -175,6 +181,8 @@ class SignalingServer:
             member.close(CLOSE_JOIN_TIMEOUT, "join timeout")
 
     async def _handle_text(self, member: Member, text: str) -> None:
+        if member.closing:
+            return  # left, replaced or too slow: nothing it sends now is sequenced (or answered)
         limit = self.config.max_message_bytes
         if not member.bucket.allow():
             self._error(member, None, SignalingError(
@@ -196,7 +204,7 @@ class SignalingServer:
         if handler is None:
             self._error(member, rid, SignalingError(ErrorCode.UNKNOWN_TYPE, "unknown message type"))
             return
-        if member.identity is None and kind != p.JOIN:
+        if member.room is None and kind != p.JOIN:
             self._error(member, rid, SignalingError(ErrorCode.NOT_JOINED, "join a room first"))
             return
         logger.debug("frame %s (%d bytes) from %s", kind, len(text), member.identity)
@@ -419,19 +427,23 @@ class SignalingServer:
                                   epoch=result.epoch)
         return SignalingError(ErrorCode.NO_GROUP, "no group yet: the first commit registers it")
 
-    @staticmethod
-    def _welcomes(raw: object) -> tuple[WelcomeRecord, ...]:
+    def _welcomes(self, raw: object) -> tuple[WelcomeRecord, ...]:
+        """The Welcomes of a commit: one per added member (§12.4.3.1), so distinct and at most a roomful."""
         if raw is None:
             return ()
-        if not isinstance(raw, list):
-            raise SignalingError(ErrorCode.BAD_MESSAGE, "welcomes must be a list")
-        records = []
+        limit = self.config.max_participants
+        if not isinstance(raw, list) or len(raw) > limit:
+            raise SignalingError(ErrorCode.BAD_MESSAGE, f"welcomes must be a list of at most {limit}",
+                                 limit=limit)
+        records: dict[str, WelcomeRecord] = {}
         for item in raw:
             if not isinstance(item, dict):
                 raise SignalingError(ErrorCode.BAD_MESSAGE, "each welcome must be an object {to, welcome}")
-            records.append(WelcomeRecord(p.validate_identity(item.get("to")),
-                                         p.b64decode_field(item, "welcome")))
-        return tuple(records)
+            recipient = p.validate_identity(item.get("to"))
+            if recipient in records:
+                raise SignalingError(ErrorCode.BAD_MESSAGE, "two welcomes for one recipient")
+            records[recipient] = WelcomeRecord(recipient, p.b64decode_field(item, "welcome"))
+        return tuple(records.values())
 
     @staticmethod
     def _epoch(msg: dict[str, Any]) -> int:
@@ -443,17 +455,20 @@ class SignalingServer:
         assert member.room is not None and member.identity is not None
         request = CommitRequest(member.identity, p.b64decode_field(msg, "group_id"), self._epoch(msg),
                                 p.b64decode_field(msg, "commit"), self._welcomes(msg.get("welcomes")))
+        check_mls_header(request.commit, "commit", ContentType.COMMIT, request.epoch, request.group_id)
         self._submit(member.room, Append(member, rid, request))
 
     async def _on_proposal(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None
         request = ProposalRequest(member.identity, p.b64decode_field(msg, "group_id"), self._epoch(msg),
                                   p.b64decode_field(msg, "proposal"))
+        check_mls_header(request.proposal, "proposal", ContentType.PROPOSAL, request.epoch, request.group_id)
         self._submit(member.room, Append(member, rid, request))
 
     async def _on_application(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None
         request = ApplicationRequest(member.identity, self._epoch(msg), p.b64decode_field(msg, "ciphertext"))
+        check_mls_header(request.ciphertext, "ciphertext", ContentType.APPLICATION, request.epoch)
         self._submit(member.room, Append(member, rid, request))
 
     # -- WebRTC signaling relay ------------------------------------------------------------
