@@ -6,11 +6,12 @@ Baseline: bare ``sframe.SFrameContext`` protect + unprotect of a frame of
 the same size.  Frames: a 1200-byte VP8 delta frame, a 20 KB VP8 keyframe,
 and a 20 KB H.264 keyframe (NAL headers clear, emulation prevention).
 
-Run: ``.venv/bin/python benchmarks/media_bench.py``
+Run: ``.venv/bin/python benchmarks/media_bench.py [--quick] [--json PATH]``
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import sys
@@ -20,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_json import figure, write_figures  # noqa: E402
 from media.framing import (  # noqa: E402
     FrameCodec,
     escape_emulation,
@@ -55,11 +57,17 @@ def h264_frame(size: int) -> bytes:
     )
 
 
-def best_per_call(fn: Callable[[], object], number: int) -> float:
-    return min(timeit.repeat(fn, number=number, repeat=REPEAT)) / number
+def best_per_call(fn: Callable[[], object], number: int, repeat: int = REPEAT) -> float:
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    scale, repeat = (20, 2) if args.quick else (1, REPEAT)
+    figures = []
     alice = SFrameSession(MLSKeyManager())
     alice.install_epoch(Exporter(), 1, 0, 2)
     bob = SFrameSession(MLSKeyManager())
@@ -87,9 +95,12 @@ def main() -> None:
         def bare() -> None:
             bare_rx.unprotect(bare_tx.protect(KID, frame))
 
-        figure = best_per_call(transform, number)
-        baseline = best_per_call(bare, number)
-        print(f"{name:<18}{figure * 1e6:>14.1f}{baseline * 1e6:>16.1f}{figure / baseline:>8.2f}")
+        value = best_per_call(transform, max(1, number // scale), repeat)
+        baseline = best_per_call(bare, max(1, number // scale), repeat)
+        print(f"{name:<18}{value * 1e6:>14.1f}{baseline * 1e6:>16.1f}{value / baseline:>8.2f}")
+        figures.append(figure(f"{name} transform", "µs", value * 1e6, baseline * 1e6,
+                              "bare SFrameContext protect+unprotect"))
+    write_figures(args.json, "media_bench", figures)
 
 
 if __name__ == "__main__":

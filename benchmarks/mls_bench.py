@@ -10,11 +10,12 @@ messages, the target (100 µs) and the mls-rs reference (about 170 µs through i
 Python bindings on this machine; a reference figure measured elsewhere, not
 re-run here because mls-rs is not installable), with ratios against both.
 Also prints the Ed25519 sign + verify floor alone.
-Run: ``python benchmarks/mls_bench.py [messages]``.
+Run: ``python benchmarks/mls_bench.py [messages] [--json PATH]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from bench_json import figure, write_figures  # noqa: E402
 from mls.crypto import cipher_suite  # noqa: E402
 from mls.message_protection import MessageProtection  # noqa: E402
 from mls.secret_tree import SecretTree  # noqa: E402
@@ -95,7 +97,11 @@ def signature_floor(messages: int) -> float:
 
 
 def main() -> None:
-    messages = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("messages", type=int, nargs="?", default=20_000)
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    messages = args.messages
     samples = measure(messages)
     median = statistics.median(samples)
     floor = signature_floor(min(messages, 5000))
@@ -106,6 +112,11 @@ def main() -> None:
     print(f"  target:                          {TARGET_US:8.1f} µs   ratio {median / TARGET_US:.2f}")
     print("  mls-rs reference (its Python bindings; a reference figure, not run here):")
     print(f"{'':35}{MLS_RS_REFERENCE_US:8.1f} µs   ratio {median / MLS_RS_REFERENCE_US:.2f}")
+    write_figures(args.json, "mls_bench", [
+        figure("PrivateMessage protect+unprotect (median)", "µs", median, TARGET_US, "target"),
+        figure("PrivateMessage protect+unprotect (median)", "µs", median, MLS_RS_REFERENCE_US,
+               "mls-rs reference (not run here)"),
+    ])
 
 
 def _quantile(samples: list[float], q: float) -> float:

@@ -9,11 +9,12 @@ KeyPackage (no ratchet tree in the Welcome: trees are O(n) bytes and are
 sent apart) and the last member processes it, through the engine
 (``mls.group``), without storage. Prints the median milliseconds per size, the
 ratio 1000/10 and the linear baseline ratio (100).
-Run: ``python benchmarks/mls_group_bench.py [repeats]``.
+Run: ``python benchmarks/mls_group_bench.py [repeats] [--json PATH]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
+from bench_json import figure, write_figures  # noqa: E402
 from mls import tree_math  # noqa: E402
 from mls.crypto import cipher_suite  # noqa: E402
 from mls.group import engine  # noqa: E402
@@ -107,16 +109,24 @@ def measure(n: int, repeats: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("repeats", type=int, nargs="?", default=15)
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    repeats = args.repeats
     sizes = (10, 100, 1000)
     results = {n: measure(n, repeats) for n in sizes}
     print("MLS Commit (Add one member, with UpdatePath), suite 1, median of", repeats)
     print(f"{'members':>8} {'create ms':>10} {'process ms':>11}")
     for n in sizes:
         print(f"{n:>8} {results[n][0]:>10.2f} {results[n][1]:>11.2f}")
+    figures = []
     for index, name in enumerate(("create", "process")):
         ratio = results[1000][index] / results[10][index]
         print(f"{name}: 1000/10 ratio {ratio:.2f} (linear baseline 100; log2 ratio {1000 .bit_length() / 10 .bit_length():.1f})")
+        figures.append(figure(f"commit {name} at 1000 members", "ms", results[1000][index],
+                              results[10][index] * 100, "10 members x 100 (linear growth)"))
+    write_figures(args.json, "mls_group_bench", figures)
 
 
 if __name__ == "__main__":

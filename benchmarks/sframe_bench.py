@@ -4,11 +4,12 @@ Prints, for 120- and 1200-byte frames, the µs per frame of
 ``SFrameContext.protect`` + ``unprotect`` (AES_128_GCM_SHA256_128 and
 AES_128_CTR_HMAC_SHA256_80), the bare ``cryptography`` AESGCM
 encrypt+decrypt of the same size, and the ratio.  Target: ratio <= 1.5 for
-GCM at 1200 bytes.  Run: ``python benchmarks/sframe_bench.py``.
+GCM at 1200 bytes.  Run: ``python benchmarks/sframe_bench.py [--quick] [--json PATH]``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import timeit
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
+from bench_json import figure, write_figures  # noqa: E402
 from sframe import CipherSuite, SFrameContext  # noqa: E402
 
 SIZES = (120, 1200)
@@ -27,9 +29,9 @@ NUMBER = 20_000
 REPEAT = 7
 
 
-def best_us(fn: Callable[[], object]) -> float:
-    """Best-of-REPEAT mean µs per call (the least disturbed run)."""
-    return min(timeit.repeat(fn, number=NUMBER, repeat=REPEAT)) / NUMBER * 1e6
+def best_us(fn: Callable[[], object], number: int = NUMBER, repeat: int = REPEAT) -> float:
+    """Best-of-``repeat`` mean µs per call (the least disturbed run)."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
 def sframe_round_trip(suite: CipherSuite, size: int) -> Callable[[], object]:
@@ -49,13 +51,22 @@ def bare_gcm_round_trip(size: int) -> Callable[[], object]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    args = parser.parse_args()
+    number, repeat = (1000, 2) if args.quick else (NUMBER, REPEAT)
+    figures = []
     print(f"{'suite':<28} {'bytes':>5} {'sframe µs':>10} {'AESGCM µs':>10} {'ratio':>6}")
     for size in SIZES:
-        baseline = best_us(bare_gcm_round_trip(size))
+        baseline = best_us(bare_gcm_round_trip(size), number, repeat)
         for suite in SUITES:
-            figure = best_us(sframe_round_trip(suite, size))
-            print(f"{suite.name:<28} {size:>5} {figure:>10.2f} {baseline:>10.2f} "
-                  f"{figure / baseline:>6.2f}")
+            value = best_us(sframe_round_trip(suite, size), number, repeat)
+            print(f"{suite.name:<28} {size:>5} {value:>10.2f} {baseline:>10.2f} "
+                  f"{value / baseline:>6.2f}")
+            figures.append(figure(f"{suite.name} protect+unprotect {size} B", "µs", value, baseline,
+                                  "bare AESGCM encrypt+decrypt"))
+    write_figures(args.json, "sframe_bench", figures)
 
 
 if __name__ == "__main__":

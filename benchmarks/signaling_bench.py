@@ -11,7 +11,7 @@ Phases (bounded in count and by --time-limit):
   app latency --rounds messages one at a time: time until all other members have it
   commits     --rounds commits one at a time (epoch n, n+1, ...): same measure
 
-Run: .venv/bin/python benchmarks/signaling_bench.py [--clients 10] [--messages 1000]
+Run: .venv/bin/python benchmarks/signaling_bench.py [--clients 10] [--messages 1000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_json import figure, write_figures  # noqa: E402
 from signaling.config import ServerConfig  # noqa: E402
 from signaling.server import start_server  # noqa: E402
 
@@ -217,6 +218,9 @@ async def main(args: argparse.Namespace) -> None:
     print(f"{'metric':34} {'mlscall':>10} {'baseline':>10} {'ratio':>8}")
     for metric, value in ours.items():
         print(f"{metric:34} {value:10.2f} {base[metric]:10.2f} {value / base[metric]:8.2f}")
+    write_figures(args.json, "signaling_bench", [
+        figure(metric.rsplit(" (", 1)[0], metric.rsplit(" (", 1)[1].rstrip(")"), value, base[metric],
+               "bare aiohttp WebSocket fan-out") for metric, value in ours.items()])
 
 
 if __name__ == "__main__":
@@ -227,4 +231,5 @@ if __name__ == "__main__":
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--sync", choices=("normal", "full"), default="normal",
                         help="SQLite synchronous mode of the mlscall server")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     asyncio.run(main(parser.parse_args()))

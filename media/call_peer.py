@@ -30,6 +30,15 @@ A :class:`CallPeer` joins a room of the signaling server
   seconds after processing another member's commit, at once after joining
   from a Welcome.  The delays give the other members time to process the
   commit before frames under the new key reach them.
+* **Reconnection** (with ``reconnect_timeout``).  When the signaling
+  connection drops (say the server restarts) the peer rejoins, catching up
+  on the room log after the last ``seq`` it received.  Media keeps flowing
+  meanwhile (the mesh is peer to peer).  Participants present before the
+  outage count as still present for ``reconnect_timeout`` while they
+  reconnect too: their links and leaves are kept, and a link whose
+  negotiation the outage cut is offered again.  A commit of ours left
+  without an answer is discarded if the room's epoch shows it was not
+  accepted (otherwise the log brings its echo).
 
 Everything MLS runs in one task, one event at a time, so group state is
 never touched concurrently; WebRTC negotiation runs in each link's task.
@@ -45,6 +54,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from aiortc import RTCIceServer
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
@@ -61,6 +71,7 @@ from .mesh import MediaSources, PeerLink
 from .session import SFrameSession
 from .sinks import Sink
 from .stats import FailureKind, PeerStats
+from .verification import verification_code
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +88,10 @@ class CallOptions:
     confirm_delay: float = 0.2
     #: sender transition after another member's commit (seconds)
     switch_delay: float = 0.3
+    #: past SFrame epochs a receiver keeps (RFC 9605 §5.2): under churn several
+    #: epochs can pass within one sender transition, so keep more than the
+    #: key manager's default of 4 (at most 15 with its 4 epoch bits)
+    sframe_retain_epochs: int = 8
     #: commit an UpdatePath this often (seconds), None for never
     self_update_interval: float | None = None
     #: while waiting to be added, publish a fresh KeyPackage this often
@@ -88,6 +103,9 @@ class CallOptions:
     admit: Callable[[str], bool] | None = None
     #: bound of each signaling request (seconds)
     request_timeout: float = 10.0
+    #: after the signaling connection drops (not replaced by a newer one),
+    #: keep trying to rejoin for this long (seconds); None ends the call
+    reconnect_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,8 @@ class CallStatus:
     removed: bool
     #: our commits refused because another commit won the epoch
     conflicts: int
+    #: the epoch's code to compare with other members (media.verification)
+    verification: str | None = None
 
     @property
     def failures_total(self) -> int:
@@ -131,7 +151,8 @@ class CallStatus:
         failures = ", ".join(f"{k.value} {v}" for k, v in self.failures.items() if v) or "none"
         return (f"{self.identity}: {len(self.present) + 1} in room, {len(self.members)} in group, "
                 f"epoch {epoch} | frames sent {self.frames_sent} received {self.frames_received} "
-                f"decrypted {self.frames_decrypted}{decoded} | failures {failures}")
+                f"decrypted {self.frames_decrypted}{decoded} | failures {failures}"
+                f" | code {self.verification or '-'}")
 
 
 def credential_identity(credential: bytes) -> str | None:
@@ -172,7 +193,7 @@ class CallPeer:
         self.sources = sources if sources is not None else MediaSources.synthetic()
         self.sinks = list(sinks)
         self.mls = mls or MLS()
-        self.session = SFrameSession(MLSKeyManager())
+        self.session = SFrameSession(MLSKeyManager(retain_epochs=self.options.sframe_retain_epochs))
         self.identity = ""
         self.group: GroupView | None = None
         self.links: dict[str, PeerLink] = {}
@@ -184,6 +205,8 @@ class CallPeer:
         self._update_wanted = False
         #: members who reconnected: removed, then added again
         self._stale: set[str] = set()
+        #: participants present before our reconnection, not back yet -> deadline
+        self._resuming: dict[str, float] = {}
         self._published_at = 0.0
         #: set when the call ended on its own (connection lost, replaced)
         self.ended = asyncio.Event()
@@ -308,13 +331,49 @@ class CallPeer:
             epochs=tuple(self.epochs),
             removed=self.removed,
             conflicts=self.conflicts,
+            verification=None if self.group is None else verification_code(self.group.epoch_authenticator()),
         )
 
     # -- event loop --------------------------------------------------------------
 
     async def _pump(self) -> None:
-        async for event in self.client:
-            self._inbox.put_nowait(event)
+        """Signaling events to the inbox; rejoin after an outage if enabled."""
+        while True:
+            replaced = False
+            async for event in self.client:
+                kind = event.get("type")
+                replaced = replaced or (kind == "error" and event.get("code") == ErrorCode.REPLACED)
+                if kind == "closed" and not replaced and self.options.reconnect_timeout is not None:
+                    if self.client.connected:
+                        continue  # from an attempt that connected but failed to join
+                    break
+                self._inbox.put_nowait(event)
+            else:
+                return
+            reply = await self._reconnect(self.options.reconnect_timeout)
+            self._inbox.put_nowait({"type": "closed"} if reply is None
+                                   else {"type": "reconnected", "reply": reply})
+            if reply is None:
+                return
+
+    async def _reconnect(self, timeout: float) -> dict[str, Any] | None:
+        """Rejoin with catch-up after the last ``seq`` (backing off), or None after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.1
+        while loop.time() + delay < deadline:
+            await asyncio.sleep(delay)
+            try:
+                async with asyncio.timeout(self.options.request_timeout):
+                    reply = await self.client.reconnect()
+            except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                logger.info("%s: reconnection failed: %s", self.identity, type(exc).__name__)
+                delay = min(2 * delay, 2.0)
+                continue
+            logger.info("%s: reconnected, catching up after seq %d", self.identity,
+                        self.client.last_seq)
+            return reply
+        return None
 
     async def _ticker(self, kind: str, interval: float) -> None:
         while True:
@@ -346,14 +405,44 @@ class CallPeer:
         elif kind == "self_update":
             self._update_wanted = True
             await self._maintain()
+        elif kind == "reconnected":
+            await self._on_reconnected(event["reply"])
         elif kind == "closed" or (kind == "error" and event.get("code") == ErrorCode.REPLACED):
             logger.info("%s: the signaling connection ended (%s)", self.identity, kind)
             self.ended.set()
 
     # -- presence and mesh -------------------------------------------------------
 
+    async def _on_reconnected(self, reply: dict[str, Any]) -> None:
+        """Back after an outage: who is here, and whether our last commit got in."""
+        here = set(reply.get("members", ()))
+        deadline = time.monotonic() + (self.options.reconnect_timeout or 0.0)
+        for remote in self.present - here:
+            self._resuming[remote] = deadline
+        group = self.group
+        if group is not None and group.has_pending_commit and reply.get("epoch") == group.epoch:
+            group.discard_pending_commit()  # the room is still at its epoch: not accepted
+        for remote in sorted(here):
+            if remote in self.present:
+                await self._resume(remote)
+            else:
+                await self._on_presence("join", remote)
+
+    async def _resume(self, remote: str) -> None:
+        """``remote`` is back after an outage with its state: keep its link,
+        offering afresh if the outage cut the negotiation."""
+        self._resuming.pop(remote, None)
+        link = self.links.get(remote)
+        if link is not None and not link.negotiated and self.identity < remote:
+            await self._close_link(remote)
+            self._open_link(remote)
+
     async def _on_presence(self, what: str, remote: str) -> None:
         if remote == self.identity:
+            return
+        if what == "join" and remote in self._resuming:
+            await self._resume(remote)
+            await self._reconcile()
             return
         if what == "join":
             self.present.add(remote)
@@ -365,6 +454,7 @@ class CallPeer:
                 self._stale.add(remote)
             self._open_link(remote)
         elif what == "leave":
+            self._resuming.pop(remote, None)
             self.present.discard(remote)
             await self._close_link(remote)
             if self.group is None and self._room_group is None and not self.removed \
@@ -562,8 +652,11 @@ class CallPeer:
     async def _maintain(self) -> None:
         """Membership work, then a wanted self-update (retried each tick
         until accepted: a conflict means another commit won the epoch)."""
-        if self.ended.is_set():
+        if self.ended.is_set() or not self.client.connected:
             return
+        now = time.monotonic()
+        for remote in [r for r, deadline in self._resuming.items() if deadline <= now]:
+            await self._on_presence("leave", remote)  # did not come back in time
         await self._reconcile()
         group = self.group
         if group is None and time.monotonic() - self._published_at >= self.options.key_package_interval:

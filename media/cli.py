@@ -16,6 +16,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bot": ("media.bot", "join a call as an encrypted bot peer"),
     "demo": ("media.demo", "run the end-to-end demo"),
     "serve": ("signaling.cli", "run the signaling server and MLS delivery service"),
+    "stress": ("media.stress", "epoch-rekey stress run: churn, racing commits, restarts; JSON and plot"),
+    "bench": ("media.bench", "run every benchmark under benchmarks/; one JSON file and a Markdown table"),
 }
 
 

@@ -1,0 +1,104 @@
+"""``mlscall stress``: epoch-rekey stress run of an encrypted mesh call.
+
+::
+
+    mlscall stress --peers 8 --duration 60 --churn 0.5 --update-interval 5 \\
+        [--scenario FILE] [--server URL] [--json out.json] [--plot out.png]
+
+Starts a signaling server (a child process on 127.0.0.1 with a temporary
+database, so it can be killed and restarted) unless ``--server`` is given,
+runs the call peers in this process on loopback, drives churn, racing
+self-updates and the scenario's events (docs/stress.md), shows a status
+line on stderr while it runs and prints a summary table on stdout at the
+end.  Exit status 0 when the run completed (whatever its figures), 1 when
+it could not run, 2 for bad options or scenario.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from signaling.errors import SignalingError
+
+from .bot import StatusLine
+from .errors import MediaError
+from .scenario import Scenario, ScenarioError
+from .stress_report import analyze, plot, summary_table, write_json
+from .stress_run import StressConfig, StressError, StressRun
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the options of ``mlscall stress`` to ``parser``."""
+    defaults = StressConfig()
+    parser.add_argument("--peers", type=int, default=defaults.peers,
+                        help="participants in the call (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=defaults.duration,
+                        help="seconds of the measured phase (default %(default)s)")
+    parser.add_argument("--churn", type=float, default=defaults.churn, metavar="RATE",
+                        help="membership changes per second, 0 for none (default %(default)s)")
+    parser.add_argument("--update-interval", type=float, default=defaults.update_interval,
+                        metavar="T", help="seconds between racing self-updates, 0 for none "
+                                          "(default %(default)s)")
+    parser.add_argument("--racers", type=int, default=defaults.racers,
+                        help="members committing each self-update at once (default %(default)s)")
+    parser.add_argument("--scenario", type=Path, default=None,
+                        help="scripted events (docs/stress.md)")
+    parser.add_argument("--server", default=None,
+                        help="use this signaling server (http://127.0.0.1:PORT) instead of starting one")
+    parser.add_argument("--room", default=defaults.room)
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of the random choices (default %(default)s)")
+    parser.add_argument("--switch-delay", type=float, default=defaults.switch_delay,
+                        help="sender transition after another's commit, s (default %(default)s)")
+    parser.add_argument("--confirm-delay", type=float, default=defaults.confirm_delay,
+                        help="sender transition after our confirmed commit, s (default %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot")
+    parser.add_argument("--log-level", default="error",
+                        choices=("debug", "info", "warning", "error"))
+
+
+def config_from_args(args: argparse.Namespace) -> StressConfig:
+    scenario = Scenario.load(args.scenario) if args.scenario else None
+    return StressConfig(
+        peers=args.peers, duration=args.duration, churn=args.churn,
+        update_interval=args.update_interval or None, racers=args.racers, scenario=scenario,
+        server=args.server, room=args.room, seed=args.seed, switch_delay=args.switch_delay,
+        confirm_delay=args.confirm_delay)
+
+
+async def _run(config: StressConfig) -> dict[str, object]:
+    line = StatusLine(sys.stderr)
+    try:
+        data = await StressRun(config, progress=line.show).run()
+    finally:
+        line.end()
+    return analyze(data)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        config.validate()
+    except (ScenarioError, StressError) as exc:
+        print(f"mlscall stress: {exc}", file=sys.stderr)
+        return 2
+    try:
+        document = asyncio.run(_run(config))
+    except (MediaError, SignalingError, OSError) as exc:
+        print(f"mlscall stress: {exc}", file=sys.stderr)
+        return 1
+    print(summary_table(document), flush=True)
+    if args.json:
+        write_json(document, args.json)
+        print(f"results: {args.json}")
+    if args.plot:
+        plot(document, args.plot)
+        print(f"plot: {args.plot}")
+    return 0

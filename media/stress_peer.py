@@ -1,0 +1,288 @@
+"""Call peers that report what a stress run measures, into one :class:`Ledger`.
+
+:class:`ObservedPeer` is a :class:`media.call_peer.CallPeer` that records
+
+* every epoch it installs (RFC 9420 §8: its number, cause, members and a
+  fingerprint of its ``epoch_authenticator``, §8.7, so members can be
+  compared without writing the value itself anywhere);
+* every commit it submits and the answer of the delivery service;
+* when its SFrame sender moved to a new epoch (RFC 9605 §5.2, the end of
+  the transition) through :class:`ObservedSession`;
+* every frame its receivers fail to decrypt, by kind, and whether the
+  failure came before that receiver's first decrypted frame (a joiner, or
+  a link to one, has no key yet: RFC 9605 §4.4.4) or after (a key problem)
+  through :class:`ObservedReceiverTransform`;
+* reconnections of its signaling connection;
+
+and can be killed without leaving (:meth:`ObservedPeer.crash`), at once or
+right after it submitted its next commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCRtpReceiver
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from sframe import MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
+
+from .call_peer import CallPeer
+from .session import SFrameSession
+from .stats import FailureKind
+from .transform import SFrameReceiverTransform
+
+logger = logging.getLogger(__name__)
+
+#: "after first decrypt" failures kept one by one (the rest only counted)
+MAX_DETAILED_FAILURES = 200
+#: width of the failure histogram bins (seconds)
+FAILURE_BIN = 0.5
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One member installed one epoch."""
+
+    identity: str
+    epoch: int
+    #: "create", "welcome", "own" or "commit" (media.call_peer.EpochChange)
+    cause: str
+    at: float
+    members: tuple[str, ...]
+    #: SHA-256 of the epoch_authenticator, first 8 bytes in hex
+    authenticator: str
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One commit submitted to the delivery service."""
+
+    identity: str
+    #: the epoch it was sent in
+    epoch: int
+    submitted_at: float
+    answered_at: float
+    accepted: bool
+
+
+@dataclass(frozen=True)
+class FailureRecord:
+    """A frame that failed to decrypt after its receiver had decrypted one."""
+
+    identity: str
+    remote: str
+    kind: FailureKind
+    at: float
+    #: the newest epoch the receiving member had installed
+    newest_epoch: int | None
+    #: for an unknown KID: the frame's epoch modulo 2^E and sender index
+    #: (RFC 9605 §5.2), and why no key was found
+    kid_epoch: int | None = None
+    kid_sender: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class Ledger:
+    """Everything the peers of one run report; times in seconds after ``origin``."""
+
+    origin: float = field(default_factory=time.monotonic)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    commits: list[CommitRecord] = field(default_factory=list)
+    #: (identity, epoch, at): a member's sender moved to an epoch
+    switches: list[tuple[str, int, float]] = field(default_factory=list)
+    #: (identity, at): a member's signaling connection came back
+    reconnects: list[tuple[str, float]] = field(default_factory=list)
+    #: identity -> kind -> [before the first decrypt, after]
+    failure_counts: dict[str, dict[FailureKind, list[int]]] = field(default_factory=dict)
+    #: bin index -> kind -> failures after the first decrypt
+    failure_bins: dict[int, dict[FailureKind, int]] = field(default_factory=dict)
+    #: bin index -> failures before the first decrypt (joiners)
+    startup_bins: dict[int, int] = field(default_factory=dict)
+    key_failures: list[FailureRecord] = field(default_factory=list)
+    #: why unknown KIDs after the first decrypt had no key -> count
+    unknown_reasons: dict[str, int] = field(default_factory=dict)
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def failure(self, identity: str, kind: FailureKind, startup: bool,
+                remote: Callable[[], str], newest_epoch: int | None,
+                unknown: tuple[int, int, str] | None = None) -> None:
+        at = self.now()
+        counts = self.failure_counts.setdefault(identity, {k: [0, 0] for k in FailureKind})
+        counts[kind][0 if startup else 1] += 1
+        index = int(at // FAILURE_BIN)
+        if startup:
+            self.startup_bins[index] = self.startup_bins.get(index, 0) + 1
+            return
+        bins = self.failure_bins.setdefault(index, {k: 0 for k in FailureKind})
+        bins[kind] += 1
+        if unknown is not None and kind is FailureKind.UNKNOWN_KID:
+            self.unknown_reasons[unknown[2]] = self.unknown_reasons.get(unknown[2], 0) + 1
+        if len(self.key_failures) < MAX_DETAILED_FAILURES:
+            kid_epoch, kid_sender, reason = unknown if unknown is not None else (None, None, "")
+            self.key_failures.append(FailureRecord(identity, remote(), kind, at, newest_epoch,
+                                                   kid_epoch, kid_sender, reason))
+
+
+def fingerprint(authenticator: bytes) -> str:
+    """A short public digest of an epoch_authenticator, for comparison only."""
+    return hashlib.sha256(authenticator).digest()[:8].hex()
+
+
+class ObservedReceiverTransform(SFrameReceiverTransform):
+    """A receiver transform that reports each failure, split at its first
+    decrypted frame."""
+
+    def __init__(self, receiver: RTCRtpReceiver, session: ObservedSession) -> None:
+        self.opened = False
+        self._session = session
+        self._seen = {kind: 0 for kind in FailureKind}
+        super().__init__(receiver, session)
+
+    def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
+        if super().handle(codec, frame):
+            self.opened = True
+            return True
+        failures = self.stats().failures
+        for kind, count in failures.items():
+            for _ in range(count - self._seen[kind]):
+                self._session.report_failure(self, kind, startup=not self.opened)
+        self._seen = failures
+        return False
+
+
+class ObservedSession(SFrameSession):
+    """An SFrame session that reports sender switches and receiver failures."""
+
+    def __init__(self, on_switch: Callable[[int], None],
+                 on_failure: Callable[[ObservedReceiverTransform, FailureKind, bool], None],
+                 retain_epochs: int) -> None:
+        super().__init__(MLSKeyManager(retain_epochs=retain_epochs))
+        self._on_switch = on_switch
+        self.report_failure = on_failure
+        #: (KID epoch bits, KID sender index, reason) of the last unknown KID
+        self.last_unknown: tuple[int, int, str] | None = None
+
+    def unprotect(self, ciphertext: bytes, metadata: bytes) -> MLSUnprotectResult:
+        try:
+            return super().unprotect(ciphertext, metadata)
+        except UnknownKID as exc:
+            bits = self._km.epoch_bits
+            reason = str(exc).partition(": ")[2]
+            self.last_unknown = (exc.kid & ((1 << bits) - 1), exc.kid >> bits, reason)
+            raise
+
+    def install_epoch(self, exporter: MLSExporter, epoch: int, own_index: int, group_size: int,
+                      *, switch_after: float | None = None) -> None:
+        before = self.sending_epoch  # the first epoch is used for sending at once
+        super().install_epoch(exporter, epoch, own_index, group_size, switch_after=switch_after)
+        self._switched_from(before)
+
+    def switch_sender(self, epoch: int | None = None) -> None:
+        before = self.sending_epoch
+        super().switch_sender(epoch)
+        self._switched_from(before)
+
+    def _switched_from(self, before: int | None) -> None:
+        after = self.sending_epoch
+        if after is not None and after != before:
+            self._on_switch(after)
+
+    def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
+        return ObservedReceiverTransform(receiver, self)
+
+
+class ObservedPeer(CallPeer):
+    """A call peer reporting to a :class:`Ledger` (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger
+        self.session = ObservedSession(self._switched, self._failed, self.options.sframe_retain_epochs)
+        self.crashed = False
+        #: ledger time of the crash
+        self.crashed_at: float | None = None
+        self._crash_on_commit = False
+
+    def _switched(self, epoch: int) -> None:
+        self.ledger.switches.append((self.identity, epoch, self.ledger.now()))
+
+    def _failed(self, transform: ObservedReceiverTransform, kind: FailureKind, startup: bool) -> None:
+        def remote() -> str:
+            for name, link in self.links.items():
+                if transform in link.protection.receivers:
+                    return name
+            return "?"
+        session = self.session
+        assert isinstance(session, ObservedSession)
+        self.ledger.failure(self.identity, kind, startup, remote, session.newest_epoch,
+                            session.last_unknown)
+
+    # -- what CallPeer does, recorded ----------------------------------------------
+
+    def _epoch_changed(self, cause: str) -> None:
+        super()._epoch_changed(cause)
+        group = self.group
+        assert group is not None
+        self.ledger.epochs.append(EpochRecord(
+            self.identity, group.epoch, cause, self.ledger.now(),
+            tuple(sorted(self.member_identities())), fingerprint(group.epoch_authenticator())))
+
+    async def _submit(self, output: Any, welcomes: dict[str, bytes]) -> bool:
+        group = self.group
+        assert group is not None
+        epoch, submitted = group.epoch, self.ledger.now()
+        if self._crash_on_commit:
+            await self._submit_and_crash(group.group_id, epoch, output.commit, welcomes)
+            return False
+        accepted = await super()._submit(output, welcomes)
+        self.ledger.commits.append(CommitRecord(self.identity, epoch, submitted, self.ledger.now(),
+                                                accepted))
+        return accepted
+
+    async def _on_reconnected(self, reply: dict[str, Any]) -> None:
+        self.ledger.reconnects.append((self.identity, self.ledger.now()))
+        await super()._on_reconnected(reply)
+
+    async def _reconnect(self, timeout: float) -> dict[str, Any] | None:
+        if self.crashed:
+            return None
+        return await super()._reconnect(timeout)
+
+    # -- crashing ------------------------------------------------------------------
+
+    def crash_after_next_commit(self) -> None:
+        """Die right after submitting the next commit (a self-update is asked
+        for, so there is one soon)."""
+        self._crash_on_commit = True
+        self.request_self_update()
+
+    async def _submit_and_crash(self, group_id: bytes, epoch: int, commit: bytes,
+                                welcomes: dict[str, bytes]) -> None:
+        sent = asyncio.ensure_future(self.client.commit(group_id, epoch, commit, welcomes=welcomes))
+        sent.add_done_callback(lambda task: task.cancelled() or task.exception())
+        await asyncio.sleep(0.01)  # the frame is written; the answer is never read
+        logger.info("%s: crashing right after submitting a commit for epoch %d", self.identity, epoch)
+        asyncio.ensure_future(self.crash())
+        await asyncio.Future()  # handle nothing more: the crash cancels this task
+
+    async def crash(self) -> None:
+        """End abruptly: no ``leave``; the server sees the connection drop and
+        the others lose the media links (as when the process is killed)."""
+        if self.crashed:
+            return
+        self.crashed = True
+        self.crashed_at = self.ledger.now()
+        with contextlib.suppress(Exception):
+            await self.client.close()
+        await self.stop()

@@ -1,0 +1,499 @@
+"""One stress run: a server, N observed call peers on loopback, churn and
+scripted events, sampled until the run ends by itself.
+
+Phases, each bounded in time:
+
+1. *warm-up*: the server starts (a child process, :mod:`media.stress_server`,
+   unless an external one is given), ``peers`` participants join one by one
+   and the run waits until they form one group, every sender on its epoch
+   and media decrypting everywhere;
+2. *measured*: ``duration`` seconds.  Every ``1/churn`` seconds one
+   membership change (below ``peers`` participants a new one joins,
+   otherwise a random member leaves); every ``update_interval`` seconds
+   ``racers`` members commit a self-update at the same moment (their
+   commits race for one epoch); scenario events at their times.  Churn
+   pauses while the server is down;
+3. *settle*: no more changes; up to ``settle_timeout`` seconds for every
+   participant to reach the same epoch, sending under it;
+4. every peer stops (its final statistics kept), then the server.
+
+What happened is in :class:`StressData`; :mod:`media.stress_report` turns it
+into figures, JSON and a plot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import tempfile
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from signaling.client import fetch_token
+from signaling.errors import SignalingError
+
+from .bot import ws_url_for
+from .call_peer import CallOptions, CallStatus
+from .errors import MediaError
+from .scenario import Action, Scenario, ScenarioError, ScenarioEvent
+from .sinks import VerifyingSink
+from .stress_peer import Ledger, ObservedPeer
+from .stress_server import ServerProcess
+
+logger = logging.getLogger(__name__)
+
+#: bound of one peer's start or stop (seconds)
+PEER_TIMEOUT = 20.0
+#: a crash armed for "right after the next commit" happens anyway after this
+CRASH_FALLBACK = 5.0
+#: the driver's clock resolution (seconds)
+TICK = 0.05
+
+
+class StressError(MediaError):
+    """A stress run that cannot start or whose initial call never formed."""
+
+
+@dataclass(frozen=True)
+class StressConfig:
+    """What a run does (``mlscall stress`` options)."""
+
+    peers: int = 4
+    duration: float = 20.0
+    #: membership changes per second (0: none)
+    churn: float = 0.5
+    #: seconds between racing self-updates (None: none)
+    update_interval: float | None = 5.0
+    #: members committing a self-update at the same moment
+    racers: int = 2
+    scenario: Scenario | None = None
+    #: an external server's base URL (default: start one)
+    server: str | None = None
+    room: str = "stress"
+    seed: int = 1
+    switch_delay: float = CallOptions.switch_delay
+    confirm_delay: float = CallOptions.confirm_delay
+    sample_interval: float = 0.5
+    reconnect_timeout: float = 10.0
+    warmup_timeout: float = 60.0
+    settle_timeout: float = 15.0
+
+    def validate(self) -> None:
+        """Refuse settings that cannot run (typed errors, before anything starts)."""
+        if not 2 <= self.peers <= 64:
+            raise StressError("--peers must be within 2..64")
+        if not 0 < self.duration <= 3600:
+            raise StressError("--duration must be within (0, 3600] seconds")
+        if not 0 <= self.churn <= 20:
+            raise StressError("--churn must be within 0..20 changes per second")
+        if self.update_interval is not None and not 0.1 <= self.update_interval <= 3600:
+            raise StressError("--update-interval must be within 0.1..3600 seconds")
+        if not 1 <= self.racers <= self.peers:
+            raise StressError("--racers must be within 1..peers")
+        scenario = self.scenario
+        if scenario is not None:
+            if scenario.last_time > self.duration:
+                raise ScenarioError(f"the scenario runs until t={scenario.last_time:g} s, "
+                                    f"after the end of the run ({self.duration:g} s)")
+            if scenario.restarts_server and self.server is not None:
+                raise ScenarioError("restart-server needs the server started by the run, not --server")
+
+
+@dataclass
+class PeerRecord:
+    """One participant of the run, from its join to its end."""
+
+    identity: str
+    peer: ObservedPeer
+    joined_at: float
+    ended_at: float | None = None
+    #: "leave", "crash", "end" or "join-failed"
+    how: str | None = None
+    final: CallStatus | None = None
+    #: video frames missing between decoded counters, and unreadable ones
+    video_missing: int = 0
+    video_unreadable: int = 0
+
+    @property
+    def live(self) -> bool:
+        return self.ended_at is None
+
+    def status(self) -> CallStatus:
+        return self.final if self.final is not None else self.peer.status()
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The call at one moment of the measured phase."""
+
+    t: float
+    present: int
+    group_size: int
+    epoch: int | None
+    #: identity -> frames decrypted so far (live peers)
+    decrypted: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RestartRecord:
+    """One server restart."""
+
+    at: float
+    down: float
+    back_at: float
+
+
+@dataclass
+class StressData:
+    """Everything one run observed.  Times are the ledger's (seconds since
+    the run began); the measured phase began at ``phase_start``."""
+
+    config: StressConfig
+    ledger: Ledger
+    phase_start: float = 0.0
+    warmup: float = 0.0
+    peers: list[PeerRecord] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    #: (t, description) of every driver action
+    events: list[tuple[float, str]] = field(default_factory=list)
+    restarts: list[RestartRecord] = field(default_factory=list)
+    #: seconds the settle phase took, None if it did not converge
+    settled_in: float | None = None
+    server_url: str = ""
+
+
+class StressRun:
+    """Drives one run (see the module docstring)."""
+
+    def __init__(self, config: StressConfig, *, workdir: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> None:
+        config.validate()
+        self.config = config
+        self._workdir = workdir
+        self._progress = progress
+        self._rng = random.Random(config.seed)
+        self._ledger = Ledger()
+        self._server: ServerProcess | None = None
+        self._ws_url = ""
+        self._peers: list[PeerRecord] = []
+        self._next_index = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._server_down = False
+        self._data = StressData(config, self._ledger, peers=self._peers)
+
+    # -- the run ---------------------------------------------------------------------
+
+    async def run(self) -> StressData:
+        with contextlib.ExitStack() as stack:
+            workdir = self._workdir or Path(stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="mlscall-stress-")))
+            try:
+                url = await self._start_server(workdir)
+                data = await self._call(url)
+            finally:
+                await self._stop_everything()
+        return data
+
+    async def _start_server(self, workdir: Path) -> str:
+        if self.config.server is not None:
+            url = self.config.server.rstrip("/")
+        else:
+            self._server = ServerProcess(workdir / "server")
+            url = await self._server.start()
+        self._ws_url = ws_url_for(url)
+        return url
+
+    async def _call(self, url: str) -> StressData:
+        config, data = self.config, self._data
+        data.server_url = url
+        for _ in range(config.peers):
+            await self._join()
+        if await self._until(self._formed, config.warmup_timeout) is None:
+            raise StressError(f"the initial call of {config.peers} peers did not form within "
+                              f"{config.warmup_timeout:g} s")
+        data.phase_start = data.warmup = self._ledger.now()
+        self._event("call formed: measured phase begins")
+        await self._measure()
+        await self._drain()
+        self._event("settling")
+        data.settled_in = await self._until(self._settled, config.settle_timeout)
+        self._event("settled" if data.settled_in is not None else "did not settle")
+        self._sample()
+        return data
+
+    async def _drain(self) -> None:
+        """Let joins, leaves and restarts under way finish (bounded)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=PEER_TIMEOUT + CRASH_FALLBACK)
+
+    async def _until(self, predicate: Callable[[], bool], timeout: float) -> float | None:
+        """Seconds until ``predicate()`` held, or None after ``timeout``."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        while loop.time() - start < timeout:
+            if predicate():
+                return loop.time() - start
+            await asyncio.sleep(0.1)
+        return None
+
+    async def _measure(self) -> None:
+        config = self.config
+        schedule: list[tuple[float, Callable[[], None]]] = []
+        for event in config.scenario.events if config.scenario else ():
+            schedule.extend(self._scenario_actions(event))
+        schedule.sort(key=lambda item: item[0])
+        next_churn = 1 / config.churn if config.churn else None
+        next_update = config.update_interval
+        next_sample = 0.0
+        next_status = 0.0
+        while (t := self._t()) < config.duration:
+            while schedule and schedule[0][0] <= t:
+                schedule.pop(0)[1]()
+            if next_churn is not None and t >= next_churn:
+                next_churn += 1 / config.churn
+                if not self._server_down:
+                    self._churn()
+            if next_update is not None and config.update_interval and t >= next_update:
+                next_update += config.update_interval
+                if not self._server_down:
+                    self._race_updates(config.racers, "random")
+            if t >= next_sample:
+                next_sample += config.sample_interval
+                self._sample()
+            if t >= next_status:
+                next_status += 1.0
+                self._show_progress(t)
+            await asyncio.sleep(TICK)
+        self._show_progress(self._t())
+
+    # -- time, events, progress ---------------------------------------------------------
+
+    def _t(self) -> float:
+        """Seconds into the measured phase (the scenario's clock)."""
+        return self._ledger.now() - self._data.phase_start
+
+    def _event(self, text: str) -> None:
+        logger.info("t=%.2f %s", self._t(), text)
+        self._data.events.append((self._ledger.now(), text))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _show_progress(self, t: float) -> None:
+        if self._progress is None:
+            return
+        live = self._live()
+        members = [r for r in live if r.peer.group is not None]
+        epoch = max((r.peer.group.epoch for r in members if r.peer.group), default=None)
+        commits = self._ledger.commits
+        refused = sum(not c.accepted for c in commits)
+        counts = [c for per in self._ledger.failure_counts.values() for c in per.values()]
+        key = sum(c[1] for c in counts)
+        joiner = sum(c[0] for c in counts)
+        server = "down" if self._server_down else "up"
+        self._progress(
+            f"t {t:5.1f}/{self.config.duration:g} s | peers {len(live)} (in group {len(members)}) "
+            f"epoch {'-' if epoch is None else epoch} | commits {len(commits) - refused} "
+            f"(refused {refused}) | failures after first frame {key}, joiner {joiner} | "
+            f"server {server}, restarts {len(self._data.restarts)}")
+
+    def _sample(self) -> None:
+        live = self._live()
+        epochs = [(r.peer.group.epoch, len(r.peer.member_identities())) for r in live
+                  if r.peer.group is not None]
+        newest = max(epochs, default=(None, 0))
+        self._data.samples.append(Sample(
+            self._ledger.now(), len(live), newest[1], newest[0],
+            {r.identity: r.peer.status().frames_decrypted for r in live}))
+
+    # -- participants --------------------------------------------------------------------
+
+    def _live(self) -> list[PeerRecord]:
+        return [r for r in self._peers if r.live and not r.peer.crashed]
+
+    def _members(self) -> list[PeerRecord]:
+        return [r for r in self._live() if r.peer.group is not None]
+
+    def _formed(self) -> bool:
+        live = self._live()
+        names = tuple(sorted(r.identity for r in live))
+        return bool(live) and all(
+            r.peer.group is not None and tuple(sorted(r.peer.member_identities())) == names
+            and r.peer.session.sending_epoch == r.peer.group.epoch
+            and r.peer.status().frames_decrypted > 0 for r in live)
+
+    def _settled(self) -> bool:
+        live = self._live()
+        names = tuple(sorted(r.identity for r in live))
+        epochs = {r.peer.group.epoch if r.peer.group else None for r in live}
+        return len(epochs) == 1 and None not in epochs and all(
+            tuple(sorted(r.peer.member_identities())) == names
+            and r.peer.session.sending_epoch == r.peer.group.epoch  # type: ignore[union-attr]
+            for r in live)
+
+    def _options(self) -> CallOptions:
+        config = self.config
+        return CallOptions(switch_delay=config.switch_delay, confirm_delay=config.confirm_delay,
+                           reconnect_timeout=config.reconnect_timeout)
+
+    async def _token(self, identity: str) -> str:
+        if self._server is not None:
+            return self._server.mint(self.config.room, identity)
+        assert self.config.server is not None
+        return await fetch_token(self.config.server.rstrip("/"), self.config.room, identity)
+
+    async def _join(self) -> None:
+        """A new participant joins (bounded); a failed start is recorded."""
+        self._next_index += 1
+        identity = f"p{self._next_index:03d}"
+        token = await self._token(identity)
+        peer = ObservedPeer(self._ledger, self._ws_url, self.config.room, token,
+                            sinks=[VerifyingSink()], options=self._options())
+        record = PeerRecord(identity, peer, self._ledger.now())
+        self._peers.append(record)
+        self._event(f"join {identity}")
+        try:
+            await asyncio.wait_for(peer.start(), PEER_TIMEOUT)
+        except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._event(f"join {identity} failed: {type(exc).__name__}")
+            await self._end(record, "join-failed")
+
+    async def _end(self, record: PeerRecord, how: str) -> None:
+        """Stop (or crash) one participant and keep its final statistics."""
+        if record.ended_at is not None:
+            return
+        record.ended_at, record.how = record.peer.crashed_at or self._ledger.now(), how
+        try:
+            if how == "crash":
+                await asyncio.wait_for(record.peer.crash(), PEER_TIMEOUT)
+            else:
+                await asyncio.wait_for(record.peer.stop(), PEER_TIMEOUT)
+        except TimeoutError:
+            logger.warning("%s did not stop within %g s", record.identity, PEER_TIMEOUT)
+        record.final = record.peer.status()
+        sink = record.peer.sinks[0]
+        assert isinstance(sink, VerifyingSink)
+        for _, report in sink.all_reports():
+            if report.kind == "video":
+                record.video_missing += report.missing
+                record.video_unreadable += report.unreadable
+
+    def _pick(self, who: str, count: int) -> list[PeerRecord]:
+        """Members chosen by ``who`` (at most ``count``; at least one member stays)."""
+        members = self._members()
+        if who == "all":
+            return members
+        count = min(count, len(members) - 1) if who != "committer" else min(count, 1)
+        if count <= 0 or not members:
+            return []
+        if who == "committer":
+            return [self._committer(members)]
+        if who == "newest":
+            return members[-count:]
+        if who == "oldest":
+            return members[:count]
+        return self._rng.sample(members, count)
+
+    @staticmethod
+    def _committer(members: list[PeerRecord]) -> PeerRecord:
+        """The member with the lowest leaf index (CallPeer's committer rule)."""
+        names = {r.identity for r in members}
+        leaves = max((r.peer.member_identities() for r in members), key=len)
+        present = {name: leaf for name, leaf in leaves.items() if name in names}
+        lowest = min(present, key=present.__getitem__) if present else members[0].identity
+        return next(r for r in members if r.identity == lowest)
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def _churn(self) -> None:
+        if len(self._live()) < self.config.peers:
+            self._spawn(self._join())
+        else:
+            for record in self._pick("random", 1):
+                self._event(f"leave {record.identity}")
+                self._spawn(self._end(record, "leave"))
+
+    def _race_updates(self, count: int, who: str) -> None:
+        racers = self._pick(who, count)
+        if racers:
+            self._event("self-update by " + ", ".join(r.identity for r in racers))
+        for record in racers:
+            record.peer.request_self_update()
+
+    def _scenario_actions(self, event: ScenarioEvent) -> list[tuple[float, Callable[[], None]]]:
+        if event.action is Action.JOIN:
+            step = event.within / event.count
+            return [(event.at + i * step, lambda: self._spawn(self._join()))
+                    for i in range(event.count)]
+        actions: dict[Action, Callable[[], None]] = {
+            Action.LEAVE: lambda: self._leave(event),
+            Action.UPDATE: lambda: self._race_updates(event.count, event.who),
+            Action.CRASH: lambda: self._crash(event),
+            Action.RESTART_SERVER: lambda: self._restart_soon(event.down),
+        }
+        return [(event.at, actions[event.action])]
+
+    def _leave(self, event: ScenarioEvent) -> None:
+        for record in self._pick(event.who, event.count):
+            self._event(f"leave {record.identity} ({event.who})")
+            self._spawn(self._end(record, "leave"))
+
+    def _crash(self, event: ScenarioEvent) -> None:
+        victims = self._pick(event.who, 1)
+        if not victims:
+            return
+        record = victims[0]
+        if event.when == "now":
+            self._event(f"crash {record.identity} ({event.who})")
+            self._spawn(self._end(record, "crash"))
+            return
+        self._event(f"crash {record.identity} ({event.who}) after its next commit")
+        record.peer.crash_after_next_commit()
+        self._spawn(self._reap_crash(record))
+
+    async def _reap_crash(self, record: PeerRecord) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CRASH_FALLBACK
+        while not record.peer.crashed and loop.time() < deadline:
+            await asyncio.sleep(TICK)
+        if not record.peer.crashed:
+            self._event(f"{record.identity} did not commit within {CRASH_FALLBACK:g} s: crashed anyway")
+        else:
+            self._event(f"{record.identity} crashed right after submitting a commit")
+        await self._end(record, "crash")
+
+    def _restart_soon(self, down: float) -> None:
+        if not self._server_down:
+            self._server_down = True  # from now: no churn until it is back
+            self._spawn(self._restart(down))
+
+    async def _restart(self, down: float) -> None:
+        assert self._server is not None
+        at = self._ledger.now()
+        self._event(f"server killed (SIGKILL, pid {self._server.pid}), down {down:g} s")
+        try:
+            await self._server.restart(down)
+        finally:
+            self._server_down = False
+        self._data.restarts.append(RestartRecord(at, down, self._ledger.now()))
+        self._event(f"server restarted on port {self._server.port}")
+
+    # -- the end -----------------------------------------------------------------------------
+
+    async def _stop_everything(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(*(self._end(r, "end") for r in self._peers if r.live),
+                             return_exceptions=True)
+        if self._server is not None:
+            await self._server.stop()
