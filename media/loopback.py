@@ -15,6 +15,13 @@ sends: SDP ``a=candidate`` lines (:func:`filter_sdp`) and trickled
 candidates (:func:`is_loopback_candidate`), since a browser offers all its
 interfaces (and mDNS names) even with loopback enabled.  Use it with
 ``RTCConfiguration(iceServers=[])`` so no STUN server is asked.
+
+A browser still runs connectivity checks from every socket it has, towards
+our 127.0.0.1 candidate: answering one from another address would learn a
+peer-reflexive candidate there (RFC 8445 §7.3.1.3) and send replies and media
+off loopback.  So an ICE connection whose local candidates are all loopback
+ignores checks from any other source address (other connections are left
+alone).
 """
 
 from __future__ import annotations
@@ -33,11 +40,21 @@ _installed: Callable[[bool, bool], list[str]] | None = None
 
 
 def _install() -> None:
-    """Wrap aioice's host address lookup once (idempotent)."""
+    """Wrap aioice's host address lookup and check handling once (idempotent)."""
     global _installed
     if _installed is not None and aioice.ice.get_host_addresses is _installed:
         return
     original = aioice.ice.get_host_addresses
+    answer = aioice.ice.Connection.request_received
+
+    def request_received(self: aioice.ice.Connection, message: object, addr: tuple[str, int],
+                         protocol: object) -> None:
+        local = self.local_candidates
+        if local and all(_is_loopback_address(c.host) for c in local) and not _is_loopback_address(addr[0]):
+            return  # a loopback-only connection answers loopback sources only
+        answer(self, message, addr, protocol)
+
+    aioice.ice.Connection.request_received = request_received  # type: ignore[method-assign]
 
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         if _LOOPBACK_ONLY.get():

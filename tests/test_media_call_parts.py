@@ -123,3 +123,25 @@ def test_key_package_identity() -> None:
     assert key_package_identity(mls.generate_key_package(client, credential)) == "bob"
     assert key_package_identity(b"\x00\x01garbage") is None
     assert credential_identity(b"\x00") is None
+
+
+@pytest.mark.parametrize(("source", "answered"), [("127.0.0.1", True), ("192.0.2.2", False)])
+async def test_loopback_connection_answers_loopback_checks_only(source: str, answered: bool) -> None:
+    # A browser checks from all its sockets; a loopback-only connection must
+    # not answer (nor learn a peer-reflexive candidate at) another address.
+    from unittest import mock
+
+    from aioice import stun
+
+    connection = aioice.ice.Connection(ice_controlling=True)
+    with loopback_ice():
+        await connection.gather_candidates()
+    try:
+        assert {c.host for c in connection.local_candidates} == {"127.0.0.1"}
+        protocol = mock.Mock()
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        connection.request_received(request, (source, 50000), protocol)
+        # an unauthenticated check gets an error response, if it is answered at all
+        assert protocol.send_stun.called is answered
+    finally:
+        await connection.close()
