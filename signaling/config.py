@@ -6,8 +6,9 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: The repository's browser client, served as the static root when it has files.
-DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web"
+#: The repository's call page (web/public: the page and its built bundle,
+#: ``npm --prefix web run build``), served as the static root when it has files.
+DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "public"
 
 
 def is_loopback_host(host: str | None) -> bool:

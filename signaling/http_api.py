@@ -6,12 +6,15 @@
 - ``POST /rooms/{room}/keypackages`` and
   ``POST /rooms/{room}/keypackages/{identity}/claim``: the same directory as the
   WebSocket requests, authorized by ``Authorization: Bearer <room token>``.
+- ``GET /``: the call page (``index.html`` of the static root, whose other
+  files the server serves as static files).
 
 Errors are JSON bodies ``{"type": "error", "code", "message", ...}``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -107,3 +110,11 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
     app.router.add_post("/token", token)
     app.router.add_post("/rooms/{room}/keypackages", publish)
     app.router.add_post("/rooms/{room}/keypackages/{identity}/claim", claim)
+
+    static = server.config.static_dir
+    index = Path(static) / "index.html" if static else None
+    if index is not None and index.is_file():
+        async def page(_request: web.Request) -> web.FileResponse:
+            return web.FileResponse(index)
+
+        app.router.add_get("/", page)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from signaling.client import SignalingClient, fetch_token
-from signaling.config import ServerConfig
+from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.errors import ErrorCode, SignalingError
 from signaling.server import RunningServer, start_server
 
@@ -465,7 +465,25 @@ async def test_static_root(make_server: Callable[..., Awaitable[RunningServer]],
     (static / "index.html").write_text("<title>mlscall</title>")
     server = await make_server(static_dir=static)
     async with aiohttp.ClientSession() as http:
-        async with http.get(server.url + "/index.html") as response:
-            assert response.status == 200 and "mlscall" in await response.text()
+        for path in ("/", "/index.html"):
+            async with http.get(server.url + path) as response:
+                assert response.status == 200 and "mlscall" in await response.text()
         async with http.get(server.url + "/healthz") as response:
             assert response.status == 200
+
+
+async def test_default_static_root_serves_the_call_page_only(
+        make_server: Callable[..., Awaitable[RunningServer]]) -> None:
+    """The default root is web/public: the page, never the packages, sources or tests around it."""
+    server = await make_server(static_dir=DEFAULT_STATIC_DIR)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.url + "/") as response:
+            assert response.status == 200
+            assert 'src="dist/main.js"' in await response.text()
+        async with http.get(server.url + "/style.css") as response:
+            assert response.status == 200
+        for path in ("/package.json", "/package-lock.json", "/node_modules/ts-mls/package.json",
+                     "/test/helpers.js", "/mls/index.js", "/app/call.js", "/public/index.html",
+                     "/../package.json", "/%2e%2e/package.json"):
+            async with http.get(server.url + path) as response:
+                assert response.status in (403, 404), path

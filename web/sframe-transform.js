@@ -278,22 +278,23 @@ export class SFrameMLSSession extends ErrorEventTarget {
   /**
    * Seals every frame `sender` sends.
    * @param {RTCRtpSender} sender
-   * @param {{context?: number|bigint, codec?: string}} [options] context: KID context (§5.2) of this
-   *   stream, distinct per sender of this member (e.g. audio 0, video 1)
+   * @param {{context?: number|bigint, codec?: string, label?: string}} [options] context: KID context
+   *   (§5.2) of this stream, distinct per sender of this member (e.g. audio 0, video 1); label: names
+   *   this stream in stats()
    */
-  protectSender(sender, { context = 0, codec } = {}) {
-    return this.endpoint.attach(sender, { role: 'encrypt', context: BigInt(context), codec });
+  protectSender(sender, { context = 0, codec, label } = {}) {
+    return this.endpoint.attach(sender, { role: 'encrypt', context: BigInt(context), codec, label });
   }
 
-  /** Opens every frame `receiver` receives before it is decoded. */
-  protectReceiver(receiver, { codec } = {}) {
-    return this.endpoint.attach(receiver, { role: 'decrypt', codec });
+  /** Opens every frame `receiver` receives before it is decoded (`label` names it in stats()). */
+  protectReceiver(receiver, { codec, label } = {}) {
+    return this.endpoint.attach(receiver, { role: 'decrypt', codec, label });
   }
 
   /**
    * Counters: {sendingEpoch, newestEpoch, epochs, sendKeyGeneration,
-   * senders: [{kind, codec, framesEncrypted, keyframesEncrypted, keyframesForced, framesDropped, epoch}],
-   * receivers: [{kind, codec, framesDecrypted, keyframesDecrypted, failures: {keyID, authentication,
+   * senders: [{label, kind, codec, framesEncrypted, keyframesEncrypted, keyframesForced, framesDropped, epoch}],
+   * receivers: [{label, kind, codec, framesDecrypted, keyframesDecrypted, failures: {keyID, authentication,
    * replay, syntax}, keyframeRequests, epoch, framesByEpoch}], framesEncrypted, framesDecrypted, failures}
    */
   async stats() {

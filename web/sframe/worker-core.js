@@ -114,6 +114,7 @@ class Endpoint {
     const record = encrypt
       ? { kind: null, codec: null, framesEncrypted: 0, keyframesEncrypted: 0, keyframesForced: 0, framesDropped: 0, epoch: null, generation: null }
       : { kind: null, codec: null, framesDecrypted: 0, keyframesDecrypted: 0, failures: newFailures(), keyframeRequests: 0, epoch: null, framesByEpoch: {}, lastRequest: -Infinity, pendingRequest: false };
+    record.label = options.label ?? null;
     (encrypt ? this.senders : this.receivers).push(record);
     const step = encrypt ? this.encryptFrame : this.decryptFrame;
     const stream = new TransformStream({

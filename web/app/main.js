@@ -1,0 +1,86 @@
+/**
+ * The call page: a join form (name and room, prefilled from `?room=` and
+ * `?name=`), then the call view. Query parameters: `room`, `name`, `token`
+ * (a room token; without it the development server's loopback-only
+ * `POST /token` mints one), `loopback=1|0` (default: on when the page comes
+ * from a loopback host), `video=WIDTHxHEIGHT` (camera size asked for).
+ *
+ * `window.mlscall.call` is the running Call (for the console and the
+ * end-to-end tests).
+ * @module app/main
+ */
+
+import { Call } from './call.js';
+import { loopbackMode } from './loopback.js';
+import { defaultWsUrl, fetchToken } from './signaling.js';
+import { CallView } from './ui.js';
+
+const params = new URLSearchParams(location.search);
+const joinForm = document.getElementById('join');
+const callSection = document.getElementById('call');
+const errorText = document.getElementById('join-error');
+
+window.mlscall = { call: null };
+
+/** Camera constraints from `?video=WIDTHxHEIGHT` (default 640x360). */
+function videoConstraints() {
+  const match = /^(\d{2,4})x(\d{2,4})$/.exec(params.get('video') ?? '');
+  const [width, height] = match ? [Number(match[1]), Number(match[2])] : [640, 360];
+  return { width: { ideal: width }, height: { ideal: height }, frameRate: { ideal: 30 } };
+}
+
+function randomName() {
+  return `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+}
+
+joinForm.elements.room.value = params.get('room') ?? 'demo';
+joinForm.elements.name.value = params.get('name') ?? randomName();
+if (loopbackMode()) document.getElementById('loopback-note').hidden = false;
+
+let stream = null;
+let view = null;
+
+async function join(name, room) {
+  stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: videoConstraints() });
+  const token = params.get('token') ?? await fetchToken(location.origin, room, name);
+  const call = new Call({ wsUrl: defaultWsUrl(), room, token, stream, options: { loopback: loopbackMode() } });
+  window.mlscall.call = call;
+  await call.start();
+  const query = new URLSearchParams(location.search);
+  query.set('room', room);
+  history.replaceState(null, '', `?${query}`);
+  joinForm.hidden = true;
+  callSection.hidden = false;
+  view = new CallView(callSection, call, stream, { onLeave: () => leave() });
+}
+
+async function leave() {
+  const call = window.mlscall.call;
+  view?.destroy();
+  view = null;
+  callSection.hidden = true;
+  await call?.stop();
+  for (const track of stream?.getTracks() ?? []) track.stop();
+  stream = null;
+  joinForm.hidden = false;
+  joinForm.elements.join.disabled = false;
+}
+
+joinForm.addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = joinForm.elements.name.value.trim();
+  const room = joinForm.elements.room.value.trim();
+  joinForm.elements.join.disabled = true;
+  errorText.textContent = '';
+  join(name, room).catch(async (err) => {
+    console.warn('joining failed:', err);
+    errorText.textContent = `Could not join: ${err.message}`;
+    await window.mlscall.call?.stop().catch(() => {});
+    for (const track of stream?.getTracks() ?? []) track.stop();
+    joinForm.elements.join.disabled = false;
+  });
+});
+
+window.addEventListener('pagehide', () => {
+  window.mlscall.call?.stop();
+});

@@ -1,0 +1,242 @@
+/**
+ * A WebSocket client of the mlscall signaling protocol (docs/protocol.md),
+ * the browser counterpart of Python's signaling.client.SignalingClient.
+ *
+ * Requests carry an `id`; `request()` resolves with the `ack` whose `re`
+ * matches, or rejects with a SignalingError for an `error` reply. Every
+ * other frame the server pushes (presence, log entries, relayed WebRTC
+ * signaling) goes to `onevent`; when the connection ends, `onevent` gets
+ * `{type: "closed", code}`. MLS fields travel as standard base64 and are
+ * Uint8Arrays on this side.
+ * @module app/signaling
+ */
+
+export const SUBPROTOCOL = 'mlscall.v1';
+export const PROTOCOL_VERSION = 1;
+
+/** Fields holding MLS bytes (base64 on the wire), as docs/protocol.md lists them. */
+const BINARY_FIELDS = ['group_id', 'commit', 'proposal', 'welcome', 'ciphertext', 'key_package'];
+
+/** Error codes of docs/protocol.md the call logic tells apart. */
+export const ErrorCode = Object.freeze({
+  CONFLICT: 'conflict',
+  WRONG_GROUP: 'wrong_group',
+  NOT_FOUND: 'not_found',
+  TOO_MANY_KEY_PACKAGES: 'too_many_key_packages',
+  CLOSED: 'closed',
+  TIMEOUT: 'timeout',
+  REPLACED: 'replaced',
+});
+
+export class SignalingError extends Error {
+  /**
+   * @param {string} code a docs/protocol.md error code, or "closed" / "timeout" (client side)
+   * @param {string} message
+   * @param {Record<string, unknown>} [details] extra fields of the error reply (e.g. `epoch`)
+   */
+  constructor(code, message, details = {}) {
+    super(message);
+    this.name = 'SignalingError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+/** @param {Uint8Array} bytes */
+export function toBase64(bytes) {
+  let text = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+/** @param {string} text standard base64 */
+export function fromBase64(text) {
+  const raw = atob(text);
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i += 1) bytes[i] = raw.charCodeAt(i);
+  return bytes;
+}
+
+function decodeBinaryFields(frame) {
+  for (const name of BINARY_FIELDS) {
+    if (typeof frame[name] === 'string') frame[name] = fromBase64(frame[name]);
+  }
+  return frame;
+}
+
+/**
+ * A room token from a development server's loopback-only `POST /token`.
+ * @param {string} baseUrl e.g. location.origin
+ * @returns {Promise<string>}
+ */
+export async function fetchToken(baseUrl, room, identity) {
+  const response = await fetch(new URL('/token', baseUrl), {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ room, identity }),
+  });
+  const reply = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    throw new SignalingError(reply.code ?? 'internal', reply.message ?? `POST /token answered ${response.status}`);
+  }
+  return reply.token;
+}
+
+/** The WebSocket address of the server that served this page. */
+export function defaultWsUrl(location = globalThis.location) {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}/ws`;
+}
+
+export class SignalingClient {
+  /**
+   * @param {string} wsUrl
+   * @param {string} room
+   * @param {string} token
+   * @param {{requestTimeout?: number}} [options] seconds before a request gives up (default 10)
+   */
+  constructor(wsUrl, room, token, { requestTimeout = 10 } = {}) {
+    this.wsUrl = wsUrl;
+    this.room = room;
+    this.token = token;
+    this.requestTimeout = requestTimeout;
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    this.nextId = 1;
+    /** @type {Map<number, {resolve: Function, reject: Function, timer: number}>} */
+    this.pending = new Map();
+    /** highest log `seq` received */
+    this.lastSeq = 0;
+    this.identity = null;
+    /** @type {(event: object) => void} */
+    this.onevent = () => {};
+  }
+
+  get connected() {
+    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+  }
+
+  /** Opens the WebSocket and joins the room; resolves with the join `ack`. */
+  async connect() {
+    const ws = new WebSocket(this.wsUrl, SUBPROTOCOL);
+    this.ws = ws;
+    await new Promise((resolve, reject) => {
+      ws.onopen = resolve;
+      ws.onerror = () => reject(new SignalingError(ErrorCode.CLOSED, `cannot connect to ${this.wsUrl}`));
+    });
+    ws.onerror = null;
+    ws.onmessage = (event) => this.#dispatch(event.data);
+    ws.onclose = (event) => this.#closed(event.code);
+    const reply = await this.request('join', { room: this.room, token: this.token });
+    this.identity = reply.identity;
+    return reply;
+  }
+
+  #dispatch(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      console.warn('signaling: an unreadable frame from the server');
+      return;
+    }
+    if (frame === null || typeof frame !== 'object') return;
+    if (frame.type !== 'error') decodeBinaryFields(frame);
+    const request = typeof frame.re === 'number' ? this.pending.get(frame.re) : undefined;
+    if (request !== undefined) {
+      this.pending.delete(frame.re);
+      clearTimeout(request.timer);
+      if (frame.type === 'error') {
+        const { type, re, code, message, ...details } = frame;
+        request.reject(new SignalingError(code ?? 'internal', message ?? '', details));
+      } else {
+        request.resolve(frame);
+      }
+      return;
+    }
+    if (typeof frame.seq === 'number' && !('re' in frame)) this.lastSeq = Math.max(this.lastSeq, frame.seq);
+    this.onevent(frame);
+  }
+
+  #closed(code) {
+    for (const request of this.pending.values()) {
+      clearTimeout(request.timer);
+      request.reject(new SignalingError(ErrorCode.CLOSED, 'the connection closed'));
+    }
+    this.pending.clear();
+    this.onevent({ type: 'closed', code });
+  }
+
+  /**
+   * Sends a request; resolves with its `ack`.
+   * @param {string} type
+   * @param {Record<string, unknown>} [fields] Uint8Array values are sent as base64
+   */
+  request(type, fields = {}) {
+    if (!this.connected) return Promise.reject(new SignalingError(ErrorCode.CLOSED, 'not connected'));
+    const id = this.nextId;
+    this.nextId += 1;
+    const frame = { v: PROTOCOL_VERSION, type, id };
+    for (const [name, value] of Object.entries(fields)) {
+      frame[name] = value instanceof Uint8Array ? toBase64(value) : value;
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new SignalingError(ErrorCode.TIMEOUT, `no answer to ${type} within ${this.requestTimeout} s`));
+      }, this.requestTimeout * 1000);
+      this.pending.set(id, { resolve, reject, timer });
+      this.ws.send(JSON.stringify(frame));
+    });
+  }
+
+  /** @param {Uint8Array[]} keyPackages */
+  publishKeyPackages(keyPackages) {
+    return this.request('keypackage.publish', { key_packages: keyPackages.map(toBase64) });
+  }
+
+  /** The oldest KeyPackage of `identity` (removed from the directory); SignalingError not_found when none. */
+  async claimKeyPackage(identity) {
+    return (await this.request('keypackage.claim', { identity })).key_package;
+  }
+
+  /**
+   * Submits the commit for `epoch`; the ack holds its `seq` and the new `epoch`.
+   * @param {Uint8Array} groupId
+   * @param {number} epoch
+   * @param {Uint8Array} commit
+   * @param {Map<string, Uint8Array>} [welcomes] recipient -> Welcome
+   */
+  commit(groupId, epoch, commit, welcomes = new Map()) {
+    const list = [...welcomes].map(([to, welcome]) => ({ to, welcome: toBase64(welcome) }));
+    return this.request('commit', { group_id: groupId, epoch, commit, welcomes: list });
+  }
+
+  /** Sends an MLS PrivateMessage (RFC 9420 §6.3) to the other members; resolves with its `seq`. */
+  async sendApplication(epoch, ciphertext) {
+    return (await this.request('application', { epoch, ciphertext })).seq;
+  }
+
+  /** Relays WebRTC signaling (`offer`, `answer` or `candidate`) to `to`. */
+  async signal(kind, to, data) {
+    await this.request(kind, { to, data });
+  }
+
+  /** Leaves the room (if still connected) and closes the connection. */
+  async leave() {
+    if (this.connected) {
+      try {
+        await this.request('leave');
+      } catch (err) {
+        if (!(err instanceof SignalingError)) throw err;
+      }
+    }
+    this.close();
+  }
+
+  close() {
+    if (this.ws !== null && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+  }
+}
