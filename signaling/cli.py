@@ -34,7 +34,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret-file", type=Path, default=None,
                         help="token secret file, created on first run (default: DB path + .secret)")
     parser.add_argument("--static", type=Path, default=DEFAULT_STATIC_DIR,
-                        help="directory served as the static root (default: the repository's web/)")
+                        help="directory served as the static root (default: the repository's web/public, "
+                             "the call page and its bundle built by npm --prefix web run build)")
     parser.add_argument("--no-token-endpoint", action="store_true",
                         help="disable POST /token (otherwise on when --host is loopback, "
                              "and answered for loopback peers only)")
@@ -46,6 +47,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-rooms", type=int, default=_DEFAULTS.max_rooms)
     parser.add_argument("--max-participants", type=int, default=_DEFAULTS.max_participants)
     parser.add_argument("--max-key-packages", type=int, default=_DEFAULTS.max_key_packages)
+    parser.add_argument("--max-queued-frames", type=int, default=_DEFAULTS.max_queued_frames,
+                        help="frames waiting for a slow reader before it is disconnected "
+                             "(default %(default)s)")
+    parser.add_argument("--max-queued-bytes", type=int, default=_DEFAULTS.max_queued_bytes,
+                        help="bytes of frames waiting for a slow reader before it is disconnected, "
+                             "at least twice --max-message-bytes (default %(default)s)")
+    parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections,
+                        help="WebSocket connections open at once, joined or not; beyond it "
+                             "upgrades get HTTP 503 (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -57,7 +67,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         token_endpoint=is_loopback_host(args.host) and not args.no_token_endpoint,
         static_dir=args.static, max_message_bytes=args.max_message_bytes,
         rate_per_second=args.rate, rate_burst=args.burst, max_rooms=args.max_rooms,
-        max_participants=args.max_participants, max_key_packages=args.max_key_packages)
+        max_participants=args.max_participants, max_key_packages=args.max_key_packages,
+        max_queued_frames=args.max_queued_frames, max_queued_bytes=args.max_queued_bytes,
+        max_connections=args.max_connections)
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -52,8 +52,11 @@ class ServerConfig:
     max_participants: int = 100
     max_key_packages: int = 64
     join_timeout: float = 10.0
-    #: Frames waiting for a slow reader before its connection is closed.
+    #: Frames, and bytes of frames, waiting for a slow reader before its connection is closed.
     max_queued_frames: int = 10_000
+    max_queued_bytes: int = 8 * 1024 * 1024
+    #: WebSocket connections open at once, joined to a room or not; beyond it upgrades are refused.
+    max_connections: int = 10_000
     #: Requests waiting for a room's sequencer before new ones are refused.
     max_pending_per_room: int = 4096
     heartbeat: float | None = 30.0
@@ -65,8 +68,11 @@ class ServerConfig:
             raise ValueError("db_synchronous must be NORMAL or FULL")
         self.db_synchronous = self.db_synchronous.upper()
         for name in ("max_message_bytes", "rate_burst", "max_rooms", "max_participants",
-                     "max_key_packages", "max_queued_frames", "max_pending_per_room"):
+                     "max_key_packages", "max_queued_frames", "max_pending_per_room", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.max_queued_bytes < 2 * self.max_message_bytes:
+            # an event frame is a request of up to max_message_bytes plus a small envelope
+            raise ValueError("max_queued_bytes must be at least twice max_message_bytes")
         if self.rate_per_second <= 0 or self.join_timeout <= 0:
             raise ValueError("rate_per_second and join_timeout must be positive")

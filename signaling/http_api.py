@@ -26,7 +26,10 @@ from .errors import ErrorCode, SignalingError
 if TYPE_CHECKING:
     from .server import SignalingServer
 
-_STATUS = {
+#: The code of the HTTP 503 refusing a WebSocket upgrade beyond ``max_connections``.
+TOO_MANY_CONNECTIONS = "too_many_connections"
+
+_STATUS: dict[str, int] = {
     ErrorCode.BAD_JSON: 400,
     ErrorCode.BAD_MESSAGE: 400,
     ErrorCode.UNAUTHORIZED: 401,
@@ -35,22 +38,29 @@ _STATUS = {
     ErrorCode.WRONG_ROOM: 403,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.TOO_MANY_KEY_PACKAGES: 409,
+    ErrorCode.TOO_LARGE: 413,
+    TOO_MANY_CONNECTIONS: 503,
 }
 
 
-def _error_response(err: SignalingError) -> web.Response:
+def error_response(err: SignalingError) -> web.Response:
+    """The JSON error body of ``err`` with its HTTP status (400 unless listed in ``_STATUS``)."""
     body = {"type": p.ERROR, "code": str(err.code), "message": err.message, **err.details}
-    return web.json_response(body, status=_STATUS.get(err.code, 400))
+    return web.json_response(body, status=_STATUS.get(str(err.code), 400))
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def _json_body(request: web.Request, limit: int) -> dict[str, Any]:
+    """The request body (at most ``limit`` bytes) as a JSON object, parsed like a WebSocket frame."""
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise SignalingError(ErrorCode.BAD_JSON, "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise SignalingError(ErrorCode.BAD_MESSAGE, "the body must be a JSON object")
-    return body
+        raw = await request.read()  # the application's client_max_size is ``limit``
+    except web.HTTPRequestEntityTooLarge:
+        raise SignalingError(ErrorCode.TOO_LARGE, f"request bodies are limited to {limit} bytes",
+                             limit=limit) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignalingError(ErrorCode.BAD_JSON, "the body is not UTF-8 JSON") from None
+    return p.parse_json_object(text)
 
 
 def add_http_routes(app: web.Application, server: SignalingServer) -> None:
@@ -74,14 +84,16 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
                                       "message": "the token endpoint answers loopback clients only"},
                                      status=403)
         try:
-            body = await _json_body(request)
+            body = await _json_body(request, server.config.max_message_bytes)
             room = p.validate_room(body.get("room"))
             identity = p.validate_identity(body.get("identity"))
-            ttl = p.int_field(body, "ttl", required=False) or cfg.default_token_ttl
-            if not 0 < ttl <= cfg.max_token_ttl:
+            ttl = p.int_field(body, "ttl", required=False)
+            if ttl is None:
+                ttl = cfg.default_token_ttl
+            elif not 0 < ttl <= cfg.max_token_ttl:
                 raise SignalingError(ErrorCode.BAD_MESSAGE, f"ttl must be 1..{cfg.max_token_ttl} seconds")
         except SignalingError as err:
-            return _error_response(err)
+            return error_response(err)
         minted = server.tokens.mint(room, identity, ttl)
         claims = server.tokens.verify(minted, room)
         return web.json_response({"token": minted, "room": room, "identity": identity,
@@ -91,10 +103,10 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
         try:
             room = p.validate_room(request.match_info["room"])
             identity = bearer_identity(request, room)
-            body = await _json_body(request)
+            body = await _json_body(request, server.config.max_message_bytes)
             stored, available = await server.publish_key_packages(room, identity, body.get("key_packages"))
         except SignalingError as err:
-            return _error_response(err)
+            return error_response(err)
         return web.json_response({"stored": stored, "available": available})
 
     async def claim(request: web.Request) -> web.Response:
@@ -103,7 +115,7 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
             bearer_identity(request, room)
             target, key_package = await server.claim_key_package(room, request.match_info["identity"])
         except SignalingError as err:
-            return _error_response(err)
+            return error_response(err)
         return web.json_response({"identity": target, "key_package": p.b64encode(key_package)})
 
     app.router.add_get("/healthz", healthz)

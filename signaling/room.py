@@ -32,29 +32,34 @@ class Member:
     Every frame for this connection (replies and pushed events) goes through
     ``queue``, written by one writer task, so the member sees frames in the
     order the server produced them. ``transport`` is the TCP connection under
-    ``ws``, aborted when a peer takes not even the close frame.
+    ``ws``, aborted when a peer takes not even the close frame. ``queued_bytes``
+    counts the frames queued or being written: frames are ASCII JSON
+    (:func:`signaling.protocol.dump_frame`), so characters are bytes.
     """
 
     ws: web.WebSocketResponse
     bucket: TokenBucket
     max_queued: int
+    max_queued_bytes: int
     identity: str | None = None
     room: Room | None = None
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: bool = False
     join_deadline: asyncio.TimerHandle | None = None
     transport: asyncio.BaseTransport | None = None
+    queued_bytes: int = 0
     _close_task: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
         """Queue one frame; a member too slow to drain its queue is disconnected."""
         if self.closing:
             return
-        if self.queue.qsize() >= self.max_queued:
-            logger.warning("closing slow consumer %s in room %s", self.identity,
-                           self.room.name if self.room else None)
+        if self.queue.qsize() >= self.max_queued or self.queued_bytes + len(text) > self.max_queued_bytes:
+            logger.warning("closing slow consumer %s in room %s (%d frames, %d bytes queued)", self.identity,
+                           self.room.name if self.room else None, self.queue.qsize(), self.queued_bytes)
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
             return
+        self.queued_bytes += len(text)
         self.queue.put_nowait(text)
 
     def close(self, code: int, reason: str) -> None:
@@ -93,6 +98,8 @@ class Member:
             except (ConnectionError, RuntimeError):
                 self.closing = True
             finally:
+                if text is not None:
+                    self.queued_bytes -= len(text)
                 self.queue.task_done()
 
 

@@ -40,7 +40,7 @@ from mls.wire.enums import ContentType
 from . import protocol as p
 from .config import ServerConfig
 from .errors import ErrorCode, SignalingError
-from .http_api import add_http_routes
+from .http_api import TOO_MANY_CONNECTIONS, add_http_routes, error_response
 from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, Admission, Append, Member, Room
@@ -95,6 +95,8 @@ class SignalingServer:
         self.tokens = tokens or TokenAuthority(resolve_secret(config))
         self.rooms: dict[str, Room] = {}
         self.connections: set[Member] = set()
+        #: WebSocket upgrades under way: they count against ``max_connections`` like open ones.
+        self._handshakes = 0
         self._handlers: dict[str, Handler] = {
             p.JOIN: self._on_join,
             p.LEAVE: self._on_leave,
@@ -140,14 +142,23 @@ class SignalingServer:
 
     # -- one WebSocket connection ----------------------------------------------------------
 
-    async def handle_ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle_ws(self, request: web.Request) -> web.StreamResponse:
         cfg = self.config
+        if len(self.connections) + self._handshakes >= cfg.max_connections:
+            logger.warning("refused a WebSocket upgrade: %d connections open", len(self.connections))
+            return error_response(SignalingError(
+                TOO_MANY_CONNECTIONS, "the server has reached its connection limit; retry later",
+                limit=cfg.max_connections))
         # Frames up to twice the limit get a too_large reply; larger ones close with 1009.
         ws = web.WebSocketResponse(protocols=(p.SUBPROTOCOL,), heartbeat=cfg.heartbeat,
                                    max_msg_size=2 * cfg.max_message_bytes)
-        await ws.prepare(request)
+        self._handshakes += 1  # counted from the check on, so concurrent upgrades cannot overshoot
+        try:
+            await ws.prepare(request)
+        finally:
+            self._handshakes -= 1
         member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames,
-                        transport=request.transport)
+                        cfg.max_queued_bytes, transport=request.transport)
         self.connections.add(member)
         writer = asyncio.create_task(member.run_writer())
         member.join_deadline = asyncio.get_running_loop().call_later(

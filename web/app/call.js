@@ -27,7 +27,7 @@
 import { bytesEqual } from '../mls/bytes.js';
 import { MLSError } from '../mls/errors.js';
 import { MLS } from '../mls/mls.js';
-import { decodeCredentialBytes, decodeMessage } from '../mls/wire.js';
+import { decodeCredentialBytes, decodeMessage, framingInfo } from '../mls/wire.js';
 import { SFrameError } from '../sframe/errors.js';
 import { SFrameMLSSession } from '../sframe-transform.js';
 import { PeerLink } from './link.js';
@@ -67,6 +67,15 @@ export function keyPackageIdentity(keyPackage) {
   }
 }
 
+/**
+ * The epoch in the header of an MLS PrivateMessage (RFC 9420 §6.3.1): the
+ * epoch of the state that encrypted it, which the application envelope must
+ * carry (the delivery service checks the two agree, docs/protocol.md).
+ */
+export function privateMessageEpoch(message) {
+  return Number(framingInfo(decodeMessage(message, ['mls_private_message'], 'application message')).epoch);
+}
+
 /** Errors of the call's parts that a step may meet and survive (media/call_peer.py logs them). */
 function expected(err) {
   return err instanceof MLSError || err instanceof SignalingError || err instanceof SFrameError;
@@ -86,15 +95,16 @@ export class Call extends EventTarget {
    * @param {MediaStream} init.stream camera and microphone
    * @param {Partial<typeof DEFAULT_OPTIONS>} [init.options]
    * @param {MLS} [init.mls] default: a new MLS over IndexedDB
+   * @param {SFrameMLSSession} [init.session] default: a new session on the shared SFrame worker
    */
-  constructor({ wsUrl, room, token, stream, options = {}, mls }) {
+  constructor({ wsUrl, room, token, stream, options = {}, mls, session }) {
     super();
     this.options = { ...DEFAULT_OPTIONS, ...options };
     this.room = room;
     this.stream = stream;
     this.client = new SignalingClient(wsUrl, room, token, { requestTimeout: this.options.requestTimeout });
     this.mls = mls ?? new MLS();
-    this.session = new SFrameMLSSession();
+    this.session = session ?? new SFrameMLSSession();
     this.identity = '';
     /** @type {import('../mls/group.js').MLSGroupView|null} */
     this.group = null;
@@ -455,7 +465,9 @@ export class Call extends EventTarget {
     const group = this.group;
     if (group === null) throw new MLSError('invalidOperation', 'not in the group yet');
     const ciphertext = await group.send(text);
-    await this.client.sendApplication(Number(group.epoch), ciphertext.content);
+    // The envelope's epoch comes from the message itself: `group.epoch` may have moved on since
+    // the state that encrypted it, and the delivery service refuses an envelope that disagrees.
+    await this.client.sendApplication(privateMessageEpoch(ciphertext.content), ciphertext.content);
     this.messages.push({ from: this.identity, text, at: Date.now() / 1000 });
     this.#changed();
   }
