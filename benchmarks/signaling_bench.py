@@ -93,7 +93,8 @@ async def reader(ws: aiohttp.ClientWebSocketResponse, tally: Tally, me: int,
 @asynccontextmanager
 async def mlscall_server(db: Path, sync: str) -> AsyncIterator[tuple[str, Callable[[str], str]]]:
     config = ServerConfig(port=0, db_path=db, db_synchronous=sync, secret=b"b" * 32, static_dir=None,
-                          rate_per_second=1e9, rate_burst=10**9, max_queued_frames=10**7)
+                          rate_per_second=1e9, rate_burst=10**9, max_queued_frames=10**7,
+                          max_queued_bytes=2**40)
     running = await start_server(config)
 
     def join(identity: str) -> str:
