@@ -24,6 +24,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
@@ -112,6 +113,27 @@ class StatusLine:
             self._stream.flush()
 
 
+async def watch(peers: Sequence[CallPeer], duration: float | None) -> None:
+    """Show the peers' status on stderr until ``duration`` seconds pass, a
+    SIGINT/SIGTERM arrives or a peer's signaling connection ends."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    line = StatusLine(sys.stderr)
+    interval = 0.5 if sys.stderr.isatty() else 1.0
+    try:
+        async with asyncio.timeout(duration):
+            while not stop.is_set() and not any(peer.ended.is_set() for peer in peers):
+                line.show(" || ".join(peer.status().line() for peer in peers))
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+    except TimeoutError:
+        pass  # the duration elapsed
+    finally:
+        line.end()
+
+
 async def _call(args: argparse.Namespace) -> int:
     server = args.server.rstrip("/")
     ws_url = ws_url_for(server)
@@ -124,23 +146,10 @@ async def _call(args: argparse.Namespace) -> int:
     options = CallOptions(loopback=loopback, self_update_interval=args.self_update)
     peer = CallPeer(ws_url, args.room, token, sources=sources, sinks=sinks, options=options)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    line = StatusLine(sys.stderr)
     await peer.start()
-    interval = 0.5 if sys.stderr.isatty() else 1.0
     try:
-        async with asyncio.timeout(args.duration):
-            while not stop.is_set() and not peer.ended.is_set():
-                line.show(peer.status().line())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-    except TimeoutError:
-        pass  # --duration elapsed
+        await watch([peer], args.duration)
     finally:
-        line.end()
         status = peer.status()
         await peer.stop()
     print(summary(status), flush=True)

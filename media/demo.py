@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +25,7 @@ from signaling.client import fetch_token
 from signaling.config import ServerConfig
 from signaling.server import start_server
 
-from .bot import StatusLine, summary
+from .bot import summary, watch
 from .call_peer import CallOptions, CallPeer
 from .mesh import MediaSources
 from .sinks import VerifyingSink
@@ -68,7 +66,7 @@ async def _demo(args: argparse.Namespace, db: Path) -> int:
             peers.append(peer)
         print(f"\nThe call is running. Open {server.url}/?room={args.room} in a browser to join it.\n"
               "Press Ctrl-C to end.\n", flush=True)
-        await _watch(peers, args.duration)
+        await watch(peers, args.duration)
     finally:
         statuses = [peer.status() for peer in peers]
         for peer in peers:
@@ -77,26 +75,6 @@ async def _demo(args: argparse.Namespace, db: Path) -> int:
     for status in statuses:
         print(summary(status), flush=True)
     return 0
-
-
-async def _watch(peers: list[CallPeer], duration: float | None) -> None:
-    """Show the bots' status lines until ``duration`` elapses or a signal arrives."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    line = StatusLine(sys.stderr)
-    interval = 0.5 if sys.stderr.isatty() else 2.0
-    try:
-        async with asyncio.timeout(duration):
-            while not stop.is_set():
-                line.show(" || ".join(peer.status().line() for peer in peers))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-    except TimeoutError:
-        pass  # --duration elapsed
-    finally:
-        line.end()
 
 
 def run(args: argparse.Namespace) -> int:
