@@ -14,9 +14,12 @@
  */
 
 import {
-  createApplicationMessage, createCommit, createGroupInfoWithExternalPub, createProposal,
+  createApplicationMessage, createCommit, createProposal,
   makePskIndex, mlsExporter, acceptAll, processMessage, zeroOutUint8Array,
 } from 'ts-mls';
+import { encode } from 'ts-mls/codec/tlsEncoder.js';
+import { varLenDataEncoder } from 'ts-mls/codec/variableLength.js';
+import { createGroupInfo } from 'ts-mls/createCommit.js';
 
 import { bytesEqual, copyBytes, toBytes, toLabel, u64be } from './bytes.js';
 import { MLSError } from './errors.js';
@@ -45,6 +48,19 @@ async function leafIndexOf(state, clientId) {
     if (bytesEqual(await hashKey(leaf.signaturePublicKey), clientId)) return index;
   }
   throw new MLSError('notMember', 'no member of the group has this client identifier');
+}
+
+/**
+ * A signed GroupInfo with the external_pub extension (§12.4.3.2) encoded as
+ * the RFC says: its extension_data is `struct { HPKEPublicKey external_pub; }`,
+ * so the key keeps its own length prefix. ts-mls 1.6.4's
+ * createGroupInfoWithExternalPub leaves that prefix out (fixed upstream in
+ * ts-mls PR #449), and RFC stacks cannot join from such a GroupInfo.
+ */
+async function groupInfoWithExternalPub(state, impl) {
+  const keyPair = await impl.hpke.deriveKeyPair(state.keySchedule.externalSecret);
+  const extensionData = encode(varLenDataEncoder)(await impl.hpke.exportPublicKey(keyPair.publicKey));
+  return createGroupInfo(state.groupContext, state.confirmationTag, state, [{ extensionType: 'external_pub', extensionData }], impl);
 }
 
 /** @param {unknown} err */
@@ -149,7 +165,7 @@ export class MLSGroupView {
     const { newState } = result;
     const commit = encodeMessage(result.commit);
     const groupInfo = encodeMessage({
-      wireformat: 'mls_group_info', groupInfo: await createGroupInfoWithExternalPub(newState, [], impl),
+      wireformat: 'mls_group_info', groupInfo: await groupInfoWithExternalPub(newState, impl),
     });
     const output = {
       type: 'commit-output',
