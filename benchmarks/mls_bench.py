@@ -1,6 +1,6 @@
-"""MLS application message cost: PrivateMessage protect + unprotect, µs per message.
+"""MLS costs: PrivateMessage protect + unprotect (µs), and groups of 16/128/1024 members (ms).
 
-Two members' views of one suite-1 epoch (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
+Application messages: two members' views of one suite-1 epoch (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519)
 built from the same encryption secret; leaf 1 sends a 100-byte payload as an
 MLSMessage(PrivateMessage) and leaf 0 decodes, decrypts and verifies it. Each
 message covers: Ed25519 signature of FramedContentTBS, the ratchet step, two
@@ -10,7 +10,19 @@ messages, the target (100 µs) and the mls-rs reference (about 170 µs through i
 Python bindings on this machine; a reference figure measured elsewhere, not
 re-run here because mls-rs is not installable), with ratios against both.
 Also prints the Ed25519 sign + verify floor alone.
-Run: ``python benchmarks/mls_bench.py [messages] [--json PATH]``.
+
+Group figures (RFC 9420 groups through the public API ``mls.MLS`` /
+``GroupView``, suite 1, in-memory storage) for 16, 128 and 1024 members: the
+creator adds all other members in one Commit (``add_many``: KeyPackage
+validation, UpdatePath, Welcome), a new member joins from that Welcome
+(ratchet tree in the Welcome: decode and full tree validation, §12.4.3.1), the
+creator creates an update Commit (``update``: one HPKE encryption per member
+of its copath resolution; after an Add-all Commit that is every other member),
+a joined member processes it (``receive``), and a member sends an application
+message that another receives. Each figure is the median over repeats, printed
+with the mls-rs reference (its Python bindings, measured on this machine by
+the issue's author; not re-run here) and the ratio.
+Run: ``python benchmarks/mls_bench.py [messages] [--repeats R] [--quick] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench_json import figure, write_figures  # noqa: E402
+from mls import MLS  # noqa: E402
 from mls.crypto import cipher_suite  # noqa: E402
 from mls.message_protection import MessageProtection  # noqa: E402
 from mls.secret_tree import SecretTree  # noqa: E402
@@ -36,6 +49,23 @@ TARGET_US = 100.0
 MLS_RS_REFERENCE_US = 170.0
 PAYLOAD = 100
 WARMUP = 500
+
+GROUP_SIZES = (16, 128, 1024)
+#: mls-rs through its Python bindings on this machine (issue 4), ms; None: no reference given.
+MLS_RS_GROUP_MS: dict[int, dict[str, float | None]] = {
+    16: {"add": None, "join": None, "commit": None, "process": None, "message": None},
+    128: {"add": 30.8, "join": 5.1, "commit": 7.2, "process": 0.55, "message": None},
+    1024: {"add": 221.0, "join": 46.0, "commit": 58.0, "process": 2.1, "message": None},
+}
+#: Issue 4's targets as a multiple of the mls-rs figure: commit creation no slower, the rest within 2x.
+TARGET_FACTOR = {"add": 2.0, "join": 2.0, "commit": 1.0, "process": 2.0, "message": 2.0}
+GROUP_LABELS = {
+    "add": "add {m} members (one Commit)",
+    "join": "join from the Welcome",
+    "commit": "create an update Commit",
+    "process": "process the update Commit",
+    "message": "send+receive application message",
+}
 
 
 def _views() -> tuple[MessageProtection, MessageProtection, bytes, bytes]:
@@ -96,12 +126,82 @@ def signature_floor(messages: int) -> float:
     return statistics.median(samples)
 
 
+def measure_group(n: int, repeats: int, messages: int) -> dict[str, list[float]]:
+    """ms samples of each group figure for an ``n``-member group (see the module docstring)."""
+    samples: dict[str, list[float]] = {name: [] for name in GROUP_LABELS}
+    clock = time.perf_counter
+    for _ in range(repeats):
+        mls = MLS()
+        ids = [mls.generate_identity() for _ in range(n)]
+        creator = mls.group_create(ids[0], mls.generate_credential("member 0"))
+        packages = [mls.generate_key_package(i, mls.generate_credential(f"member {k}")) for k, i in enumerate(ids[1:], 1)]
+        start = clock()
+        output = creator.add_many(packages)
+        samples["add"].append((clock() - start) * 1e3)
+        creator.apply_pending_commit()
+        assert output.welcome is not None
+        joiners = (ids[-1], ids[n // 2]) if n > 2 else (ids[-1],)
+        views = []
+        for joiner in joiners:
+            start = clock()
+            views.append(mls.group_join(joiner, output.welcome, output.ratchet_tree))
+            samples["join"].append((clock() - start) * 1e3)
+        receiver = views[0]
+        for _ in range(2):
+            start = clock()
+            update = creator.update()
+            samples["commit"].append((clock() - start) * 1e3)
+            creator.apply_pending_commit()
+            start = clock()
+            received = receiver.receive(update.commit)
+            samples["process"].append((clock() - start) * 1e3)
+            if received.epoch != creator.epoch or receiver.epoch_authenticator() != creator.epoch_authenticator():
+                raise SystemExit("the receiver reached another epoch than the committer")
+        payload = os.urandom(PAYLOAD)
+        for _ in range(messages):
+            start = clock()
+            got = receiver.receive(creator.send(payload))
+            samples["message"].append((clock() - start) * 1e3)
+            if got.content != payload:
+                raise SystemExit("application message round trip returned a different payload")
+    return samples
+
+
+def report_group(results: dict[int, dict[str, list[float]]]) -> list[dict[str, object]]:
+    """Print the group table; the figures for ``--json``."""
+    figures = []
+    print("MLS groups through the public API (mls.MLS / GroupView, in-memory storage), suite 1; ms, median [min-max]")
+    print(f"  {'figure':<40} {'ours':>22} {'mls-rs':>8} {'ratio':>6} {'target':>7}")
+    for n, samples in results.items():
+        print(f"  N={n}")
+        for name, label in GROUP_LABELS.items():
+            values = samples[name]
+            median = statistics.median(values)
+            reference = MLS_RS_GROUP_MS.get(n, {}).get(name)
+            spread = f"{median:9.2f} [{min(values):.2f}-{max(values):.2f}]"
+            text = label.format(m=n - 1)
+            if reference is None:
+                print(f"    {text:<38} {spread:>22} {'-':>8}")
+                continue
+            ratio = median / reference
+            target = TARGET_FACTOR[name]
+            verdict = "ok" if ratio <= target else "MISSED"
+            print(f"    {text:<38} {spread:>22} {reference:8.2f} {ratio:6.2f} {f'<={target:g}':>5} {verdict}")
+            figures.append(figure(f"N={n}: {text}", "ms", median, reference, "mls-rs reference (not run here)"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("messages", type=int, nargs="?", default=20_000)
+    parser.add_argument("messages", type=int, nargs="?", default=20_000,
+                        help="application messages for the engine-level figure")
+    parser.add_argument("--repeats", type=int, default=3, help="groups built per size (each gives one add)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(GROUP_SIZES), help="group sizes")
+    parser.add_argument("--quick", action="store_true", help="one group per size, few messages (a smoke run)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
-    messages = args.messages
+    messages = 500 if args.quick else args.messages
+    repeats = 1 if args.quick else args.repeats
     samples = measure(messages)
     median = statistics.median(samples)
     floor = signature_floor(min(messages, 5000))
@@ -112,11 +212,15 @@ def main() -> None:
     print(f"  target:                          {TARGET_US:8.1f} µs   ratio {median / TARGET_US:.2f}")
     print("  mls-rs reference (its Python bindings; a reference figure, not run here):")
     print(f"{'':35}{MLS_RS_REFERENCE_US:8.1f} µs   ratio {median / MLS_RS_REFERENCE_US:.2f}")
-    write_figures(args.json, "mls_bench", [
+    figures = [
         figure("PrivateMessage protect+unprotect (median)", "µs", median, TARGET_US, "target"),
         figure("PrivateMessage protect+unprotect (median)", "µs", median, MLS_RS_REFERENCE_US,
                "mls-rs reference (not run here)"),
-    ])
+    ]
+    group_messages = 20 if args.quick else 200
+    results = {n: measure_group(n, repeats, group_messages) for n in args.sizes}
+    figures += report_group(results)
+    write_figures(args.json, "mls_bench", figures)
 
 
 def _quantile(samples: list[float], q: float) -> float:

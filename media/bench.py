@@ -42,7 +42,7 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("sframe_bench", quick_args=("--quick",)),
     Benchmark("media_bench", quick_args=("--quick",)),
-    Benchmark("mls_bench", quick_args=("500",)),
+    Benchmark("mls_bench", quick_args=("--quick",)),
     Benchmark("mls_group_bench", quick_args=("2",)),
     Benchmark("signaling_bench",
               quick_args=("--clients", "3", "--messages", "100", "--rounds", "10", "--time-limit", "60")),

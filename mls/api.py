@@ -545,7 +545,10 @@ class GroupView:
         def operation(state: GroupState) -> tuple[Received, GroupState]:
             message = state.pending.message if state.pending is not None else b""
             nxt = engine.apply_pending_commit(state, self.config)
-            return Received("commit-processed", self.group_id, nxt.epoch, message, self.client_id, own=True), nxt
+            received = Received(
+                "commit-processed", self.group_id, nxt.epoch, message, self.client_id, own=True, reinit=nxt.reinit
+            )
+            return received, nxt
 
         return self._run(operation)
 
@@ -640,6 +643,8 @@ class GroupView:
             if result.own:
                 sender = self.client_id
             staged = result.staged
+            # our own Commit echoed back is merged without staging: its ReInit is in the new state
+            own_reinit = result.state.reinit if result.own and result.kind is engine.ReceiveKind.COMMIT else None
             received = Received(
                 result.kind.value,
                 self.group_id,
@@ -649,7 +654,7 @@ class GroupView:
                 result.authenticated_data,
                 own=result.own,
                 removed=staged is not None and staged.removed_self,
-                reinit=staged.reinit if staged is not None else None,
+                reinit=staged.reinit if staged is not None else own_reinit,
             )
             return received, result.state
 

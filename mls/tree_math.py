@@ -105,8 +105,10 @@ def direct_path(x: int, n_leaves: int) -> list[int]:
     _check_node(x, n_leaves)
     r = root(n_leaves)
     path: list[int] = []
-    while x != r:
-        x = parent(x, n_leaves)
+    k = level(x)
+    while x != r:  # the parent of x at level k, as in ``parent``
+        x = (x | (1 << k)) ^ (((x >> (k + 1)) & 0x01) << (k + 1))
+        k += 1
         path.append(x)
     return path
 
@@ -114,8 +116,14 @@ def direct_path(x: int, n_leaves: int) -> list[int]:
 def copath(x: int, n_leaves: int) -> list[int]:
     """Copath of node ``x``: the siblings of ``x`` and of its ancestors below the root (§4.1)."""
     _check_node(x, n_leaves)
-    nodes = [x, *direct_path(x, n_leaves)[:-1]] if x != root(n_leaves) else []
-    return [sibling(y, n_leaves) for y in nodes]
+    r = root(n_leaves)
+    result: list[int] = []
+    k = level(x)
+    while x != r:
+        result.append(x ^ (0x02 << k))  # the sibling of a node at level k
+        x = (x | (1 << k)) ^ (((x >> (k + 1)) & 0x01) << (k + 1))
+        k += 1
+    return result
 
 
 def common_ancestor(x: int, y: int) -> int:

@@ -7,6 +7,7 @@ takes its label verbatim, as RefHash does in §5.2 (see ``KEY_PACKAGE_REF_LABEL`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -156,6 +157,16 @@ class CipherSuite:
     ) -> tuple[bytes, bytes]:
         """EncryptWithLabel = SealBase(pk, EncryptContext, "", pt) -> (kem_output, ciphertext)."""
         return self._hpke.seal_base(public_key, _encrypt_context(label, context), b"", plaintext)
+
+    def encrypt_with_label_many(
+        self, label: bytes, context: bytes, recipients: Iterable[tuple[bytes, bytes]]
+    ) -> list[tuple[bytes, bytes]]:
+        """EncryptWithLabel of each ``(public_key, plaintext)`` under one ``label`` and ``context``.
+
+        The same result as one ``encrypt_with_label`` each, with the EncryptContext
+        built and hashed once (a Welcome's context is the whole encrypted GroupInfo).
+        """
+        return self._hpke.seal_base_many(recipients, _encrypt_context(label, context), b"")
 
     def decrypt_with_label(
         self, private_key: bytes, label: bytes, context: bytes, kem_output: bytes, ciphertext: bytes

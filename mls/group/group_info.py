@@ -23,7 +23,7 @@ def build_group_info(state: GroupState, *, ratchet_tree: bool, external_pub: boo
     ``ratchet_tree`` (§12.4.3.3) and ``external_pub`` (§12.4.3.2) extensions."""
     extensions: list[Extension] = []
     if ratchet_tree:
-        extensions.append(state.tree.to_extension().to_extension())
+        extensions.append(Extension(ExtensionType.RATCHET_TREE, state.tree.encode()))
     if external_pub:
         extensions.append(ExternalPub(state.secrets.external_key_pair()[1]).to_extension())
     unsigned = GroupInfo(state.context, tuple(extensions), state.confirmation_tag, state.leaf_index)

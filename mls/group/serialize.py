@@ -19,7 +19,7 @@ from mls.group.state import CachedProposal, GroupState, PastEpoch, PendingCommit
 from mls.key_schedule import EpochSecrets
 from mls.secret_tree import HashRatchetState, RatchetKey, SecretTree, SecretTreeState
 from mls.tree import RatchetTree, TreeKEMPrivate
-from mls.wire.codec import Reader, Writer
+from mls.wire.codec import Reader, Writer, encode_varint
 from mls.wire.framing import Sender
 from mls.wire.group_context import GroupContext
 from mls.wire.proposals import Proposal, ReInit
@@ -190,7 +190,12 @@ def _write_past(w: Writer, p: PastEpoch) -> None:
     p.group_context.write(w)
     _write_secret_tree(w, p.secret_tree)
     w.opaque(p.sender_data_secret)
-    w.vector(sorted(p.member_signature_keys().items()), lambda w2, kv: (w2.u32(kv[0]), w2.opaque(kv[1])))
+    if p.stored_signature_keys is None:  # an ended epoch's members never change: encode them once
+        body = b"".join(
+            leaf.to_bytes(4, "big") + encode_varint(len(key)) + key for leaf, key in sorted(p.member_signature_keys().items())
+        )  # struct { uint32 leaf; opaque key<V>; } keys<V>
+        p.stored_signature_keys = encode_varint(len(body)) + body
+    w.raw(p.stored_signature_keys)
 
 
 def _read_past(r: Reader, suite: CipherSuite) -> PastEpoch:

@@ -50,6 +50,8 @@ class PastEpoch:
     tree: RatchetTree | None = field(default=None, repr=False)
     #: ... or, once reloaded from storage, each member's signature key by leaf
     signature_keys: dict[int, bytes] = field(default_factory=dict, repr=False)
+    #: the stored form of ``member_signature_keys()`` once computed (serialize.py; it never changes)
+    stored_signature_keys: bytes | None = field(default=None, repr=False)
 
     @property
     def epoch(self) -> int:

@@ -43,7 +43,7 @@ def build_welcome(
     suite = next_state.suite
     key, nonce = next_state.secrets.welcome_key_nonce()
     encrypted_group_info = suite.aead_seal(key, nonce, b"", group_info.encode())
-    secrets = []
+    recipients = []
     for leaf_index, key_package in added:
         path_secret = path_secret_for(leaf_index) if path_secret_for is not None else None
         group_secrets = GroupSecrets(
@@ -51,10 +51,12 @@ def build_welcome(
             PathSecret(path_secret) if path_secret is not None else None,
             tuple(psk_ids),
         )
-        kem_output, ciphertext = suite.encrypt_with_label(
-            key_package.init_key, _WELCOME, encrypted_group_info, group_secrets.encode()
-        )
-        secrets.append(EncryptedGroupSecrets(key_package_ref(suite, key_package), HPKECiphertext(kem_output, ciphertext)))
+        recipients.append((key_package.init_key, group_secrets.encode()))
+    sealed = suite.encrypt_with_label_many(_WELCOME, encrypted_group_info, recipients)
+    secrets = [
+        EncryptedGroupSecrets(key_package_ref(suite, key_package), HPKECiphertext(kem_output, ciphertext))
+        for (_, key_package), (kem_output, ciphertext) in zip(added, sealed)
+    ]
     return Welcome(suite.suite_id, tuple(secrets), encrypted_group_info)
 
 

@@ -8,7 +8,9 @@ Tree hashes (§7.8) are cached per node and invalidated along the direct path of
 a changed node only, so a commit costs O(log n) hashes plus the (amortized)
 hashes of a newly grown blank subtree. Key and credential bookkeeping needed by
 leaf node validation (§7.3) is kept in counters updated on every change, so
-uniqueness and credential-support checks are O(1).
+uniqueness and credential-support checks are O(1). The encoding of each node
+(§12.4.3.3 ``optional<Node>``) is cached the same way, so encoding the tree
+again after a change only encodes the changed nodes.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import replace
 from mls import tree_math
 from mls.crypto import CipherSuite
 from mls.errors import ValidationError
+from mls.wire.codec import encode_varint
 from mls.wire.tree import (
     LeafNode,
     LeafNodeHashInput,
@@ -47,6 +50,8 @@ class RatchetTree:
         "cipher_suite",
         "_nodes",
         "_hashes",
+        "_chunks",
+        "_encoding",
         "_encryption_keys",
         "_signature_keys",
         "_credentials_in_use",
@@ -68,6 +73,9 @@ class RatchetTree:
         self.cipher_suite = cipher_suite
         self._nodes: list[NodeValue | None] = [None] * width
         self._hashes: list[bytes | None] = [None] * width
+        #: per node, its ``optional<Node>`` encoding once computed; the whole tree's encoding
+        self._chunks: list[bytes | None] = [None] * width
+        self._encoding: bytes | None = None
         self._encryption_keys: Counter[bytes] = Counter()
         self._signature_keys: Counter[bytes] = Counter()
         self._credentials_in_use: Counter[int] = Counter()
@@ -116,8 +124,23 @@ class RatchetTree:
         return RatchetTreeExtension(tuple(nodes[: last + 1]))
 
     def encode(self) -> bytes:
-        """The ``ratchet_tree`` extension data: ``optional<Node> ratchet_tree<V>``."""
-        return self.to_extension().encode()
+        """The ``ratchet_tree`` extension data: ``optional<Node> ratchet_tree<V>`` (cached)."""
+        encoding = self._encoding
+        if encoding is None:
+            nodes, chunks = self._nodes, self._chunks
+            last = len(nodes) - 1
+            while last > 0 and nodes[last] is None:
+                last -= 1
+            for x in range(last + 1):
+                if chunks[x] is None:
+                    value = nodes[x]
+                    if value is None:
+                        chunks[x] = b"\x00"
+                    else:  # present, node_type (leaf 1 at even, parent 2 at odd indices), body
+                        chunks[x] = (b"\x01\x02" if x % 2 else b"\x01\x01") + value.encode()
+            body = b"".join(chunks[: last + 1])  # type: ignore[arg-type]
+            encoding = self._encoding = encode_varint(len(body)) + body
+        return encoding
 
     def copy(self) -> RatchetTree:
         """An independent copy sharing the (immutable) node values and hash cache entries."""
@@ -125,6 +148,8 @@ class RatchetTree:
         other.cipher_suite = self.cipher_suite
         other._nodes = list(self._nodes)
         other._hashes = list(self._hashes)
+        other._chunks = list(self._chunks)
+        other._encoding = self._encoding
         other._encryption_keys = Counter(self._encryption_keys)
         other._signature_keys = Counter(self._signature_keys)
         other._credentials_in_use = Counter(self._credentials_in_use)
@@ -254,34 +279,39 @@ class RatchetTree:
         self._check_node(node_index)
         nodes = self._nodes
         result: list[int] = []
+        append = result.append
         stack = [node_index]
+        pop, push = stack.pop, stack.append
         while stack:
-            x = stack.pop()
+            x = pop()
             value = nodes[x]
             if value is not None:
-                if x % 2 == 0:
-                    if x // 2 not in exclude:
-                        result.append(x)
+                if not x & 1:
+                    if x >> 1 not in exclude:
+                        append(x)
                 else:
                     assert isinstance(value, ParentNode)
-                    result.append(x)
+                    append(x)
                     result.extend(2 * leaf for leaf in value.unmerged_leaves if leaf not in exclude)
-            elif x % 2 == 1:
-                stack.append(tree_math.right(x))
-                stack.append(tree_math.left(x))
+            elif x & 1:  # a blank parent: its children (x -/+ 2^(level-1)), left first
+                half = 1 << ((x ^ (x + 1)).bit_length() - 2)
+                push(x + half)
+                push(x - half)
         return result
 
     def has_nonempty_resolution(self, node_index: int) -> bool:
         """True if the resolution of ``node_index`` is non-empty (some node below is non-blank)."""
         nodes = self._nodes
         stack = [node_index]
+        pop, push = stack.pop, stack.append
         while stack:
-            x = stack.pop()
+            x = pop()
             if nodes[x] is not None:
                 return True
-            if x % 2 == 1:
-                stack.append(tree_math.right(x))
-                stack.append(tree_math.left(x))
+            if x & 1:
+                half = 1 << ((x ^ (x + 1)).bit_length() - 2)
+                push(x + half)
+                push(x - half)
         return False
 
     def filtered_path(self, leaf_index: int) -> list[tuple[int, int]]:
@@ -329,11 +359,18 @@ class RatchetTree:
     def _leaf_hash(self, leaf_index: int, value: NodeValue | None) -> bytes:
         """Hash(TreeHashInput{leaf, LeafNodeHashInput{leaf_index, optional<LeafNode>}})."""
         assert value is None or isinstance(value, LeafNode)
-        return self.cipher_suite.hash(TreeHashInput(LeafNodeHashInput(leaf_index, value)).encode())
+        if value is None:
+            return self.cipher_suite.hash(TreeHashInput(LeafNodeHashInput(leaf_index, None)).encode())
+        # node_type leaf (1), uint32 leaf_index, present (1), the LeafNode's (cached) encoding
+        return self.cipher_suite.hash(b"\x01" + leaf_index.to_bytes(4, "big") + b"\x01" + value.encode())
 
     def _parent_tree_hash(self, value: NodeValue | None, left: bytes, right: bytes) -> bytes:
         """Hash(TreeHashInput{parent, ParentNodeHashInput{optional<ParentNode>, left, right}})."""
         assert value is None or isinstance(value, ParentNode)
+        if value is None:  # node_type parent (2), absent (0), opaque left_hash<V>, opaque right_hash<V>
+            return self.cipher_suite.hash(
+                b"\x02\x00" + encode_varint(len(left)) + left + encode_varint(len(right)) + right
+            )
         return self.cipher_suite.hash(TreeHashInput(ParentNodeHashInput(value, left, right)).encode())
 
     def original_tree_hash(self, node_index: int, removed_leaves: Sequence[int]) -> bytes:
@@ -389,19 +426,22 @@ class RatchetTree:
         if value is not None:
             self._count(value, x, +1)
         self._nodes[x] = value
+        self._chunks[x] = None
+        self._encoding = None
         self._invalidate(x)
 
     def _invalidate(self, x: int) -> None:
         hashes = self._hashes
-        n = self.leaf_count
-        root = tree_math.root(n)
+        root = tree_math.root(self.leaf_count)
+        k = tree_math.level(x)
         # Invariant: a node whose hash is not cached has no cached ancestor
         # (hashes are computed children first), so the walk stops early.
         while hashes[x] is not None:
             hashes[x] = None
             if x == root:
                 return
-            x = tree_math.parent(x, n)
+            x = (x | (1 << k)) ^ (((x >> (k + 1)) & 0x01) << (k + 1))  # tree_math.parent
+            k += 1
 
     def set_leaf(self, leaf_index: int, leaf_node: LeafNode | None) -> None:
         """Put ``leaf_node`` (or a blank) at ``leaf_index`` without touching other nodes."""
@@ -433,6 +473,8 @@ class RatchetTree:
         growth = len(self._nodes) + 1
         self._nodes.extend([None] * growth)
         self._hashes.extend([None] * growth)
+        self._chunks.extend([None] * growth)
+        self._encoding = None
 
     def truncate(self) -> None:
         """Drop right subtrees holding no member (§7.7, §12.1.3).
@@ -456,6 +498,8 @@ class RatchetTree:
                 self._count(value, x, -1)
         del nodes[width:]
         del self._hashes[width:]
+        del self._chunks[width:]
+        self._encoding = None
 
     def add_leaf(self, leaf_node: LeafNode) -> int:
         """Apply an Add (§12.1.1): place ``leaf_node`` at the leftmost free leaf, return its index.

@@ -187,17 +187,24 @@ class PendingUpdatePath:
         """
         cipher_suite = tree.cipher_suite
         exclude = frozenset(new_leaves)
-        path_nodes = []
-        for (_, copath_child), public_key, secret in zip(self.nodes, self.encryption_keys, self.path_secrets):
-            ciphertexts = []
-            for target in tree.resolution(copath_child, exclude):
+        recipients: list[tuple[bytes, bytes]] = []
+        counts = []
+        for (_, copath_child), secret in zip(self.nodes, self.path_secrets):
+            resolution = tree.resolution(copath_child, exclude)
+            for target in resolution:
                 value = tree.node(target)
                 assert value is not None
-                kem_output, ciphertext = cipher_suite.encrypt_with_label(
-                    value.encryption_key, _UPDATE_PATH_NODE, group_context, secret
-                )
-                ciphertexts.append(HPKECiphertext(kem_output, ciphertext))
-            path_nodes.append(UpdatePathNode(public_key, tuple(ciphertexts)))
+                recipients.append((value.encryption_key, secret))
+            counts.append(len(resolution))
+        ciphertexts = [
+            HPKECiphertext(kem_output, ciphertext)
+            for kem_output, ciphertext in cipher_suite.encrypt_with_label_many(_UPDATE_PATH_NODE, group_context, recipients)
+        ]
+        path_nodes = []
+        start = 0
+        for public_key, count in zip(self.encryption_keys, counts):
+            path_nodes.append(UpdatePathNode(public_key, tuple(ciphertexts[start : start + count])))
+            start += count
         return UpdatePath(self.leaf_node, tuple(path_nodes))
 
 

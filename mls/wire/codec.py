@@ -20,6 +20,7 @@ from mls.errors import DecodeError, EncodeError
 
 __all__ = [
     "MAX_VARINT",
+    "CachedEncoding",
     "Reader",
     "WireStruct",
     "Writer",
@@ -359,3 +360,48 @@ class WireStruct:
         value = cls.read(reader)
         reader.finish(cls.__name__)
         return value
+
+
+class CachedEncoding(WireStruct):
+    """Base of immutable structs that keep their own encoding once known.
+
+    A struct read from bytes keeps exactly the bytes it was read from; one
+    built locally encodes once, on first use. Subclasses are frozen
+    dataclasses with a ``_encoding`` field (``init=False, compare=False``)
+    and implement ``write_fields`` / ``read_fields`` instead of
+    ``write`` / ``read``. Large structs that are encoded again and again
+    (LeafNodes in every tree hash, tree encoding and TBS; KeyPackages in
+    refs and Commits; UpdatePaths in framing, transcript and membership tag)
+    then cost one encoding.
+    """
+
+    __slots__ = ()
+    _encoding: bytes | None
+
+    def write_fields(self, writer: Writer) -> None:
+        """Append the encoding of every field to ``writer``."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_fields(cls: type[S], reader: Reader) -> S:
+        """Read every field from ``reader``."""
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        encoding = self._encoding
+        if encoding is None:
+            writer = Writer()
+            self.write_fields(writer)
+            encoding = bytes(writer.buf)
+            object.__setattr__(self, "_encoding", encoding)
+        return encoding
+
+    def write(self, writer: Writer) -> None:
+        writer.buf += self.encode()
+
+    @classmethod
+    def read(cls: type[S], reader: Reader) -> S:
+        start = reader.pos
+        value = cls.read_fields(reader)  # type: ignore[attr-defined]
+        object.__setattr__(value, "_encoding", reader.data[start : reader.pos])
+        return value  # type: ignore[no-any-return]

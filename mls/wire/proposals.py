@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Union
 
 from mls.errors import DecodeError, EncodeError
-from mls.wire.codec import Reader, WireStruct, Writer, open_enum
+from mls.wire.codec import CachedEncoding, Reader, WireStruct, Writer, open_enum
 from mls.wire.crypto_structs import HPKECiphertext
 from mls.wire.enums import CipherSuite, ProposalOrRefType, ProposalType, ProtocolVersion
 from mls.wire.extensions import Extension, read_extensions
@@ -254,18 +254,19 @@ class UpdatePathNode(WireStruct):
 
 
 @dataclass(frozen=True, slots=True)
-class UpdatePath(WireStruct):
+class UpdatePath(CachedEncoding):
     """§7.6 ``UpdatePath``: the committer's new leaf and one node per filtered direct-path entry."""
 
     leaf_node: LeafNode
     nodes: tuple[UpdatePathNode, ...]
+    _encoding: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
-    def write(self, writer: Writer) -> None:
+    def write_fields(self, writer: Writer) -> None:
         self.leaf_node.write(writer)
         writer.structs(self.nodes)
 
     @classmethod
-    def read(cls, reader: Reader) -> UpdatePath:
+    def read_fields(cls, reader: Reader) -> UpdatePath:
         leaf_node = LeafNode.read(reader)
         return cls(leaf_node, reader.vector(UpdatePathNode.read, "UpdatePath.nodes"))
 

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from mls.errors import DecodeError, EncodeError
-from mls.wire.codec import Reader, WireStruct, Writer
+from mls.wire.codec import CachedEncoding, Reader, WireStruct, Writer, encode_varint
 from mls.wire.credentials import Credential
 from mls.wire.enums import ExtensionType, LeafNodeSource, NodeType
 from mls.wire.extensions import Extension, ExtensionContent, read_extensions
@@ -72,7 +72,7 @@ class Lifetime(WireStruct):
 
 
 @dataclass(frozen=True, slots=True)
-class LeafNode(WireStruct):
+class LeafNode(CachedEncoding):
     """§7.2 ``LeafNode``.
 
     ``lifetime`` is set exactly when ``leaf_node_source`` is ``key_package``
@@ -90,6 +90,12 @@ class LeafNode(WireStruct):
     parent_hash: bytes | None = None
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""
+    _encoding: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def content_encoding(self) -> bytes:
+        """The encoding of every field up to and including ``extensions`` (the TBS prefix)."""
+        encoding = self.encode()
+        return encoding[: len(encoding) - len(self.signature) - len(encode_varint(len(self.signature)))]
 
     def write_content(self, writer: Writer) -> None:
         """Write every field up to and including ``extensions`` (the TBS prefix)."""
@@ -114,53 +120,47 @@ class LeafNode(WireStruct):
             raise EncodeError(f"LeafNode: invalid leaf_node_source {source}")
         writer.structs(self.extensions)
 
-    def write(self, writer: Writer) -> None:
+    def write_fields(self, writer: Writer) -> None:
         self.write_content(writer)
         writer.opaque(self.signature)
 
     @classmethod
     def read_content(cls, reader: Reader) -> LeafNode:
         """Read the TBS prefix of a LeafNode (everything but the signature)."""
-        encryption_key = reader.opaque("LeafNode.encryption_key")
-        signature_key = reader.opaque("LeafNode.signature_key")
-        credential = Credential.read(reader)
-        capabilities = Capabilities.read(reader)
-        raw_source = reader.u8("LeafNode.leaf_node_source")
-        lifetime = None
-        parent_hash = None
-        if raw_source == LeafNodeSource.KEY_PACKAGE:
-            lifetime = Lifetime.read(reader)
-        elif raw_source == LeafNodeSource.COMMIT:
-            parent_hash = reader.opaque("LeafNode.parent_hash")
-        elif raw_source != LeafNodeSource.UPDATE:
-            raise DecodeError(f"LeafNode.leaf_node_source: invalid value {raw_source}")
-        extensions = read_extensions(reader, "LeafNode.extensions")
-        return cls(
-            encryption_key,
-            signature_key,
-            credential,
-            capabilities,
-            LeafNodeSource(raw_source),
-            lifetime,
-            parent_hash,
-            extensions,
-        )
+        return cls(*_read_leaf_content(reader))
 
     @classmethod
-    def read(cls, reader: Reader) -> LeafNode:
-        content = cls.read_content(reader)
-        signature = reader.opaque("LeafNode.signature")
-        return cls(
-            content.encryption_key,
-            content.signature_key,
-            content.credential,
-            content.capabilities,
-            content.leaf_node_source,
-            content.lifetime,
-            content.parent_hash,
-            content.extensions,
-            signature,
-        )
+    def read_fields(cls, reader: Reader) -> LeafNode:
+        content = _read_leaf_content(reader)
+        return cls(*content, reader.opaque("LeafNode.signature"))
+
+
+def _read_leaf_content(reader: Reader) -> tuple:  # type: ignore[type-arg]
+    """The fields of a LeafNode's TBS prefix, in declaration order."""
+    encryption_key = reader.opaque("LeafNode.encryption_key")
+    signature_key = reader.opaque("LeafNode.signature_key")
+    credential = Credential.read(reader)
+    capabilities = Capabilities.read(reader)
+    raw_source = reader.u8("LeafNode.leaf_node_source")
+    lifetime = None
+    parent_hash = None
+    if raw_source == LeafNodeSource.KEY_PACKAGE:
+        lifetime = Lifetime.read(reader)
+    elif raw_source == LeafNodeSource.COMMIT:
+        parent_hash = reader.opaque("LeafNode.parent_hash")
+    elif raw_source != LeafNodeSource.UPDATE:
+        raise DecodeError(f"LeafNode.leaf_node_source: invalid value {raw_source}")
+    extensions = read_extensions(reader, "LeafNode.extensions")
+    return (
+        encryption_key,
+        signature_key,
+        credential,
+        capabilities,
+        LeafNodeSource(raw_source),
+        lifetime,
+        parent_hash,
+        extensions,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +177,7 @@ class LeafNodeTBS(WireStruct):
     leaf_index: int | None = None
 
     def write(self, writer: Writer) -> None:
-        self.leaf_node.write_content(writer)
+        writer.raw(self.leaf_node.content_encoding())
         if self.leaf_node.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
             if self.group_id is not None or self.leaf_index is not None:
                 raise EncodeError("LeafNodeTBS: key_package leaves carry no group_id/leaf_index")
