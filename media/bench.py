@@ -42,10 +42,12 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("sframe_bench", quick_args=("--quick",)),
     Benchmark("media_bench", quick_args=("--quick",)),
+    Benchmark("call_overhead", quick_args=("--quick",)),
     Benchmark("mls_bench", quick_args=("--quick",)),
     Benchmark("mls_group_bench", quick_args=("2",)),
     Benchmark("signaling_bench",
               quick_args=("--clients", "3", "--messages", "100", "--rounds", "10", "--time-limit", "60")),
+    Benchmark("ds_load", quick_args=("--quick",)),
 )
 
 

@@ -50,6 +50,10 @@ from .transform import SFrameReceiverTransform, SFrameSenderTransform
 logger = logging.getLogger(__name__)
 
 
+#: builds a NamedTuple without its Python-level ``__new__`` (once per frame)
+_new_tuple = tuple.__new__
+
+
 class SealedFrame(NamedTuple):
     """What :meth:`SFrameSession.protect` returns."""
 
@@ -148,12 +152,13 @@ class SFrameSession:
 
     def protect(self, plaintext: bytes, metadata: bytes, context: int) -> SealedFrame:
         """SFrame-protect under the sending epoch (any thread)."""
+        km = self._km
         with self._lock:
-            ciphertext = self._km.protect(plaintext, metadata, context=context)
-            epoch = self._km.sending_epoch
-            generation = self._km.send_key_generation
+            ciphertext = km.protect(plaintext, metadata, context=context)
+            epoch = km.sending_epoch
+            generation = km.send_key_generation
         assert epoch is not None  # protect() raised otherwise
-        return SealedFrame(ciphertext, epoch, generation)
+        return _new_tuple(SealedFrame, (ciphertext, epoch, generation))
 
     def unprotect(self, ciphertext: bytes, metadata: bytes) -> MLSUnprotectResult:
         """SFrame-unprotect a frame of another member (any thread)."""

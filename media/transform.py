@@ -86,6 +86,7 @@ class SFrameSenderTransform:
         self._generation: int | None = None
         self._keyframe_generation: int | None = None
         self._last_rekey: float | None = None
+        self._seal_callback = self._seal  # one bound method, not one per frame
         seams.hook_sender(sender, self._wrap, lambda encoder: isinstance(encoder, SFrameEncoder))
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
@@ -104,42 +105,44 @@ class SFrameSenderTransform:
 
     def _seal(self, plaintext: bytes, metadata: bytes) -> bytes:
         sealed = self._keys.protect(plaintext, metadata, self._context)
-        if self._generation is not None and sealed.generation != self._generation:
-            self._last_rekey = time.time()
-        self._generation = sealed.generation
+        if sealed.generation != self._generation:  # the first frame, or a new sending key
+            if self._generation is not None:
+                self._last_rekey = time.time()
+            self._generation = sealed.generation
         self._epoch = sealed.epoch
         return sealed.ciphertext
 
-    def _protected(self, seal: Callable[[], object], keyframe: bool) -> bool:
-        try:
-            seal()
-        except (SFrameError, MediaError) as exc:
-            self._dropped += 1
-            if self._dropped & (self._dropped - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a flood
-                logger.warning("SFrame: dropped %d %s frame(s), last: %s",
-                               self._dropped, self.sender.kind, type(exc).__name__)
-            return False
-        self._frames += 1
-        self._keyframes += keyframe
-        return True
+    def _drop(self, exc: Exception) -> None:
+        self._dropped += 1
+        if self._dropped & (self._dropped - 1) == 0:  # 1st, 2nd, 4th, 8th...: never a flood
+            logger.warning("SFrame: dropped %d %s frame(s), last: %s",
+                           self._dropped, self.sender.kind, type(exc).__name__)
+
+    # seal_frame and seal_h264_nal_units run for every frame: no closures or
+    # helper objects per frame (benchmarks/call_overhead.py measures the cost)
 
     def seal_frame(self, codec: FrameCodec, frame: bytes) -> bytes | None:
         """Sealed frame, or None if it had to be dropped."""
-        out: list[bytes] = []
-        ok = self._protected(
-            lambda: out.append(framing.seal_frame(codec, frame, self._seal)),
-            framing.is_keyframe(codec, frame),
-        )
-        return out[0] if ok else None
+        try:
+            sealed = framing.seal_frame(codec, frame, self._seal_callback)
+        except (SFrameError, MediaError) as exc:
+            self._drop(exc)
+            return None
+        self._frames += 1
+        if codec is not FrameCodec.AUDIO:  # audio frames are never keyframes
+            self._keyframes += framing.is_keyframe(codec, frame)
+        return sealed
 
     def seal_h264_nal_units(self, nal_units: list[bytes]) -> list[bytes] | None:
         """Sealed wire NAL units of one H.264 frame, or None if dropped."""
-        out: list[list[bytes]] = []
-        ok = self._protected(
-            lambda: out.append(framing.seal_h264_nal_units(nal_units, self._seal)),
-            framing.h264_has_idr(nal_units),
-        )
-        return out[0] if ok else None
+        try:
+            sealed = framing.seal_h264_nal_units(nal_units, self._seal_callback)
+        except (SFrameError, MediaError) as exc:
+            self._drop(exc)
+            return None
+        self._frames += 1
+        self._keyframes += framing.h264_has_idr(nal_units)
+        return sealed
 
     def stats(self) -> SenderStats:
         return SenderStats(
@@ -256,21 +259,30 @@ class SFrameReceiverTransform:
         self._last_rekey: float | None = None
         self._by_epoch: dict[int, int] = {}
         self._keyframes_by_epoch: dict[int, int] = {}
+        #: the framing rule of ``_framing_mime`` (set with it on the first frame)
+        self._framing_mime: str | None = None
+        self._framing = FrameCodec.AUDIO
+        #: the last unprotect result, for handle()
+        self._opened: MLSUnprotectResult | None = None
+        self._open_callback = self._open  # one bound method, not one per frame
         seams.hook_receiver(receiver, self.handle)
+
+    def _open(self, ciphertext: bytes, metadata: bytes) -> bytes:
+        """``open_`` of :mod:`media.framing`; keeps the result for :meth:`handle`
+        (which runs on the event loop only, one frame at a time)."""
+        result = self._keys.unprotect(ciphertext, metadata)
+        self._opened = result
+        return result.plaintext
 
     def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
         """Decrypt ``frame.data`` in place; False (frame dropped) on failure."""
-        self._codec_name = codec.mimeType
-        results: list[MLSUnprotectResult] = []
-
-        def open_(ciphertext: bytes, metadata: bytes) -> bytes:
-            result = self._keys.unprotect(ciphertext, metadata)
-            results.append(result)
-            return result.plaintext
-
+        self._codec_name = mime = codec.mimeType
         try:
-            fcodec = framing.frame_codec(codec.mimeType)
-            plaintext = framing.open_frame(fcodec, frame.data, open_)
+            if mime != self._framing_mime:  # the first frame, or another codec
+                self._framing = framing.frame_codec(mime)
+                self._framing_mime = mime
+            fcodec = self._framing
+            plaintext = framing.open_frame(fcodec, frame.data, self._open_callback)
         except (SFrameError, MediaError) as exc:
             self._failures[failure_kind(exc)] += 1
             self._failing = self._pli_pending = True
@@ -279,18 +291,21 @@ class SFrameReceiverTransform:
         if self._failing:  # the decoder missed frames: ask for a fresh start
             self._failing = False
             self._pli_pending = True
-        epoch = results[0].epoch
-        if self._epoch is not None and epoch > self._epoch:
-            self._last_rekey = time.time()
-        if self._epoch is None or epoch > self._epoch:
+        opened = self._opened
+        assert opened is not None  # set by _open, which open_frame called
+        epoch = opened.epoch
+        if epoch != self._epoch and (self._epoch is None or epoch > self._epoch):
+            if self._epoch is not None:
+                self._last_rekey = time.time()
             self._epoch = epoch
-        keyframe = framing.is_keyframe(fcodec, plaintext)
+        keyframe = fcodec is not FrameCodec.AUDIO and framing.is_keyframe(fcodec, plaintext)
         self._frames += 1
         self._keyframes += keyframe
         self._by_epoch[epoch] = self._by_epoch.get(epoch, 0) + 1
         self._keyframes_by_epoch[epoch] = self._keyframes_by_epoch.get(epoch, 0) + keyframe
         frame.data = plaintext
-        self._maybe_request_keyframe()
+        if self._pli_pending:
+            self._maybe_request_keyframe()
         return True
 
     def _maybe_request_keyframe(self) -> None:
