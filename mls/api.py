@@ -22,9 +22,11 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from mls.crypto import CipherSuite
 from mls.crypto import cipher_suite as _cipher_suite
 from mls.errors import (
     DecodeError,
+    GroupInactive,
     InvalidArgumentType,
     MissingPSK,
     UnknownIdentity,
@@ -37,10 +39,11 @@ from mls.group.config import GroupConfig
 from mls.group.external import join_by_external_commit
 from mls.group.group_info import build_group_info
 from mls.group.key_package import create_key_package, create_leaf_node, default_capabilities, key_package_ref
+from mls.group.psk import PskResolver
 from mls.group.serialize import decode_state, encode_state
 from mls.group.state import GroupState, client_id_of
 from mls.group.welcome import JoinKeys, join_from_welcome
-from mls.storage import MemoryStorage, Storage
+from mls.storage import MemoryStorage, SQLiteStorage, Storage
 from mls.wire.codec import Reader, Writer
 from mls.wire.credentials import Credential
 from mls.wire.enums import LeafNodeSource, ProtocolVersion, PSKType, ResumptionPSKUsage
@@ -173,18 +176,31 @@ class Received:
 class MLS:
     """Entry point of the API (Web API ``MLS``).
 
-    ``MLS()`` keeps state in memory with cipher suite 1; pass a
-    ``SQLiteStorage`` to persist and continue groups after a restart.
+    ``MLS()`` keeps state in memory with cipher suite 1. ``MLS("alice.db")``
+    (a path) keeps it in that SQLite file, so a restarted process continues
+    its groups; ``storage_key`` (32 bytes from the application) seals every
+    stored value with AES-256-GCM. Any other ``Storage`` object can be
+    passed instead (then with its own key, if any).
     """
 
     def __init__(
         self,
-        storage: Storage | None = None,
+        storage: Storage | str | os.PathLike[str] | None = None,
         cipher_suite: int = 1,
         config: GroupConfig | None = None,
+        *,
+        storage_key: bytes | None = None,
     ) -> None:
-        self.storage: Storage = storage if storage is not None else MemoryStorage()
         self.suite = _cipher_suite(cipher_suite)
+        if isinstance(storage, (str, os.PathLike)):
+            storage = SQLiteStorage(storage, key=storage_key)
+        elif storage is None:
+            storage = MemoryStorage(key=storage_key)
+        elif storage_key is not None:
+            raise InvalidArgumentType("storage_key applies to a storage the MLS object opens (a path, or None)")
+        elif not all(callable(getattr(storage, name, None)) for name in ("get", "keys", "write", "clear")):
+            raise InvalidArgumentType(f"storage must be a path or a Storage, not {type(storage).__name__}")
+        self.storage: Storage = storage
         self.config = config if config is not None else GroupConfig()
         self._cache: dict[bytes, GroupState] = {}
 
@@ -224,11 +240,17 @@ class MLS:
         except (ValueError, KeyError, IndexError) as exc:
             raise DecodeError(f"credential: malformed ({type(exc).__name__})") from None
 
-    def generate_key_package(self, client_id: BytesLike, credential: BytesLike) -> bytes:
-        """A signed KeyPackage (MLSMessage bytes); its private keys stay in storage until used."""
+    def generate_key_package(
+        self, client_id: BytesLike, credential: BytesLike, cipher_suite: int | None = None
+    ) -> bytes:
+        """A signed KeyPackage (MLSMessage bytes); its private keys stay in storage until used.
+
+        ``cipher_suite`` defaults to the identity's; another suite with the same
+        signature scheme (1 and 3, 4 and 6) serves e.g. the successor of a ReInit (§11.2).
+        """
         client_id = _as_bytes(client_id, "client_id")
         suite_id, private_key, public_key = self._identity(client_id)
-        suite = _cipher_suite(suite_id)
+        suite = self._identity_suite(suite_id, cipher_suite)
         bundle = create_key_package(suite, private_key, public_key, self._credential(credential), self.config)
         writer = Writer()
         writer.opaque(client_id)
@@ -237,6 +259,21 @@ class MLS:
         writer.opaque(bundle.encryption_private_key)
         self.storage.write([(_KEY_PACKAGE, key_package_ref(suite, bundle.key_package), writer.getvalue())])
         return MLSMessage(bundle.key_package).encode()
+
+    @staticmethod
+    def _identity_suite(identity_suite: int, wanted: int | None) -> CipherSuite:
+        """The suite to use an identity in: its own, or ``wanted`` if that has the same signature scheme."""
+        own = _cipher_suite(identity_suite)
+        if wanted is None:
+            return own
+        if isinstance(wanted, bool) or not isinstance(wanted, int):
+            raise InvalidArgumentType(f"cipher_suite must be an int, not {type(wanted).__name__}")
+        suite = _cipher_suite(wanted)
+        if suite.signature_scheme != own.signature_scheme:
+            raise ValidationError(
+                f"cipher suite {wanted} signs with {suite.signature_scheme}, this identity's key is {own.signature_scheme}"
+            )
+        return suite
 
     # --- PSKs --------------------------------------------------------------------------------
 
@@ -317,7 +354,11 @@ class MLS:
         if not isinstance(message.body, Welcome):
             raise ValidationError("not a Welcome message")
         joined = join_from_welcome(
-            message.body, self._join_keys(client_id), self.config, ratchet_tree=tree, resolver=self._resolve_psk
+            message.body,
+            self._join_keys(client_id),
+            self.config,
+            ratchet_tree=tree,
+            resolver=self._join_psk_resolver(client_id),
         )
         state = joined.state
         self._check_reinit_join(state, joined.psk_ids, client_id)
@@ -330,16 +371,34 @@ class MLS:
         self._store(state.group_id, client_id, state, deletes=[(_KEY_PACKAGE, joined.key_package_ref)])
         return GroupView(self, state.group_id, client_id)
 
+    def _join_psk_resolver(self, client_id: bytes) -> PskResolver:
+        """PSKs for a Welcome: a ``reinit`` resumption PSK comes only from this client's state of
+        the old group, and only from the epoch that committed the ReInit (§11.2)."""
+
+        def resolve(psk_id: PreSharedKeyID) -> bytes | None:
+            if psk_id.psktype != PSKType.RESUMPTION or psk_id.usage != ResumptionPSKUsage.REINIT:
+                return self._resolve_psk(psk_id)
+            assert psk_id.psk_group_id is not None
+            old_key = _group_key(psk_id.psk_group_id, client_id)
+            if self.storage.get(_GROUP, old_key) is None:
+                raise MissingPSK("the Welcome's reinit PSK names a group this client is not a member of")
+            old = self._load_key(old_key)
+            if old.reinit is None:
+                raise ValidationError("the Welcome's reinit PSK names a group in which no ReInit was committed (§11.2)")
+            if psk_id.psk_epoch != old.epoch:
+                raise ValidationError("the Welcome's reinit PSK is not of the epoch that committed the ReInit (§11.2)")
+            return old.secrets.resumption_psk
+
+        return resolve
+
     def _check_reinit_join(self, state: GroupState, psk_ids: Sequence[PreSharedKeyID], client_id: bytes) -> None:
-        """§11.2: a Welcome with a reinit PSK must match the ReInit committed in the old group."""
+        """§11.2: the group a reinit PSK starts has the version, cipher suite, group id and
+        extensions of the ReInit committed in the old group (the PSK resolver found that group)."""
         for psk in psk_ids:
             if psk.psktype != PSKType.RESUMPTION or psk.usage != ResumptionPSKUsage.REINIT:
                 continue
             assert psk.psk_group_id is not None
-            old_key = _group_key(psk.psk_group_id, client_id)
-            if self.storage.get(_GROUP, old_key) is None:
-                continue
-            reinit = self._load_key(old_key).reinit
+            reinit = self._load_key(_group_key(psk.psk_group_id, client_id)).reinit
             context = state.context
             if reinit is None or (
                 reinit.group_id,
@@ -347,7 +406,62 @@ class MLS:
                 reinit.cipher_suite,
                 reinit.extensions,
             ) != (context.group_id, context.version, context.cipher_suite, context.extensions):
-                raise ValidationError("the Welcome does not match the ReInit of the old group")
+                raise ValidationError("the Welcome does not match the ReInit of the old group (§11.2)")
+
+    def _create_successor(
+        self, group_id: bytes, client_id: bytes, key_packages: Sequence[KeyPackage], credential: BytesLike | None
+    ) -> tuple[GroupView, CommitOutput]:
+        """See ``GroupView.reinit_successor``."""
+        old = self._load_key(_group_key(group_id, client_id))
+        if old.removed:
+            raise GroupInactive("this member was removed from the group")
+        reinit = old.reinit
+        if reinit is None:
+            raise ValidationError("no ReInit was committed in this group (§11.2)")
+        if reinit.version != ProtocolVersion.MLS10:
+            raise ValidationError(f"the ReInit asks for protocol version {reinit.version}, which is not implemented")
+        suite = self._identity_suite(old.suite.suite_id, reinit.cipher_suite)
+        others = {leaf.signature_key for index, leaf in old.tree.members() if index != old.leaf_index}
+        seen: set[bytes] = set()
+        for key_package in key_packages:
+            if key_package.cipher_suite != suite.suite_id:
+                raise ValidationError("a KeyPackage is not of the ReInit's cipher suite")
+            signature_key = key_package.leaf_node.signature_key
+            if signature_key not in others:
+                raise ValidationError("a KeyPackage is not from another member of the reinitialized group (§11.2)")
+            if signature_key in seen:
+                raise ValidationError("two KeyPackages of the same member")
+            seen.add(signature_key)
+        new_key = _group_key(reinit.group_id, client_id)
+        if reinit.group_id != group_id and self.storage.get(_GROUP, new_key) is not None:
+            raise ValidationError("this client already has a group with the ReInit's group id")
+        leaf_credential = self._credential(credential) if credential is not None else old.own_leaf.credential
+        leaf, encryption_private_key = create_leaf_node(
+            suite, old.signature_private_key, old.signature_key, leaf_credential, self.config
+        )
+        state = engine.create_group(
+            suite,
+            old.signature_private_key,
+            leaf,
+            encryption_private_key,
+            self.config,
+            group_id=reinit.group_id,
+            extensions=reinit.extensions,
+        )
+        reinit_psk = PreSharedKeyID.resumption(ResumptionPSKUsage.REINIT, group_id, old.epoch, fresh_nonce(state))
+        pending = create_commit(
+            state,
+            self.config,
+            by_value=[Proposal(Add(key_package)) for key_package in key_packages],
+            include_cached=False,
+            resolver=self._resolve_psk,
+            injected_psks=[(reinit_psk, old.secrets.resumption_psk)],
+        )
+        self._store(reinit.group_id, client_id, engine.apply_pending_commit(state, self.config))
+        output = CommitOutput(
+            reinit.group_id, client_id, pending.message, pending.welcome, pending.group_info, pending.ratchet_tree
+        )
+        return GroupView(self, reinit.group_id, client_id), output
 
     def group_join_external(
         self,
@@ -403,6 +517,13 @@ class MLS:
     def delete_state(self) -> None:
         """Delete every identity, KeyPackage, PSK and group of this storage (Web API ``deleteState``)."""
         self.storage.clear()
+        self._cache.clear()
+
+    def close(self) -> None:
+        """Close the storage (the SQLite file); the object is unusable afterwards."""
+        close = getattr(self.storage, "close", None)
+        if callable(close):
+            close()
         self._cache.clear()
 
     # --- state plumbing ------------------------------------------------------------------------
@@ -551,6 +672,27 @@ class GroupView:
             return received, nxt
 
         return self._run(operation)
+
+    def reinit_successor(
+        self, key_packages: Sequence[BytesLike], credential: BytesLike | None = None
+    ) -> tuple[GroupView, CommitOutput]:
+        """Create the group that this group's committed ReInit asks for (§11.2, step 3).
+
+        The new group has the ReInit's group id, version, cipher suite and
+        extensions, and this member's signature key (``credential`` defaults
+        to its current one). Its first Commit adds ``key_packages`` (KeyPackages
+        in the new cipher suite from other members of this group) and injects
+        this group's ``resumption_psk`` of its last epoch as a resumption PSK
+        with usage ``reinit``, which the Welcome names; a PreSharedKey proposal
+        cannot carry it (§11.2). Returns the new group's view, already at
+        epoch 1, and the ``CommitOutput`` whose ``welcome`` the other members
+        pass to ``MLS.group_join``. One member does this; the application
+        picks which (e.g. the ReInit's committer).
+        """
+        if isinstance(key_packages, (str, bytes, bytearray, memoryview)) or not isinstance(key_packages, Iterable):
+            raise InvalidArgumentType("key_packages must be a sequence of KeyPackage messages")
+        packages = [self._key_package(key_package) for key_package in key_packages]
+        return self._mls._create_successor(self.group_id, self.client_id, packages, credential)
 
     def discard_pending_commit(self) -> None:
         """Forget our pending Commit (e.g. the delivery service rejected it)."""

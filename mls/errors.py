@@ -95,3 +95,18 @@ class InvalidArgumentType(MLSError, TypeError):
 
     Both an ``MLSError`` and a ``TypeError``.
     """
+
+
+class StorageError(MLSError):
+    """The storage backend failed (I/O error, locked or corrupt database)."""
+
+
+class StorageKeyError(StorageError):
+    """The storage encryption key is missing, malformed, or not the one the stored state was sealed with.
+
+    The message never contains the key.
+    """
+
+
+class TamperedRecord(StorageError):
+    """A sealed stored record failed authentication: modified, moved to another place, or truncated."""

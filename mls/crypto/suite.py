@@ -78,6 +78,8 @@ class CipherSuite:
         parameters = _SUITES[suite_id]
         hash_type, kdf_id = _HASHES[parameters.hash_name]
         self.suite_id = suite_id
+        #: the signature scheme's name ("Ed25519", "P256", ...): suites sharing it share identities
+        self.signature_scheme: str = parameters.signature
         self._kdf = Kdf(hash_type(), kdf_id)
         self._aead = Aead(parameters.aead_id)
         self._hpke = Hpke(_kem.make_kem(parameters.kem_id), self._kdf, self._aead)

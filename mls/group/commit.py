@@ -43,6 +43,7 @@ from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentA
 from mls.wire.group_context import GroupContext
 from mls.wire.messages import MLSMessage
 from mls.wire.proposals import Commit, Proposal, ProposalOrRef, ReInit, UpdatePath
+from mls.wire.psk import PreSharedKeyID
 
 __all__ = ["StagedCommit", "create_commit", "merge", "new_epoch_state", "stage_commit"]
 
@@ -264,6 +265,7 @@ def create_commit(
     force_path: bool | None = None,
     resolver: PskResolver | None = None,
     authenticated_data: bytes = b"",
+    injected_psks: Sequence[tuple[PreSharedKeyID, bytes]] = (),
 ) -> PendingCommit:
     """Create a Commit of cached and by-value proposals (§12.4.1) and keep it pending in ``state``.
 
@@ -271,10 +273,16 @@ def create_commit(
     added members, the new epoch's GroupInfo and ratchet tree. ``state``
     itself only records the pending Commit (and, for a PrivateMessage, the
     handshake ratchet step it used).
+
+    ``injected_psks`` enter the key schedule and the Welcome without a
+    PreSharedKey proposal: the ``reinit`` (or ``branch``) resumption PSK of a
+    new group's first Commit, which no proposal may carry (§11.2, §11.3).
     """
     state.check_active()
     if state.pending is not None:
         raise CommitConflict("a Commit is already pending: merge it, or discard it first")
+    if injected_psks and state.epoch != 0:
+        raise ValidationError("only a new group's first Commit injects PSKs without a proposal (§11.2, §11.3)")
     suite = state.suite
     me = state.leaf_index
     entries, applied = _select_proposals(state, by_value, include_cached, config)
@@ -302,7 +310,7 @@ def create_commit(
         private.prune(tree)
         commit_secret = bytes(suite.Nh)
 
-    psks = gather_psks(state, applied.psks, resolver)
+    psks = [*injected_psks, *gather_psks(state, applied.psks, resolver)]
     psk_secret = psk_secret_of(suite, psks)
     proposal_list = tuple(
         ProposalOrRef(entry.ref) if entry.ref is not None else ProposalOrRef(entry.proposal) for entry in entries
