@@ -7,7 +7,9 @@
 
 Starts a signaling server (a child process on 127.0.0.1 with a temporary
 database, so it can be killed and restarted) unless ``--server`` is given,
-runs the call peers in this process on loopback, drives churn, racing
+runs the call peers on loopback (spread over ``--processes`` worker
+processes, :mod:`media.stress_worker`, or in this process with
+``--processes 1``), drives churn, racing
 self-updates and the scenario's events (docs/stress.md), shows a status
 line on stderr while it runs and prints a summary table on stdout at the
 end.  Exit status 0 when the run completed (whatever its figures), 1 when
@@ -52,6 +54,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--room", default=defaults.room)
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of the random choices (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=defaults.processes,
+                        help="processes hosting the peers; 1 runs them in this process "
+                             "(default: the CPU count, %(default)s)")
     parser.add_argument("--switch-delay", type=float, default=defaults.switch_delay,
                         help="sender transition after another's commit, s (default %(default)s)")
     parser.add_argument("--confirm-delay", type=float, default=defaults.confirm_delay,
@@ -67,7 +72,8 @@ def config_from_args(args: argparse.Namespace) -> StressConfig:
     return StressConfig(
         peers=args.peers, duration=args.duration, churn=args.churn,
         update_interval=args.update_interval or None, racers=args.racers, scenario=scenario,
-        server=args.server, room=args.room, seed=args.seed, switch_delay=args.switch_delay,
+        server=args.server, room=args.room, seed=args.seed, processes=args.processes,
+        switch_delay=args.switch_delay,
         confirm_delay=args.confirm_delay)
 
 

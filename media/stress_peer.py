@@ -27,6 +27,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from aiortc import RTCRtpReceiver
@@ -36,6 +37,7 @@ from sframe import MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
 
 from .call_peer import CallPeer
 from .session import SFrameSession
+from .sinks import VerifyingSink
 from .stats import FailureKind
 from .transform import SFrameReceiverTransform
 
@@ -45,6 +47,20 @@ logger = logging.getLogger(__name__)
 MAX_DETAILED_FAILURES = 200
 #: width of the failure histogram bins (seconds)
 FAILURE_BIN = 0.5
+
+
+class Phase(IntEnum):
+    """When, for its receiver, a frame failed to decrypt."""
+
+    #: before the receiver's first decrypted frame: a joiner, or a link to
+    #: one, has no key yet (RFC 9605 §4.4.4; expected)
+    STARTUP = 0
+    #: after it: a key problem
+    AFTER = 1
+    #: after it, but the frame's epoch had been installed and already
+    #: evicted (``CallOptions.sframe_retain_epochs``, RFC 9605 §5.2) when
+    #: the frame arrived: it was delayed on its way, not keyed wrongly
+    LATE = 2
 
 
 @dataclass(frozen=True)
@@ -101,37 +117,120 @@ class Ledger:
     switches: list[tuple[str, int, float]] = field(default_factory=list)
     #: (identity, at): a member's signaling connection came back
     reconnects: list[tuple[str, float]] = field(default_factory=list)
-    #: identity -> kind -> [before the first decrypt, after]
+    #: identity -> kind -> failed frames per :class:`Phase`
     failure_counts: dict[str, dict[FailureKind, list[int]]] = field(default_factory=dict)
     #: bin index -> kind -> failures after the first decrypt
     failure_bins: dict[int, dict[FailureKind, int]] = field(default_factory=dict)
     #: bin index -> failures before the first decrypt (joiners)
     startup_bins: dict[int, int] = field(default_factory=dict)
+    #: bin index -> frames that arrived after their epoch was evicted
+    late_bins: dict[int, int] = field(default_factory=dict)
     key_failures: list[FailureRecord] = field(default_factory=list)
     #: why unknown KIDs after the first decrypt had no key -> count
     unknown_reasons: dict[str, int] = field(default_factory=dict)
+    #: a worker's ledger: failures are only counted for :meth:`drain`
+    forwarding: bool = False
+    _pending: dict[tuple[str, FailureKind, Phase, int], int] = field(default_factory=dict, repr=False)
 
     def now(self) -> float:
         return time.monotonic() - self.origin
 
-    def failure(self, identity: str, kind: FailureKind, startup: bool,
+    def failure(self, identity: str, kind: FailureKind, phase: Phase,
                 remote: Callable[[], str], newest_epoch: int | None,
                 unknown: tuple[int, int, str] | None = None) -> None:
         at = self.now()
-        counts = self.failure_counts.setdefault(identity, {k: [0, 0] for k in FailureKind})
-        counts[kind][0 if startup else 1] += 1
-        index = int(at // FAILURE_BIN)
-        if startup:
-            self.startup_bins[index] = self.startup_bins.get(index, 0) + 1
+        self._count(identity, kind, phase, int(at // FAILURE_BIN), 1)
+        if phase is not Phase.AFTER:
             return
-        bins = self.failure_bins.setdefault(index, {k: 0 for k in FailureKind})
-        bins[kind] += 1
         if unknown is not None and kind is FailureKind.UNKNOWN_KID:
             self.unknown_reasons[unknown[2]] = self.unknown_reasons.get(unknown[2], 0) + 1
         if len(self.key_failures) < MAX_DETAILED_FAILURES:
             kid_epoch, kid_sender, reason = unknown if unknown is not None else (None, None, "")
             self.key_failures.append(FailureRecord(identity, remote(), kind, at, newest_epoch,
                                                    kid_epoch, kid_sender, reason))
+
+    def _count(self, identity: str, kind: FailureKind, phase: Phase, index: int, count: int) -> None:
+        if self.forwarding:
+            key = (identity, kind, phase, index)
+            self._pending[key] = self._pending.get(key, 0) + count
+            return
+        counts = self.failure_counts.setdefault(identity, {k: [0, 0, 0] for k in FailureKind})
+        counts[kind][phase] += count
+        if phase is Phase.STARTUP:
+            self.startup_bins[index] = self.startup_bins.get(index, 0) + count
+        elif phase is Phase.LATE:
+            self.late_bins[index] = self.late_bins.get(index, 0) + count
+        else:
+            bins = self.failure_bins.setdefault(index, {k: 0 for k in FailureKind})
+            bins[kind] += count
+
+    def drain(self) -> LedgerBatch:
+        """What a forwarding ledger recorded since the last drain, which it
+        then forgets (a worker process's, for the run's ledger: :meth:`merge`)."""
+        batch = LedgerBatch(self.epochs, self.commits, self.switches, self.reconnects,
+                            self.key_failures, self.unknown_reasons, self._pending)
+        self.epochs, self.commits, self.switches, self.reconnects = [], [], [], []
+        self.key_failures, self.unknown_reasons, self._pending = [], {}, {}
+        return batch
+
+    def merge(self, batch: LedgerBatch) -> None:
+        """Add a worker's :class:`LedgerBatch` (same clock: ``origin`` is shared)."""
+        self.epochs.extend(batch.epochs)
+        self.commits.extend(batch.commits)
+        self.switches.extend(batch.switches)
+        self.reconnects.extend(batch.reconnects)
+        room = MAX_DETAILED_FAILURES - len(self.key_failures)
+        self.key_failures.extend(batch.key_failures[:max(room, 0)])
+        for reason, count in batch.unknown_reasons.items():
+            self.unknown_reasons[reason] = self.unknown_reasons.get(reason, 0) + count
+        for (identity, kind, phase, index), count in batch.failures.items():
+            self._count(identity, kind, phase, index, count)
+
+
+@dataclass(frozen=True)
+class LedgerBatch:
+    """A worker ledger's records since its last drain (picklable)."""
+
+    epochs: list[EpochRecord]
+    commits: list[CommitRecord]
+    switches: list[tuple[str, int, float]]
+    reconnects: list[tuple[str, float]]
+    key_failures: list[FailureRecord]
+    unknown_reasons: dict[str, int]
+    #: (identity, kind, phase, bin index) -> failed frames
+    failures: dict[tuple[str, FailureKind, Phase, int], int]
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What the run's driver needs of a live peer (picklable, so a worker
+    process can send it)."""
+
+    identity: str
+    #: the MLS epoch it is at, None outside the group
+    epoch: int | None
+    #: group members: room identity -> leaf index
+    members: dict[str, int]
+    sending_epoch: int | None
+    frames_decrypted: int
+    crashed: bool
+    #: ledger time of the crash
+    crashed_at: float | None
+
+
+@dataclass(frozen=True)
+class PeerTotals:
+    """A peer's figures for the report (at its end, or now)."""
+
+    frames_sent: int
+    frames_received: int
+    frames_decrypted: int
+    frames_decoded: int | None
+    conflicts: int
+    epoch: int | None
+    #: video frames missing between decoded counters, and unreadable ones
+    video_missing: int = 0
+    video_unreadable: int = 0
 
 
 def fingerprint(authenticator: bytes) -> str:
@@ -140,8 +239,8 @@ def fingerprint(authenticator: bytes) -> str:
 
 
 class ObservedReceiverTransform(SFrameReceiverTransform):
-    """A receiver transform that reports each failure, split at its first
-    decrypted frame."""
+    """A receiver transform that reports each failure with its :class:`Phase`:
+    before its first decrypted frame, after it, or after it but late."""
 
     def __init__(self, receiver: RTCRtpReceiver, session: ObservedSession) -> None:
         self.opened = False
@@ -153,11 +252,16 @@ class ObservedReceiverTransform(SFrameReceiverTransform):
         if super().handle(codec, frame):
             self.opened = True
             return True
-        failures = self.stats().failures
-        for kind, count in failures.items():
+        stats = self.stats()
+        phase = Phase.STARTUP if not self.opened else Phase.AFTER
+        for kind, count in stats.failures.items():
+            if count == self._seen[kind]:
+                continue
+            late = (phase is Phase.AFTER and kind is FailureKind.UNKNOWN_KID
+                    and stats.epoch is not None and self._session.evicted(stats.epoch))
             for _ in range(count - self._seen[kind]):
-                self._session.report_failure(self, kind, startup=not self.opened)
-        self._seen = failures
+                self._session.report_failure(self, kind, Phase.LATE if late else phase)
+        self._seen = stats.failures
         return False
 
 
@@ -165,7 +269,7 @@ class ObservedSession(SFrameSession):
     """An SFrame session that reports sender switches and receiver failures."""
 
     def __init__(self, on_switch: Callable[[int], None],
-                 on_failure: Callable[[ObservedReceiverTransform, FailureKind, bool], None],
+                 on_failure: Callable[[ObservedReceiverTransform, FailureKind, Phase], None],
                  retain_epochs: int) -> None:
         super().__init__(MLSKeyManager(retain_epochs=retain_epochs))
         self._on_switch = on_switch
@@ -181,6 +285,22 @@ class ObservedSession(SFrameSession):
             reason = str(exc).partition(": ")[2]
             self.last_unknown = (exc.kid & ((1 << bits) - 1), exc.kid >> bits, reason)
             raise
+
+    def evicted(self, last_epoch: int) -> bool:
+        """Whether the last unknown KID named an epoch this member had
+        installed and already evicted, given the newest epoch ``last_epoch``
+        decrypted on that frame's receiver.  One sender's frames arrive in
+        order, so the KID's epoch (known modulo 2^E, RFC 9605 §5.2) is the
+        first at or after ``last_epoch`` with those bits: older than every
+        retained epoch means evicted (the frame came late), newer than the
+        newest means not yet installed (a key problem)."""
+        if self.last_unknown is None:
+            return False
+        with self._lock:
+            modulus = 1 << self._km.epoch_bits
+            retained = self._km.epochs
+        epoch = last_epoch + (self.last_unknown[0] - last_epoch) % modulus
+        return bool(retained) and epoch < min(retained)
 
     def install_epoch(self, exporter: MLSExporter, epoch: int, own_index: int, group_size: int,
                       *, switch_after: float | None = None) -> None:
@@ -205,19 +325,53 @@ class ObservedSession(SFrameSession):
 class ObservedPeer(CallPeer):
     """A call peer reporting to a :class:`Ledger` (see the module docstring)."""
 
-    def __init__(self, ledger: Ledger, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, ledger: Ledger, *args: Any, name: str = "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ledger = ledger
+        #: the identity its token names (``identity`` is known once connected)
+        self.name = name
         self.session = ObservedSession(self._switched, self._failed, self.options.sframe_retain_epochs)
         self.crashed = False
+        self.leaving = False
         #: ledger time of the crash
         self.crashed_at: float | None = None
         self._crash_on_commit = False
 
+    def view(self) -> PeerView:
+        return PeerView(self.identity or self.name, None if self.group is None else self.group.epoch,
+                        self.member_identities(), self.session.sending_epoch,
+                        sum(peer.frames_decrypted for peer in self.link_stats()),
+                        self.crashed, self.crashed_at)
+
+    def totals(self) -> PeerTotals:
+        status = self.status()
+        missing = unreadable = 0
+        for sink in self.sinks:
+            if isinstance(sink, VerifyingSink):
+                for _, report in sink.all_reports():
+                    if report.kind == "video":
+                        missing += report.missing
+                        unreadable += report.unreadable
+        return PeerTotals(status.frames_sent, status.frames_received, status.frames_decrypted,
+                          status.frames_decoded, status.conflicts, status.epoch, missing, unreadable)
+
+    async def end(self, how: str, timeout: float) -> PeerTotals:
+        """Crash (``how == "crash"``) or stop, within ``timeout`` seconds; the totals.
+        Frames that fail to decrypt from now on are not counted: this member
+        left the call (and is removed from the group) while they still arrive."""
+        self.leaving = True
+        try:
+            await asyncio.wait_for(self.crash() if how == "crash" else self.stop(), timeout)
+        except TimeoutError:
+            logger.warning("%s did not stop within %g s", self.identity, timeout)
+        return self.totals()
+
     def _switched(self, epoch: int) -> None:
         self.ledger.switches.append((self.identity, epoch, self.ledger.now()))
 
-    def _failed(self, transform: ObservedReceiverTransform, kind: FailureKind, startup: bool) -> None:
+    def _failed(self, transform: ObservedReceiverTransform, kind: FailureKind, phase: Phase) -> None:
+        if self.leaving or self.crashed:
+            return
         def remote() -> str:
             for name, link in self.links.items():
                 if transform in link.protection.receivers:
@@ -225,7 +379,7 @@ class ObservedPeer(CallPeer):
             return "?"
         session = self.session
         assert isinstance(session, ObservedSession)
-        self.ledger.failure(self.identity, kind, startup, remote, session.newest_epoch,
+        self.ledger.failure(self.identity, kind, phase, remote, session.newest_epoch,
                             session.last_unknown)
 
     # -- what CallPeer does, recorded ----------------------------------------------

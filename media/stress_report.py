@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import FailureKind
-from .stress_peer import FAILURE_BIN, EpochRecord
+from .stress_peer import FAILURE_BIN, EpochRecord, Phase
 from .stress_run import StressData
 
 #: the issue's targets, reported (never asserted as timings)
@@ -97,6 +97,7 @@ def _epochs(data: StressData) -> list[dict[str, Any]]:
             "installed_by": len(installed),
             "missing": missing,
             "latency_ms": _ms(max(installed.values()) - first),
+            "last_installed": max(installed, key=installed.__getitem__),
             "switch_latency_ms": _ms(max(switched.values()) - first) if switched else None,
             "switched_by": len(switched),
             "agree": len({r.authenticator for r in records}) == 1
@@ -111,7 +112,7 @@ def _peer_rows(data: StressData) -> list[dict[str, Any]]:
     rows = []
     for record in data.peers:
         status = record.status()
-        counts = data.ledger.failure_counts.get(record.identity, {k: [0, 0] for k in FailureKind})
+        counts = data.ledger.failure_counts.get(record.identity, {k: [0, 0, 0] for k in FailureKind})
         rows.append({
             "identity": record.identity,
             "joined_at": round(record.joined_at - t0, 3),
@@ -122,14 +123,15 @@ def _peer_rows(data: StressData) -> list[dict[str, Any]]:
             "frames_decrypted": status.frames_decrypted,
             "frames_decoded": status.frames_decoded,
             "failures": {
-                "unknown_kid_joiner": counts[FailureKind.UNKNOWN_KID][0],
-                "unknown_kid": counts[FailureKind.UNKNOWN_KID][1],
+                "unknown_kid_joiner": counts[FailureKind.UNKNOWN_KID][Phase.STARTUP],
+                "unknown_kid": counts[FailureKind.UNKNOWN_KID][Phase.AFTER],
+                "unknown_kid_late": counts[FailureKind.UNKNOWN_KID][Phase.LATE],
                 "authentication": sum(counts[FailureKind.AUTHENTICATION]),
                 "replay": sum(counts[FailureKind.REPLAY]),
                 "decode": sum(counts[FailureKind.MALFORMED]),
             },
-            "video_frames_missing": record.video_missing,
-            "video_frames_unreadable": record.video_unreadable,
+            "video_frames_missing": status.video_missing,
+            "video_frames_unreadable": status.video_unreadable,
             "commit_conflicts": status.conflicts,
             "final_epoch": status.epoch,
         })
@@ -176,7 +178,8 @@ def _restarts(data: StressData, epochs: list[dict[str, Any]]) -> list[dict[str, 
 
 def _timeline(data: StressData) -> dict[str, Any]:
     t0 = data.phase_start
-    bins = sorted(set(data.ledger.failure_bins) | set(data.ledger.startup_bins))
+    bins = sorted(set(data.ledger.failure_bins) | set(data.ledger.startup_bins)
+                  | set(data.ledger.late_bins))
     return {
         "samples": [{"t": round(s.t - t0, 3), "present": s.present, "group_size": s.group_size,
                      "epoch": s.epoch, "frames_decrypted": sum(s.decrypted.values())}
@@ -184,6 +187,7 @@ def _timeline(data: StressData) -> dict[str, Any]:
         "failure_bin_s": FAILURE_BIN,
         "failures": [{"t": round(i * FAILURE_BIN - t0, 3),
                       "unknown_kid_joiner": data.ledger.startup_bins.get(i, 0),
+                      "unknown_kid_late": data.ledger.late_bins.get(i, 0),
                       **{k.value: data.ledger.failure_bins.get(i, {}).get(k, 0) for k in FailureKind}}
                      for i in bins],
         "events": [{"t": round(at - t0, 3), "what": what} for at, what in data.events],
@@ -200,7 +204,8 @@ def analyze(data: StressData) -> dict[str, Any]:
     latency = [e["latency_ms"] / 1000 for e in measured]
     switch = [e["switch_latency_ms"] / 1000 for e in measured if e["switch_latency_ms"] is not None]
     failures = {name: sum(p["failures"][name] for p in peers)
-                for name in ("unknown_kid_joiner", "unknown_kid", "authentication", "replay", "decode")}
+                for name in ("unknown_kid_joiner", "unknown_kid", "unknown_kid_late", "authentication",
+                             "replay", "decode")}
     key_failures = failures["unknown_kid"] + failures["authentication"]
     commits = data.ledger.commits
     agree = all(e["agree"] for e in epochs)
@@ -214,6 +219,9 @@ def analyze(data: StressData) -> dict[str, Any]:
         "all_agree": agree,
         "rekey_latency_ms": _spread(latency),
         "switch_latency_ms": _spread(switch),
+        # the switch by design waits switch_delay after a member processed the
+        # commit: what it took beyond that
+        "switch_beyond_delay_ms": _spread([x - config.switch_delay for x in switch]),
         "commits_submitted": len(commits),
         "commits_accepted": sum(c.accepted for c in commits),
         "commits_refused": sum(not c.accepted for c in commits),
@@ -240,7 +248,7 @@ def analyze(data: StressData) -> dict[str, Any]:
             "peers": config.peers, "duration_s": config.duration, "churn_per_s": config.churn,
             "update_interval_s": config.update_interval, "racers": config.racers,
             "switch_delay_s": config.switch_delay, "confirm_delay_s": config.confirm_delay,
-            "seed": config.seed, "server": data.server_url,
+            "seed": config.seed, "processes": config.processes, "server": data.server_url,
             "scenario": [{"at": e.at, "event": e.describe()}
                          for e in (config.scenario.events if config.scenario else ())],
         },
@@ -269,7 +277,7 @@ def summary_table(document: dict[str, Any]) -> str:
     """The end-of-run table (plain text)."""
     s, c = document["summary"], document["config"]
     t = s["targets"]
-    lat, sw = s["rekey_latency_ms"], s["switch_latency_ms"]
+    lat, sw, bd = s["rekey_latency_ms"], s["switch_latency_ms"], s["switch_beyond_delay_ms"]
     f = s["failures"]
     mark = {True: "ok", False: "MISSED"}
     lines = [
@@ -284,12 +292,17 @@ def summary_table(document: dict[str, Any]) -> str:
         f"{'{} / {} / {} / {}'.format(s['joins'], s['leaves'], s['crashes'], s['joins_failed']):>28}",
         f"{'':2}{'rekey latency p50 / p95 / max':38}"
         f"{_fmt(lat['p50']) + ' / ' + _fmt(lat['p95']) + ' / ' + _fmt(lat['max']) + ' ms':>28}",
+        f"{'':4}(commit -> every member installed the epoch: can decrypt it)",
         f"{'':2}{'sender switch p50 / p95 / max':38}"
         f"{_fmt(sw['p50']) + ' / ' + _fmt(sw['p95']) + ' / ' + _fmt(sw['max']) + ' ms':>28}",
+        f"{'':4}(commit -> every member sends under it; waits by design "
+        f"{c['switch_delay_s'] * 1000:g} ms after install,",
+        f"{'':4} {c['confirm_delay_s'] * 1000:g} ms for the committer: beyond that "
+        f"p50 / p95 {_fmt(bd['p50'])} / {_fmt(bd['p95'])} ms)",
         f"{'':2}{'frames sent / decrypted':38}"
         f"{str(s['frames_sent']) + ' / ' + str(s['frames_decrypted']):>28}",
-        f"{'':2}{'unknown KID (joiner) / after first':38}"
-        f"{str(f['unknown_kid_joiner']) + ' / ' + str(f['unknown_kid']):>28}",
+        f"{'':2}{'unknown KID joiner / after first / late':38}"
+        f"{'{} / {} / {}'.format(f['unknown_kid_joiner'], f['unknown_kid'], f['unknown_kid_late']):>28}",
         f"{'':2}{'authentication / replay / decode':38}"
         f"{'{} / {} / {}'.format(f['authentication'], f['replay'], f['decode']):>28}",
         f"{'':2}{'video frames missing (decoded gaps)':38}{s['video_frames_missing']:>28}",
@@ -299,7 +312,9 @@ def summary_table(document: dict[str, Any]) -> str:
         "targets:",
         f"  p95 rekey latency <= {TARGET_P95_MS:g} ms: {_fmt(t['p95_rekey_ms'], ' ms')} "
         f"{mark[t['p95_rekey_ok']]}",
-        f"  no frame lost to a key problem:  {s['key_failures']} {mark[t['no_key_failures']]}",
+        f"  no frame lost to a key problem:  {s['key_failures']} {mark[t['no_key_failures']]}"
+        + (f" ({f['unknown_kid_late']} arrived after their epoch was evicted: transport delay)"
+           if f["unknown_kid_late"] else ""),
         f"  all epoch authenticators equal:  {mark[t['all_agree']]}",
     ]
     return "\n".join(lines)
@@ -337,7 +352,8 @@ def plot(document: dict[str, Any], path: Path) -> None:
     width = timeline["failure_bin_s"]
     xs = [b["t"] for b in bins]
     bottom = [0] * len(bins)
-    for name, color in (("unknown_kid_joiner", "0.75"), ("unknown_kid", "tab:red"),
+    for name, color in (("unknown_kid_joiner", "0.75"), ("unknown_kid_late", "tab:orange"),
+                        ("unknown_kid", "tab:red"),
                         ("authentication", "black"), ("malformed", "tab:brown"), ("replay", "tab:pink")):
         heights = [b[name] for b in bins]
         if any(heights):

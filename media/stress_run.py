@@ -12,10 +12,14 @@ Phases, each bounded in time:
    otherwise a random member leaves); every ``update_interval`` seconds
    ``racers`` members commit a self-update at the same moment (their
    commits race for one epoch); scenario events at their times.  Churn
-   pauses while the server is down;
+   pauses while the server is down and until its participants reconnected;
 3. *settle*: no more changes; up to ``settle_timeout`` seconds for every
    participant to reach the same epoch, sending under it;
 4. every peer stops (its final statistics kept), then the server.
+
+The peers run in this process (``processes == 1``) or spread over worker
+processes (:mod:`media.stress_hosts`, :mod:`media.stress_worker`), each new
+one on the worker hosting the fewest; the driver is the same either way.
 
 What happened is in :class:`StressData`; :mod:`media.stress_report` turns it
 into figures, JSON and a plot.
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import tempfile
 from collections.abc import Callable, Coroutine
@@ -38,12 +43,13 @@ from signaling.client import fetch_token
 from signaling.errors import SignalingError
 
 from .bot import ws_url_for
-from .call_peer import CallOptions, CallStatus
+from .call_peer import CallOptions
 from .errors import MediaError
 from .scenario import Action, Scenario, ScenarioError, ScenarioEvent
-from .sinks import VerifyingSink
-from .stress_peer import Ledger, ObservedPeer
+from .stress_hosts import LocalPeer, PeerHandle, RemotePeer, WorkerError, WorkerProcess
+from .stress_peer import Ledger, PeerTotals, PeerView, Phase
 from .stress_server import ServerProcess
+from .stress_worker import WorkerSetup
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +82,9 @@ class StressConfig:
     server: str | None = None
     room: str = "stress"
     seed: int = 1
+    #: processes hosting the peers: 1 runs them in the run's own process,
+    #: more start that many workers (media.stress_worker)
+    processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     switch_delay: float = CallOptions.switch_delay
     confirm_delay: float = CallOptions.confirm_delay
     sample_interval: float = 0.5
@@ -95,6 +104,8 @@ class StressConfig:
             raise StressError("--update-interval must be within 0.1..3600 seconds")
         if not 1 <= self.racers <= self.peers:
             raise StressError("--racers must be within 1..peers")
+        if not 1 <= self.processes <= 64:
+            raise StressError("--processes must be within 1..64")
         scenario = self.scenario
         if scenario is not None:
             if scenario.last_time > self.duration:
@@ -109,22 +120,19 @@ class PeerRecord:
     """One participant of the run, from its join to its end."""
 
     identity: str
-    peer: ObservedPeer
+    peer: PeerHandle
     joined_at: float
     ended_at: float | None = None
     #: "leave", "crash", "end" or "join-failed"
     how: str | None = None
-    final: CallStatus | None = None
-    #: video frames missing between decoded counters, and unreadable ones
-    video_missing: int = 0
-    video_unreadable: int = 0
+    final: PeerTotals | None = None
 
     @property
     def live(self) -> bool:
         return self.ended_at is None
 
-    def status(self) -> CallStatus:
-        return self.final if self.final is not None else self.peer.status()
+    def status(self) -> PeerTotals:
+        return self.final if self.final is not None else self.peer.totals()
 
 
 @dataclass(frozen=True)
@@ -179,6 +187,7 @@ class StressRun:
         self._rng = random.Random(config.seed)
         self._ledger = Ledger()
         self._server: ServerProcess | None = None
+        self._workers: list[WorkerProcess] = []
         self._ws_url = ""
         self._peers: list[PeerRecord] = []
         self._next_index = 0
@@ -206,6 +215,13 @@ class StressRun:
             self._server = ServerProcess(workdir / "server")
             url = await self._server.start()
         self._ws_url = ws_url_for(url)
+        if self.config.processes > 1:
+            level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+            setup = WorkerSetup(self._ledger.origin, self._ws_url, self.config.room, level)
+            self._workers = [WorkerProcess(i, setup, self._ledger)
+                             for i in range(self.config.processes)]
+            for worker in self._workers:
+                await worker.start()
         return url
 
     async def _call(self, url: str) -> StressData:
@@ -289,54 +305,54 @@ class StressRun:
     def _show_progress(self, t: float) -> None:
         if self._progress is None:
             return
-        live = self._live()
-        members = [r for r in live if r.peer.group is not None]
-        epoch = max((r.peer.group.epoch for r in members if r.peer.group), default=None)
+        views = [r.peer.view() for r in self._live()]
+        members = [v for v in views if v.epoch is not None]
+        epoch = max((v.epoch for v in members if v.epoch is not None), default=None)
         commits = self._ledger.commits
         refused = sum(not c.accepted for c in commits)
         counts = [c for per in self._ledger.failure_counts.values() for c in per.values()]
-        key = sum(c[1] for c in counts)
-        joiner = sum(c[0] for c in counts)
+        key = sum(c[Phase.AFTER] for c in counts)
+        joiner = sum(c[Phase.STARTUP] for c in counts)
+        late = sum(c[Phase.LATE] for c in counts)
         server = "down" if self._server_down else "up"
         self._progress(
-            f"t {t:5.1f}/{self.config.duration:g} s | peers {len(live)} (in group {len(members)}) "
+            f"t {t:5.1f}/{self.config.duration:g} s | peers {len(views)} (in group {len(members)}) "
             f"epoch {'-' if epoch is None else epoch} | commits {len(commits) - refused} "
-            f"(refused {refused}) | failures after first frame {key}, joiner {joiner} | "
+            f"(refused {refused}) | failures after first frame {key}, joiner {joiner}, late {late} | "
             f"server {server}, restarts {len(self._data.restarts)}")
 
     def _sample(self) -> None:
-        live = self._live()
-        epochs = [(r.peer.group.epoch, len(r.peer.member_identities())) for r in live
-                  if r.peer.group is not None]
+        views = [r.peer.view() for r in self._live()]
+        epochs = [(v.epoch, len(v.members)) for v in views if v.epoch is not None]
         newest = max(epochs, default=(None, 0))
         self._data.samples.append(Sample(
-            self._ledger.now(), len(live), newest[1], newest[0],
-            {r.identity: r.peer.status().frames_decrypted for r in live}))
+            self._ledger.now(), len(views), newest[1], newest[0],
+            {v.identity: v.frames_decrypted for v in views}))
 
     # -- participants --------------------------------------------------------------------
 
     def _live(self) -> list[PeerRecord]:
-        return [r for r in self._peers if r.live and not r.peer.crashed]
+        return [r for r in self._peers if r.live and not r.peer.view().crashed]
 
     def _members(self) -> list[PeerRecord]:
-        return [r for r in self._live() if r.peer.group is not None]
+        return [r for r in self._live() if r.peer.view().epoch is not None]
+
+    def _views(self) -> list[PeerView]:
+        return [r.peer.view() for r in self._live()]
 
     def _formed(self) -> bool:
-        live = self._live()
-        names = tuple(sorted(r.identity for r in live))
-        return bool(live) and all(
-            r.peer.group is not None and tuple(sorted(r.peer.member_identities())) == names
-            and r.peer.session.sending_epoch == r.peer.group.epoch
-            and r.peer.status().frames_decrypted > 0 for r in live)
+        views = self._views()
+        names = sorted(v.identity for v in views)
+        return bool(views) and all(
+            v.epoch is not None and sorted(v.members) == names and v.sending_epoch == v.epoch
+            and v.frames_decrypted > 0 for v in views)
 
     def _settled(self) -> bool:
-        live = self._live()
-        names = tuple(sorted(r.identity for r in live))
-        epochs = {r.peer.group.epoch if r.peer.group else None for r in live}
+        views = self._views()
+        names = sorted(v.identity for v in views)
+        epochs = {v.epoch for v in views}
         return len(epochs) == 1 and None not in epochs and all(
-            tuple(sorted(r.peer.member_identities())) == names
-            and r.peer.session.sending_epoch == r.peer.group.epoch  # type: ignore[union-attr]
-            for r in live)
+            sorted(v.members) == names and v.sending_epoch == v.epoch for v in views)
 
     def _options(self) -> CallOptions:
         config = self.config
@@ -354,14 +370,19 @@ class StressRun:
         self._next_index += 1
         identity = f"p{self._next_index:03d}"
         token = await self._token(identity)
-        peer = ObservedPeer(self._ledger, self._ws_url, self.config.room, token,
-                            sinks=[VerifyingSink()], options=self._options())
+        peer: PeerHandle
+        if self._workers:  # the least busy worker
+            worker = min(self._workers, key=lambda w: len(w.hosted))
+            peer = RemotePeer(identity, worker, token, self._options())
+        else:
+            peer = LocalPeer.create(identity, self._ledger, self._ws_url, self.config.room, token,
+                                    self._options())
         record = PeerRecord(identity, peer, self._ledger.now())
         self._peers.append(record)
         self._event(f"join {identity}")
         try:
-            await asyncio.wait_for(peer.start(), PEER_TIMEOUT)
-        except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+            await peer.start(PEER_TIMEOUT)
+        except (SignalingError, aiohttp.ClientError, OSError, TimeoutError, WorkerError) as exc:
             self._event(f"join {identity} failed: {type(exc).__name__}")
             await self._end(record, "join-failed")
 
@@ -369,21 +390,12 @@ class StressRun:
         """Stop (or crash) one participant and keep its final statistics."""
         if record.ended_at is not None:
             return
-        record.ended_at, record.how = record.peer.crashed_at or self._ledger.now(), how
+        record.ended_at, record.how = record.peer.view().crashed_at or self._ledger.now(), how
         try:
-            if how == "crash":
-                await asyncio.wait_for(record.peer.crash(), PEER_TIMEOUT)
-            else:
-                await asyncio.wait_for(record.peer.stop(), PEER_TIMEOUT)
-        except TimeoutError:
-            logger.warning("%s did not stop within %g s", record.identity, PEER_TIMEOUT)
-        record.final = record.peer.status()
-        sink = record.peer.sinks[0]
-        assert isinstance(sink, VerifyingSink)
-        for _, report in sink.all_reports():
-            if report.kind == "video":
-                record.video_missing += report.missing
-                record.video_unreadable += report.unreadable
+            record.final = await record.peer.end(how, PEER_TIMEOUT)
+        except WorkerError as exc:
+            logger.warning("%s: %s", record.identity, exc)
+            record.final = record.peer.totals()
 
     def _pick(self, who: str, count: int) -> list[PeerRecord]:
         """Members chosen by ``who`` (at most ``count``; at least one member stays)."""
@@ -405,7 +417,7 @@ class StressRun:
     def _committer(members: list[PeerRecord]) -> PeerRecord:
         """The member with the lowest leaf index (CallPeer's committer rule)."""
         names = {r.identity for r in members}
-        leaves = max((r.peer.member_identities() for r in members), key=len)
+        leaves = max((r.peer.view().members for r in members), key=len)
         present = {name: leaf for name, leaf in leaves.items() if name in names}
         lowest = min(present, key=present.__getitem__) if present else members[0].identity
         return next(r for r in members if r.identity == lowest)
@@ -461,9 +473,9 @@ class StressRun:
     async def _reap_crash(self, record: PeerRecord) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CRASH_FALLBACK
-        while not record.peer.crashed and loop.time() < deadline:
+        while not record.peer.view().crashed and loop.time() < deadline:
             await asyncio.sleep(TICK)
-        if not record.peer.crashed:
+        if not record.peer.view().crashed:
             self._event(f"{record.identity} did not commit within {CRASH_FALLBACK:g} s: crashed anyway")
         else:
             self._event(f"{record.identity} crashed right after submitting a commit")
@@ -478,12 +490,21 @@ class StressRun:
         assert self._server is not None
         at = self._ledger.now()
         self._event(f"server killed (SIGKILL, pid {self._server.pid}), down {down:g} s")
+        before = {r.identity for r in self._live()}
         try:
             await self._server.restart(down)
+            back = self._ledger.now()
+            self._event(f"server restarted on port {self._server.port}")
+            # churn resumes once the participants are back (bounded), so that
+            # no one is made to leave before it could reconnect
+            await self._until(lambda: self._reconnected(before, at), self.config.reconnect_timeout)
         finally:
             self._server_down = False
-        self._data.restarts.append(RestartRecord(at, down, self._ledger.now()))
-        self._event(f"server restarted on port {self._server.port}")
+        self._data.restarts.append(RestartRecord(at, down, back))
+
+    def _reconnected(self, before: set[str], since: float) -> bool:
+        back = {identity for identity, at in self._ledger.reconnects if at >= since}
+        return all(r.identity in back for r in self._live() if r.identity in before)
 
     # -- the end -----------------------------------------------------------------------------
 
@@ -495,5 +516,6 @@ class StressRun:
                 await task
         await asyncio.gather(*(self._end(r, "end") for r in self._peers if r.live),
                              return_exceptions=True)
+        await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         if self._server is not None:
             await self._server.stop()

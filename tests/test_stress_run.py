@@ -1,7 +1,9 @@
 """``mlscall stress`` end to end: a server process, 4 call peers on
 127.0.0.1, a membership change every 2 s, racing self-updates, a server
 restart (SIGKILL, same database and port) and a committer that crashes
-right after submitting a commit.  Asserts correctness, never timings."""
+right after submitting a commit; once with every peer in the run's own
+process, once spread over two worker processes.  Asserts correctness,
+never timings."""
 
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ BOUND = 240.0  # seconds the whole run may take (a bound, not a measurement)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
+@pytest.fixture(scope="module", params=[1, 2], ids=["in-process", "2-workers"])
+def run(request: pytest.FixtureRequest,
+        tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path, str]:
     tmp = tmp_path_factory.mktemp("stress")
     scenario = tmp / "scenario.txt"
     scenario.write_text("# the server restarts mid-call; later the committer dies mid-commit\n"
@@ -29,10 +32,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path,
     done = subprocess.run(
         [sys.executable, "-m", "media.cli", "stress", "--peers", "4", "--duration", "20",
          "--churn", "0.5", "--update-interval", "4", "--racers", "2", "--scenario", str(scenario),
-         "--json", str(result), "--plot", str(plot)],
+         "--processes", str(request.param), "--json", str(result), "--plot", str(plot)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(result.read_text()), plot, done.stdout
+    document = json.loads(result.read_text())
+    assert document["config"]["processes"] == request.param
+    return document, plot, done.stdout
 
 
 def test_no_frame_fails_for_a_key_reason(run: tuple[dict[str, Any], Path, str]) -> None:
@@ -40,11 +45,14 @@ def test_no_frame_fails_for_a_key_reason(run: tuple[dict[str, Any], Path, str]) 
     summary = document["summary"]
     assert summary["failures"]["authentication"] == 0
     assert summary["failures"]["decode"] == 0
-    # unknown KIDs only before a receiver's first decrypted frame (a joiner's)
+    # unknown KIDs only before a receiver's first decrypted frame (a joiner's),
+    # none of a frame that came after its epoch was evicted either
     assert summary["failures"]["unknown_kid"] == 0, document["key_failures"]
+    assert summary["failures"]["unknown_kid_late"] == 0
     assert summary["key_failures"] == 0
     for peer in document["peers"]:
         assert peer["failures"]["authentication"] == peer["failures"]["unknown_kid"] == 0, peer
+        assert peer["failures"]["unknown_kid_late"] == 0, peer
         if peer["how"] != "join-failed":
             assert peer["frames_decrypted"] > 0, peer
     # joiners did see frames before they had keys, and these were told apart
