@@ -121,6 +121,12 @@ def _within_depth(value: object, limit: int) -> bool:
     return True
 
 
+#: One decoder and one encoder for every frame (``json.loads``/``json.dumps`` with options build
+#: a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def parse_json_object(text: str) -> dict[str, Any]:
     """``text`` as a JSON object (RFC 8259) nested at most :data:`MAX_DEPTH` levels deep.
 
@@ -128,7 +134,7 @@ def parse_json_object(text: str) -> dict[str, Any]:
     when it is not an object or nests too deeply. Never a ``RecursionError``.
     """
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except RecursionError:
         raise SignalingError(ErrorCode.BAD_MESSAGE, _TOO_DEEP) from None
     except ValueError:
@@ -155,7 +161,7 @@ def parse_frame(text: str) -> dict[str, Any]:
 
 def dump_frame(frame: dict[str, Any]) -> str:
     """Compact JSON of a frame whose values are already wire-ready (base64 strings)."""
-    return json.dumps(frame, separators=(",", ":"))
+    return _ENCODER.encode(frame)
 
 
 def decode_binary_fields(frame: dict[str, Any]) -> dict[str, Any]:

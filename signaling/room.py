@@ -24,6 +24,10 @@ CLOSE_JOIN_TIMEOUT = 4009
 #: Seconds a closing connection gets to take its queued frames, then again to take the close frame.
 FLUSH_TIMEOUT = 5.0
 
+#: Largest frame :meth:`Member.deliver` writes itself (aiohttp writes, and compresses, frames this
+#: small without waiting); larger ones always go through the writer task.
+INLINE_FRAME_BYTES = 4096
+
 
 @dataclass(eq=False, slots=True)
 class Member:
@@ -35,6 +39,10 @@ class Member:
     ``ws``, aborted when a peer takes not even the close frame. ``queued_bytes``
     counts the frames queued or being written: frames are ASCII JSON
     (:func:`signaling.protocol.dump_frame`), so characters are bytes.
+
+    :meth:`deliver` is the room sequencer's fast path: with nothing queued or
+    being written and room in the socket's buffer, the frame is written at
+    once, saving the writer task a wake-up per frame; the order is the same.
     """
 
     ws: web.WebSocketResponse
@@ -46,8 +54,11 @@ class Member:
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     closing: bool = False
     join_deadline: asyncio.TimerHandle | None = None
-    transport: asyncio.BaseTransport | None = None
+    transport: asyncio.WriteTransport | None = None
     queued_bytes: int = 0
+    #: A frame is being written (by the writer task or by :meth:`deliver`); set when one is done.
+    writing: bool = False
+    written: asyncio.Event = field(default_factory=asyncio.Event)
     _close_task: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
@@ -61,6 +72,27 @@ class Member:
             return
         self.queued_bytes += len(text)
         self.queue.put_nowait(text)
+
+    async def deliver(self, text: str) -> None:
+        """Write one frame now if nothing waits before it and the socket takes it at once; else queue it."""
+        transport = self.transport
+        if (self.writing or self.closing or transport is None or len(text) > INLINE_FRAME_BYTES
+                or self.queue.qsize() or self.ws.closed):
+            self.send(text)
+            return
+        low, high = transport.get_write_buffer_limits()
+        buffered = transport.get_write_buffer_size()
+        if buffered > low or buffered + len(text) > high:  # flow control could make the write wait
+            self.send(text)
+            return
+        self.writing = True
+        try:
+            await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            self.closing = True
+        finally:
+            self.writing = False
+            self.written.set()
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection after the frames already queued."""
@@ -93,8 +125,15 @@ class Member:
             try:
                 if text is None:
                     return
+                while self.writing:  # a frame of deliver() is still being written: it goes first
+                    self.written.clear()
+                    await self.written.wait()
                 if not self.ws.closed:
-                    await self.ws.send_str(text)
+                    self.writing = True
+                    try:
+                        await self.ws.send_str(text)
+                    finally:
+                        self.writing = False
             except (ConnectionError, RuntimeError):
                 self.closing = True
             finally:
@@ -147,3 +186,9 @@ class Room:
         for member in tuple(self.members.values()):
             if member is not exclude:
                 member.send(text)
+
+    async def deliver(self, text: str, *, exclude: Member | None = None) -> None:
+        """:meth:`broadcast` through :meth:`Member.deliver` (the sequencer's fan-out)."""
+        for member in tuple(self.members.values()):
+            if member is not exclude:
+                await member.deliver(text)

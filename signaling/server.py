@@ -288,9 +288,9 @@ class SignalingServer:
                                 SignalingError(ErrorCode.INTERNAL, "internal server error"))
                 continue
             for append, result in zip(batch, results):
-                self._deliver(room, append, result)
+                await self._deliver(room, append, result)
 
-    def _deliver(self, room: Room, append: Append, result: AppendResult) -> None:
+    async def _deliver(self, room: Room, append: Append, result: AppendResult) -> None:
         """Fan out one durable result and answer its sender."""
         request, member = append.request, append.member
         kind = type(request).__name__
@@ -301,16 +301,17 @@ class SignalingServer:
             return
         first, *welcomes = result.entries
         if isinstance(request, ApplicationRequest):
-            room.broadcast(event_frame(first), exclude=member)
-            self._ack(member, append.rid, seq=first.seq)
+            await room.deliver(event_frame(first), exclude=member)
+            await member.deliver(p.dump_frame({"type": p.ACK, "re": append.rid, "seq": first.seq}))
             logger.debug("application room=%s seq=%d size=%d", room.name, first.seq, len(first.body))
             return
-        room.broadcast(event_frame(first))
+        await room.deliver(event_frame(first))
         for entry in welcomes:
             recipient = room.members.get(entry.recipient or "")
             if recipient is not None:
-                recipient.send(event_frame(entry))
-        self._ack(member, append.rid, seq=first.seq, epoch=result.epoch)
+                await recipient.deliver(event_frame(entry))
+        await member.deliver(p.dump_frame({"type": p.ACK, "re": append.rid, "seq": first.seq,
+                                           "epoch": result.epoch}))
         logger.info("%s accepted room=%s epoch=%d seq=%d size=%d welcomes=%d", kind, room.name,
                     request.epoch, first.seq, len(first.body), len(welcomes))
 

@@ -2,10 +2,12 @@
 
 All statements run on one dedicated thread (SQLite connections are not
 thread-safe, and one writer makes every transaction trivially serial), so
-the event loop never blocks on disk. :meth:`SQLiteStore.append` writes a
-whole batch of requests in one transaction (group commit) and returns after
-COMMIT. Durability: WAL with ``synchronous=NORMAL`` (the default) keeps every
-committed transaction across a process kill (SIGKILL) because the WAL write
+the event loop never blocks on disk. :meth:`SQLiteStore.append` returns
+after COMMIT; appends that arrive while a transaction is being written wait
+and then go, every room's together, into the next one (group commit across
+rooms: one transaction, and one hand-over to the store thread, per batch
+rather than per room). Durability: WAL with ``synchronous=NORMAL`` (the
+default) keeps every committed transaction across a process kill (SIGKILL) because the WAL write
 happened before COMMIT returned; ``synchronous=FULL`` adds an fsync per commit
 and so also survives power loss.
 """
@@ -55,6 +57,7 @@ CREATE INDEX IF NOT EXISTS key_packages_owner ON key_packages(room, identity, id
 """
 
 _LOG_COLUMNS = "room, seq, kind, sender, epoch, body, group_id, recipient"
+_INSERT_LOG = f"INSERT INTO log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _entry(row: tuple) -> LogEntry:
@@ -70,6 +73,9 @@ class SQLiteStore:
         self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
+        #: Appends waiting for the next group commit, and the task writing them.
+        self._appends: list[tuple[str, tuple[AppendRequest, ...], asyncio.Future[list[AppendResult]]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -88,6 +94,8 @@ class SQLiteStore:
         self._db = db
 
     async def close(self) -> None:
+        if self._committer is not None:
+            await self._committer
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
@@ -116,12 +124,6 @@ class SQLiteStore:
             return None, None, 0
         return row
 
-    @staticmethod
-    def _insert(db: sqlite3.Connection, entry: LogEntry) -> None:
-        db.execute(f"INSERT INTO log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (entry.room, entry.seq, entry.kind.value, entry.sender, entry.epoch, entry.body,
-                    entry.group_id, entry.recipient))
-
     async def group_state(self, room: str) -> GroupState:
         return await self._run(self._group_state, room)
 
@@ -132,45 +134,83 @@ class SQLiteStore:
         return GroupState(None, None, 0) if row is None else GroupState(*row)
 
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        return await self._run(self._append, room, tuple(requests))
+        waiter: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        self._appends.append((room, tuple(requests), waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.create_task(self._group_commit())
+        return await waiter
 
-    def _append(self, room: str, requests: tuple[AppendRequest, ...]) -> list[AppendResult]:
-        results = []
-        with self._transaction() as db:
-            group_id, epoch, seq = self._room_row(db, room)
-            for request in requests:
-                if isinstance(request, ApplicationRequest):
-                    entries = [LogEntry(room, seq + 1, EntryKind.APPLICATION, request.sender,
-                                        request.epoch, request.ciphertext)]
-                elif group_id is not None and group_id != request.group_id:
-                    results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
+    async def _group_commit(self) -> None:
+        """Write the waiting appends, all rooms in one transaction, until none wait."""
+        while self._appends:
+            batch, self._appends = self._appends, []
+            outcomes: list[list[AppendResult] | Exception]
+            try:
+                outcomes = await self._run(self._append_rooms, [(room, reqs) for room, reqs, _ in batch])
+            except Exception as exc:  # the transaction itself failed: nothing of the batch was written
+                outcomes = [exc] * len(batch)
+            for (_, _, waiter), outcome in zip(batch, outcomes):
+                if waiter.done():  # its caller was cancelled
                     continue
-                elif isinstance(request, ProposalRequest):
-                    if group_id is None:
-                        results.append(AppendResult(Outcome.NO_GROUP, None))
-                        continue
-                    if epoch != request.epoch:
-                        results.append(AppendResult(Outcome.CONFLICT, epoch))
-                        continue
-                    entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
-                                        request.proposal, group_id)]
+                if isinstance(outcome, Exception):
+                    waiter.set_exception(outcome)
                 else:
-                    if epoch is not None and epoch != request.epoch:
-                        results.append(AppendResult(Outcome.CONFLICT, epoch))
-                        continue
-                    group_id, epoch = request.group_id, request.epoch + 1
-                    entries = [LogEntry(room, seq + 1, EntryKind.COMMIT, request.sender, request.epoch,
-                                        request.commit, group_id)]
-                    for welcome in request.welcomes:
-                        entries.append(LogEntry(room, entries[-1].seq + 1, EntryKind.WELCOME,
-                                                request.sender, epoch, welcome.body, group_id,
-                                                welcome.recipient))
-                for entry in entries:
-                    self._insert(db, entry)
-                seq = entries[-1].seq
-                results.append(AppendResult(Outcome.ACCEPTED, epoch, tuple(entries)))
-            db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
-                       (group_id, epoch, seq, room))
+                    waiter.set_result(outcome)
+
+    def _append_rooms(self, batch: list[tuple[str, tuple[AppendRequest, ...]]]
+                      ) -> list[list[AppendResult] | Exception]:
+        """Each ``(room, requests)`` in order in one transaction; a failing one is undone alone."""
+        outcomes: list[list[AppendResult] | Exception] = []
+        with self._transaction() as db:
+            for room, requests in batch:
+                db.execute("SAVEPOINT room_append")
+                try:
+                    outcomes.append(self._append(db, room, requests))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO room_append")
+                    outcomes.append(exc)
+                db.execute("RELEASE room_append")
+        return outcomes
+
+    def _append(self, db: sqlite3.Connection, room: str,
+                requests: tuple[AppendRequest, ...]) -> list[AppendResult]:
+        results: list[AppendResult] = []
+        rows: list[LogEntry] = []
+        group_id, epoch, seq = self._room_row(db, room)
+        for request in requests:
+            if isinstance(request, ApplicationRequest):
+                entries = [LogEntry(room, seq + 1, EntryKind.APPLICATION, request.sender,
+                                    request.epoch, request.ciphertext)]
+            elif group_id is not None and group_id != request.group_id:
+                results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
+                continue
+            elif isinstance(request, ProposalRequest):
+                if group_id is None:
+                    results.append(AppendResult(Outcome.NO_GROUP, None))
+                    continue
+                if epoch != request.epoch:
+                    results.append(AppendResult(Outcome.CONFLICT, epoch))
+                    continue
+                entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
+                                    request.proposal, group_id)]
+            else:
+                if epoch is not None and epoch != request.epoch:
+                    results.append(AppendResult(Outcome.CONFLICT, epoch))
+                    continue
+                group_id, epoch = request.group_id, request.epoch + 1
+                entries = [LogEntry(room, seq + 1, EntryKind.COMMIT, request.sender, request.epoch,
+                                    request.commit, group_id)]
+                for welcome in request.welcomes:
+                    entries.append(LogEntry(room, entries[-1].seq + 1, EntryKind.WELCOME,
+                                            request.sender, epoch, welcome.body, group_id,
+                                            welcome.recipient))
+            rows.extend(entries)
+            seq = entries[-1].seq
+            results.append(AppendResult(Outcome.ACCEPTED, epoch, tuple(entries)))
+        db.executemany(_INSERT_LOG, [(e.room, e.seq, e.kind.value, e.sender, e.epoch, e.body, e.group_id,
+                                      e.recipient) for e in rows])
+        db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
+                   (group_id, epoch, seq, room))
         return results
 
     async def read_log(self, room: str, reader: str, *, after_seq: int = 0,

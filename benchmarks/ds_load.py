@@ -1,0 +1,431 @@
+"""Delivery-service load: N WebSocket clients in rooms of M, each sending at a fixed rate.
+
+Every client joins its room and, for ``--duration`` seconds, sends one MLS
+application message every ``1 / --rate`` seconds (an open-loop schedule with a
+random phase per client, so the offered load is steady): a real RFC 9420 §6.3
+PrivateMessage framing (version, wire format, group_id, epoch, content type,
+sender data, ciphertext) of ``--payload`` bytes whose ciphertext carries the
+sender, a counter and the send time. The server therefore parses each one for
+its header cross-check, exactly as it would a client's. Each delivery to
+another member of the room is timed from send to receipt (loopback, one clock).
+
+Two servers are measured in the same run, each in its own process while the
+load comes from ``--load-procs`` other processes (so the cores are split the
+same way for both):
+
+  mlscall   ``python -m media.cli serve`` (auth tokens, the room sequencer,
+            SQLite WAL group commit before every ack, header check, fan-out)
+  baseline  a minimal aiohttp fan-out server: the first frame names the room,
+            every later frame goes verbatim to the room's other members and
+            a constant ack to the sender; no parsing, storage or sequencing.
+
+Figures: delivered messages/s (receipts at the other members counted during
+the sending window, divided by its length), and the p50/p99 send-to-delivery
+latency of every delivery. Messages still undelivered ``--drain`` seconds
+after the window count as lost. The CPU share each process used during the
+window is printed, to show which side is the bottleneck.
+
+The default rate, 1 message/s per client, offers 1,000 messages/s and 9,000
+deliveries/s: nearly twice the 5,000 deliveries/s target, while leaving the
+load process (one core at most) enough headroom to time every delivery.
+``--only mlscall`` runs one server alone (for profiling, no JSON).
+
+Run: .venv/bin/python benchmarks/ds_load.py [--clients 1000] [--room-size 10] [--rate 1]
+     [--duration 10] [--load-procs 1] [--quick] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import secrets
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_json import figure, write_figures  # noqa: E402
+from mls.wire.enums import ContentType  # noqa: E402
+from mls.wire.framing import PrivateMessage  # noqa: E402
+from mls.wire.messages import MLSMessage  # noqa: E402
+
+#: sender index, message counter, send time (monotonic ns; one clock for every process on Linux).
+_STAMP = struct.Struct("!IIq")
+_EPOCH = 7
+_SENDER_DATA = 28  # AEAD of the 12-byte SenderData: 12 + 16 (RFC 9420 §6.3.2, AES-128-GCM)
+_BASELINE_ACK = json.dumps({"type": "ack"})
+_SETUP_TIMEOUT = 120.0
+
+
+def _group_id(room: int) -> bytes:
+    return b"ds-load-group-%05d" % room
+
+
+class Payload:
+    """One room's PrivateMessage template with the stamp's place in it."""
+
+    def __init__(self, room: int, size: int) -> None:
+        probe = self._encode(room, b"")
+        filler = max(_STAMP.size, size - len(probe))
+        self.template = bytearray(self._encode(room, bytes(filler)))
+        self.offset = len(self.template) - filler  # the ciphertext is the last field
+
+    @staticmethod
+    def _encode(room: int, ciphertext: bytes) -> bytes:
+        body = PrivateMessage(_group_id(room), _EPOCH, ContentType.APPLICATION, b"",
+                              secrets.token_bytes(_SENDER_DATA), ciphertext)
+        return MLSMessage(body).encode()
+
+    def stamped(self, sender: int, counter: int) -> bytes:
+        _STAMP.pack_into(self.template, self.offset, sender, counter, time.monotonic_ns())
+        return bytes(self.template)
+
+
+# -- load worker (a process of its own) -------------------------------------------------------
+
+@dataclass
+class Tally:
+    """What one load process saw."""
+
+    window_start: int
+    window_end: int
+    sent: int = 0
+    acks: int = 0
+    errors: int = 0
+    delivered: int = 0
+    in_window: int = 0
+    latencies_us: list[int] = field(default_factory=list)
+
+
+async def _reader(ws: aiohttp.ClientWebSocketResponse, tally: Tally, offset: int) -> None:
+    async for msg in ws:
+        if msg.type is not WSMsgType.TEXT:
+            break
+        frame = json.loads(msg.data)
+        kind = frame.get("type")
+        if kind == "application":
+            now = time.monotonic_ns()
+            _, _, sent = _STAMP.unpack_from(base64.b64decode(frame["ciphertext"]), offset)
+            tally.delivered += 1
+            tally.latencies_us.append((now - sent) // 1000)
+            if now <= tally.window_end:
+                tally.in_window += 1
+        elif kind == "ack":
+            tally.acks += 1
+        elif kind == "error":
+            tally.errors += 1
+
+
+async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payload, tally: Tally,
+                  period_ns: int, phase_ns: int) -> None:
+    counter = 0
+    due = tally.window_start + phase_ns
+    while due < tally.window_end:
+        delay = (due - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        body = base64.b64encode(payload.stamped(index, counter)).decode("ascii")
+        await ws.send_str(json.dumps({"type": "application", "id": counter, "epoch": _EPOCH,
+                                      "ciphertext": body}, separators=(",", ":")))
+        tally.sent += 1
+        counter += 1
+        due += period_ns
+
+
+async def _join(session: aiohttp.ClientSession, url: str, frame: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await session.ws_connect(url, max_msg_size=0, autoping=True)
+    await ws.send_str(frame)
+    async with asyncio.timeout(30):
+        while True:
+            msg = await ws.receive()
+            if msg.type is not WSMsgType.TEXT:
+                raise RuntimeError(f"join failed: {msg.type.name}")
+            reply = json.loads(msg.data)
+            if reply.get("type") == "ack":
+                return ws
+            if reply.get("type") == "error":
+                raise RuntimeError(f"join refused: {reply.get('code')}")
+
+
+def _join_frame(secret: bytes | None, room: int, identity: str) -> str:
+    name = f"room-{room:05d}"
+    token = ""
+    if secret is not None:
+        from signaling.tokens import TokenAuthority
+        token = TokenAuthority(secret).mint(name, identity, 3600)
+    return json.dumps({"type": "join", "id": 0, "room": name, "token": token})
+
+
+async def worker(args: argparse.Namespace) -> None:
+    """Join this process's rooms, wait for ``go T0``, send for the window, report one JSON line."""
+    secret = Path(args.secret_file).read_bytes() if args.secret_file else None
+    rooms = range(args.first_room, args.first_room + args.rooms)
+    payloads = {room: Payload(room, args.payload) for room in rooms}
+    members = [(room, room * args.room_size + i) for room in rooms for i in range(args.room_size)]
+    limit = asyncio.Semaphore(64)
+
+    async def join(room: int, index: int) -> aiohttp.ClientWebSocketResponse:
+        async with limit:
+            return await _join(session, args.url, _join_frame(secret, room, f"client-{index}"))
+
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        sockets = await asyncio.gather(*(join(room, index) for room, index in members))
+        offset = payloads[rooms[0]].offset
+        tally = Tally(0, 0)  # nothing is sent before the window: readers see presence events only
+        readers = [asyncio.create_task(_reader(ws, tally, offset)) for ws in sockets]
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        tally.window_start = int(line.split()[1])
+        tally.window_end = tally.window_start + int(args.duration * 1e9)
+        period = int(1e9 / args.rate)
+        cpu0 = time.process_time()
+        await asyncio.gather(*(_sender(ws, index, payloads[room], tally, period, random.randrange(period))
+                               for ws, (room, index) in zip(sockets, members)))
+        cpu = time.process_time() - cpu0
+        expected = tally.sent * (args.room_size - 1)
+        drain_until = time.monotonic() + args.drain
+        while (tally.delivered < expected or tally.acks < tally.sent) and time.monotonic() < drain_until:
+            await asyncio.sleep(0.05)
+        print(json.dumps({"sent": tally.sent, "expected": expected, "delivered": tally.delivered,
+                          "in_window": tally.in_window, "acks": tally.acks, "errors": tally.errors,
+                          "cpu": cpu, "latencies_us": tally.latencies_us}), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "close"
+        await asyncio.wait([asyncio.ensure_future(ws.close()) for ws in sockets], timeout=5)
+        for task in readers:
+            task.cancel()
+
+
+# -- baseline server (a process of its own) ---------------------------------------------------
+
+async def baseline(args: argparse.Namespace) -> None:
+    """A minimal aiohttp fan-out server: rooms, verbatim forwarding, a constant ack."""
+    rooms: dict[str, set[web.WebSocketResponse]] = {}
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        first = await ws.receive()
+        if first.type is not WSMsgType.TEXT:
+            return ws
+        peers = rooms.setdefault(json.loads(first.data)["room"], set())
+        peers.add(ws)
+        await ws.send_str(_BASELINE_ACK)
+        try:
+            async for msg in ws:
+                for peer in tuple(peers):
+                    if peer is not ws:
+                        await peer.send_str(msg.data)
+                await ws.send_str(_BASELINE_ACK)
+        finally:
+            peers.discard(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # until stdin closes
+    await runner.cleanup()
+
+
+# -- the coordinator --------------------------------------------------------------------------
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _line(stream: asyncio.StreamReader, what: str, timeout: float) -> str:
+    async with asyncio.timeout(timeout):
+        line = await stream.readline()
+    if not line:
+        raise RuntimeError(f"{what} ended before reporting")
+    return line.decode().strip()
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+async def _start_server(kind: str, args: argparse.Namespace, tmp: Path) -> tuple[Any, str]:
+    if kind == "mlscall":
+        static = tmp / "static"
+        static.mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "media.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+                   "--db", str(tmp / "ds.db"), "--secret-file", str(tmp / "secret"),
+                   "--static", str(static), "--log-level", "warning",
+                   "--max-rooms", str(args.clients // args.room_size + 10),
+                   "--max-connections", str(args.clients + 100),
+                   "--rate", str(max(200.0, 20 * args.rate)), "--burst", str(max(400, int(40 * args.rate)))]
+    else:
+        command = [sys.executable, str(Path(__file__).resolve()), "--role", "baseline"]
+    with (tmp / f"{kind}.log").open("wb") as log:
+        proc = await asyncio.create_subprocess_exec(*command, cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE, stderr=log)
+    assert proc.stdout is not None
+    line = await _line(proc.stdout, f"the {kind} server", 30)
+    return proc, line.rsplit(" ", 1)[1].replace("http://", "ws://", 1) + "/ws"
+
+
+def _percentile(ordered: list[int], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else float("nan")
+
+
+async def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
+    """One server under the full load; its figures."""
+    secret_file = tmp / "secret"
+    secret_file.write_bytes(secrets.token_bytes(32))
+    server, url = await _start_server(kind, args, tmp)
+    workers: list[asyncio.subprocess.Process] = []
+    try:
+        rooms = args.clients // args.room_size
+        share = [rooms // args.load_procs + (i < rooms % args.load_procs) for i in range(args.load_procs)]
+        first = 0
+        for count in share:
+            command = [sys.executable, str(Path(__file__).resolve()), "--role", "worker", "--url", url,
+                       "--first-room", str(first), "--rooms", str(count), "--room-size", str(args.room_size),
+                       "--rate", str(args.rate), "--duration", str(args.duration),
+                       "--drain", str(args.drain), "--payload", str(args.payload)]
+            if kind == "mlscall":
+                command += ["--secret-file", str(secret_file)]
+            workers.append(await asyncio.create_subprocess_exec(
+                *command, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                limit=2**28))
+            first += count
+        for proc in workers:
+            assert proc.stdout is not None
+            if await _line(proc.stdout, "a load worker", _SETUP_TIMEOUT) != "ready":
+                raise RuntimeError("a load worker did not get ready")
+        start = time.monotonic_ns() + 300_000_000
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(f"go {start}\n".encode())
+            await proc.stdin.drain()
+        await asyncio.sleep((start - time.monotonic_ns()) / 1e9)
+        cpu0 = _cpu_seconds(server.pid)
+        await asyncio.sleep(args.duration)
+        server_cpu = _cpu_seconds(server.pid) - cpu0
+        reports = []
+        for proc in workers:
+            assert proc.stdout is not None
+            reports.append(json.loads(await _line(proc.stdout, "a load worker", args.drain + 60)))
+        server_work = _cpu_seconds(server.pid) - cpu0  # the window and the drain: every message's work
+        for proc in workers:
+            assert proc.stdin is not None
+            proc.stdin.write(b"close\n")
+            await proc.stdin.drain()
+            await asyncio.wait_for(proc.wait(), timeout=30)
+    finally:
+        for proc in workers:
+            await _stop(proc)
+        await _stop(server)
+    latencies = sorted(x for r in reports for x in r["latencies_us"])
+    total = {key: sum(r[key] for r in reports) for key in ("sent", "expected", "delivered", "in_window",
+                                                            "acks", "errors")}
+    return {
+        "delivered messages/s": total["in_window"] / args.duration,
+        "latency p50 (ms)": _percentile(latencies, 0.50),
+        "latency p99 (ms)": _percentile(latencies, 0.99),
+        "sent": total["sent"], "expected": total["expected"], "delivered": total["delivered"],
+        "lost": total["expected"] - total["delivered"], "acks": total["acks"], "errors": total["errors"],
+        "server cpu": server_cpu / args.duration,
+        "server cpu/msg": 1e6 * server_work / max(1, total["sent"]),
+        "load cpu": sum(r["cpu"] for r in reports) / args.duration,
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    if args.clients % args.room_size or args.clients < args.room_size:
+        raise SystemExit("--clients must be a multiple of --room-size")
+    async with asyncio.timeout(args.time_limit):
+        if args.only is not None:  # one server alone, for profiling: no figures written
+            with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+                alone = await measure(args.only, args, Path(tmp))
+            for metric, value in alone.items():
+                print(f"{args.only} {metric:24} {value:12.2f}")
+            return
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            ours = await measure("mlscall", args, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            base = await measure("baseline", args, Path(tmp))
+    offered = args.clients * args.rate * (args.room_size - 1)
+    size = len(Payload(0, args.payload).template)
+    print(f"ds_load: {args.clients} clients in rooms of {args.room_size}, {args.rate:g} messages/s each "
+          f"for {args.duration:g} s (offered {offered:,.0f} deliveries/s), {size}-byte MLS PrivateMessages, "
+          f"{args.load_procs} load process(es), loopback")
+    print("baseline: minimal aiohttp fan-out server (verbatim forwarding, constant ack; no parsing, "
+          "auth, storage or sequencing)")
+    print(f"{'metric':24} {'mlscall':>12} {'baseline':>12} {'ratio':>8}")
+    headline = ("delivered messages/s", "latency p50 (ms)", "latency p99 (ms)")
+    for metric in headline:
+        print(f"{metric:24} {ours[metric]:12.2f} {base[metric]:12.2f} {ours[metric] / base[metric]:8.2f}")
+    for metric in ("sent", "expected", "delivered", "lost", "acks", "errors"):
+        print(f"{metric:24} {ours[metric]:12,.0f} {base[metric]:12,.0f}")
+    for metric in ("server cpu", "load cpu"):
+        print(f"{metric + ' (cores)':24} {ours[metric]:12.2f} {base[metric]:12.2f}")
+    print(f"{'server cpu/msg (us)':24} {ours['server cpu/msg']:12.0f} {base['server cpu/msg']:12.0f}  "
+          "(CPU time per message sent, its fan-out included)")
+    write_figures(args.json, "ds_load", [
+        figure(metric.rsplit(" (", 1)[0] if "(" in metric else metric,
+               metric.rsplit(" (", 1)[1].rstrip(")") if "(" in metric else "msg/s",
+               ours[metric], base[metric], "minimal aiohttp fan-out server") for metric in headline])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--room-size", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=1.0, help="messages per second per client")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
+    parser.add_argument("--drain", type=float, default=5.0,
+                        help="seconds to wait for deliveries after the window")
+    parser.add_argument("--payload", type=int, default=160, help="bytes per MLS message")
+    parser.add_argument("--load-procs", type=int, default=1, help="load generator processes")
+    parser.add_argument("--quick", action="store_true", help="100 clients for 3 s (a smoke run)")
+    parser.add_argument("--time-limit", type=float, default=300.0)
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--only", choices=("mlscall", "baseline"), default=None,
+                        help="measure one server alone (for profiling; no JSON)")
+    parser.add_argument("--role", choices=("main", "worker", "baseline"), default="main",
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--first-room", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rooms", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--secret-file", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.duration, args.drain = 100, 3.0, 3.0
+    return args
+
+
+def run(args: argparse.Namespace) -> Awaitable[None]:
+    return {"main": main, "worker": worker, "baseline": baseline}[args.role](args)
+
+
+if __name__ == "__main__":
+    asyncio.run(run(parse_args()))
