@@ -88,9 +88,14 @@ class CallOptions:
     confirm_delay: float = 0.2
     #: sender transition after another member's commit (seconds)
     switch_delay: float = 0.3
-    #: past SFrame epochs a receiver keeps (RFC 9605 §5.2): under churn several
-    #: epochs can pass within one sender transition, so keep more than the
-    #: key manager's default of 4 (at most 15 with its 4 epoch bits)
+    #: SFrame KID epoch bits E (RFC 9605 §5.2), the same for every member of
+    #: the call (web/app/call.js uses the same value): 8 rather than the key
+    #: manager's default 4, so that a frame held back 16 epochs (aiortc's
+    #: jitter buffer can stall that long under load) is not read under a newer
+    #: epoch's key, where it would fail as a forgery
+    sframe_epoch_bits: int = 8
+    #: past SFrame epochs a receiver keeps: under churn several epochs can pass
+    #: within one sender transition, so more than the key manager's default 4
     sframe_retain_epochs: int = 8
     #: commit an UpdatePath this often (seconds), None for never
     self_update_interval: float | None = None
@@ -103,6 +108,10 @@ class CallOptions:
     admit: Callable[[str], bool] | None = None
     #: bound of each signaling request (seconds)
     request_timeout: float = 10.0
+
+    def key_manager(self) -> MLSKeyManager:
+        """A fresh SFrame key manager with this call's KID layout and retention."""
+        return MLSKeyManager(epoch_bits=self.sframe_epoch_bits, retain_epochs=self.sframe_retain_epochs)
     #: after the signaling connection drops (not replaced by a newer one),
     #: keep trying to rejoin for this long (seconds); None ends the call
     reconnect_timeout: float | None = None
@@ -193,7 +202,7 @@ class CallPeer:
         self.sources = sources if sources is not None else MediaSources.synthetic()
         self.sinks = list(sinks)
         self.mls = mls or MLS()
-        self.session = SFrameSession(MLSKeyManager(retain_epochs=self.options.sframe_retain_epochs))
+        self.session = SFrameSession(self.options.key_manager())
         self.identity = ""
         self.group: GroupView | None = None
         self.links: dict[str, PeerLink] = {}

@@ -270,8 +270,8 @@ class ObservedSession(SFrameSession):
 
     def __init__(self, on_switch: Callable[[int], None],
                  on_failure: Callable[[ObservedReceiverTransform, FailureKind, Phase], None],
-                 retain_epochs: int) -> None:
-        super().__init__(MLSKeyManager(retain_epochs=retain_epochs))
+                 key_manager: MLSKeyManager) -> None:
+        super().__init__(key_manager)
         self._on_switch = on_switch
         self.report_failure = on_failure
         #: (KID epoch bits, KID sender index, reason) of the last unknown KID
@@ -330,7 +330,7 @@ class ObservedPeer(CallPeer):
         self.ledger = ledger
         #: the identity its token names (``identity`` is known once connected)
         self.name = name
-        self.session = ObservedSession(self._switched, self._failed, self.options.sframe_retain_epochs)
+        self.session = ObservedSession(self._switched, self._failed, self.options.key_manager())
         self.crashed = False
         self.leaving = False
         #: ledger time of the crash

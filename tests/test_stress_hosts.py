@@ -68,7 +68,7 @@ def test_a_worker_ledger_batch_merges_into_the_run_ledger_once() -> None:
 
 async def test_late_frames_are_told_from_frames_of_a_future_epoch() -> None:
     sender = MLSKeyManager(retain_epochs=8)
-    receiver = ObservedSession(lambda epoch: None, lambda *args: None, retain_epochs=8)
+    receiver = ObservedSession(lambda epoch: None, lambda *args: None, MLSKeyManager(retain_epochs=8))
     sealed = {}
     for epoch in range(12):
         sender.install_epoch(Exporter(epoch), epoch, 1, 2)

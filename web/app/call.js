@@ -43,6 +43,10 @@ export const DEFAULT_OPTIONS = Object.freeze({
   keyPackageInterval: 1.0,
   retryInterval: 0.25,
   requestTimeout: 10,
+  // SFrame KID layout and retention (RFC 9605 §5.2): the same as the Python
+  // peers' CallOptions.sframe_epoch_bits / sframe_retain_epochs
+  sframeEpochBits: 8,
+  sframeRetainEpochs: 8,
 });
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -104,7 +108,9 @@ export class Call extends EventTarget {
     this.stream = stream;
     this.client = new SignalingClient(wsUrl, room, token, { requestTimeout: this.options.requestTimeout });
     this.mls = mls ?? new MLS();
-    this.session = session ?? new SFrameMLSSession();
+    this.session = session ?? new SFrameMLSSession({
+      epochBits: this.options.sframeEpochBits, retainEpochs: this.options.sframeRetainEpochs,
+    });
     this.identity = '';
     /** @type {import('../mls/group.js').MLSGroupView|null} */
     this.group = null;
