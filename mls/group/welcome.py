@@ -126,7 +126,8 @@ def join_from_welcome(
         raise ValidationError("a group started with a reinit/branch PSK must be at epoch 1")
 
     tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now())
-    my_leaf = next((i for i, leaf in tree.members() if leaf == keys.key_package.leaf_node), None)
+    mine = keys.key_package.leaf_node
+    my_leaf = next((i for i, leaf in tree.members() if leaf.signature == mine.signature and leaf == mine), None)
     if my_leaf is None:
         raise ValidationError("our KeyPackage's leaf is not in the tree")
     private = TreeKEMPrivate.for_leaf(my_leaf, keys.encryption_private_key, keys.key_package.leaf_node.encryption_key)

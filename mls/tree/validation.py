@@ -43,7 +43,7 @@ _LEAF_NODE_TBS = b"LeafNodeTBS"
 def _tbs(leaf_node: LeafNode, group_id: bytes | None, leaf_index: int | None) -> bytes:
     """``LeafNodeTBS`` (§7.2): group context only for the update and commit sources."""
     if leaf_node.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
-        return LeafNodeTBS(leaf_node).encode()
+        return leaf_node.content_encoding()  # the LeafNodeTBS is the content alone
     if group_id is None or leaf_index is None:
         raise ValidationError("an update/commit LeafNode is signed with group_id and leaf_index")
     return LeafNodeTBS(leaf_node, group_id, leaf_index).encode()
