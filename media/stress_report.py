@@ -380,8 +380,9 @@ def plot(document: dict[str, Any], path: Path) -> None:
     for restart in document["restarts"]:
         for axis in (ax_latency, ax_failures, ax_size):
             axis.axvspan(restart["at"], restart["back_at"], color="tab:red", alpha=0.15)
-    ax_size.text(0.995, 0.02, "shaded: server down", transform=ax_size.transAxes, ha="right",
-                 fontsize=7, color="tab:red")
+    if document["restarts"]:
+        ax_size.text(0.995, 0.02, "shaded: server down", transform=ax_size.transAxes, ha="right",
+                     fontsize=7, color="tab:red")
     for axis in (ax_latency, ax_failures, ax_size):
         axis.grid(alpha=0.3)
     ax_size.set_xlim(left=min([0.0] + [s["t"] for s in samples if s["t"] >= 0]),
