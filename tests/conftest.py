@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,3 +19,39 @@ def vectors_dir() -> Path:
     if not path.is_dir():
         pytest.fail(f"official vectors not found at {path}")
     return path
+
+
+MakeServer = Callable[..., Awaitable[Any]]
+
+
+@pytest.fixture
+async def make_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeServer]:
+    """Start signaling servers on 127.0.0.1 (port 0, a database under
+    ``tmp_path``, the test module's ``SECRET``); ``ServerConfig`` fields and
+    ``store=`` override. All are closed after the test."""
+    from signaling.config import ServerConfig
+    from signaling.server import RunningServer, start_server
+
+    running: list[RunningServer] = []
+
+    async def factory(**overrides: Any) -> RunningServer:
+        store = overrides.pop("store", None)
+        options: dict[str, Any] = {"port": 0, "db_path": tmp_path / f"server{len(running)}.db",
+                                   "secret": request.module.SECRET, "static_dir": None}
+        options.update(overrides)
+        server = await start_server(ServerConfig(**options), store=store)
+        running.append(server)
+        return server
+
+    yield factory
+    for server in running:
+        await server.close()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[Any]]:
+    """Signaling clients a test opens, closed after it."""
+    opened: list[Any] = []
+    yield opened
+    for client in opened:
+        await client.close()

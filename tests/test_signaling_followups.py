@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,29 +29,12 @@ from signaling import protocol as p
 from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.ratelimit import TokenBucket
 from signaling.room import CLOSE_SLOW_CONSUMER, Member
-from signaling.server import RunningServer, start_server
+from signaling.server import RunningServer
 
 SECRET = b"R-followups-secret-0123456789abcd"
 ROOM = "followups"
 
 MakeServer = Callable[..., Awaitable[RunningServer]]
-
-
-@pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[MakeServer]:
-    running: list[RunningServer] = []
-
-    async def factory(**overrides: Any) -> RunningServer:
-        options: dict[str, Any] = {"port": 0, "db_path": tmp_path / f"f{len(running)}.db",
-                                   "secret": SECRET, "static_dir": None}
-        options.update(overrides)
-        server = await start_server(ServerConfig(**options))
-        running.append(server)
-        return server
-
-    yield factory
-    for server in running:
-        await server.close()
 
 
 def nested(depth: int) -> str:

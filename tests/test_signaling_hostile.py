@@ -14,7 +14,7 @@ import json
 import logging
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -49,32 +49,6 @@ def b64(data: bytes) -> str:
 
 def token_for(server: RunningServer, identity: str, room: str = ROOM) -> str:
     return server.server.tokens.mint(room, identity, 600)
-
-
-@pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[MakeServer]:
-    running: list[RunningServer] = []
-
-    async def factory(**overrides: Any) -> RunningServer:
-        store = overrides.pop("store", None)
-        options: dict[str, Any] = {"port": 0, "db_path": tmp_path / f"h{len(running)}.db",
-                                   "secret": SECRET, "static_dir": None}
-        options.update(overrides)
-        server = await start_server(ServerConfig(**options), store=store)
-        running.append(server)
-        return server
-
-    yield factory
-    for server in running:
-        await server.close()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SignalingClient]]:
-    opened: list[SignalingClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 async def joined(server: RunningServer, clients: list[SignalingClient], identity: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from signaling.client import SignalingClient, fetch_token
-from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
+from signaling.config import DEFAULT_STATIC_DIR
 from signaling.errors import ErrorCode, SignalingError
-from signaling.server import RunningServer, start_server
+from signaling.server import RunningServer
 
 SECRET = b"s" * 32
 GROUP = b"\x01group"
@@ -24,33 +24,8 @@ Connect = Callable[..., Awaitable[SignalingClient]]
 
 
 @pytest.fixture
-async def make_server(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[RunningServer]]]:
-    running: list[RunningServer] = []
-
-    async def factory(**overrides: Any) -> RunningServer:
-        options: dict[str, Any] = {"port": 0, "db_path": tmp_path / f"s{len(running)}.db",
-                                   "secret": SECRET, "static_dir": None}
-        options.update(overrides)
-        server = await start_server(ServerConfig(**options))
-        running.append(server)
-        return server
-
-    yield factory
-    for server in running:
-        await server.close()
-
-
-@pytest.fixture
 async def server(make_server: Callable[..., Awaitable[RunningServer]]) -> RunningServer:
     return await make_server()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[SignalingClient]]:
-    opened: list[SignalingClient] = []
-    yield opened
-    for client in opened:
-        await client.close()
 
 
 def client_for(server: RunningServer, clients: list[SignalingClient], identity: str,
