@@ -57,11 +57,15 @@ MLS_RS_GROUP_MS: dict[int, dict[str, float | None]] = {
     128: {"add": 30.8, "join": 5.1, "commit": 7.2, "process": 0.55, "message": None},
     1024: {"add": 221.0, "join": 46.0, "commit": 58.0, "process": 2.1, "message": None},
 }
+
+
 #: Issue 4's targets as a multiple of the mls-rs figure: commit creation at
 #: N=1024 no slower, every other figure within 2x.
 def target_factor(n: int, name: str) -> float:
     """The allowed ratio to mls-rs for figure ``name`` at group size ``n``."""
     return 1.0 if (n, name) == (1024, "commit") else 2.0
+
+
 GROUP_LABELS = {
     "add": "add {m} members (one Commit)",
     "join": "join from the Welcome",
