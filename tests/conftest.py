@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,10 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: seconds before a wait gives up (a bound, not a measurement)
+BOUND = 30.0
+#: the connection address of each ``a=candidate`` line of an SDP
+CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
 SHARED = REPO_ROOT.parent / "shared"
 
 
@@ -55,3 +61,19 @@ async def clients() -> AsyncIterator[list[Any]]:
     yield opened
     for client in opened:
         await client.close()
+
+
+async def until(predicate: Callable[[], bool], what: str = "condition", bound: float = BOUND) -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``bound`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + bound
+    while not predicate():
+        assert loop.time() < deadline, f"not reached within {bound} s: {what}"
+        await asyncio.sleep(0.05)
+
+
+def assert_loopback_only(sdp: str) -> None:
+    """Every ICE candidate in ``sdp`` is 127.0.0.1 (and there is one)."""
+    hosts = CANDIDATE.findall(sdp)
+    assert hosts, "no ICE candidate in SDP"
+    assert set(hosts) == {"127.0.0.1"}, hosts

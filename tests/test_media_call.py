@@ -8,13 +8,12 @@ counter back from the decoded pictures.
 
 from __future__ import annotations
 
-import asyncio
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import CANDIDATE, until
 from media.call_peer import CallOptions, CallPeer
 from media.sinks import VerifyingSink
 from media.stats import FailureKind, PeerStats
@@ -22,8 +21,6 @@ from signaling.config import ServerConfig
 from signaling.server import RunningServer, start_server
 
 ROOM = "call"
-BOUND = 30.0  # seconds before a wait gives up (a bound, not a measurement)
-CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
 
 StartPeer = Callable[..., Awaitable[CallPeer]]
 
@@ -50,14 +47,6 @@ async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
     yield start
     for peer in peers:
         await peer.stop()
-
-
-async def until(predicate: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not predicate():
-        assert loop.time() < deadline, f"not reached within {BOUND} s: {what}"
-        await asyncio.sleep(0.05)
 
 
 def sink(peer: CallPeer) -> VerifyingSink:

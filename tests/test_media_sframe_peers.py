@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aioice.ice
@@ -28,12 +26,11 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from conftest import assert_loopback_only, until
 from media import FailureKind, PeerProtection, SFrameSession
 from media.tracks import PatternVideoTrack, ToneAudioTrack
 from sframe import MLSKeyManager
 
-CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
-BOUND = 30.0  # seconds before a wait gives up (a bound, not a measurement)
 
 
 @pytest.fixture
@@ -78,12 +75,6 @@ class Sink:
             task.cancel()
 
 
-def assert_loopback_only(sdp: str) -> None:
-    hosts = CANDIDATE.findall(sdp)
-    assert hosts, "no ICE candidate in SDP"
-    assert set(hosts) == {"127.0.0.1"}, hosts
-
-
 @dataclass
 class Call:
     """Offerer ``a`` sends media to answerer ``b``."""
@@ -125,14 +116,6 @@ async def start_call(
     assert_loopback_only(b.localDescription.sdp)
     await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
     return Call(a, b, sink, a_sframe, b_sframe)
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached within the bound"
-        await asyncio.sleep(0.05)
 
 
 def member(own_index: int, epoch: int = 1, group: bytes = b"call") -> SFrameSession:

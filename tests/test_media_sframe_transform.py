@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
-from collections.abc import Callable
 
 import aiortc
 import pytest
@@ -21,6 +20,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from conftest import until
 from media import AlreadyProtected, FailureKind, SFrameSession, UnsupportedAiortc
 from media.framing import FrameCodec, frame_codec, is_keyframe
 from media.tracks import PatternVideoTrack, ToneAudioTrack
@@ -236,7 +236,7 @@ async def test_timed_transition_switches_sender() -> None:
     alice = member(0)
     alice.install_epoch(Exporter(b"group" + bytes([2])), 2, 0, 2, switch_after=0.01)
     assert alice.sending_epoch == 1
-    await _until(lambda: alice.sending_epoch == 2)
+    await until(lambda: alice.sending_epoch == 2)
     assert alice.last_rekey is not None
 
 
@@ -246,15 +246,8 @@ async def test_a_burst_of_epochs_does_not_postpone_the_switch() -> None:
     alice = member(0)
     alice.install_epoch(Exporter(b"group" + bytes([2])), 2, 0, 2, switch_after=0.2)
     alice.install_epoch(Exporter(b"group" + bytes([3])), 3, 0, 2, switch_after=60.0)
-    await _until(lambda: alice.sending_epoch == 2)
+    await until(lambda: alice.sending_epoch == 2)
     alice.close()  # cancels epoch 3's pending switch
     await asyncio.sleep(0.05)
     assert alice.sending_epoch == 2
 
-
-async def _until(predicate: Callable[[], bool], bound: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + bound
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)

@@ -26,8 +26,7 @@ from __future__ import annotations
 import array
 import asyncio
 import hashlib
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +40,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket, is_rtcp
 
+from conftest import assert_loopback_only, until
 from media.counter import CounterVideoTrack, read_counter
 from media.framing import FrameCodec, vp8_clear_bytes
 from media.session import PeerProtection, SFrameSession
@@ -49,8 +49,6 @@ from media.transform import SFrameSenderTransform
 from sframe import MLSKeyManager, decode_header, mls_kid
 
 WINDOW = 16  # bytes: a longer run of plaintext on the wire counts as leaked
-BOUND = 30.0  # seconds before a wait gives up (a bound, not a measurement)
-CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
 EPOCH = 1
 SENDER_INDEX = 0
 
@@ -149,11 +147,6 @@ class Call:
         await self.b.close()
 
 
-def assert_loopback_only(sdp: str) -> None:
-    hosts = CANDIDATE.findall(sdp)
-    assert hosts and set(hosts) == {"127.0.0.1"}, hosts
-
-
 async def start_call(encrypted: bool, capture: Capture) -> Call:
     """``a`` sends VP8 + Opus to ``b``; SFrame on both ends if ``encrypted``."""
     config = RTCConfiguration(iceServers=[])
@@ -189,14 +182,6 @@ async def start_call(encrypted: bool, capture: Capture) -> Call:
     assert_loopback_only(b.localDescription.sdp)
     await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
     return Call(a, b, a_sframe, decoded, consumers)
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + BOUND
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached within the bound"
-        await asyncio.sleep(0.05)
 
 
 async def hold_call(monkeypatch: pytest.MonkeyPatch, *, encrypted: bool) -> tuple[Capture, Capture, Call]:
