@@ -151,6 +151,12 @@ class Reader:
 
     def opaque(self, what: str) -> bytes:
         """Read ``opaque what<V>``."""
+        pos, end = self.pos, self.end
+        if pos < end:  # fast path: a one-byte length (keys, KEM outputs, short ciphertexts)
+            n = self.data[pos]
+            if n < 0x40 and pos + 1 + n <= end:
+                self.pos = pos + 1 + n
+                return self.data[pos + 1 : pos + 1 + n]
         n = self.varint(what)
         pos = self._need(n, what)
         return self.data[pos : pos + n]
