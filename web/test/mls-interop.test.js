@@ -11,124 +11,19 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 
 import { MLS, MemoryStore } from '../mls/index.js';
-import { repoRoot } from './helpers.js';
-import { venvPython } from './python.js';
+import { PythonMlsPeer } from './python.js';
 
 const SFRAME_LABEL = 'SFrame 1.0 Base Key';
 const EMPTY = new Uint8Array(0);
 const text = new TextDecoder();
-
-/** The Python peer: one MLS object per member name, methods called by name. */
-const PEER = String.raw`
-import base64, dataclasses, json, sys
-from mls import MLS
-from mls.api import GroupView
-from mls.group.config import GroupConfig
-
-members = {}
-views = {}
-
-def decode(value):
-    if isinstance(value, dict) and "b64" in value:
-        return base64.b64decode(value["b64"])
-    if isinstance(value, list):
-        return [decode(v) for v in value]
-    return value
-
-def encode(who, value):
-    if isinstance(value, (bytes, bytearray)):
-        return {"b64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, GroupView):
-        views[who] = value
-        return {"group_id": encode(who, value.group_id), "epoch": value.epoch}
-    if dataclasses.is_dataclass(value):
-        return {f.name: encode(who, getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, (list, tuple)):
-        return [encode(who, v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return repr(type(value))
-
-for line in sys.stdin:
-    request = json.loads(line)
-    who = request["who"]
-    try:
-        if who not in members:
-            members[who] = MLS(cipher_suite=1, config=GroupConfig(**request.get("config", {})))
-        target = members[who] if request["on"] == "mls" else views[who]
-        result = getattr(target, request["call"])(*decode(request["args"]))
-        if request["call"] == "epoch":
-            result = result() if callable(result) else result
-        reply = {"ok": encode(who, result)}
-    except Exception as err:
-        reply = {"error": type(err).__name__ + ": " + str(err)}
-    print(json.dumps(reply), flush=True)
-`;
-
-const b64 = (bytes) => Buffer.from(bytes).toString('base64');
 const hex = (bytes) => Buffer.from(bytes).toString('hex');
-
-function fromWire(value) {
-  if (Array.isArray(value)) return value.map(fromWire);
-  if (value !== null && typeof value === 'object') {
-    if ('b64' in value) return new Uint8Array(Buffer.from(value.b64, 'base64'));
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, fromWire(v)]));
-  }
-  return value;
-}
-
-function toWire(value) {
-  if (value instanceof Uint8Array) return { b64: b64(value) };
-  if (value !== null && typeof value === 'object' && 'content' in value) return toWire(value.content);
-  return value;
-}
-
-class PythonPeer {
-  constructor() {
-    this.child = spawn(venvPython, ['-c', PEER], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.stderr = '';
-    this.child.stderr.on('data', (chunk) => { this.stderr += chunk; });
-    this.waiting = [];
-    createInterface({ input: this.child.stdout }).on('line', (line) => this.waiting.shift()?.resolve(line));
-    this.child.on('close', (code) => {
-      for (const w of this.waiting.splice(0)) w.reject(new Error(`python exited ${code}: ${this.stderr.slice(-2000)}`));
-    });
-  }
-
-  /**
-   * Calls `who`'s MLS object (on = 'mls') or group view (on = 'view');
-   * `config` (GroupConfig fields) applies when `who` is first seen.
-   */
-  async call(who, on, method, args, config = {}) {
-    const line = await new Promise((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.child.stdin.write(`${JSON.stringify({ who, on, config, call: method, args: args.map(toWire) })}\n`);
-    });
-    const reply = JSON.parse(line);
-    if ('error' in reply) throw new Error(`python ${who}.${method}: ${reply.error}`);
-    return fromWire(reply.ok);
-  }
-
-  member(who, config = {}) {
-    return {
-      mls: (method, ...args) => this.call(who, 'mls', method, args, config),
-      view: (method, ...args) => this.call(who, 'view', method, args, config),
-    };
-  }
-
-  close() {
-    this.child.stdin.end();
-  }
-}
 
 describe('MLS interop: JS (ts-mls) and Python', () => {
   let peer;
-  before(() => { peer = new PythonPeer(); });
+  before(() => { peer = new PythonMlsPeer(); });
   after(() => peer.close());
 
   test('Python creates and adds JS; JS adds Python; messages, updates, leave; secrets agree', async () => {
