@@ -53,12 +53,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import WSMsgType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from baseline_ds import running_fanout_server  # noqa: E402
 from bench_json import figure, write_figures  # noqa: E402
 from mls.wire.enums import ContentType  # noqa: E402
 from mls.wire.framing import PrivateMessage  # noqa: E402
@@ -68,7 +69,6 @@ from mls.wire.messages import MLSMessage  # noqa: E402
 _STAMP = struct.Struct("!IIq")
 _EPOCH = 7
 _SENDER_DATA = 28  # AEAD of the 12-byte SenderData: 12 + 16 (RFC 9420 §6.3.2, AES-128-GCM)
-_BASELINE_ACK = json.dumps({"type": "ack"})
 _SETUP_TIMEOUT = 120.0
 
 
@@ -214,37 +214,10 @@ async def worker(args: argparse.Namespace) -> None:
 # -- baseline server (a process of its own) ---------------------------------------------------
 
 async def baseline(args: argparse.Namespace) -> None:
-    """A minimal aiohttp fan-out server: rooms, verbatim forwarding, a constant ack."""
-    rooms: dict[str, set[web.WebSocketResponse]] = {}
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        first = await ws.receive()
-        if first.type is not WSMsgType.TEXT:
-            return ws
-        peers = rooms.setdefault(json.loads(first.data)["room"], set())
-        peers.add(ws)
-        await ws.send_str(_BASELINE_ACK)
-        try:
-            async for msg in ws:
-                for peer in tuple(peers):
-                    if peer is not ws:
-                        await peer.send_str(msg.data)
-                await ws.send_str(_BASELINE_ACK)
-        finally:
-            peers.discard(ws)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # until stdin closes
-    await runner.cleanup()
+    """The baseline fan-out server (``baseline_ds``) until stdin closes."""
+    async with running_fanout_server() as port:
+        print(f"listening on http://127.0.0.1:{port}", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
 
 
 # -- the coordinator --------------------------------------------------------------------------

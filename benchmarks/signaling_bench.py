@@ -31,10 +31,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from baseline_ds import running_fanout_server  # noqa: E402
 from bench_json import figure, write_figures  # noqa: E402
 from signaling.config import ServerConfig  # noqa: E402
 from signaling.server import start_server  # noqa: E402
@@ -108,34 +108,8 @@ async def mlscall_server(db: Path, sync: str) -> AsyncIterator[tuple[str, Callab
 
 @asynccontextmanager
 async def baseline_server() -> AsyncIterator[tuple[str, Callable[[str], str]]]:
-    peers: set[web.WebSocketResponse] = set()
-    ack = json.dumps({"type": "ack"})
-
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse()
-        await ws.prepare(request)
-        peers.add(ws)
-        try:
-            async for msg in ws:
-                for peer in tuple(peers):
-                    if peer is not ws:
-                        await peer.send_str(msg.data)
-                await ws.send_str(ack)
-        finally:
-            peers.discard(ws)
-        return ws
-
-    app = web.Application()
-    app.router.add_get("/ws", handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with running_fanout_server() as port:
         yield f"ws://127.0.0.1:{port}/ws", lambda identity: json.dumps({"type": "join", "id": 0})
-    finally:
-        await runner.cleanup()
 
 
 async def run_phases(ws_url: str, join: Callable[[str], str], clients: int, messages: int,
