@@ -145,6 +145,12 @@ def subtree_leaves(x: int) -> range:
     return range((x - half) >> 1, ((x + half) >> 1) + 1)
 
 
+def subtree_nodes(x: int) -> tuple[int, int]:
+    """``(start, stop)``: the subtree of node ``x`` is the nodes ``start .. stop - 1``."""
+    half = (1 << level(x)) - 1
+    return x - half, x + half + 1
+
+
 def is_in_subtree(x: int, ancestor: int) -> bool:
     """Whether node ``x`` is ``ancestor`` or lies below it."""
     half = (1 << level(ancestor)) - 1

@@ -412,6 +412,45 @@ def test_add_marks_unmerged_and_blank_path() -> None:
     assert tree.resolution(3) == [0, 2, 4, 6]
 
 
+def _rfc_resolution(nodes: list[LeafNode | ParentNode | None], x: int, exclude: frozenset[int]) -> list[int]:
+    """§4.1.1 word for word, recursively (the reference for the iterative one)."""
+    value = nodes[x]
+    if isinstance(value, LeafNode):
+        return [] if x // 2 in exclude else [x]
+    if isinstance(value, ParentNode):
+        return [x, *(2 * leaf for leaf in value.unmerged_leaves if leaf not in exclude)]
+    if x % 2 == 0:
+        return []
+    half = 1 << ((x ^ (x + 1)).bit_length() - 2)
+    return _rfc_resolution(nodes, x - half, exclude) + _rfc_resolution(nodes, x + half, exclude)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(2, 4).flatmap(lambda log: st.tuples(
+    st.lists(st.booleans(), min_size=1 << log, max_size=1 << log),
+    st.lists(st.booleans(), min_size=(1 << log) - 1, max_size=(1 << log) - 1),
+    st.sets(st.integers(0, (1 << log) - 1)),
+    st.randoms(use_true_random=False))))
+def test_resolution_matches_the_rfc_definition(shape: tuple[list[bool], list[bool], set[int], Any]) -> None:
+    leaves, parents, exclude, rng = shape
+    width = 2 * len(leaves) - 1
+    nodes: list[LeafNode | ParentNode | None] = [None] * width
+    for i, present in enumerate(leaves):
+        nodes[2 * i] = _dummy_leaf(i) if present else None
+    for j, present in enumerate(parents):
+        x = 2 * j + 1
+        if present:
+            half = (1 << ((x ^ (x + 1)).bit_length() - 1)) - 1
+            below = [leaf for leaf in range((x - half) // 2, (x + half) // 2 + 1) if leaves[leaf]]
+            unmerged = tuple(sorted(rng.sample(below, rng.randint(0, len(below)))))
+            nodes[x] = ParentNode(bytes([100 + j]) * 32, b"", unmerged)
+    tree = RatchetTree(SUITE, nodes)
+    for x in range(width):
+        expected = _rfc_resolution(nodes, x, frozenset(exclude))
+        assert tree.resolution(x, frozenset(exclude)) == expected
+        assert tree.has_nonempty_resolution(x) == bool(_rfc_resolution(nodes, x, frozenset()))
+
+
 def test_filtered_direct_path_matches_rfc_example() -> None:
     """The five-member tree of §4.1.2 (T, X, Y, W set; U, V, Z blank)."""
     leaves = {0: 1, 1: 2, 4: 3, 5: 4, 6: 5}

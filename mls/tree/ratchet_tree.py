@@ -293,26 +293,20 @@ class RatchetTree:
                     assert isinstance(value, ParentNode)
                     append(x)
                     result.extend(2 * leaf for leaf in value.unmerged_leaves if leaf not in exclude)
-            elif x & 1:  # a blank parent: its children (x -/+ 2^(level-1)), left first
-                half = 1 << ((x ^ (x + 1)).bit_length() - 2)
-                push(x + half)
-                push(x - half)
+            elif x & 1:  # a blank parent
+                start, stop = tree_math.subtree_nodes(x)
+                if not any(nodes[start + 1 : stop : 2]):  # no parent below: its non-blank leaves
+                    result.extend(i for i in range(start, stop, 2) if nodes[i] is not None and i >> 1 not in exclude)
+                else:  # its children (x -/+ 2^(level-1)), left first
+                    half = 1 << ((x ^ (x + 1)).bit_length() - 2)
+                    push(x + half)
+                    push(x - half)
         return result
 
     def has_nonempty_resolution(self, node_index: int) -> bool:
-        """True if the resolution of ``node_index`` is non-empty (some node below is non-blank)."""
-        nodes = self._nodes
-        stack = [node_index]
-        pop, push = stack.pop, stack.append
-        while stack:
-            x = pop()
-            if nodes[x] is not None:
-                return True
-            if x & 1:
-                half = 1 << ((x ^ (x + 1)).bit_length() - 2)
-                push(x + half)
-                push(x - half)
-        return False
+        """True if the resolution of ``node_index`` is non-empty: some node of its subtree is non-blank."""
+        start, stop = tree_math.subtree_nodes(node_index)
+        return any(self._nodes[start:stop])  # node values are objects, never false
 
     def filtered_path(self, leaf_index: int) -> list[tuple[int, int]]:
         """``(node, copath child)`` pairs of the filtered direct path of a leaf (§4.1.2).
