@@ -259,13 +259,18 @@ class RatchetTree:
         return self._credentials_supported[credential_type]
 
     def _count(self, value: NodeValue, index: int, sign: int) -> None:
-        self._encryption_keys[value.encryption_key] += sign
+        # c[k] = c.get(k, 0) + sign, not c[k] += sign: a new key would call Counter.__missing__
+        keys = self._encryption_keys
+        keys[value.encryption_key] = keys.get(value.encryption_key, 0) + sign
         if index % 2 == 0:
             assert isinstance(value, LeafNode)
-            self._signature_keys[value.signature_key] += sign
-            self._credentials_in_use[value.credential.credential_type] += sign
+            keys = self._signature_keys
+            keys[value.signature_key] = keys.get(value.signature_key, 0) + sign
+            in_use, credential_type = self._credentials_in_use, value.credential.credential_type
+            in_use[credential_type] = in_use.get(credential_type, 0) + sign
+            supported = self._credentials_supported
             for kind in set(value.capabilities.credentials):
-                self._credentials_supported[kind] += sign
+                supported[kind] = supported.get(kind, 0) + sign
             self._members += sign
 
     # --- resolution and filtered direct path (§4.1.1, §4.1.2) --------------------------

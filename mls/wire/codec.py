@@ -39,6 +39,8 @@ MAX_VARINT = (1 << 30) - 1
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
+#: ``struct`` formats of 0 .. 31 big-endian uint16 values (a vector with a one-byte length)
+_U16_FORMATS = tuple(f">{count}H" for count in range(32))
 
 
 def open_enum(enum_cls: Any, value: int) -> int:
@@ -181,6 +183,12 @@ class Reader:
 
     def u16_vector(self, what: str) -> tuple[int, ...]:
         """Read ``uint16 what<V>`` (e.g. the lists of Capabilities, §7.2)."""
+        pos, end = self.pos, self.end
+        if pos < end:  # fast path: a one-byte length (up to 31 values), format string cached
+            n = self.data[pos]
+            if n < 0x40 and not n & 1 and pos + 1 + n <= end:
+                self.pos = pos + 1 + n
+                return struct.unpack_from(_U16_FORMATS[n >> 1], self.data, pos + 1)
         n = self.varint(what)
         if n & 1:
             raise DecodeError(f"{what}: length {n} is not a multiple of 2")
