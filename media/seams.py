@@ -124,6 +124,10 @@ class _DecryptingQueue:
     def __init__(self, target: queue.Queue[Any], handle: FrameHandler) -> None:
         self._target = target
         self._handle = handle
+        #: the decoder thread's end (it gets this object if hooked before
+        #: ``receive()`` started the thread, the original queue otherwise):
+        #: the original queue's own method, so no Python frame of ours per frame
+        self.get: Callable[..., Any] = target.get
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         if item is not None:  # None is the receiver's stop sentinel
@@ -131,11 +135,6 @@ class _DecryptingQueue:
             if not self._handle(codec, frame):
                 return
         self._target.put(item, block, timeout)
-
-    def get(self, block: bool = True, timeout: float | None = None) -> Any:
-        """The decoder thread's end (it gets this object if hooked before
-        ``receive()`` started the thread, the original queue otherwise)."""
-        return self._target.get(block, timeout)
 
 
 def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> None:
