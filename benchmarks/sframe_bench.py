@@ -4,7 +4,8 @@ Prints, for 120- and 1200-byte frames, the µs per frame of
 ``SFrameContext.protect`` + ``unprotect`` (AES_128_GCM_SHA256_128 and
 AES_128_CTR_HMAC_SHA256_80), the bare ``cryptography`` AESGCM
 encrypt+decrypt of the same size, and the ratio.  Target: ratio <= 1.5 for
-GCM at 1200 bytes.  Run: ``python benchmarks/sframe_bench.py [--quick] [--json PATH]``.
+GCM at 1200 bytes.  Also the floor any Python API pays on top of bare AES-GCM
+(two calls, header + ciphertext, a slice, a result tuple; no SFrame logic).  Run: ``python benchmarks/sframe_bench.py [--quick] [--json PATH]``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,22 @@ def bare_gcm_round_trip(size: int) -> Callable[[], object]:
     return lambda: decrypt(nonce, encrypt(nonce, frame, header), header)
 
 
+def python_floor_round_trip(size: int) -> Callable[[], object]:
+    """What any Python protect/unprotect pair adds to bare AES-GCM, with no SFrame
+    logic at all: two calls, header + ciphertext, the ciphertext slice, a result tuple."""
+    aead, nonce, frame = AESGCM(os.urandom(16)), os.urandom(12), os.urandom(size)
+    header = b"\x99\x01\x23\x45\x67"
+    encrypt, decrypt = aead.encrypt, aead.decrypt
+
+    def protect(kid: int, plaintext: bytes) -> bytes:
+        return header + encrypt(nonce, plaintext, header)
+
+    def unprotect(ciphertext: bytes) -> tuple[int, int, bytes]:
+        return 0x123, 0, decrypt(nonce, ciphertext[5:], header)
+
+    return lambda: unprotect(protect(0x123, frame))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few iterations (a smoke run)")
@@ -66,6 +83,9 @@ def main() -> None:
                   f"{value / baseline:>6.2f}")
             figures.append(figure(f"{suite.name} protect+unprotect {size} B", "µs", value, baseline,
                                   "bare AESGCM encrypt+decrypt"))
+        floor = best_us(python_floor_round_trip(size), number, repeat)
+        print(f"{'  Python call floor':<28} {size:>5} {floor:>10.2f} {baseline:>10.2f} "
+              f"{floor / baseline:>6.2f}")
     write_figures(args.json, "sframe_bench", figures)
 
 
