@@ -1,7 +1,7 @@
 """The aiortc 1.16 seams SFrame hooks into, per instance (never process-wide).
 
 aiortc has no encoded-transform API, so this module (the only one that
-touches aiortc internals) hooks three private places, all per object:
+touches aiortc internals) hooks four private places, all per object:
 
 * **send**: ``RTCRtpSender._next_encoded_frame`` is shadowed on the sender
   *instance*; before each frame it makes sure the sender's encoder slot
@@ -19,6 +19,10 @@ touches aiortc internals) hooks three private places, all per object:
 * **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
   the receiver send a PLI with its next RTP packet (video only), exactly as
   after a decoder error.
+* **video jitter buffer**: a hooked video receiver's
+  ``_RTCRtpReceiver__jitter_buffer`` becomes a :class:`GapSkippingJitterBuffer`,
+  which gives up on a packet that NACK did not bring back instead of
+  freezing the picture (see there).
 
 Other senders and receivers in the process are untouched.
 :func:`check_aiortc` refuses any aiortc but 1.16.x, or one lacking a seam.
@@ -35,8 +39,10 @@ import aiortc
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpsender
 from aiortc.codecs import H264Encoder, Vp8Encoder
 from aiortc.codecs.base import Encoder
-from aiortc.jitterbuffer import JitterFrame
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
+from aiortc.utils import uint16_add
 
 from .errors import AlreadyProtected, UnsupportedAiortc
 
@@ -46,6 +52,11 @@ _SENDER_ENCODER = "_RTCRtpSender__encoder"
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_ERROR = "_RTCRtpReceiver__decoder_error"
 _RECEIVER_KIND = "_RTCRtpReceiver__kind"
+_RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+#: aiortc's video jitter buffer size (packets) and the RTP clock of every video codec
+VIDEO_JITTER_CAPACITY = 512
+VIDEO_CLOCK_RATE = 90_000
 
 #: ``wrap(encoder, codec)``: the encoder the sender will use instead.
 EncoderWrapper = Callable[[Encoder, RTCRtpCodecParameters], Encoder]
@@ -67,6 +78,8 @@ def check_aiortc() -> None:
             (Vp8Encoder, "_packetize"),
             (H264Encoder, "_packetize"),
             (rtcrtpsender, "get_encoder"),
+            (JitterBuffer, "smart_remove"),
+            (JitterBuffer, "_remove_frame"),
         )
         if not hasattr(owner, name)
     ]
@@ -148,6 +161,68 @@ def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> None:
         raise UnsupportedAiortc("RTCRtpReceiver decoder queue has an unexpected shape")
     _mark(receiver)
     setattr(receiver, _RECEIVER_QUEUE, _DecryptingQueue(target, handle))
+    jitter_buffer = getattr(receiver, _RECEIVER_JITTER_BUFFER, None)
+    # a buffer that has seen packets keeps them: only a fresh one is replaced
+    if receiver_kind(receiver) == "video" and isinstance(jitter_buffer, JitterBuffer) \
+            and getattr(jitter_buffer, "_origin", 0) is None:
+        setattr(receiver, _RECEIVER_JITTER_BUFFER, GapSkippingJitterBuffer())
+
+
+class GapSkippingJitterBuffer(JitterBuffer):
+    """aiortc's video jitter buffer, minus its long freeze after a lost packet.
+
+    aiortc's ``JitterBuffer`` hands frames on in sequence order and waits at a
+    missing packet until ``capacity`` (512) packets have arrived behind it;
+    its NACK generator asks for each missing packet once.  When that
+    retransmission is lost too, a stream of about one packet per frame (a
+    small picture) freezes for some 17 s.  Like browser receivers, this one
+    gives up on the missing packet once the newest packet is ``max_wait``
+    seconds of media time past the oldest one waiting: it drops the frame
+    with the hole (and, when the hole falls between two frames, both of
+    them: which one lost its packet is unknown) and asks for a keyframe (a
+    PLI, RFC 4585 §6.3.1), since the frames after it reference what was lost.
+    """
+
+    def __init__(self, max_wait: float = 0.5) -> None:
+        super().__init__(VIDEO_JITTER_CAPACITY, is_video=True)
+        self._max_wait = int(max_wait * VIDEO_CLOCK_RATE)
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        pli_flag, frame = super().add(packet)
+        if frame is not None or self._origin is None or not self._overdue(packet):
+            return pli_flag, frame
+        ahead = self._ahead(packet)
+        hole = next((i for i in range(ahead) if self._slot(i) is None), None)
+        if hole is None:  # a frame longer than max_wait, nothing missing: keep waiting
+            return pli_flag, frame
+        # Drop up to the hole and the whole frame of the next packet that did arrive: the
+        # missing packet was the tail of the frame before it, the first packet of that
+        # frame, or inside it, and no broken frame may reach the decoder.
+        after = next(i for i in range(hole + 1, ahead + 1) if self._slot(i) is not None)
+        self.smart_remove(after + 1)
+        return True, self._remove_frame(packet.sequence_number)
+
+    def _ahead(self, newest: RtpPacket) -> int:
+        """How many slots from the origin come before ``newest``."""
+        assert self._origin is not None
+        return uint16_add(newest.sequence_number, -self._origin)
+
+    def _slot(self, i: int) -> RtpPacket | None:
+        """The packet ``i`` places after the origin, if it arrived."""
+        assert self._origin is not None
+        return self._packets[(self._origin + i) % self._capacity]
+
+    def _overdue(self, newest: RtpPacket) -> bool:
+        """Whether ``newest`` is ``max_wait`` of media time past the oldest packet
+        waiting (the origin's, unless the origin itself is missing)."""
+        ahead = self._ahead(newest)
+        if ahead >= self._capacity:  # a late packet from before the origin, dropped
+            return False
+        oldest = next((p for p in map(self._slot, range(ahead)) if p is not None), None)
+        if oldest is None:
+            return False
+        waited = (newest.timestamp - oldest.timestamp) % (1 << 32)
+        return self._max_wait <= waited < 1 << 31  # not a late (older) packet
 
 
 def receiver_kind(receiver: RTCRtpReceiver) -> str:
