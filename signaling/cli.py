@@ -56,6 +56,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections,
                         help="WebSocket connections open at once, joined or not; beyond it "
                              "upgrades get HTTP 503 (default %(default)s)")
+    parser.add_argument("--abandon-after", type=float, default=_DEFAULTS.abandon_after,
+                        help="seconds after which a room nobody is connected to is started afresh "
+                             "by the next newcomer: its group, log and KeyPackages are dropped "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -69,7 +73,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rate_per_second=args.rate, rate_burst=args.burst, max_rooms=args.max_rooms,
         max_participants=args.max_participants, max_key_packages=args.max_key_packages,
         max_queued_frames=args.max_queued_frames, max_queued_bytes=args.max_queued_bytes,
-        max_connections=args.max_connections)
+        max_connections=args.max_connections, abandon_after=args.abandon_after)
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -60,6 +60,10 @@ class ServerConfig:
     #: Requests waiting for a room's sequencer before new ones are refused.
     max_pending_per_room: int = 4096
     heartbeat: float | None = 30.0
+    #: A newcomer joining a room whose group has had no connection for this long
+    #: starts it afresh: the group, its log and KeyPackages are dropped (its
+    #: members left; those merely cut off come back well within it).
+    abandon_after: float = 60.0
     default_token_ttl: int = 3600
     max_token_ttl: int = 7 * 24 * 3600
 
@@ -76,3 +80,5 @@ class ServerConfig:
             raise ValueError("max_queued_bytes must be at least twice max_message_bytes")
         if self.rate_per_second <= 0 or self.join_timeout <= 0:
             raise ValueError("rate_per_second and join_timeout must be positive")
+        if self.abandon_after < 0:
+            raise ValueError("abandon_after must not be negative")

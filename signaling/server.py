@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +98,9 @@ class SignalingServer:
         self.connections: set[Member] = set()
         #: WebSocket upgrades under way: they count against ``max_connections`` like open ones.
         self._handshakes = 0
+        #: when each room lost its last connection (monotonic; rooms never seen: the start)
+        self._started = time.monotonic()
+        self._empty_since: dict[str, float] = {}
         self._handlers: dict[str, Handler] = {
             p.JOIN: self._on_join,
             p.LEAVE: self._on_leave,
@@ -348,6 +352,8 @@ class SignalingServer:
             raise SignalingError(ErrorCode.ROOM_FULL, "the room is full",
                                  limit=self.config.max_participants)
         if item.since is None and item.epoch is None:
+            if not room.members:
+                await self._drop_abandoned_group(room.name)
             # A newcomer: replay from its latest Welcome, if one is waiting for it.
             welcome_seq = await self.store.latest_welcome_seq(room.name, identity)
             backlog = [] if welcome_seq is None else await self.store.read_log(
@@ -366,6 +372,7 @@ class SignalingServer:
             member.join_deadline.cancel()
         member.identity, member.room = identity, room
         room.members[identity] = member
+        self._empty_since.pop(room.name, None)
         self._ack(member, item.rid, protocol=p.PROTOCOL_VERSION, room=room.name, identity=identity,
                   members=sorted(i for i in room.members if i != identity),
                   group_id=None if state.group_id is None else p.b64encode(state.group_id),
@@ -375,6 +382,26 @@ class SignalingServer:
         self._presence(room, member, "join")
         logger.info("join room=%s identity=%s backlog=%d", room.name, identity, len(backlog))
 
+    async def _drop_abandoned_group(self, name: str) -> None:
+        """Start a room afresh for a newcomer once its group has had nobody connected for
+        ``abandon_after`` seconds: no member is left to add anyone to it."""
+        now = time.monotonic()
+        empty_for = now - self._empty_since.get(name, self._started)
+        if empty_for < self.config.abandon_after or (await self.store.group_state(name)).group_id is None:
+            return
+        await self.store.reset_group(name)
+        self._empty_since.pop(name, None)
+        logger.info("room=%s: group dropped after %.0f s without a connection", name, empty_for)
+
+    def _note_empty(self, name: str) -> None:
+        """Remember since when ``name`` has nobody connected.  Entries older than
+        ``abandon_after`` go: a missing entry reads as the server's start, which is
+        earlier still, so the answer for that room stays the same."""
+        now = time.monotonic()
+        self._empty_since = {room: since for room, since in self._empty_since.items()
+                             if now - since < self.config.abandon_after}
+        self._empty_since[name] = now
+
     def _depart(self, member: Member) -> None:
         room = member.room
         if room is None:
@@ -382,6 +409,8 @@ class SignalingServer:
         member.room = None
         if room.members.get(member.identity or "") is member:
             del room.members[member.identity or ""]
+            if not room.members:
+                self._note_empty(room.name)
             self._presence(room, member, "leave")
             logger.info("leave room=%s identity=%s", room.name, member.identity)
         room.wakeup.set()  # an idle sequencer of an empty room ends and drops the room

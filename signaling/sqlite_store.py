@@ -236,6 +236,15 @@ class SQLiteStore:
                                (room, recipient)).fetchone()
         return row[0]
 
+    async def reset_group(self, room: str) -> None:
+        await self._run(self._reset_group, room)
+
+    def _reset_group(self, room: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM log WHERE room = ?", (room,))
+            db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
+            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL WHERE room = ?", (room,))
+
     # -- KeyPackage directory --------------------------------------------------------------
 
     async def publish_key_packages(self, room: str, identity: str,

@@ -142,6 +142,11 @@ class Store(Protocol):
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None: ...
 
+    async def reset_group(self, room: str) -> None:
+        """Forget the room's group: its log entries and KeyPackages go, the room has no
+        group again; sequence numbers keep counting up."""
+        ...
+
     async def publish_key_packages(self, room: str, identity: str,
                                    key_packages: Sequence[bytes], limit: int) -> int | None:
         """Store ``key_packages``; the number now available, or ``None`` (nothing stored) above ``limit``."""

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from conftest import until
 from signaling.client import SignalingClient, fetch_token
 from signaling.config import DEFAULT_STATIC_DIR
 from signaling.errors import ErrorCode, SignalingError
@@ -462,3 +463,64 @@ async def test_default_static_root_serves_the_call_page_only(
                      "/../package.json", "/%2e%2e/package.json"):
             async with http.get(server.url + path) as response:
                 assert response.status in (403, 404), path
+
+
+# -- abandoned rooms ----------------------------------------------------------------------------
+
+
+async def _abandoned_room(server: RunningServer, connect: Connect) -> int:
+    """alice and bob hold a group (commit, Welcome, KeyPackage, message), then both go;
+    returns the last sequence number the room used."""
+    alice, bob = await connect("alice"), await connect("bob")
+    await bob.publish_key_packages([b"kp-bob"])
+    await alice.commit(GROUP, 0, b"c0", welcomes={"bob": b"welcome-bob", "carol": b"welcome-carol"})
+    last = await alice.send_application(1, b"bye")
+    await alice.leave()
+    await bob.close()  # a dropped connection counts as gone too
+    room = server.server.rooms
+    await until(lambda: ROOM not in room or not room[ROOM].members, "the server saw both go")
+    return last
+
+
+@pytest.mark.parametrize("abandon_after", [0.0, 3600.0])
+async def test_a_newcomer_starts_an_abandoned_room_afresh(make_server: Callable[..., Awaitable[RunningServer]],
+                                                          clients: list[SignalingClient],
+                                                          abandon_after: float) -> None:
+    server = await make_server(abandon_after=abandon_after)
+
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+
+    last = await _abandoned_room(server, connect)
+    carol = await connect("carol")
+    if abandon_after:  # not long enough: the group stays, carol gets her Welcome
+        assert carol.join_reply["group_id"] == GROUP and carol.join_reply["epoch"] == 1
+        assert (await carol.next_event("welcome"))["welcome"] == b"welcome-carol"
+        return
+    assert carol.join_reply["group_id"] is None and carol.join_reply["epoch"] is None
+    assert carol.join_reply["backlog"] == 0
+    await no_event(carol, "welcome")
+    await expect_error(carol.claim_key_package("bob"), ErrorCode.NOT_FOUND)  # the old group's are gone
+    reply = await carol.commit(b"\x02new group", 0, b"c0'")  # the room takes a new group
+    assert reply["epoch"] == 1 and reply["seq"] > last  # sequence numbers keep counting up
+    dave = await connect("dave")
+    assert dave.join_reply["group_id"] == b"\x02new group"
+
+
+async def test_a_returning_member_or_a_present_one_keeps_the_group(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=0.0)
+
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+
+    await _abandoned_room(server, connect)
+    alice = await connect("alice", since=0)  # catching up: a member back, not a newcomer
+    assert alice.join_reply["group_id"] == GROUP and alice.join_reply["backlog"] == 1  # the commit
+    carol = await connect("carol")  # someone is connected: the group has a member to add her
+    assert carol.join_reply["group_id"] == GROUP
+    assert (await carol.next_event("welcome"))["welcome"] == b"welcome-carol"
