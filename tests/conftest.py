@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -77,3 +78,37 @@ def assert_loopback_only(sdp: str) -> None:
     hosts = CANDIDATE.findall(sdp)
     assert hosts, "no ICE candidate in SDP"
     assert set(hosts) == {"127.0.0.1"}, hosts
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """aiortc gathers ICE candidates on 127.0.0.1 only, for this one test."""
+    import aioice.ice
+
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+
+
+class SeededExporter:
+    """Stand-in MLS exporter (``export_secret``): a deterministic secret per seed."""
+
+    def __init__(self, seed: bytes) -> None:
+        self.seed = seed
+
+    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
+        return hashlib.shake_256(self.seed + b"|" + label + b"|" + context).digest(length)
+
+
+async def negotiate(a: Any, b: Any, before_answer: Callable[[], object] | None = None) -> None:
+    """Offer from RTCPeerConnection ``a``, answer from ``b``, every SDP checked to be
+    loopback-only; ``before_answer`` runs once ``b`` has the offer's transceivers
+    (where SFrame is attached to them)."""
+    from aiortc import RTCSessionDescription
+
+    await a.setLocalDescription(await a.createOffer())
+    assert_loopback_only(a.localDescription.sdp)
+    await b.setRemoteDescription(RTCSessionDescription(a.localDescription.sdp, "offer"))
+    if before_answer is not None:
+        before_answer()
+    await b.setLocalDescription(await b.createAnswer())
+    assert_loopback_only(b.localDescription.sdp)
+    await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))

@@ -9,6 +9,7 @@ counter back from the decoded pictures.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -267,36 +268,21 @@ async def test_member_reconnecting_without_state_is_removed_and_added_again(
     assert_no_gap(bob_again, "alice")
 
 
-async def test_a_room_is_used_again_after_everyone_left(tmp_path: Path) -> None:
+async def test_a_room_is_used_again_after_everyone_left(server: RunningServer, start_peer: StartPeer) -> None:
     """alice and bob hold a call and leave; later carol and dave meet in the same
     room: carol starts a new group (the old one has nobody left to add her)."""
-    running = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=tmp_path / "calls.db",
-                                              secret=b"k" * 32, static_dir=None, abandon_after=0.0))
-    peers: list[CallPeer] = []
+    server.server.config = replace(server.server.config, abandon_after=0.0)
+    first = [await start_peer("alice"), await start_peer("bob")]
+    await until(lambda: same_group(first) and receiving_all(first, 10), "yesterday's call")
+    old_group = first[0].group.group_id if first[0].group else None
+    for peer in first:
+        await peer.stop()
+    rooms = server.server.rooms
+    await until(lambda: ROOM not in rooms or not rooms[ROOM].members, "everyone left")
 
-    async def start(identity: str) -> CallPeer:
-        token = running.server.tokens.mint(ROOM, identity, 600)
-        peer = CallPeer(running.ws_url, ROOM, token, sinks=[VerifyingSink()])
-        peers.append(peer)
-        await peer.start()
-        return peer
-
-    try:
-        first = [await start("alice"), await start("bob")]
-        await until(lambda: same_group(first) and receiving_all(first, 10), "yesterday's call")
-        old_group = first[0].group.group_id if first[0].group else None
-        for peer in first:
-            await peer.stop()
-        rooms = running.server.rooms
-        await until(lambda: ROOM not in rooms or not rooms[ROOM].members, "everyone left")
-
-        second = [await start("carol"), await start("dave")]
-        await until(lambda: same_group(second) and receiving_all(second, 30), "today's call")
-        assert [e.cause for e in second[0].epochs][0] == "create"
-        assert second[0].group is not None and second[0].group.group_id != old_group
-        assert_no_gap(second[0], "dave")
-        assert_no_gap(second[1], "carol")
-    finally:
-        for peer in peers:
-            await peer.stop()
-        await running.close()
+    second = [await start_peer("carol"), await start_peer("dave")]
+    await until(lambda: same_group(second) and receiving_all(second, 30), "today's call")
+    assert [e.cause for e in second[0].epochs][0] == "create"
+    assert second[0].group is not None and second[0].group.group_id != old_group
+    assert_no_gap(second[0], "dave")
+    assert_no_gap(second[1], "carol")

@@ -14,16 +14,14 @@ packets, some 17 s).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 
-import aioice.ice
 import pytest
-from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpSender
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket, is_rtcp
 
-from conftest import assert_loopback_only, until
+from conftest import SeededExporter, negotiate, until
 from media.counter import CounterVideoTrack, read_counter
 from media.session import SFrameSession
 from sframe import MLSKeyManager
@@ -32,21 +30,9 @@ RECOVERY_BOUND = 5.0  # seconds: 0.5 s of waiting, a PLI, a keyframe, with room 
 FROZEN_FOR = 3.0  # seconds the control call must show no new picture
 
 
-@pytest.fixture
-def loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-class Exporter:
-    """Stand-in MLS exporter of one epoch."""
-
-    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
-        return hashlib.shake_256(b"loss|" + label + b"|" + context).digest(length)
-
-
 def member(own_index: int) -> SFrameSession:
     session = SFrameSession(MLSKeyManager())
-    session.install_epoch(Exporter(), 1, own_index, 2)
+    session.install_epoch(SeededExporter(b"loss"), 1, own_index, 2)
     return session
 
 
@@ -107,14 +93,7 @@ async def call_with_loss(monkeypatch: pytest.MonkeyPatch, *, encrypted: bool) ->
     if encrypted:
         member(0).protect_peer_connection(a)
     try:
-        await a.setLocalDescription(await a.createOffer())
-        assert_loopback_only(a.localDescription.sdp)
-        await b.setRemoteDescription(RTCSessionDescription(a.localDescription.sdp, "offer"))
-        if encrypted:
-            member(1).protect_peer_connection(b)
-        await b.setLocalDescription(await b.createAnswer())
-        assert_loopback_only(b.localDescription.sdp)
-        await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
+        await negotiate(a, b, (lambda: member(1).protect_peer_connection(b)) if encrypted else None)
         await until(lambda: len(loss.counters) >= 30, "b decodes video")
         loss.media_ssrc, loss.rtx_ssrc = transceiver.sender._ssrc, transceiver.sender._rtx_ssrc
         loss.armed = True

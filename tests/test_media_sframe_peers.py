@@ -13,43 +13,25 @@ candidates only.  Keys come from a stand-in MLS exporter feeding
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from dataclasses import dataclass, field
 
-import aioice.ice
 import pytest
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCRtpSender,
-    RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from conftest import assert_loopback_only, until
+from conftest import SeededExporter, negotiate, until
 from media import FailureKind, PeerProtection, SFrameSession
 from media.tracks import PatternVideoTrack, ToneAudioTrack
 from sframe import MLSKeyManager
 
 
 
-@pytest.fixture
-def loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-class Exporter:
-    """Stand-in MLS exporter: a deterministic secret per seed."""
-
-    def __init__(self, seed: bytes) -> None:
-        self.seed = seed
-
-    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
-        return hashlib.shake_256(self.seed + b"|" + label + b"|" + context).digest(length)
-
-
-def epoch_secret(epoch: int, group: bytes = b"call") -> Exporter:
-    return Exporter(group + b"#" + str(epoch).encode())
+def epoch_secret(epoch: int, group: bytes = b"call") -> SeededExporter:
+    return SeededExporter(group + b"#" + str(epoch).encode())
 
 
 @dataclass
@@ -108,14 +90,10 @@ async def start_call(
             caps = RTCRtpSender.getCapabilities("video").codecs
             transceiver.setCodecPreferences([c for c in caps if c.mimeType == video_mime])
     a_sframe = a_session.protect_peer_connection(a) if a_session else None
-    await a.setLocalDescription(await a.createOffer())
-    assert_loopback_only(a.localDescription.sdp)
-    await b.setRemoteDescription(RTCSessionDescription(a.localDescription.sdp, "offer"))
-    b_sframe = b_session.protect_peer_connection(b) if b_session else None
-    await b.setLocalDescription(await b.createAnswer())
-    assert_loopback_only(b.localDescription.sdp)
-    await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
-    return Call(a, b, sink, a_sframe, b_sframe)
+    b_protection: list[PeerProtection] = []
+    await negotiate(a, b, (lambda: b_protection.append(b_session.protect_peer_connection(b)))
+                    if b_session else None)
+    return Call(a, b, sink, a_sframe, b_protection[0] if b_protection else None)
 
 
 def member(own_index: int, epoch: int = 1, group: bytes = b"call") -> SFrameSession:

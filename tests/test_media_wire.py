@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import array
 import asyncio
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aioice.ice
 import pytest
-from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCDtlsTransport, RTCPeerConnection, RTCRtpSender
 from aiortc.codecs import OpusEncoder, Vp8Encoder
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.codecs.vpx import Vp8Decoder, vp8_depayload
@@ -40,7 +38,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtp import RtpPacket, is_rtcp
 
-from conftest import assert_loopback_only, until
+from conftest import SeededExporter, negotiate, until
 from media.counter import CounterVideoTrack, read_counter
 from media.framing import FrameCodec, vp8_clear_bytes
 from media.session import PeerProtection, SFrameSession
@@ -53,21 +51,9 @@ EPOCH = 1
 SENDER_INDEX = 0
 
 
-@pytest.fixture
-def loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-class Exporter:
-    """Stand-in MLS exporter of one epoch."""
-
-    def export_secret(self, label: bytes, context: bytes, length: int) -> bytes:
-        return hashlib.shake_256(b"wire|" + label + b"|" + context).digest(length)
-
-
 def member(own_index: int) -> SFrameSession:
     session = SFrameSession(MLSKeyManager())
-    session.install_epoch(Exporter(), EPOCH, own_index, 2)
+    session.install_epoch(SeededExporter(b"wire"), EPOCH, own_index, 2)
     return session
 
 
@@ -173,14 +159,7 @@ async def start_call(encrypted: bool, capture: Capture) -> Call:
         assert len(a_sframe.senders) == 2
         for transform in a_sframe.senders:
             tap_transform(transform, capture)
-    await a.setLocalDescription(await a.createOffer())
-    assert_loopback_only(a.localDescription.sdp)
-    await b.setRemoteDescription(RTCSessionDescription(a.localDescription.sdp, "offer"))
-    if encrypted:
-        member(1).protect_peer_connection(b)
-    await b.setLocalDescription(await b.createAnswer())
-    assert_loopback_only(b.localDescription.sdp)
-    await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
+    await negotiate(a, b, (lambda: member(1).protect_peer_connection(b)) if encrypted else None)
     return Call(a, b, a_sframe, decoded, consumers)
 
 
