@@ -423,7 +423,17 @@ class CallPeer:
     # -- presence and mesh -------------------------------------------------------
 
     async def _on_reconnected(self, reply: dict[str, Any]) -> None:
-        """Back after an outage: who is here, and whether our last commit got in."""
+        """Back after an outage: which group the room carries, who is here, and
+        whether our last commit got in."""
+        room_group = reply.get("group_id")
+        if self.group is not None and room_group is not None and room_group != self.group.group_id:
+            # the room was started afresh while we were away (docs/protocol.md, abandoned
+            # rooms) and carries another group now: wait to be added to that one
+            logger.info("%s: the room carries another group now; waiting to be added", self.identity)
+            self.group.delete_state()
+            self.group = None
+            await self._publish_key_package()
+        self._room_group = room_group
         here = set(reply.get("members", ()))
         deadline = time.monotonic() + (self.options.reconnect_timeout or 0.0)
         for remote in self.present - here:

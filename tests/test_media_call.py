@@ -286,3 +286,18 @@ async def test_a_room_is_used_again_after_everyone_left(server: RunningServer, s
     assert second[0].group is not None and second[0].group.group_id != old_group
     assert_no_gap(second[0], "dave")
     assert_no_gap(second[1], "carol")
+
+
+async def test_back_from_an_outage_to_a_room_with_another_group(server: RunningServer,
+                                                                 start_peer: StartPeer) -> None:
+    """A member away while its room was started afresh (docs/protocol.md, abandoned
+    rooms) drops the old group's state and offers a KeyPackage to be added anew."""
+    alice, bob = await start_peer("alice"), await start_peer("bob")
+    await until(lambda: same_group([alice, bob]), "a call of two")
+    assert alice.group is not None
+    epoch = alice.group.epoch
+    await alice._on_reconnected({"members": ["bob"], "group_id": alice.group.group_id, "epoch": epoch})
+    assert alice.group is not None, "the same group: nothing to do"
+    await alice._on_reconnected({"members": ["bob"], "group_id": b"\x07another group", "epoch": 3})
+    assert alice.group is None
+    assert await server.server.store.claim_key_package(ROOM, "alice") is not None
