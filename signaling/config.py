@@ -62,8 +62,10 @@ class ServerConfig:
     heartbeat: float | None = 30.0
     #: A newcomer joining a room whose group has had no connection for this long
     #: starts it afresh: the group, its log and KeyPackages are dropped (its
-    #: members left; those merely cut off come back well within it).
-    abandon_after: float = 60.0
+    #: members left; keep it above the clients' reconnection window: the page
+    #: never reconnects, a CallPeer only with ``reconnect_timeout``, 10 s in
+    #: ``mlscall stress``).
+    abandon_after: float = 15.0
     default_token_ttl: int = 3600
     max_token_ttl: int = 7 * 24 * 3600
 
