@@ -22,6 +22,7 @@ __all__ = [
     "MAX_VARINT",
     "CachedEncoding",
     "Reader",
+    "SignedEncoding",
     "WireStruct",
     "Writer",
     "closed_enum",
@@ -32,6 +33,7 @@ __all__ = [
 
 T = TypeVar("T")
 S = TypeVar("S", bound="WireStruct")
+SE = TypeVar("SE", bound="SignedEncoding")
 
 #: Largest value a §2.1.2 varint (and so a vector length) can carry: 2^30 - 1.
 MAX_VARINT = (1 << 30) - 1
@@ -419,3 +421,44 @@ class CachedEncoding(WireStruct):
         value = cls.read_fields(reader)  # type: ignore[attr-defined]
         object.__setattr__(value, "_encoding", reader.data[start : reader.pos])
         return value  # type: ignore[no-any-return]
+
+
+class SignedEncoding(CachedEncoding):
+    """A ``CachedEncoding`` struct whose encoding is its to-be-signed content
+    followed by ``opaque signature<V>`` (LeafNode §7.2, KeyPackage §10).
+
+    Subclasses have a ``signature`` field (last, default ``b""``), write the
+    content with ``write_content`` and read it with ``read_content_fields``
+    (the other fields, in declaration order).
+    """
+
+    __slots__ = ()
+    signature: bytes
+
+    def write_content(self, writer: Writer) -> None:
+        """Write every field but the signature (the TBS content)."""
+        raise NotImplementedError
+
+    @classmethod
+    def read_content_fields(cls, reader: Reader) -> tuple[Any, ...]:
+        """Read every field but the signature, in declaration order."""
+        raise NotImplementedError
+
+    def content_encoding(self) -> bytes:
+        """The encoding of every field but the signature (the TBS content)."""
+        encoding = self.encode()
+        return encoding[: len(encoding) - len(self.signature) - len(encode_varint(len(self.signature)))]
+
+    def write_fields(self, writer: Writer) -> None:
+        self.write_content(writer)
+        writer.opaque(self.signature)
+
+    @classmethod
+    def read_content(cls: type[SE], reader: Reader) -> SE:
+        """Read the TBS content; the signature is left empty."""
+        return cls(*cls.read_content_fields(reader))  # type: ignore[attr-defined]
+
+    @classmethod
+    def read_fields(cls: type[SE], reader: Reader) -> SE:
+        content = cls.read_content_fields(reader)  # type: ignore[attr-defined]
+        return cls(*content, reader.opaque(f"{cls.__name__}.signature"))

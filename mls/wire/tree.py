@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from mls.errors import DecodeError, EncodeError
-from mls.wire.codec import CachedEncoding, Reader, WireStruct, Writer, encode_varint
+from mls.wire.codec import Reader, SignedEncoding, WireStruct, Writer
 from mls.wire.credentials import Credential
 from mls.wire.enums import ExtensionType, LeafNodeSource, NodeType
 from mls.wire.extensions import Extension, ExtensionContent, read_extensions
@@ -72,7 +72,7 @@ class Lifetime(WireStruct):
 
 
 @dataclass(frozen=True, slots=True)
-class LeafNode(CachedEncoding):
+class LeafNode(SignedEncoding):
     """§7.2 ``LeafNode``.
 
     ``lifetime`` is set exactly when ``leaf_node_source`` is ``key_package``
@@ -91,11 +91,6 @@ class LeafNode(CachedEncoding):
     extensions: tuple[Extension, ...] = ()
     signature: bytes = b""
     _encoding: bytes | None = field(default=None, init=False, repr=False, compare=False)
-
-    def content_encoding(self) -> bytes:
-        """The encoding of every field up to and including ``extensions`` (the TBS prefix)."""
-        encoding = self.encode()
-        return encoding[: len(encoding) - len(self.signature) - len(encode_varint(len(self.signature)))]
 
     def write_content(self, writer: Writer) -> None:
         """Write every field up to and including ``extensions`` (the TBS prefix)."""
@@ -120,47 +115,33 @@ class LeafNode(CachedEncoding):
             raise EncodeError(f"LeafNode: invalid leaf_node_source {source}")
         writer.structs(self.extensions)
 
-    def write_fields(self, writer: Writer) -> None:
-        self.write_content(writer)
-        writer.opaque(self.signature)
-
     @classmethod
-    def read_content(cls, reader: Reader) -> LeafNode:
-        """Read the TBS prefix of a LeafNode (everything but the signature)."""
-        return cls(*_read_leaf_content(reader))
-
-    @classmethod
-    def read_fields(cls, reader: Reader) -> LeafNode:
-        content = _read_leaf_content(reader)
-        return cls(*content, reader.opaque("LeafNode.signature"))
-
-
-def _read_leaf_content(reader: Reader) -> tuple:  # type: ignore[type-arg]
-    """The fields of a LeafNode's TBS prefix, in declaration order."""
-    encryption_key = reader.opaque("LeafNode.encryption_key")
-    signature_key = reader.opaque("LeafNode.signature_key")
-    credential = Credential.read(reader)
-    capabilities = Capabilities.read(reader)
-    raw_source = reader.u8("LeafNode.leaf_node_source")
-    lifetime = None
-    parent_hash = None
-    if raw_source == LeafNodeSource.KEY_PACKAGE:
-        lifetime = Lifetime.read(reader)
-    elif raw_source == LeafNodeSource.COMMIT:
-        parent_hash = reader.opaque("LeafNode.parent_hash")
-    elif raw_source != LeafNodeSource.UPDATE:
-        raise DecodeError(f"LeafNode.leaf_node_source: invalid value {raw_source}")
-    extensions = read_extensions(reader, "LeafNode.extensions")
-    return (
-        encryption_key,
-        signature_key,
-        credential,
-        capabilities,
-        LeafNodeSource(raw_source),
-        lifetime,
-        parent_hash,
-        extensions,
-    )
+    def read_content_fields(cls, reader: Reader) -> tuple[Any, ...]:
+        """The fields of the TBS prefix, in declaration order."""
+        encryption_key = reader.opaque("LeafNode.encryption_key")
+        signature_key = reader.opaque("LeafNode.signature_key")
+        credential = Credential.read(reader)
+        capabilities = Capabilities.read(reader)
+        raw_source = reader.u8("LeafNode.leaf_node_source")
+        lifetime = None
+        parent_hash = None
+        if raw_source == LeafNodeSource.KEY_PACKAGE:
+            lifetime = Lifetime.read(reader)
+        elif raw_source == LeafNodeSource.COMMIT:
+            parent_hash = reader.opaque("LeafNode.parent_hash")
+        elif raw_source != LeafNodeSource.UPDATE:
+            raise DecodeError(f"LeafNode.leaf_node_source: invalid value {raw_source}")
+        extensions = read_extensions(reader, "LeafNode.extensions")
+        return (
+            encryption_key,
+            signature_key,
+            credential,
+            capabilities,
+            LeafNodeSource(raw_source),
+            lifetime,
+            parent_hash,
+            extensions,
+        )
 
 
 @dataclass(frozen=True, slots=True)
