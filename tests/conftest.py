@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,3 +112,32 @@ async def negotiate(a: Any, b: Any, before_answer: Callable[[], object] | None =
     await b.setLocalDescription(await b.createAnswer())
     assert_loopback_only(b.localDescription.sdp)
     await a.setRemoteDescription(RTCSessionDescription(b.localDescription.sdp, "answer"))
+
+
+async def expect_error(awaitable: Awaitable[Any], code: Any) -> Any:
+    """Await ``awaitable``, which must raise ``SignalingError`` with ``code``; the error."""
+    from signaling.errors import SignalingError
+
+    with pytest.raises(SignalingError) as info:
+        await awaitable
+    assert info.value.code == code, info.value
+    return info.value
+
+
+def deliver(message: bytes, views: Iterable[Any]) -> None:
+    """Hand one MLSMessage to every ``mls.GroupView`` in ``views``."""
+    for view in views:
+        view.receive(message)
+
+
+def agree(views: Sequence[Any], exports: Iterable[tuple[str, bytes, int]]) -> int:
+    """Every ``GroupView`` is at one epoch with the same exporter outputs (of the
+    asked lengths), epoch authenticator and roster; returns that epoch."""
+    assert len({v.epoch for v in views}) == 1
+    for label, context, length in exports:
+        secrets = {v.export_secret(label, context, length) for v in views}
+        assert len(secrets) == 1 and len(secrets.pop()) == length
+    assert len({v.epoch_authenticator() for v in views}) == 1
+    assert len({v.details().members for v in views}) == 1
+    epoch: int = views[0].epoch
+    return epoch

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import agree, deliver
 from mls import MLS, GroupConfig, GroupView, SQLiteStorage
 from mls.api import _GROUP, _group_key
 from mls.errors import GroupInactive, MLSError, SecretTreeError, StaleCommit, ValidationError, WrongEpoch
@@ -45,22 +46,6 @@ def _group(n: int, config: GroupConfig | None = None) -> tuple[MLS, list[GroupVi
     return mls, views
 
 
-def _deliver(message: bytes, views: Iterable[GroupView]) -> None:
-    for view in views:
-        view.receive(message)
-
-
-def _agree(views: list[GroupView]) -> int:
-    """Every member is at the same epoch, with the same exporter outputs, authenticator and roster."""
-    assert len({v.epoch for v in views}) == 1
-    for label, context, length in EXPORTS:
-        secrets = {v.export_secret(label, context, length) for v in views}
-        assert len(secrets) == 1 and len(secrets.pop()) == length
-    assert len({v.epoch_authenticator() for v in views}) == 1
-    assert len({v.details().members for v in views}) == 1
-    return views[0].epoch
-
-
 def _stored(mls: MLS, view: GroupView) -> bytes | None:
     return mls.storage.get(_GROUP, _group_key(view.group_id, view.client_id))
 
@@ -76,7 +61,7 @@ def _proposal_list(commit: bytes) -> tuple:
 
 def test_add_many_in_one_commit_then_more_into_blank_leaves() -> None:
     mls, views = _group(16)
-    assert _agree(views) == 1
+    assert agree(views, EXPORTS) == 1
     assert [m.leaf_index for m in views[5].details().members] == list(range(16))
     secret_1 = views[0].export_secret("SFrame 1.0 Base Key", b"", 48)
     # the exporter really depends on label, context and epoch
@@ -86,26 +71,26 @@ def test_add_many_in_one_commit_then_more_into_blank_leaves() -> None:
     # remove three members in one Commit, then add four: three fill the blank leaves (§12.1.1)
     removed = [views[3], views[7], views[12]]
     output = views[1].remove(removed[0].client_id)
-    _deliver(output.commit, views)
+    deliver(output.commit, views)
     for view in removed[:1]:
         assert view.details().removed
     for target in removed[1:]:
         proposal = views[2].propose_remove(target.client_id)
-        _deliver(proposal, [v for v in views if v not in removed[:1]])
+        deliver(proposal, [v for v in views if v not in removed[:1]])
     output = views[4].commit()
     assert len(_proposal_list(output.commit)) == 2
-    _deliver(output.commit, [v for v in views if v is not removed[0]])
+    deliver(output.commit, [v for v in views if v is not removed[0]])
     members = [v for v in views if v not in removed]
     assert all(v.details().removed for v in removed)
-    assert _agree(members) == 3
+    assert agree(members, EXPORTS) == 3
     assert views[0].export_secret("SFrame 1.0 Base Key", b"", 48) != secret_1
 
     newcomers = [_identity(mls, f"n{i}") for i in range(4)]
     output = views[15].add_many([mls.generate_key_package(c, cred) for c, cred in newcomers])
-    _deliver(output.commit, members)
+    deliver(output.commit, members)
     assert output.welcome is not None
     members += [mls.group_join(c, output.welcome) for c, _ in newcomers]
-    assert _agree(members) == 4
+    assert agree(members, EXPORTS) == 4
     leaves = {m.client_id: m.leaf_index for m in members[0].details().members}
     assert sorted(leaves[c] for c, _ in newcomers) == [3, 7, 12, 16]
     for sender in (members[0], members[-1]):
@@ -144,7 +129,7 @@ def test_concurrent_proposals_from_several_members_one_commit_covers_them() -> N
     assert output.welcome is not None
     x = mls.group_join(x_id, output.welcome)
     remaining = [a, b, c, e, x]
-    assert _agree(remaining) == 2
+    assert agree(remaining, EXPORTS) == 2
     assert e._state.tree.leaf(e._state.leaf_index).encryption_key != e_leaf_before  # type: ignore[attr-defined]
     assert {m.client_id for m in a.details().members} == {v.client_id for v in remaining}
 
@@ -163,7 +148,7 @@ def test_conflicting_proposals_the_committer_keeps_a_valid_list() -> None:
         a.propose_update(),
     ]
     for message in proposals:
-        _deliver(message, views)
+        deliver(message, views)
     output = a.commit()
     listed = _proposal_list(output.commit)
     cached = {ref: p for ref, p in a._state.proposals.items()}  # type: ignore[attr-defined]
@@ -178,17 +163,17 @@ def test_conflicting_proposals_the_committer_keeps_a_valid_list() -> None:
         view.receive(output.commit)
     assert d.details().removed
     survivors = [v for v in views if not v.details().removed]
-    assert a in survivors and _agree(survivors) == 2
+    assert a in survivors and agree(survivors, EXPORTS) == 2
 
 
 def test_proposal_after_the_commit_of_its_epoch_is_refused_cleanly() -> None:
     mls, views = _group(4)
     a, b, c, d = views
     late = c.propose_update()  # a's commit below does not know it
-    _deliver(late, [c, d])
+    deliver(late, [c, d])
     output = a.update()
-    _deliver(output.commit, views)
-    assert _agree(views) == 2
+    deliver(output.commit, views)
+    assert agree(views, EXPORTS) == 2
     for view in (a, b, d):
         before, epoch = _stored(mls, view), view.epoch
         with pytest.raises(WrongEpoch):
@@ -197,14 +182,14 @@ def test_proposal_after_the_commit_of_its_epoch_is_refused_cleanly() -> None:
     # proposals of the old epoch are forgotten: a commit now carries none
     output = d.commit()
     assert _proposal_list(output.commit) == ()
-    _deliver(output.commit, views)
+    deliver(output.commit, views)
     # the proposer proposes again in the new epoch; it is committed
     again = c.propose_update()
-    _deliver(again, views)
+    deliver(again, views)
     output = b.commit()
     assert len(_proposal_list(output.commit)) == 1
-    _deliver(output.commit, views)
-    assert _agree(views) == 4
+    deliver(output.commit, views)
+    assert agree(views, EXPORTS) == 4
 
 
 def test_commit_before_its_proposal_is_refused_then_applies() -> None:
@@ -213,7 +198,7 @@ def test_commit_before_its_proposal_is_refused_then_applies() -> None:
     mls, views = _group(3)
     a, b, c = views
     proposal = b.propose_remove(b.client_id)
-    _deliver(proposal, [a, b])
+    deliver(proposal, [a, b])
     output = a.commit()
     before = _stored(mls, c)
     with pytest.raises(ValidationError, match="unknown proposal"):
@@ -223,7 +208,7 @@ def test_commit_before_its_proposal_is_refused_then_applies() -> None:
     c.receive(output.commit)
     a.receive(output.commit)
     assert b.receive(output.commit).removed
-    assert _agree([a, c]) == 2
+    assert agree([a, c], EXPORTS) == 2
 
 
 def test_commit_race_the_loser_proposals_are_proposed_again() -> None:
@@ -233,20 +218,20 @@ def test_commit_race_the_loser_proposals_are_proposed_again() -> None:
     mls, views = _group(4)
     a, b, c, d = views
     proposal = c.propose_remove(d.client_id)
-    _deliver(proposal, [b, c, d])  # a has not seen it
+    deliver(proposal, [b, c, d])  # a has not seen it
     winner = a.update()
     loser = b.commit()
     assert len(_proposal_list(loser.commit)) == 1
-    _deliver(winner.commit, views)
-    assert not b.has_pending_commit and _agree(views) == 2
+    deliver(winner.commit, views)
+    assert not b.has_pending_commit and agree(views, EXPORTS) == 2
     for view in (a, c, d):
         with pytest.raises(StaleCommit):
             view.receive(loser.commit)
     again = c.propose_remove(d.client_id)
-    _deliver(again, views)
+    deliver(again, views)
     output = b.commit()
-    _deliver(output.commit, views)
-    assert d.details().removed and _agree([a, b, c]) == 3
+    deliver(output.commit, views)
+    assert d.details().removed and agree([a, b, c], EXPORTS) == 3
 
 
 # --- application messages out of order -------------------------------------------------------
@@ -272,10 +257,10 @@ def test_application_messages_shuffled_across_an_epoch_change() -> None:
     a, b, c = views
     sent = [(1, b.send(f"e1 #{i}".encode())) for i in range(5)]
     output = a.update()
-    _deliver(output.commit, views)
+    deliver(output.commit, views)
     sent += [(2, b.send(f"e2 #{i}".encode())) for i in range(5)]
     output = c.update()  # a second epoch change before anything is read
-    _deliver(output.commit, views)
+    deliver(output.commit, views)
     sent += [(3, b.send(f"e3 #{i}".encode())) for i in range(3)]
     random.Random(5).shuffle(sent)
     for epoch, message in sent:
@@ -318,7 +303,7 @@ def test_after_reinit_the_old_group_only_exports_and_reads_late_messages() -> No
     late = c.send(b"sent before the ReInit commit")
     new_group_id = b"the successor group"
     proposal = b.propose_reinit(group_id=new_group_id, cipher_suite=3)
-    _deliver(proposal, views)
+    deliver(proposal, views)
     output = a.commit()
     assert len(_proposal_list(output.commit)) == 1
     results = [view.receive(output.commit) for view in views]
@@ -326,7 +311,7 @@ def test_after_reinit_the_old_group_only_exports_and_reads_late_messages() -> No
     for result in results:
         assert result.reinit is not None
         assert (result.reinit.group_id, result.reinit.cipher_suite) == (new_group_id, 3)
-    assert _agree(views) == 2
+    assert agree(views, EXPORTS) == 2
     assert all(v.details().reinit_pending for v in views)
 
     # the late message of the previous epoch is still readable
@@ -354,15 +339,15 @@ def test_after_reinit_the_old_group_only_exports_and_reads_late_messages() -> No
     creator.receive(output.commit)
     assert output.welcome is not None
     joined = [creator] + [successor.group_join(c_id, output.welcome) for c_id, _ in ids[1:]]
-    assert joined[1].group_id == new_group_id and _agree(joined) == 1
+    assert joined[1].group_id == new_group_id and agree(joined, EXPORTS) == 1
 
 
 def test_reinit_with_other_proposals_commits_a_valid_list() -> None:
     """§12.2: a Commit with a ReInit contains nothing else; the committer chooses."""
     mls, views = _group(3)
     a, b, c = views
-    _deliver(b.propose_reinit(cipher_suite=1), views)
-    _deliver(c.propose_update(), views)
+    deliver(b.propose_reinit(cipher_suite=1), views)
+    deliver(c.propose_update(), views)
     output = a.commit()
     listed = _proposal_list(output.commit)
     cached = a._state.proposals  # type: ignore[attr-defined]
@@ -370,7 +355,7 @@ def test_reinit_with_other_proposals_commits_a_valid_list() -> None:
     assert kinds in ({"ReInit"}, {"Update"})
     for view in views:
         view.receive(output.commit)
-    assert _agree(views) == 2
+    assert agree(views, EXPORTS) == 2
     assert a.details().reinit_pending == (kinds == {"ReInit"})
 
 
@@ -413,13 +398,13 @@ def test_restart_every_member_in_mid_life(tmp_path: Path) -> None:
     cluster = _Cluster(tmp_path, 4)
     a, b, c, d = cluster
     output = b.update()
-    _deliver(output.commit, cluster)
+    deliver(output.commit, cluster)
     late_old_epoch = c.send(b"epoch 2, read after the restart")
     output = c.update()
-    _deliver(output.commit, cluster)
+    deliver(output.commit, cluster)
     # in epoch 3: cached proposals, unread messages, a KeyPackage waiting for its Welcome
-    _deliver(d.propose_update(), cluster)
-    _deliver(b.propose_remove(c.client_id), cluster)
+    deliver(d.propose_update(), cluster)
+    deliver(b.propose_remove(c.client_id), cluster)
     unread = [c.send(f"unread #{i}".encode()) for i in range(4)]
     assert a.receive(unread[1]).content == b"unread #1"
     newcomer = MLS(storage=SQLiteStorage(tmp_path / "newcomer.sqlite"))
@@ -439,20 +424,20 @@ def test_restart_every_member_in_mid_life(tmp_path: Path) -> None:
     # the cached proposals survived: the Commit covers both, plus an Add
     output = a.add(kp)
     assert len(_proposal_list(output.commit)) == 3
-    _deliver(output.commit, cluster)
+    deliver(output.commit, cluster)
     assert c.details().removed
     newcomer = MLS(storage=SQLiteStorage(tmp_path / "newcomer.sqlite"))
     assert output.welcome is not None
     n = newcomer.group_join(n_id, output.welcome)
     members = [a, b, d, n]
-    assert _agree(members) == 4
+    assert agree(members, EXPORTS) == 4
     # sender ratchets continue where they stopped, and survive a second restart
     message = d.send(b"after the restart")
     cluster.restart()
     a, b, c, d = cluster
     assert a.receive(message).content == b"after the restart"
     assert n.receive(message).content == b"after the restart"
-    assert _agree([a, b, d, n]) == 4
+    assert agree([a, b, d, n], EXPORTS) == 4
 
 
 def test_restart_with_a_pending_commit_that_loses_the_race(tmp_path: Path) -> None:
@@ -463,8 +448,8 @@ def test_restart_with_a_pending_commit_that_loses_the_race(tmp_path: Path) -> No
     cluster.restart()
     a, b, c = cluster
     assert a.has_pending_commit and b.has_pending_commit
-    _deliver(winner.commit, cluster)
-    assert not b.has_pending_commit and _agree(list(cluster)) == 2
+    deliver(winner.commit, cluster)
+    assert not b.has_pending_commit and agree(list(cluster), EXPORTS) == 2
     with pytest.raises(StaleCommit):
         c.receive(loser.commit)
 
@@ -521,4 +506,4 @@ def test_a_failed_write_leaves_no_half_applied_change(tmp_path: Path) -> None:
     assert gb.receive(message_before).content == b"epoch 1"
     gb.receive(commit)
     ga.receive(commit)
-    assert _agree([ga, gb]) == 2
+    assert agree([ga, gb], EXPORTS) == 2

@@ -12,11 +12,11 @@ refused and changes nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
 
+from conftest import agree, deliver
 from mls import MLS, GroupView
 from mls.crypto import cipher_suite
 from mls.errors import CryptoError, GroupInactive, MissingPSK, ValidationError
@@ -53,23 +53,9 @@ def _group(members: list[Member]) -> list[GroupView]:
     return [creator] + [m.mls.group_join(m.client_id, output.welcome) for m in members[1:]]
 
 
-def _deliver(message: bytes, views: Iterable[GroupView]) -> None:
-    for view in views:
-        view.receive(message)
-
-
-def _agree(views: list[GroupView]) -> int:
-    assert len({v.epoch for v in views}) == 1
-    for label, context, length in EXPORTS:
-        assert len({v.export_secret(label, context, length) for v in views}) == 1
-    assert len({v.epoch_authenticator() for v in views}) == 1
-    assert len({v.details().members for v in views}) == 1
-    return views[0].epoch
-
-
 def _reinit(views: list[GroupView], proposer: int, committer: int, **reinit: object) -> None:
     """``proposer`` proposes a ReInit, ``committer`` commits it, every member processes the Commit."""
-    _deliver(views[proposer].propose_reinit(**reinit), views)  # type: ignore[arg-type]
+    deliver(views[proposer].propose_reinit(**reinit), views)  # type: ignore[arg-type]
     output = views[committer].commit()
     for view in views:
         assert view.receive(output.commit).reinit is not None
@@ -89,7 +75,7 @@ def test_reinit_to_a_new_cipher_suite_and_group_id() -> None:
     late = old[3].send(b"sent in the old group")
     new_group_id = b"successor of the old group"
     _reinit(old, proposer=1, committer=0, group_id=new_group_id, cipher_suite=3)
-    old_epoch = _agree(old)
+    old_epoch = agree(old, EXPORTS)
     old_export = old[0].export_secret("SFrame 1.0 Base Key", b"", 16)
 
     # a member other than the committer recreates the group (§11.2: steps may be done by different members)
@@ -104,7 +90,7 @@ def test_reinit_to_a_new_cipher_suite_and_group_id() -> None:
         if i != creator:
             joined[i] = m.mls.group_join(m.client_id, output.welcome)
     views = [joined[i] for i in range(4)]
-    assert _agree(views) == 1
+    assert agree(views, EXPORTS) == 1
     assert {v.group_id for v in views} == {new_group_id}
     assert {m.client_id for m in views[0].details().members} == {m.client_id for m in members}
     assert views[0].export_secret("SFrame 1.0 Base Key", b"", 16) != old_export
@@ -113,8 +99,8 @@ def test_reinit_to_a_new_cipher_suite_and_group_id() -> None:
     assert views[1].receive(views[3].send(b"hello in suite 3")).content == b"hello in suite 3"
     assert views[3].receive(views[0].send(b"and back")).content == b"and back"
     update = views[1].update()
-    _deliver(update.commit, views)
-    assert _agree(views) == 2
+    deliver(update.commit, views)
+    assert agree(views, EXPORTS) == 2
 
     # the old group is still there: stopped, but it reads late messages and exports
     assert old[0].receive(late).content == b"sent in the old group"
@@ -139,7 +125,7 @@ def test_reinit_keeping_the_group_id_replaces_the_old_state(tmp_path: Path) -> N
     new, output = old[0].reinit_successor([m.key_package() for m in members[1:]])
     assert output.welcome is not None and _suite_of(output.welcome) == 1
     views = [new] + [m.mls.group_join(m.client_id, output.welcome) for m in members[1:]]
-    assert _agree(views) == 1
+    assert agree(views, EXPORTS) == 1
     assert views[0]._state.context.extensions == extensions  # type: ignore[attr-defined]
     assert not views[2].details().reinit_pending  # the stored state is now the successor's
     assert views[0].receive(views[2].send(b"same id, new epoch 1")).content == b"same id, new epoch 1"
@@ -181,7 +167,7 @@ def test_no_successor_without_a_committed_reinit() -> None:
     old = _group(members)
     with pytest.raises(ValidationError):
         old[0].reinit_successor([members[1].key_package()])
-    _deliver(old[1].propose_reinit(group_id=b"next"), old)  # proposed, not committed
+    deliver(old[1].propose_reinit(group_id=b"next"), old)  # proposed, not committed
     with pytest.raises(ValidationError):
         old[0].reinit_successor([members[1].key_package()])
     assert members[0].mls.group_get(b"next", members[0].client_id) is None

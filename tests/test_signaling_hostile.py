@@ -24,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import expect_error
 from mls import MLS
 from signaling import room as room_module
 from signaling.client import SignalingClient, fetch_token
@@ -57,13 +58,6 @@ async def joined(server: RunningServer, clients: list[SignalingClient], identity
     clients.append(client)
     await client.connect(**join)
     return client
-
-
-async def expect_error(awaitable: Awaitable[Any], code: ErrorCode) -> SignalingError:
-    with pytest.raises(SignalingError) as info:
-        await awaitable
-    assert info.value.code == code, info.value
-    return info.value
 
 
 async def assert_serves(server: RunningServer) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conftest import until
+from conftest import expect_error, until
 from signaling.client import SignalingClient, fetch_token
 from signaling.config import DEFAULT_STATIC_DIR
 from signaling.errors import ErrorCode, SignalingError
@@ -44,13 +44,6 @@ def connect(server: RunningServer, clients: list[SignalingClient]) -> Connect:
         await client.connect(**join)
         return client
     return _connect
-
-
-async def expect_error(awaitable: Awaitable[Any], code: ErrorCode) -> SignalingError:
-    with pytest.raises(SignalingError) as info:
-        await awaitable
-    assert info.value.code == code, info.value
-    return info.value
 
 
 async def no_event(client: SignalingClient, *types: str, wait: float = 0.2) -> None:
