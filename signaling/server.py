@@ -46,8 +46,8 @@ from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, Admission, Append, Member, Room
 from .sqlite_store import SQLiteStore
-from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, LogEntry, Outcome,
-                    ProposalRequest, Store, WelcomeRecord)
+from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupState, LogEntry,
+                    Outcome, ProposalRequest, Store, WelcomeRecord)
 from .tokens import TokenAuthority, load_or_create_secret
 
 logger = logging.getLogger("signaling")
@@ -351,9 +351,10 @@ class SignalingServer:
         if previous is None and len(room.members) >= self.config.max_participants:
             raise SignalingError(ErrorCode.ROOM_FULL, "the room is full",
                                  limit=self.config.max_participants)
+        state = await self.store.group_state(room.name)
         if item.since is None and item.epoch is None:
-            if not room.members:
-                await self._drop_abandoned_group(room.name)
+            if not room.members and state.group_id is not None and self._abandoned(room.name):
+                state = await self._start_afresh(room.name)
             # A newcomer: replay from its latest Welcome, if one is waiting for it.
             welcome_seq = await self.store.latest_welcome_seq(room.name, identity)
             backlog = [] if welcome_seq is None else await self.store.read_log(
@@ -361,7 +362,6 @@ class SignalingServer:
         else:
             backlog = await self.store.read_log(room.name, identity, after_seq=item.since or 0,
                                                 min_epoch=item.epoch)
-        state = await self.store.group_state(room.name)
         if member.closing or member.ws.closed:
             raise SignalingError(ErrorCode.CLOSED, "the connection closed while joining")
         if previous is not None:
@@ -382,16 +382,17 @@ class SignalingServer:
         self._presence(room, member, "join")
         logger.info("join room=%s identity=%s backlog=%d", room.name, identity, len(backlog))
 
-    async def _drop_abandoned_group(self, name: str) -> None:
-        """Start a room afresh for a newcomer once its group has had nobody connected for
-        ``abandon_after`` seconds: no member is left to add anyone to it."""
-        now = time.monotonic()
-        empty_for = now - self._empty_since.get(name, self._started)
-        if empty_for < self.config.abandon_after or (await self.store.group_state(name)).group_id is None:
-            return
+    def _abandoned(self, name: str) -> bool:
+        """Whether ``name`` has had nobody connected for ``abandon_after`` seconds: its
+        group has no member left to add anyone to it."""
+        return time.monotonic() - self._empty_since.get(name, self._started) >= self.config.abandon_after
+
+    async def _start_afresh(self, name: str) -> GroupState:
+        """Drop the abandoned group of ``name`` (docs/protocol.md, abandoned rooms)."""
         await self.store.reset_group(name)
         self._empty_since.pop(name, None)
-        logger.info("room=%s: group dropped after %.0f s without a connection", name, empty_for)
+        logger.info("room=%s: abandoned group dropped; a newcomer starts afresh", name)
+        return await self.store.group_state(name)
 
     def _note_empty(self, name: str) -> None:
         """Remember since when ``name`` has nobody connected.  Entries older than
