@@ -189,9 +189,11 @@ class GapSkippingJitterBuffer(JitterBuffer):
 
     def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
         pli_flag, frame = super().add(packet)
-        if frame is not None or self._origin is None or not self._overdue(packet):
+        if frame is not None or self._origin is None:
             return pli_flag, frame
-        ahead = self._ahead(packet)
+        ahead = uint16_add(packet.sequence_number, -self._origin)  # slots before ``packet``
+        if ahead >= self._capacity or not self._overdue(packet, ahead):  # (or a late packet, dropped)
+            return pli_flag, frame
         hole = next((i for i in range(ahead) if self._slot(i) is None), None)
         if hole is None:  # a frame longer than max_wait, nothing missing: keep waiting
             return pli_flag, frame
@@ -202,22 +204,15 @@ class GapSkippingJitterBuffer(JitterBuffer):
         self.smart_remove(after + 1)
         return True, self._remove_frame(packet.sequence_number)
 
-    def _ahead(self, newest: RtpPacket) -> int:
-        """How many slots from the origin come before ``newest``."""
-        assert self._origin is not None
-        return uint16_add(newest.sequence_number, -self._origin)
-
     def _slot(self, i: int) -> RtpPacket | None:
         """The packet ``i`` places after the origin, if it arrived."""
         assert self._origin is not None
         return self._packets[(self._origin + i) % self._capacity]
 
-    def _overdue(self, newest: RtpPacket) -> bool:
-        """Whether ``newest`` is ``max_wait`` of media time past the oldest packet
-        waiting (the origin's, unless the origin itself is missing)."""
-        ahead = self._ahead(newest)
-        if ahead >= self._capacity:  # a late packet from before the origin, dropped
-            return False
+    def _overdue(self, newest: RtpPacket, ahead: int) -> bool:
+        """Whether ``newest`` is ``max_wait`` of media time past the oldest of the
+        ``ahead`` packets before it still waiting (the origin's, unless the origin
+        itself is missing)."""
         oldest = next((p for p in map(self._slot, range(ahead)) if p is not None), None)
         if oldest is None:
             return False
