@@ -1,7 +1,8 @@
 """Per-frame cost of the media SFrame transform vs bare SFrame.
 
-Figure: codec-aware framing (media.framing) + SFrameSession protect and
-unprotect (MLSKeyManager behind the session lock), sender then receiver.
+Figure: codec-aware framing (media.framing) + SFrameSession sealing (the
+sending key's ``seal``, as the sender transform uses it) and unprotect
+(MLSKeyManager behind the session lock), sender then receiver.
 Baseline: bare ``sframe.SFrameContext`` protect + unprotect of a frame of
 the same size.  Frames: a 1200-byte VP8 delta frame, a 20 KB VP8 keyframe,
 and a 20 KB H.264 keyframe (NAL headers clear, emulation prevention).
@@ -72,7 +73,7 @@ def main() -> None:
     alice.install_epoch(Exporter(), 1, 0, 2)
     bob = SFrameSession(MLSKeyManager())
     bob.install_epoch(Exporter(), 1, 1, 2)
-    seal = lambda p, m: alice.protect(p, m, 0).ciphertext  # noqa: E731
+    seal = alice.sender(0).seal
     open_ = lambda c, m: bob.unprotect(c, m).plaintext  # noqa: E731
 
     bare_tx, bare_rx = SFrameContext(), SFrameContext()

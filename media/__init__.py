@@ -23,7 +23,6 @@ _EXPORTS: dict[str, str] = {
     "RecordingSink": "sinks",
     "VerifyingSink": "sinks",
     "PeerProtection": "session",
-    "SealedFrame": "session",
     "SFrameSession": "session",
     "FailureKind": "stats",
     "PeerStats": "stats",

@@ -38,28 +38,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from sframe import KeyManagementError, MLSExporter, MLSKeyManager, MLSUnprotectResult
+from sframe import KeyManagementError, MLSExporter, MLSKeyManager, MLSSender, MLSUnprotectResult
 
 from . import seams
 from .stats import PeerStats
 from .transform import SFrameReceiverTransform, SFrameSenderTransform
 
 logger = logging.getLogger(__name__)
-
-
-#: builds a NamedTuple without its Python-level ``__new__`` (once per frame)
-_new_tuple = tuple.__new__
-
-
-class SealedFrame(NamedTuple):
-    """What :meth:`SFrameSession.protect` returns."""
-
-    ciphertext: bytes
-    epoch: int
-    generation: int
 
 
 class SFrameSession:
@@ -81,6 +68,9 @@ class SFrameSession:
         #: keep postponing the switch (each epoch's own delay counts)
         self._switch_timers: dict[int, asyncio.TimerHandle] = {}
         self._last_rekey: float | None = None
+        #: the key manager's send_key_generation, kept here so that senders
+        #: read it once per frame without the lock
+        self._generation = key_manager.send_key_generation
 
     def __repr__(self) -> str:
         return f"SFrameSession({self._km!r})"
@@ -99,8 +89,8 @@ class SFrameSession:
 
     @property
     def send_key_generation(self) -> int:
-        with self._lock:
-            return self._km.send_key_generation
+        """Changes with each change of this member's sending key."""
+        return self._generation
 
     @property
     def last_rekey(self) -> float | None:
@@ -119,10 +109,8 @@ class SFrameSession:
         """Install MLS ``epoch`` for receiving now; send under it after the
         transition (:meth:`switch_sender`, or ``switch_after`` seconds)."""
         with self._lock:
-            before = self._km.send_key_generation
             self._km.install_epoch(exporter, epoch, own_index, group_size, switch_sender=False)
-            if self._km.send_key_generation != before:
-                self._last_rekey = time.time()
+            self._note_generation()
         if switch_after is not None and epoch not in self._switch_timers:
             loop = asyncio.get_running_loop()
             self._switch_timers[epoch] = loop.call_later(switch_after, self._timed_switch, epoch)
@@ -145,20 +133,21 @@ class SFrameSession:
     def switch_sender(self, epoch: int | None = None) -> None:
         """End the transition: send under ``epoch`` (default: the newest)."""
         with self._lock:
-            before = self._km.send_key_generation
             self._km.switch_sender(epoch)
-            if self._km.send_key_generation != before:
-                self._last_rekey = time.time()
+            self._note_generation()
 
-    def protect(self, plaintext: bytes, metadata: bytes, context: int) -> SealedFrame:
-        """SFrame-protect under the sending epoch (any thread)."""
-        km = self._km
+    def _note_generation(self) -> None:
+        """After a key change (holding the lock): note a new sending key."""
+        generation = self._km.send_key_generation
+        if generation != self._generation:
+            self._generation = generation
+            self._last_rekey = time.time()
+
+    def sender(self, context: int) -> MLSSender:
+        """The sending key of KID ``context`` (any thread): its ``seal``
+        protects frames until :attr:`send_key_generation` changes."""
         with self._lock:
-            ciphertext = km.protect(plaintext, metadata, context=context)
-            epoch = km.sending_epoch
-            generation = km.send_key_generation
-        assert epoch is not None  # protect() raised otherwise
-        return _new_tuple(SealedFrame, (ciphertext, epoch, generation))
+            return self._km.sender(context)
 
     def unprotect(self, ciphertext: bytes, metadata: bytes) -> MLSUnprotectResult:
         """SFrame-unprotect a frame of another member (any thread)."""

@@ -37,7 +37,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.frame import Frame
 from av.packet import Packet
-from sframe import AuthenticationFailure, MLSUnprotectResult, ReplayDetected, SFrameError, UnknownKID
+from sframe import AuthenticationFailure, MLSSender, MLSUnprotectResult, ReplayDetected, SFrameError, UnknownKID
 
 from . import framing, seams
 from .errors import MediaError
@@ -47,24 +47,13 @@ from .stats import FailureKind, ReceiverStats, SenderStats
 logger = logging.getLogger(__name__)
 
 
-class Sealed(Protocol):
-    """An SFrame ciphertext and the sending state it was made under."""
-
-    @property
-    def ciphertext(self) -> bytes: ...
-    @property
-    def epoch(self) -> int: ...
-    @property
-    def generation(self) -> int: ...
-
-
 class FrameKeys(Protocol):
     """Thread-safe SFrame keys of the local member (see media.session)."""
 
     @property
     def send_key_generation(self) -> int: ...
 
-    def protect(self, plaintext: bytes, metadata: bytes, context: int) -> Sealed: ...
+    def sender(self, context: int) -> MLSSender: ...
 
     def unprotect(self, ciphertext: bytes, metadata: bytes) -> MLSUnprotectResult: ...
 
@@ -82,11 +71,10 @@ class SFrameSenderTransform:
         self._keyframes = 0
         self._forced = 0
         self._dropped = 0
-        self._epoch: int | None = None
-        self._generation: int | None = None
+        #: the sending key frames are sealed with (None until the first frame)
+        self._sender: MLSSender | None = None
         self._keyframe_generation: int | None = None
         self._last_rekey: float | None = None
-        self._seal_callback = self._seal  # one bound method, not one per frame
         seams.hook_sender(sender, self._wrap, lambda encoder: isinstance(encoder, SFrameEncoder))
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
@@ -103,14 +91,13 @@ class SFrameSenderTransform:
         self._forced += 1
         return True
 
-    def _seal(self, plaintext: bytes, metadata: bytes) -> bytes:
-        sealed = self._keys.protect(plaintext, metadata, self._context)
-        if sealed.generation != self._generation:  # the first frame, or a new sending key
-            if self._generation is not None:
-                self._last_rekey = time.time()
-            self._generation = sealed.generation
-        self._epoch = sealed.epoch
-        return sealed.ciphertext
+    def _current_sender(self) -> MLSSender:
+        """The sending key, fetched again after it changed (or first)."""
+        sender = self._keys.sender(self._context)
+        if self._sender is not None:
+            self._last_rekey = time.time()
+        self._sender = sender
+        return sender
 
     def _drop(self, exc: Exception) -> None:
         self._dropped += 1
@@ -118,13 +105,16 @@ class SFrameSenderTransform:
             logger.warning("SFrame: dropped %d %s frame(s), last: %s",
                            self._dropped, self.sender.kind, type(exc).__name__)
 
-    # seal_frame and seal_h264_nal_units run for every frame: no closures or
-    # helper objects per frame (benchmarks/call_overhead.py measures the cost)
+    # seal_frame and seal_h264_nal_units run for every frame: no closures, helper
+    # objects or locks per frame (benchmarks/call_overhead.py measures the cost)
 
     def seal_frame(self, codec: FrameCodec, frame: bytes) -> bytes | None:
         """Sealed frame, or None if it had to be dropped."""
+        sender = self._sender
         try:
-            sealed = framing.seal_frame(codec, frame, self._seal_callback)
+            if sender is None or sender.generation != self._keys.send_key_generation:
+                sender = self._current_sender()
+            sealed = framing.seal_frame(codec, frame, sender.seal)
         except (SFrameError, MediaError) as exc:
             self._drop(exc)
             return None
@@ -135,8 +125,11 @@ class SFrameSenderTransform:
 
     def seal_h264_nal_units(self, nal_units: list[bytes]) -> list[bytes] | None:
         """Sealed wire NAL units of one H.264 frame, or None if dropped."""
+        sender = self._sender
         try:
-            sealed = framing.seal_h264_nal_units(nal_units, self._seal_callback)
+            if sender is None or sender.generation != self._keys.send_key_generation:
+                sender = self._current_sender()
+            sealed = framing.seal_h264_nal_units(nal_units, sender.seal)
         except (SFrameError, MediaError) as exc:
             self._drop(exc)
             return None
@@ -152,7 +145,7 @@ class SFrameSenderTransform:
             keyframes_encrypted=self._keyframes,
             keyframes_forced=self._forced,
             frames_dropped=self._dropped,
-            epoch=self._epoch,
+            epoch=None if self._sender is None else self._sender.epoch,
             last_rekey=self._last_rekey,
         )
 
@@ -190,8 +183,11 @@ class SFrameEncoder(Encoder):
     def _seal_payloads(self, payloads: list[bytes]) -> list[bytes]:
         if self._codec is not FrameCodec.AUDIO:
             return payloads
-        sealed = (self._transform.seal_frame(FrameCodec.AUDIO, p) for p in payloads if p)
-        return [p for p in sealed if p is not None]
+        sealed = []
+        for payload in payloads:  # (a loop, not a generator: this runs for every audio frame)
+            if payload and (frame := self._transform.seal_frame(FrameCodec.AUDIO, payload)) is not None:
+                sealed.append(frame)
+        return sealed
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         if self._codec is not FrameCodec.AUDIO and self._transform.keyframe_due():

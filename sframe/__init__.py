@@ -16,7 +16,7 @@ from .errors import (
     UnsupportedCipherSuite,
 )
 from .header import SFrameHeader, decode_header, encode_header
-from .mls_keys import MLSExporter, MLSKeyManager, MLSUnprotectResult, mls_kid
+from .mls_keys import MLSExporter, MLSKeyManager, MLSSender, MLSUnprotectResult, mls_kid
 from .ratchet import RatchetReceiver, RatchetSender, ratchet_base_key, sender_key_kid
 from .replay import ReplayWindow
 from .suites import CIPHER_SUITES, AesCtrHmac, CipherSuite, CipherSuiteParams, suite_params
@@ -33,6 +33,7 @@ __all__ = [
     "KeyManagementError",
     "MLSExporter",
     "MLSKeyManager",
+    "MLSSender",
     "MLSUnprotectResult",
     "MalformedHeader",
     "RatchetReceiver",

@@ -61,9 +61,10 @@ def derive_key_salt(cipher_suite: int, kid: int, base_key: bytes) -> tuple[bytes
 class _SendKey:
     """Send state of one KID: AEAD, salt, header templates and the CTR source."""
 
-    __slots__ = ("aead", "encrypt", "salt", "counter", "small_headers", "ext_headers")
+    __slots__ = ("kid", "aead", "encrypt", "salt", "counter", "small_headers", "ext_headers")
 
     def __init__(self, aead: AEAD, salt: int, kid: int, initial_counter: int) -> None:
+        self.kid = kid
         self.aead = aead
         self.encrypt = aead.encrypt
         self.salt = salt
@@ -80,7 +81,27 @@ class _SendKey:
             for c_len in ((bits + 7) >> 3 for bits in range(4, 65)))
 
     def __repr__(self) -> str:
-        return "_SendKey(<secret>)"
+        return f"_SendKey(kid={self.kid:#x}, <secret>)"
+
+    def seal(self, plaintext: bytes, metadata: bytes = b"") -> bytes:
+        """SFrame ``encrypt`` (§4.4.3) with the next CTR: ``header ||
+        ciphertext || tag``.  The CTR is consumed before encryption
+        (store-before-use, §10.1), so it is never reused even if encryption
+        then fails."""
+        ctr = next(self.counter)
+        if ctr < 8:
+            header = self.small_headers[ctr]
+        else:
+            try:
+                base, header_len = self.ext_headers[ctr.bit_length() - 4]
+            except IndexError:  # CTR > 2^64-1
+                raise CounterExhausted(f"KID {self.kid:#x} has used every CTR value") from None
+            header = (base | ctr).to_bytes(header_len, "big")
+        try:
+            return header + self.encrypt((self.salt ^ ctr).to_bytes(12, "big"), plaintext,
+                                         header + metadata if metadata else header)
+        except TypeError:
+            raise InvalidArgumentType("plaintext and metadata must be bytes") from None
 
 
 # One strict header start of a receive KID: (decrypt, salt, replay window,
@@ -206,26 +227,22 @@ class SFrameContext:
         encryption then fails.  :class:`UnknownKID` if ``kid`` has no send key,
         :class:`CounterExhausted` once CTR 2^64-1 has been used.
         """
+        return self.sealer(kid)(plaintext, metadata)
+
+    def sealer(self, kid: int) -> Callable[[bytes, bytes], bytes]:
+        """``seal(plaintext, metadata)``: :meth:`protect` bound to send key
+        ``kid``, for a caller that seals many frames under one KID.
+
+        It shares the KID's CTR with :meth:`protect`, and keeps sealing under
+        that key after :meth:`remove_key` (receivers may no longer accept
+        it): fetch a new one when the sending key changes.
+        """
         try:
-            key = self._send[kid]
+            return self._send[kid].seal
         except (KeyError, TypeError):
             if not isinstance(kid, int):
                 raise InvalidArgumentType(f"KID must be an int, not {type(kid).__name__}") from None
             raise UnknownKID(kid, "no send key for this KID") from None
-        ctr = next(key.counter)
-        if ctr < 8:
-            header = key.small_headers[ctr]
-        else:
-            try:
-                base, header_len = key.ext_headers[ctr.bit_length() - 4]
-            except IndexError:  # CTR > 2^64-1
-                raise CounterExhausted(f"KID {kid:#x} has used every CTR value") from None
-            header = (base | ctr).to_bytes(header_len, "big")
-        try:
-            return header + key.encrypt((key.salt ^ ctr).to_bytes(12, "big"), plaintext,
-                                        header + metadata if metadata else header)
-        except TypeError:
-            raise InvalidArgumentType("plaintext and metadata must be bytes") from None
 
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> UnprotectResult:
         """SFrame ``decrypt`` (§4.4.4): ``(kid, ctr, plaintext)``.

@@ -40,6 +40,18 @@ class MLSExporter(Protocol):
     def export_secret(self, label: bytes, context: bytes, length: int) -> object: ...
 
 
+class MLSSender(NamedTuple):
+    """This member's sending state for one KID context (see
+    :meth:`MLSKeyManager.sender`)."""
+
+    epoch: int
+    #: :attr:`MLSKeyManager.send_key_generation` when this state was current
+    generation: int
+    kid: int
+    #: ``seal(plaintext, metadata) -> SFrame ciphertext`` (RFC 9605 §4.4.3)
+    seal: Callable[[bytes, bytes], bytes]
+
+
 class MLSUnprotectResult(NamedTuple):
     """A decrypted frame and the KID fields it was sent under."""
 
@@ -326,6 +338,16 @@ class MLSKeyManager:
         (e.g. audio 0, video 1): each is its own KID with its own CTR.
         :class:`KeyManagementError` before the first epoch.
         """
+        return self.sender(context).seal(plaintext, metadata)
+
+    def sender(self, context: int = 0) -> MLSSender:
+        """The sending epoch's state for ``context``: what :meth:`protect`
+        seals with, for a caller that seals many frames (a media stream).
+
+        Its ``seal`` keeps the KID it was made for: fetch a new sender once
+        :attr:`send_key_generation` differs from its ``generation``.
+        :class:`KeyManagementError` before the first epoch.
+        """
         state = self._sending
         if state is None:
             raise KeyManagementError("no sending epoch installed")
@@ -334,7 +356,7 @@ class MLSKeyManager:
             kid = mls_kid(state.epoch, state.own_index, context, self._epoch_bits, state.index_bits)
             self._ctx.add_send_key(kid, state.base_key)
             state.send_kids[context] = kid
-        return self._ctx.protect(kid, plaintext, metadata)
+        return _new_tuple(MLSSender, (state.epoch, self._send_generation, kid, self._ctx.sealer(kid)))
 
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> MLSUnprotectResult:
         """Decrypt a frame of another member.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import queue
+import threading
 
 import aiortc
 import pytest
@@ -251,3 +252,36 @@ async def test_a_burst_of_epochs_does_not_postpone_the_switch() -> None:
     await asyncio.sleep(0.05)
     assert alice.sending_epoch == 2
 
+
+
+def test_senders_on_threads_never_reuse_a_ctr_across_key_switches() -> None:
+    # aiortc seals in executor threads while the event loop switches keys:
+    # each thread holds its sender state and seals without the lock; the
+    # (KID, CTR) pairs stay unique and every frame opens under its epoch.
+    alice, bob = member(0), member(1)
+    frames: list[bytes] = []  # list.append is atomic
+    go = threading.Event()
+
+    def seal_many() -> None:
+        go.wait()
+        sender = alice.sender(0)
+        for i in range(400):
+            if sender.generation != alice.send_key_generation:
+                sender = alice.sender(0)
+            frames.append(sender.seal(i.to_bytes(2, "big"), b""))
+
+    threads = [threading.Thread(target=seal_many) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    go.set()
+    for epoch in range(2, 6):
+        exporter = Exporter(b"group" + bytes([epoch]))
+        bob.install_epoch(exporter, epoch, 1, 2)
+        alice.install_epoch(exporter, epoch, 0, 2)
+        alice.switch_sender()
+    for thread in threads:
+        thread.join()
+    opened = [bob.unprotect(frame, b"") for frame in frames]
+    assert len({(o.kid, o.ctr) for o in opened}) == len(frames) == 1200
+    assert {o.epoch for o in opened} <= {1, 2, 3, 4, 5}
+    assert alice.sender(0).epoch == 5

@@ -10,6 +10,7 @@ from sframe import (
     AuthenticationFailure,
     CipherSuite,
     CounterExhausted,
+    InvalidArgumentType,
     InvalidParameter,
     KeyManagementError,
     MalformedHeader,
@@ -182,6 +183,28 @@ def test_counter_is_monotonic_per_kid() -> None:
     assert ctrs == [(1, 0), (1, 1), (2, 0), (1, 2), (2, 1)]
 
 
+def test_sealer_is_protect_bound_to_one_send_key() -> None:
+    sender, receiver = pair(CipherSuite.AES_128_GCM_SHA256_128)
+    seal = sender.sealer(0x123)
+    frames = [seal(b"a", b"md"), sender.protect(0x123, b"b", b"md"), seal(b"c", b"")]
+    assert [decode_header(f)[:2] for f in frames] == [(0x123, 0), (0x123, 1), (0x123, 2)]  # one CTR
+    assert receiver.unprotect(frames[0], b"md").plaintext == b"a"
+    assert receiver.unprotect(frames[2]).plaintext == b"c"
+    with pytest.raises(AuthenticationFailure):
+        receiver.unprotect(seal(b"d", b"md"), b"other")
+    with pytest.raises(InvalidArgumentType):
+        seal("text", b"")  # type: ignore[arg-type]
+    assert decode_header(seal(b"e", b""))[1] == 5  # the refused calls used CTRs 3 and 4 (store-before-use)
+    sender.remove_key(0x123)
+    assert receiver.unprotect(seal(b"f")).plaintext == b"f"  # it keeps its key
+    with pytest.raises(UnknownKID):
+        sender.sealer(0x123)
+    with pytest.raises(UnknownKID):
+        receiver.sealer(0x123)  # a receive key never seals
+    with pytest.raises(InvalidArgumentType):
+        sender.sealer("1")  # type: ignore[arg-type]
+
+
 def test_counter_exhaustion_never_wraps() -> None:
     sender, receiver = pair(CipherSuite.AES_128_CTR_HMAC_SHA256_32)
     sender.remove_key(0x123)
@@ -250,7 +273,7 @@ def test_reprs_hold_no_secrets() -> None:
     key = bytes(range(100, 116))
     ctx = SFrameContext(CipherSuite.AES_128_CTR_HMAC_SHA256_80)
     ctx.add_send_key(1, key)
-    text = repr(ctx) + repr(ctx._send[1]) + repr(ctx._send[1].aead)
+    text = repr(ctx) + repr(ctx._send[1]) + repr(ctx._send[1].aead) + repr(ctx.sealer(1))
     assert key.hex() not in text and repr(key) not in text
     assert "AES_128_CTR_HMAC_SHA256_80" in repr(ctx)
 

@@ -281,6 +281,26 @@ def test_transition_keeps_sending_previous_epoch() -> None:
     assert bob.unprotect(alice.protect(b"on 2")).epoch == 2
 
 
+def test_sender_follows_the_sending_key() -> None:
+    alice, bob = members(2)
+    first = alice.sender()
+    assert (first.epoch, first.generation, first.kid) == (1, alice.send_key_generation, alice.kid_for(1, 0))
+    assert alice.sender() == first  # the same KID and seal while the key stands
+    frames = [first.seal(b"a", b"md"), alice.protect(b"b", b"md"), first.seal(b"c", b"md")]
+    assert [bob.unprotect(f, b"md").ctr for f in frames] == [0, 1, 2]  # one CTR sequence
+    video = alice.sender(context=1)
+    assert video.kid == alice.kid_for(1, 0, context=1) != first.kid
+    advance([alice, bob], 2, switch_sender=False)
+    assert alice.sender() == first  # in transition: still epoch 1
+    alice.switch_sender()
+    second = alice.sender()
+    assert second.epoch == 2 and second.generation == alice.send_key_generation != first.generation
+    assert bob.unprotect(second.seal(b"d", b"")).epoch == 2
+    assert bob.unprotect(first.seal(b"late", b"")).epoch == 1  # a stale seal keeps its key
+    with pytest.raises(KeyManagementError):
+        MLSKeyManager().sender()
+
+
 def test_transition_send_key_survives_retention() -> None:
     clock = FakeClock()
     alice, bob = members(2, clock=clock)
