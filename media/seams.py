@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiortc
@@ -105,19 +105,23 @@ def _mark(obj: object) -> None:
     obj._sframe_hooked = True  # type: ignore[attr-defined]
 
 
-def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper, is_wrapped: Callable[[Encoder], bool]) -> None:
+def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper) -> None:
     """Make every encoder of ``sender`` (current or future) ``wrap(encoder, codec)``."""
     check_aiortc()
     _require(sender, _SENDER_ENCODER)
     _mark(sender)
     original = RTCRtpSender._next_encoded_frame.__get__(sender)
+    wrapped: list[Encoder | None] = [None]  # the encoder ``wrap`` made last
 
-    async def next_encoded_frame(codec: RTCRtpCodecParameters) -> Any:
+    def next_encoded_frame(codec: RTCRtpCodecParameters) -> Coroutine[Any, Any, Any]:
+        # A plain function returning aiortc's own coroutine (which the sender
+        # awaits): no coroutine of ours to pass each resumption through.
         encoder = getattr(sender, _SENDER_ENCODER)
-        if encoder is None or not is_wrapped(encoder):
+        if encoder is None or encoder is not wrapped[0]:
             inner = encoder if encoder is not None else rtcrtpsender.get_encoder(codec)
-            setattr(sender, _SENDER_ENCODER, wrap(inner, codec))
-        return await original(codec)
+            wrapped[0] = wrap(inner, codec)
+            setattr(sender, _SENDER_ENCODER, wrapped[0])
+        return original(codec)
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
 

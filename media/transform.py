@@ -75,7 +75,7 @@ class SFrameSenderTransform:
         self._sender: MLSSender | None = None
         self._keyframe_generation: int | None = None
         self._last_rekey: float | None = None
-        seams.hook_sender(sender, self._wrap, lambda encoder: isinstance(encoder, SFrameEncoder))
+        seams.hook_sender(sender, self._wrap)
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
         self._codec = framing.frame_codec(codec.mimeType)
@@ -272,9 +272,10 @@ class SFrameReceiverTransform:
 
     def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
         """Decrypt ``frame.data`` in place; False (frame dropped) on failure."""
-        self._codec_name = mime = codec.mimeType
+        mime = codec.mimeType
         try:
             if mime != self._framing_mime:  # the first frame, or another codec
+                self._codec_name = mime
                 self._framing = framing.frame_codec(mime)
                 self._framing_mime = mime
             fcodec = self._framing
