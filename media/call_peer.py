@@ -64,6 +64,7 @@ from mls.wire.credentials import Credential
 from mls.wire.key_package import KeyPackage
 from mls.wire.messages import MLSMessage
 from sframe import KeyManagementError, MLSKeyManager
+from signaling import protocol as signaling_protocol
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
 
@@ -407,6 +408,8 @@ class CallPeer:
             await self._on_commit(event)
         elif kind == "welcome":
             self._on_welcome(event)
+        elif kind == signaling_protocol.GROUP_RESET:
+            await self._on_group_reset()
         elif kind in ("offer", "answer", "candidate"):
             await self._on_signal(kind, event["from"], event.get("data"))
         elif kind == "tick":
@@ -479,6 +482,18 @@ class CallPeer:
             if self.group is None and self._room_group is None and not self.removed \
                     and all(self.identity < other for other in self.present):
                 self._create_group()  # whoever would have created the group left first
+        await self._reconcile()
+
+    async def _on_group_reset(self) -> None:
+        """The server dropped the room's group, none of whose members was left to add us
+        (docs/protocol.md, abandoned rooms): start afresh as in an empty room."""
+        if self.group is not None:
+            return  # (only newcomers waiting to be added are told)
+        self._room_group = None
+        if all(self.identity < other for other in self.present):
+            self._create_group()
+        else:
+            await self._publish_key_package()  # the old group's KeyPackages went with it
         await self._reconcile()
 
     def _open_link(self, remote: str, *, offerer: bool | None = None) -> PeerLink:

@@ -57,9 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="WebSocket connections open at once, joined or not; beyond it "
                              "upgrades get HTTP 503 (default %(default)s)")
     parser.add_argument("--abandon-after", type=float, default=_DEFAULTS.abandon_after,
-                        help="seconds after which a room nobody is connected to is started afresh "
-                             "by the next newcomer: its group, log and KeyPackages are dropped "
-                             "(default %(default)s)")
+                        help="seconds after which a room with no member of its group connected "
+                             "is started afresh for its newcomers: its group, log and KeyPackages "
+                             "are dropped (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 

@@ -60,10 +60,11 @@ class ServerConfig:
     #: Requests waiting for a room's sequencer before new ones are refused.
     max_pending_per_room: int = 4096
     heartbeat: float | None = 30.0
-    #: A newcomer joining a room whose group has had no connection for this long
-    #: starts it afresh: the group, its log and KeyPackages are dropped (its
-    #: members left; keep it above the clients' reconnection window: the page
-    #: never reconnects, a CallPeer only with ``reconnect_timeout``, 10 s in
+    #: A room whose group has had none of its members connected for this long is
+    #: started afresh for its newcomers (those joining, and those waiting, told by
+    #: a ``group_reset`` event): the group, its log and KeyPackages are dropped
+    #: (keep it above the clients' reconnection window: the page never
+    #: reconnects, a CallPeer only with ``reconnect_timeout``, 10 s in
     #: ``mlscall stress``).
     abandon_after: float = 15.0
     default_token_ttl: int = 3600

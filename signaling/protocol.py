@@ -38,6 +38,8 @@ ACK = "ack"
 ERROR = "error"
 PRESENCE = "presence"
 WELCOME = "welcome"
+#: The room's group was dropped (abandoned rooms, docs/protocol.md): start afresh.
+GROUP_RESET = "group_reset"
 
 #: Fields whose values are base64 strings on the wire and bytes in Python.
 BINARY_FIELDS = frozenset({"group_id", "commit", "proposal", "welcome", "ciphertext",

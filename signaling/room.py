@@ -164,6 +164,12 @@ class Admission:
 
 
 @dataclass(eq=False, slots=True)
+class AbandonCheck:
+    """A check, in the sequencer, whether the room's group has had none of its members
+    connected for ``abandon_after`` seconds while newcomers wait to be added to it."""
+
+
+@dataclass(eq=False, slots=True)
 class Room:
     """The members connected to one room (one MLS group) and the work its sequencer has queued.
 
@@ -174,11 +180,16 @@ class Room:
 
     name: str
     members: dict[str, Member] = field(default_factory=dict)
-    pending: deque[Append | Admission] = field(default_factory=deque)
+    #: connected identities that joined as newcomers while none of the group's members was
+    #: connected: they wait for someone to add them (see Server._orphaned)
+    waiting: set[str] = field(default_factory=set)
+    #: the pending :class:`AbandonCheck` while newcomers wait
+    abandon_timer: asyncio.TimerHandle | None = None
+    pending: deque[Append | Admission | AbandonCheck] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sequencer: asyncio.Task[None] | None = None
 
-    def submit(self, item: Append | Admission) -> None:
+    def submit(self, item: Append | Admission | AbandonCheck) -> None:
         self.pending.append(item)
         self.wakeup.set()
 

@@ -44,7 +44,7 @@ from .errors import ErrorCode, SignalingError
 from .http_api import TOO_MANY_CONNECTIONS, add_http_routes, error_response
 from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
-from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, Admission, Append, Member, Room
+from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, AbandonCheck, Admission, Append, Member, Room
 from .sqlite_store import SQLiteStore
 from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupState, LogEntry,
                     Outcome, ProposalRequest, Store, WelcomeRecord)
@@ -280,6 +280,9 @@ class SignalingServer:
             if isinstance(item, Admission):
                 await self._run_admission(room, item)
                 continue
+            if isinstance(item, AbandonCheck):
+                await self._run_abandon_check(room)
+                continue
             batch = [item]
             while room.pending and isinstance(room.pending[0], Append) and len(batch) < _MAX_BATCH:
                 batch.append(room.pending.popleft())  # type: ignore[arg-type]
@@ -310,7 +313,12 @@ class SignalingServer:
             logger.debug("application room=%s seq=%d size=%d", room.name, first.seq, len(first.body))
             return
         await room.deliver(event_frame(first))
+        if isinstance(request, CommitRequest):  # its sender is a member of the group
+            if request.epoch == 0:  # the room's first commit: the others here are not (yet)
+                room.waiting = set(room.members)
+            room.waiting.discard(member.identity or "")
         for entry in welcomes:
+            room.waiting.discard(entry.recipient or "")
             recipient = room.members.get(entry.recipient or "")
             if recipient is not None:
                 await recipient.deliver(event_frame(entry))
@@ -352,13 +360,15 @@ class SignalingServer:
             raise SignalingError(ErrorCode.ROOM_FULL, "the room is full",
                                  limit=self.config.max_participants)
         state = await self.store.group_state(room.name)
+        waiting = False
         if item.since is None and item.epoch is None:
-            if not room.members and state.group_id is not None and self._abandoned(room.name):
-                state = await self._start_afresh(room.name)
+            if state.group_id is not None and self._orphaned(room) and self._abandoned(room.name):
+                state = await self._start_afresh(room)
             # A newcomer: replay from its latest Welcome, if one is waiting for it.
             welcome_seq = await self.store.latest_welcome_seq(room.name, identity)
             backlog = [] if welcome_seq is None else await self.store.read_log(
                 room.name, identity, after_seq=welcome_seq - 1)
+            waiting = state.group_id is not None and welcome_seq is None
         else:
             backlog = await self.store.read_log(room.name, identity, after_seq=item.since or 0,
                                                 min_epoch=item.epoch)
@@ -372,7 +382,14 @@ class SignalingServer:
             member.join_deadline.cancel()
         member.identity, member.room = identity, room
         room.members[identity] = member
-        self._empty_since.pop(room.name, None)
+        if waiting:
+            room.waiting.add(identity)
+        else:
+            room.waiting.discard(identity)
+        if not self._orphaned(room):
+            self._empty_since.pop(room.name, None)
+        elif state.group_id is not None:  # nobody here can add this newcomer
+            self._schedule_abandon_check(room)
         self._ack(member, item.rid, protocol=p.PROTOCOL_VERSION, room=room.name, identity=identity,
                   members=sorted(i for i in room.members if i != identity),
                   group_id=None if state.group_id is None else p.b64encode(state.group_id),
@@ -382,21 +399,59 @@ class SignalingServer:
         self._presence(room, member, "join")
         logger.info("join room=%s identity=%s backlog=%d", room.name, identity, len(backlog))
 
+    @staticmethod
+    def _orphaned(room: Room) -> bool:
+        """Whether none of the group's members is connected: everyone here (if anyone)
+        is a newcomer still waiting to be added (no Welcome or commit of theirs seen)."""
+        return room.members.keys() <= room.waiting
+
     def _abandoned(self, name: str) -> bool:
-        """Whether ``name`` has had nobody connected for ``abandon_after`` seconds: its
-        group has no member left to add anyone to it."""
+        """Whether ``name`` has had none of its group's members connected for
+        ``abandon_after`` seconds: its group has no member left to add anyone to it."""
         return time.monotonic() - self._empty_since.get(name, self._started) >= self.config.abandon_after
 
-    async def _start_afresh(self, name: str) -> GroupState:
-        """Drop the abandoned group of ``name`` (docs/protocol.md, abandoned rooms)."""
-        await self.store.reset_group(name)
-        self._empty_since.pop(name, None)
-        logger.info("room=%s: abandoned group dropped; a newcomer starts afresh", name)
-        return await self.store.group_state(name)
+    async def _start_afresh(self, room: Room) -> GroupState:
+        """Drop the abandoned group of ``room`` (docs/protocol.md, abandoned rooms)."""
+        await self.store.reset_group(room.name)
+        self._empty_since.pop(room.name, None)
+        room.waiting.clear()
+        logger.info("room=%s: abandoned group dropped; a newcomer starts afresh", room.name)
+        return await self.store.group_state(room.name)
+
+    def _schedule_abandon_check(self, room: Room) -> None:
+        """Check ``room`` in its sequencer once its group has had no member connected for
+        ``abandon_after``, so that newcomers waiting meanwhile are not left waiting."""
+        if room.abandon_timer is not None:
+            return
+        since = self._empty_since.get(room.name, self._started)
+        delay = max(0.0, since + self.config.abandon_after - time.monotonic())
+
+        def submit() -> None:
+            room.abandon_timer = None
+            if self.rooms.get(room.name) is room and room.members:
+                room.submit(AbandonCheck())
+
+        room.abandon_timer = asyncio.get_running_loop().call_later(delay, submit)
+
+    async def _run_abandon_check(self, room: Room) -> None:
+        """Drop the group if it is still abandoned, and tell the newcomers waiting for it."""
+        if not room.members or not self._orphaned(room):
+            return  # everyone left, or a member of the group came back
+        if not self._abandoned(room.name):
+            self._schedule_abandon_check(room)
+            return
+        try:
+            state = await self.store.group_state(room.name)
+            if state.group_id is not None:
+                await self._start_afresh(room)
+        except Exception:
+            logger.exception("abandoned group of room %s not dropped", room.name)
+            return
+        await room.deliver(p.dump_frame({"type": p.GROUP_RESET}))
 
     def _note_empty(self, name: str) -> None:
-        """Remember since when ``name`` has nobody connected.  Entries older than
-        ``abandon_after`` go: a missing entry reads as the server's start, which is
+        """Remember since when ``name`` has none of its group's members connected.  Entries
+        older than ``abandon_after`` go: a missing entry reads as the server's start, which is
         earlier still, so the answer for that room stays the same."""
         now = time.monotonic()
         self._empty_since = {room: since for room, since in self._empty_since.items()
@@ -409,9 +464,16 @@ class SignalingServer:
             return
         member.room = None
         if room.members.get(member.identity or "") is member:
+            orphaned = self._orphaned(room)
             del room.members[member.identity or ""]
-            if not room.members:
+            room.waiting.discard(member.identity or "")
+            if not orphaned and self._orphaned(room):  # the group's last member here left
                 self._note_empty(room.name)
+                if room.members:
+                    self._schedule_abandon_check(room)
+            if not room.members and room.abandon_timer is not None:
+                room.abandon_timer.cancel()
+                room.abandon_timer = None
             self._presence(room, member, "leave")
             logger.info("leave room=%s identity=%s", room.name, member.identity)
         room.wakeup.set()  # an idle sequencer of an empty room ends and drops the room

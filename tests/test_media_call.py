@@ -288,6 +288,29 @@ async def test_a_room_is_used_again_after_everyone_left(server: RunningServer, s
     assert_no_gap(second[1], "carol")
 
 
+async def test_newcomers_right_after_everyone_left_start_afresh(server: RunningServer,
+                                                               start_peer: StartPeer) -> None:
+    """alice and bob leave; carol joins at once, while the server still keeps their
+    group (nobody left to add her): once --abandon-after has passed the server drops
+    it and tells her (``group_reset``), she creates a new group and dave joins it."""
+    server.server.config = replace(server.server.config, abandon_after=3.0)
+    first = [await start_peer("alice"), await start_peer("bob")]
+    await until(lambda: same_group(first), "yesterday's call")
+    old_group = first[0].group.group_id if first[0].group else None
+    for peer in first:
+        await peer.stop()
+    carol = await start_peer("carol")
+    assert carol.client.join_reply["group_id"] == old_group  # within the 3 s: she waits
+    await until(lambda: carol.group is not None, "carol told the old group was dropped")
+    assert carol.group is not None and carol.group.group_id != old_group
+    assert [e.cause for e in carol.epochs] == ["create"]
+    dave = await start_peer("dave")
+    second = [carol, dave]
+    await until(lambda: same_group(second) and receiving_all(second, 30), "today's call")
+    assert_no_gap(carol, "dave")
+    assert_no_gap(dave, "carol")
+
+
 async def test_back_from_an_outage_to_a_room_with_another_group(server: RunningServer,
                                                                  start_peer: StartPeer) -> None:
     """A member away while its room was started afresh (docs/protocol.md, abandoned

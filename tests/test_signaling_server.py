@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from conftest import expect_error, until
+from conftest import BOUND, expect_error, until
 from signaling.client import SignalingClient, fetch_token
 from signaling.config import DEFAULT_STATIC_DIR
 from signaling.errors import ErrorCode, SignalingError
@@ -517,3 +517,66 @@ async def test_a_returning_member_or_a_present_one_keeps_the_group(
     carol = await connect("carol")  # someone is connected: the group has a member to add her
     assert carol.join_reply["group_id"] == GROUP
     assert (await carol.next_event("welcome"))["welcome"] == b"welcome-carol"
+
+
+async def test_a_newcomer_left_waiting_by_the_last_member_is_told_the_group_was_dropped(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=0.3)
+
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+
+    alice, dave = await connect("alice"), await connect("dave")
+    await alice.commit(GROUP, 0, b"c0")  # alice's group; dave waits to be added to it
+    await dave.publish_key_packages([b"kp-dave"])
+    await no_event(dave, "group_reset", wait=0.6)  # alice is here: nothing is abandoned
+    await alice.leave()  # ... and goes before adding dave
+    await dave.next_event("group_reset", timeout=BOUND)
+    assert server.server.rooms[ROOM].waiting == set()
+    await expect_error(dave.claim_key_package("dave"), ErrorCode.NOT_FOUND)  # dropped with the group
+    reply = await dave.commit(b"\x02dave's group", 0, b"c0'")  # the room takes dave's new group
+    assert reply["epoch"] == 1
+    erin = await connect("erin")
+    assert erin.join_reply["group_id"] == b"\x02dave's group"
+    await no_event(erin, "group_reset", wait=0.6)  # dave is a member of the new group
+
+
+async def test_newcomers_joining_an_abandoned_group_early_are_told_when_it_is_dropped(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=3.0)
+
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+
+    await _abandoned_room(server, connect)
+    dave, erin = await connect("dave"), await connect("erin")  # within the 3 s: the group stays
+    assert dave.join_reply["group_id"] == erin.join_reply["group_id"] == GROUP
+    for client in (dave, erin):
+        assert (await client.next_event("group_reset", timeout=BOUND)) == {"type": "group_reset"}
+    frank = await connect("frank")
+    assert frank.join_reply["group_id"] is None
+
+
+async def test_a_member_back_in_time_keeps_the_group_for_the_newcomer_waiting(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=3.0)
+
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+
+    alice, dave = await connect("alice"), await connect("dave")
+    await alice.commit(GROUP, 0, b"c0")
+    await alice.close()
+    await until(lambda: "alice" not in server.server.rooms[ROOM].members, "the server saw alice go")
+    alice = await connect("alice", since=0)  # back within the 3 s, with her state
+    assert alice.join_reply["group_id"] == GROUP
+    await no_event(dave, "group_reset", wait=3.5)
+    await alice.commit(GROUP, 1, b"c1", welcomes={"dave": b"welcome-dave"})
+    assert (await dave.next_event("welcome"))["welcome"] == b"welcome-dave"
+    assert server.server.rooms[ROOM].waiting == set()

@@ -273,6 +273,7 @@ export class Call extends EventTarget {
       case 'presence': await this.#onPresence(event.event, event.identity); break;
       case 'commit': await this.#onCommit(event); break;
       case 'welcome': await this.#onWelcome(event); break;
+      case 'group_reset': await this.#onGroupReset(); break;
       case 'application': await this.#onApplication(event); break;
       case 'offer': case 'answer': case 'candidate': this.#onSignal(event.type, event.from, event.data); break;
       case 'tick': await this.#maintain(); break;
@@ -317,6 +318,19 @@ export class Call extends EventTarget {
         await this.#createGroup(); // whoever would have created the group left first
       }
     }
+    this.#changed();
+    await this.#reconcile();
+  }
+
+  /**
+   * The server dropped the room's group, none of whose members was left to add
+   * us (docs/protocol.md, abandoned rooms): start afresh as in an empty room.
+   */
+  async #onGroupReset() {
+    if (this.group !== null) return; // (only newcomers waiting to be added are told)
+    this.roomGroup = null;
+    if ([...this.present].every((other) => this.identity < other)) await this.#createGroup();
+    else await this.#publishKeyPackage(); // the old group's KeyPackages went with it
     this.#changed();
     await this.#reconcile();
   }
