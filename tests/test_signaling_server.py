@@ -461,6 +461,15 @@ async def test_default_static_root_serves_the_call_page_only(
 # -- abandoned rooms ----------------------------------------------------------------------------
 
 
+def connector(server: RunningServer, clients: list[SignalingClient]) -> Connect:
+    """``connect(identity, **join)``: a client of ``server`` in ROOM, joined."""
+    async def connect(identity: str, **join: Any) -> SignalingClient:
+        client = client_for(server, clients, identity)
+        await client.connect(**join)
+        return client
+    return connect
+
+
 async def _abandoned_room(server: RunningServer, connect: Connect) -> int:
     """alice and bob hold a group (commit, Welcome, KeyPackage, message), then both go;
     returns the last sequence number the room used."""
@@ -480,11 +489,7 @@ async def test_a_newcomer_starts_an_abandoned_room_afresh(make_server: Callable[
                                                           clients: list[SignalingClient],
                                                           abandon_after: float) -> None:
     server = await make_server(abandon_after=abandon_after)
-
-    async def connect(identity: str, **join: Any) -> SignalingClient:
-        client = client_for(server, clients, identity)
-        await client.connect(**join)
-        return client
+    connect = connector(server, clients)
 
     last = await _abandoned_room(server, connect)
     carol = await connect("carol")
@@ -505,11 +510,7 @@ async def test_a_newcomer_starts_an_abandoned_room_afresh(make_server: Callable[
 async def test_a_returning_member_or_a_present_one_keeps_the_group(
         make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
     server = await make_server(abandon_after=0.0)
-
-    async def connect(identity: str, **join: Any) -> SignalingClient:
-        client = client_for(server, clients, identity)
-        await client.connect(**join)
-        return client
+    connect = connector(server, clients)
 
     await _abandoned_room(server, connect)
     alice = await connect("alice", since=0)  # catching up: a member back, not a newcomer
@@ -522,11 +523,7 @@ async def test_a_returning_member_or_a_present_one_keeps_the_group(
 async def test_a_newcomer_left_waiting_by_the_last_member_is_told_the_group_was_dropped(
         make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
     server = await make_server(abandon_after=0.3)
-
-    async def connect(identity: str, **join: Any) -> SignalingClient:
-        client = client_for(server, clients, identity)
-        await client.connect(**join)
-        return client
+    connect = connector(server, clients)
 
     alice, dave = await connect("alice"), await connect("dave")
     await alice.commit(GROUP, 0, b"c0")  # alice's group; dave waits to be added to it
@@ -546,11 +543,7 @@ async def test_a_newcomer_left_waiting_by_the_last_member_is_told_the_group_was_
 async def test_newcomers_joining_an_abandoned_group_early_are_told_when_it_is_dropped(
         make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
     server = await make_server(abandon_after=3.0)
-
-    async def connect(identity: str, **join: Any) -> SignalingClient:
-        client = client_for(server, clients, identity)
-        await client.connect(**join)
-        return client
+    connect = connector(server, clients)
 
     await _abandoned_room(server, connect)
     dave, erin = await connect("dave"), await connect("erin")  # within the 3 s: the group stays
@@ -564,11 +557,7 @@ async def test_newcomers_joining_an_abandoned_group_early_are_told_when_it_is_dr
 async def test_a_member_back_in_time_keeps_the_group_for_the_newcomer_waiting(
         make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
     server = await make_server(abandon_after=3.0)
-
-    async def connect(identity: str, **join: Any) -> SignalingClient:
-        client = client_for(server, clients, identity)
-        await client.connect(**join)
-        return client
+    connect = connector(server, clients)
 
     alice, dave = await connect("alice"), await connect("dave")
     await alice.commit(GROUP, 0, b"c0")
