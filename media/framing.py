@@ -254,20 +254,31 @@ def h264_has_idr(nal_units: Sequence[bytes]) -> bool:
     return any(unit and unit[0] & 0x1F == H264_NAL_TYPE_IDR for unit in nal_units)
 
 
+def frame_sealer(codec: FrameCodec) -> Callable[[bytes, Seal], bytes]:
+    """The function protecting one encoded frame of ``codec``:
+    :func:`seal_vp8`, :func:`seal_h264` or :func:`seal_whole` (a stream
+    looks it up once, not per frame)."""
+    if codec is FrameCodec.VP8:
+        return seal_vp8
+    if codec is FrameCodec.H264:
+        return seal_h264
+    return seal_whole
+
+
+def frame_opener(codec: FrameCodec) -> Callable[[bytes, Open], bytes]:
+    """The inverse of :func:`frame_sealer`."""
+    if codec is FrameCodec.VP8:
+        return open_vp8
+    if codec is FrameCodec.H264:
+        return open_h264
+    return open_whole
+
 
 def seal_frame(codec: FrameCodec, frame: bytes, seal: Seal) -> bytes:
     """Protect one encoded frame with the codec's clear-byte rule."""
-    if codec is FrameCodec.VP8:
-        return seal_vp8(frame, seal)
-    if codec is FrameCodec.H264:
-        return seal_h264(frame, seal)
-    return seal_whole(frame, seal)
+    return frame_sealer(codec)(frame, seal)
 
 
 def open_frame(codec: FrameCodec, wire: bytes, open_: Open) -> bytes:
     """Unprotect one encoded frame written by :func:`seal_frame`."""
-    if codec is FrameCodec.VP8:
-        return open_vp8(wire, open_)
-    if codec is FrameCodec.H264:
-        return open_h264(wire, open_)
-    return open_whole(wire, open_)
+    return frame_opener(codec)(wire, open_)

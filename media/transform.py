@@ -65,8 +65,10 @@ class SFrameSenderTransform:
         self.sender = sender
         self._keys = keys
         self._context = context
-        self._codec: FrameCodec | None = None
+        self._codec = FrameCodec.AUDIO  # set with the encoder (see _wrap)
         self._codec_name: str | None = None
+        #: ``framing.frame_sealer(self._codec)``
+        self._frame_sealer = framing.seal_whole
         self._frames = 0
         self._keyframes = 0
         self._forced = 0
@@ -80,6 +82,7 @@ class SFrameSenderTransform:
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
         self._codec = framing.frame_codec(codec.mimeType)
         self._codec_name = codec.mimeType
+        self._frame_sealer = framing.frame_sealer(self._codec)
         return SFrameEncoder(encoder, self._codec, self)
 
     def keyframe_due(self) -> bool:
@@ -108,17 +111,18 @@ class SFrameSenderTransform:
     # seal_frame and seal_h264_nal_units run for every frame: no closures, helper
     # objects or locks per frame (benchmarks/call_overhead.py measures the cost)
 
-    def seal_frame(self, codec: FrameCodec, frame: bytes) -> bytes | None:
-        """Sealed frame, or None if it had to be dropped."""
+    def seal_frame(self, frame: bytes) -> bytes | None:
+        """Sealed frame (of the encoder's codec), or None if it had to be dropped."""
         sender = self._sender
         try:
             if sender is None or sender.generation != self._keys.send_key_generation:
                 sender = self._current_sender()
-            sealed = framing.seal_frame(codec, frame, sender.seal)
+            sealed = self._frame_sealer(frame, sender.seal)
         except (SFrameError, MediaError) as exc:
             self._drop(exc)
             return None
         self._frames += 1
+        codec = self._codec
         if codec is not FrameCodec.AUDIO:  # audio frames are never keyframes
             self._keyframes += framing.is_keyframe(codec, frame)
         return sealed
@@ -170,7 +174,7 @@ class SFrameEncoder(Encoder):
     def _packetize_vp8(self, buffer: bytes, picture_id: int) -> list[bytes]:
         if not buffer:
             return []
-        sealed = self._transform.seal_frame(FrameCodec.VP8, buffer)
+        sealed = self._transform.seal_frame(buffer)
         return [] if sealed is None else self._packetize(sealed, picture_id)
 
     def _packetize_h264(self, packages: Iterable[bytes]) -> list[bytes]:
@@ -185,7 +189,7 @@ class SFrameEncoder(Encoder):
             return payloads
         sealed = []
         for payload in payloads:  # (a loop, not a generator: this runs for every audio frame)
-            if payload and (frame := self._transform.seal_frame(FrameCodec.AUDIO, payload)) is not None:
+            if payload and (frame := self._transform.seal_frame(payload)) is not None:
                 sealed.append(frame)
         return sealed
 
@@ -258,6 +262,10 @@ class SFrameReceiverTransform:
         #: the framing rule of ``_framing_mime`` (set with it on the first frame)
         self._framing_mime: str | None = None
         self._framing = FrameCodec.AUDIO
+        #: ``framing.frame_opener(self._framing)``
+        self._frame_opener = framing.open_whole
+        #: the keys' unprotect (one bound method, not one lookup per frame)
+        self._unprotect = keys.unprotect
         #: the last unprotect result, for handle()
         self._opened: MLSUnprotectResult | None = None
         self._open_callback = self._open  # one bound method, not one per frame
@@ -266,7 +274,7 @@ class SFrameReceiverTransform:
     def _open(self, ciphertext: bytes, metadata: bytes) -> bytes:
         """``open_`` of :mod:`media.framing`; keeps the result for :meth:`handle`
         (which runs on the event loop only, one frame at a time)."""
-        result = self._keys.unprotect(ciphertext, metadata)
+        result = self._unprotect(ciphertext, metadata)
         self._opened = result
         return result.plaintext
 
@@ -277,9 +285,9 @@ class SFrameReceiverTransform:
             if mime != self._framing_mime:  # the first frame, or another codec
                 self._codec_name = mime
                 self._framing = framing.frame_codec(mime)
+                self._frame_opener = framing.frame_opener(self._framing)
                 self._framing_mime = mime
-            fcodec = self._framing
-            plaintext = framing.open_frame(fcodec, frame.data, self._open_callback)
+            plaintext = self._frame_opener(frame.data, self._open_callback)
         except (SFrameError, MediaError) as exc:
             self._failures[failure_kind(exc)] += 1
             self._failing = self._pli_pending = True
@@ -295,6 +303,7 @@ class SFrameReceiverTransform:
             if self._epoch is not None:
                 self._last_rekey = time.time()
             self._epoch = epoch
+        fcodec = self._framing
         keyframe = fcodec is not FrameCodec.AUDIO and framing.is_keyframe(fcodec, plaintext)
         self._frames += 1
         self._keyframes += keyframe

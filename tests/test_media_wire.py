@@ -40,7 +40,7 @@ from aiortc.rtp import RtpPacket, is_rtcp
 
 from conftest import SeededExporter, negotiate, until
 from media.counter import CounterVideoTrack, read_counter
-from media.framing import FrameCodec, vp8_clear_bytes
+from media.framing import vp8_clear_bytes
 from media.session import PeerProtection, SFrameSession
 from media.tracks import ToneAudioTrack
 from media.transform import SFrameSenderTransform
@@ -87,9 +87,9 @@ def tap_transform(transform: SFrameSenderTransform, capture: Capture) -> None:
     """Record each frame the SFrame sender transform is given (plaintext)."""
     seal_frame = transform.seal_frame
 
-    def recording(codec: FrameCodec, frame: bytes) -> bytes | None:
+    def recording(frame: bytes) -> bytes | None:
         capture.frames[transform.sender.kind].append(frame)
-        return seal_frame(codec, frame)
+        return seal_frame(frame)
 
     transform.seal_frame = recording  # type: ignore[method-assign]
 
