@@ -14,10 +14,16 @@ far from constant on a shared machine).  The figure is the process CPU
 time (user + system of every thread: the event loop, aiortc's encoder
 executor, the decoder threads and libvpx's own threads) over the same
 wall-clock window of ``--duration`` seconds once media flows on every link.
-Pairs run ``--repeat`` times; the ratio is the median of the pairs' ratios.
-One pair's ratio swings by several % either way on a shared 2-core machine
-(the same call with SFrame hooks but no sealing gave 0.98 to 1.12), so the
-range of the pairs is printed with it.
+Pairs run ``--repeat`` times, which variant starts first alternating; the
+ratio is the median of the pairs' ratios.  One pair's ratio swings by a few
+% either way on a shared 2-core machine (the same call in both processes
+gave 0.91 to 1.00), so the range of the pairs is printed with it.
+
+The picture is 640x360 by default, a webcam's size in a group call (aiortc's
+own test track sends 640x480, which two calls at once cannot both keep up
+with on 2 cores).  The call peers' tests and the bot send 96x64 to stay
+light: ``--size 96x64`` measures that worst case, where aiortc's per-packet
+Python dominates the plain call and SFrame's fixed cost per frame weighs most.
 
 One more pair, not counted in the ratio, times the SFrame transforms: the
 thread CPU time (``time.thread_time_ns``, less the clock's own cost) spent
@@ -52,7 +58,7 @@ from bench_json import figure, write_figures  # noqa: E402
 from media.counter import MIN_HEIGHT, MIN_WIDTH  # noqa: E402
 
 PEERS = 3
-DEFAULT_SIZE = (96, 64)  # MediaSources.synthetic()'s, as the call peers and the bot send
+DEFAULT_SIZE = (640, 360)  # a webcam's picture in a group call (see the module docstring)
 VARIANTS = ("plain", "sframe")
 TARGET_PERCENT = 3.0
 BOUND = 60.0  # seconds for every link to carry media (a bound, not a measurement)
@@ -230,17 +236,18 @@ def child(variant: str, duration: float, size: tuple[int, int], timed: bool) -> 
 # --- the comparison (parent process) --------------------------------------------
 
 
-def run_pair(duration: float, size: tuple[int, int], *, timed: bool = False) -> dict[str, dict[str, Any]]:
-    """Both variants at the same time, each in its own process, so that
-    both see the same load from the rest of the machine; ``timed``: the
-    SFrame process times its transforms."""
+def run_pair(duration: float, size: tuple[int, int], *, timed: bool = False,
+             order: tuple[str, ...] = VARIANTS) -> dict[str, dict[str, Any]]:
+    """Both variants at the same time, each in its own process (started in
+    ``order``), so that both see the same load from the rest of the machine;
+    ``timed``: the SFrame process times its transforms."""
     children = {
         variant: subprocess.Popen(
             [sys.executable, str(Path(__file__).resolve()), "--child", variant,
              "--duration", str(duration), "--size", f"{size[0]}x{size[1]}",
              *(["--timed"] if timed and variant == "sframe" else [])],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for variant in VARIANTS
+        for variant in order
     }
     results = {}
     for variant, process in children.items():
@@ -277,9 +284,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short run of each (a smoke run)")
     parser.add_argument("--duration", type=float, default=None, help="measured seconds per call (15)")
-    parser.add_argument("--repeat", type=int, default=None, help="counted runs of each variant (4)")
+    parser.add_argument("--repeat", type=int, default=None, help="counted runs of each variant (6)")
     parser.add_argument("--size", type=picture_size, default=DEFAULT_SIZE, metavar="WxH",
-                        help="picture size of the synthetic video (default 96x64, what the call peers send)")
+                        help="picture size of the synthetic video (default 640x360; the call peers "
+                             "send 96x64)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--timed", action="store_true", help=argparse.SUPPRESS)
@@ -288,7 +296,7 @@ def main() -> None:
     if args.child:
         child(args.child, duration, args.size, args.timed)
         return
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 4)
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 6)
 
     width, height = args.size
     print(f"3-peer mesh call, VP8 {width}x{height} + Opus over 127.0.0.1, {duration:g} s measured "
@@ -306,7 +314,7 @@ def main() -> None:
 
     pairs = []
     for run in range(repeat):
-        pairs.append(run_pair(duration, args.size))
+        pairs.append(run_pair(duration, args.size, order=VARIANTS if run % 2 == 0 else VARIANTS[::-1]))
         row(str(run + 1), pairs[-1])
     timed = run_pair(duration, args.size, timed=True)
     row("timed", timed)
