@@ -2,9 +2,11 @@
 
 :class:`SFrameSession` wraps an ``sframe.MLSKeyManager`` (RFC 9605 §5.2)
 for use from aiortc, where encoders run in executor threads and decryption
-on the event loop: every key manager call goes through one lock, so
-``(key, KID, CTR)`` is never reused by two threads (RFC 9605 §9.1).  Once
-a manager is handed to a session, change its keys through the session.
+on the event loop: every key manager call goes through one lock.  Senders
+seal outside it, with the ``seal`` of their sending key
+(:meth:`SFrameSession.sender`), whose CTR comes from one atomic counter per
+key, so ``(key, KID, CTR)`` is never reused by two threads (RFC 9605 §9.1).
+Once a manager is handed to a session, change its keys through the session.
 
 Key schedule (RFC 9605 §5.2, §7.2):
 
