@@ -377,6 +377,10 @@ class CallPeer:
                 async with asyncio.timeout(self.options.request_timeout):
                     reply = await self.client.reconnect()
             except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
+                if isinstance(exc, SignalingError) and exc.code == ErrorCode.LOG_TRUNCATED:
+                    # away too long: the log lost what our state needs (docs/protocol.md)
+                    logger.warning("%s: the room's log moved on without us; leaving", self.identity)
+                    return None
                 logger.info("%s: reconnection failed: %s", self.identity, type(exc).__name__)
                 delay = min(2 * delay, 2.0)
                 continue

@@ -60,6 +60,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds after which a room with no member of its group connected "
                              "is started afresh for its newcomers: its group, log and KeyPackages "
                              "are dropped (default %(default)s)")
+    parser.add_argument("--log-epochs", type=int, default=_DEFAULTS.log_epochs, metavar="N",
+                        help="epochs of each room's log kept; older entries are pruned, and a "
+                             "member catching up from before them is refused; 0 keeps everything "
+                             "(default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -73,7 +77,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         rate_per_second=args.rate, rate_burst=args.burst, max_rooms=args.max_rooms,
         max_participants=args.max_participants, max_key_packages=args.max_key_packages,
         max_queued_frames=args.max_queued_frames, max_queued_bytes=args.max_queued_bytes,
-        max_connections=args.max_connections, abandon_after=args.abandon_after)
+        max_connections=args.max_connections, abandon_after=args.abandon_after,
+        log_epochs=args.log_epochs or None)
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -37,6 +37,10 @@ class ServerConfig:
     #: SQLite ``synchronous`` mode with WAL: "NORMAL" survives a process kill
     #: (SIGKILL), "FULL" also survives power loss at the cost of an fsync per commit.
     db_synchronous: str = "NORMAL"
+    #: Epochs of each room's log kept: once a commit starts epoch E, what came before
+    #: the commit that started epoch E - log_epochs is pruned (None: never).  A member
+    #: catching up from before that is refused (``log_truncated``).
+    log_epochs: int | None = 1000
     secret: bytes | None = field(default=None, repr=False)
     secret_file: Path | str | None = None
     #: POST /token mints tokens for anyone who can reach it: a development
@@ -85,3 +89,5 @@ class ServerConfig:
             raise ValueError("rate_per_second and join_timeout must be positive")
         if self.abandon_after < 0:
             raise ValueError("abandon_after must not be negative")
+        if self.log_epochs is not None and self.log_epochs < 1:
+            raise ValueError("log_epochs must be at least 1 (None keeps every epoch)")

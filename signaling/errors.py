@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     WRONG_GROUP = "wrong_group"
     NO_GROUP = "no_group"
     NOT_FOUND = "not_found"
+    LOG_TRUNCATED = "log_truncated"
     NOT_CONNECTED = "not_connected"
     REPLACED = "replaced"
     CLOSED = "closed"

@@ -92,7 +92,8 @@ class SignalingServer:
     def __init__(self, config: ServerConfig, store: Store | None = None,
                  tokens: TokenAuthority | None = None) -> None:
         self.config = config
-        self.store: Store = store or SQLiteStore(config.db_path, synchronous=config.db_synchronous)
+        self.store: Store = store or SQLiteStore(config.db_path, synchronous=config.db_synchronous,
+                                                 log_epochs=config.log_epochs)
         self.tokens = tokens or TokenAuthority(resolve_secret(config))
         self.rooms: dict[str, Room] = {}
         self.connections: set[Member] = set()
@@ -370,6 +371,11 @@ class SignalingServer:
                 room.name, identity, after_seq=welcome_seq - 1)
             waiting = state.group_id is not None and welcome_seq is None
         else:
+            if (item.since < state.pruned_seq if item.since is not None
+                    else item.epoch is not None and item.epoch <= state.pruned_epoch):
+                raise SignalingError(ErrorCode.LOG_TRUNCATED, "the room's log no longer holds what "
+                                     "this catch-up needs; join as a newcomer",
+                                     pruned_seq=state.pruned_seq)
             backlog = await self.store.read_log(room.name, identity, after_seq=item.since or 0,
                                                 min_epoch=item.epoch)
         if member.closing or member.ws.closed:

@@ -32,7 +32,9 @@ CREATE TABLE IF NOT EXISTS rooms (
     room TEXT PRIMARY KEY,
     group_id BLOB,
     epoch INTEGER,
-    last_seq INTEGER NOT NULL DEFAULT 0
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    pruned_seq INTEGER NOT NULL DEFAULT 0,
+    pruned_epoch INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS log (
     room TEXT NOT NULL,
@@ -56,6 +58,13 @@ CREATE TABLE IF NOT EXISTS key_packages (
 CREATE INDEX IF NOT EXISTS key_packages_owner ON key_packages(room, identity, id);
 """
 
+#: Columns added to ``rooms`` since its first release: a database made before gets them on open.
+_ADDED_ROOM_COLUMNS = {
+    "pruned_seq": "INTEGER NOT NULL DEFAULT 0",
+    "pruned_epoch": "INTEGER NOT NULL DEFAULT -1",
+}
+
+_ROOM_STATE = "SELECT group_id, epoch, last_seq, pruned_seq, pruned_epoch FROM rooms WHERE room = ?"
 _LOG_COLUMNS = "room, seq, kind, sender, epoch, body, group_id, recipient"
 _INSERT_LOG = f"INSERT INTO log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
@@ -68,9 +77,14 @@ def _entry(row: tuple) -> LogEntry:
 class SQLiteStore:
     """A :class:`~signaling.store.Store` in one SQLite database file."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL",
+                 log_epochs: int | None = None) -> None:
+        if log_epochs is not None and log_epochs < 1:
+            raise ValueError("log_epochs must be at least 1 (None keeps every epoch)")
         self._path = str(path)
         self._synchronous = synchronous
+        #: epochs of log kept (see Store.append); None: the log is never pruned
+        self._log_epochs = log_epochs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         #: Appends waiting for the next group commit, and the task writing them.
@@ -91,6 +105,10 @@ class SQLiteStore:
         db.execute(f"PRAGMA synchronous={self._synchronous}")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        present = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
+        for column, declaration in _ADDED_ROOM_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE rooms ADD COLUMN {column} {declaration}")
         self._db = db
 
     async def close(self) -> None:
@@ -129,8 +147,7 @@ class SQLiteStore:
 
     def _group_state(self, room: str) -> GroupState:
         assert self._db is not None
-        row = self._db.execute("SELECT group_id, epoch, last_seq FROM rooms WHERE room = ?",
-                               (room,)).fetchone()
+        row = self._db.execute(_ROOM_STATE, (room,)).fetchone()
         return GroupState(None, None, 0) if row is None else GroupState(*row)
 
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
@@ -211,7 +228,22 @@ class SQLiteStore:
                                       e.recipient) for e in rows])
         db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
                    (group_id, epoch, seq, room))
+        if self._log_epochs is not None and epoch is not None and any(
+                e.kind is EntryKind.COMMIT for e in rows):
+            self._prune(db, room, epoch - self._log_epochs - 1)
         return results
+
+    @staticmethod
+    def _prune(db: sqlite3.Connection, room: str, cutoff: int) -> None:
+        """Delete every entry sequenced before the commit made in epoch ``cutoff``
+        (the one that started the oldest epoch kept), after a commit."""
+        row = db.execute("SELECT seq FROM log WHERE room = ? AND kind = 'commit' AND epoch = ?",
+                         (room, cutoff)).fetchone()
+        if row is None:  # not that far yet, or pruned already
+            return
+        db.execute("DELETE FROM log WHERE room = ? AND seq < ?", (room, row[0]))
+        db.execute("UPDATE rooms SET pruned_seq = MAX(pruned_seq, ?), pruned_epoch = ? WHERE room = ?",
+                   (row[0] - 1, cutoff, room))
 
     async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
                        min_epoch: int | None = None) -> list[LogEntry]:
@@ -243,7 +275,8 @@ class SQLiteStore:
         with self._transaction() as db:
             db.execute("DELETE FROM log WHERE room = ?", (room,))
             db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
-            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL WHERE room = ?", (room,))
+            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_epoch = -1 WHERE room = ?",
+                       (room,))
 
     # -- KeyPackage directory --------------------------------------------------------------
 

@@ -51,6 +51,10 @@ class GroupState:
     group_id: bytes | None
     epoch: int | None
     last_seq: int
+    #: entries up to this ``seq`` were pruned from the log (0: none)
+    pruned_seq: int = 0
+    #: the log still holds every entry of the epochs after this one (-1: of every epoch)
+    pruned_epoch: int = -1
 
 
 class Outcome(str, Enum):
@@ -128,6 +132,11 @@ class Store(Protocol):
         epoch. The commit moves the group to ``epoch + 1``; it and then its
         Welcomes (at ``epoch + 1``) take the next sequence numbers. A proposal
         needs the group at ``epoch``. Application messages are always accepted.
+
+        A store keeping ``log_epochs`` epochs prunes, once a commit moves the
+        group to epoch ``E``, every entry sequenced before the commit that
+        started epoch ``E - log_epochs`` (``pruned_seq``, ``pruned_epoch`` of
+        :class:`GroupState` say what is gone).
         """
         ...
 
@@ -144,7 +153,7 @@ class Store(Protocol):
 
     async def reset_group(self, room: str) -> None:
         """Forget the room's group: its log entries and KeyPackages go, the room has no
-        group again; sequence numbers keep counting up."""
+        group again (nor a ``pruned_epoch``); sequence numbers keep counting up."""
         ...
 
     async def publish_key_packages(self, room: str, identity: str,

@@ -19,6 +19,7 @@ from media.call_peer import CallOptions, CallPeer
 from media.sinks import VerifyingSink
 from media.stats import FailureKind, PeerStats
 from signaling.config import ServerConfig
+from signaling.errors import ErrorCode, SignalingError
 from signaling.server import RunningServer, start_server
 
 ROOM = "call"
@@ -309,6 +310,22 @@ async def test_newcomers_right_after_everyone_left_start_afresh(server: RunningS
     await until(lambda: same_group(second) and receiving_all(second, 30), "today's call")
     assert_no_gap(carol, "dave")
     assert_no_gap(dave, "carol")
+
+
+async def test_a_peer_away_longer_than_the_room_log_gives_up_reconnecting(start_peer: StartPeer) -> None:
+    """The server refuses a catch-up the pruned log cannot serve (log_truncated):
+    the peer stops retrying at once and ends its call, instead of retrying until
+    its reconnect_timeout."""
+    alice = await start_peer("alice", CallOptions(reconnect_timeout=60.0))
+    attempts = []
+
+    async def truncated() -> dict[str, object]:
+        attempts.append(1)
+        raise SignalingError(ErrorCode.LOG_TRUNCATED, "away too long", pruned_seq=9)
+
+    alice.client.reconnect = truncated  # type: ignore[method-assign]
+    assert await alice._reconnect(60.0) is None
+    assert attempts == [1]
 
 
 async def test_back_from_an_outage_to_a_room_with_another_group(server: RunningServer,

@@ -305,6 +305,8 @@ def test_config_checks_the_new_limits() -> None:
     assert ServerConfig(max_message_bytes=1024 * 1024, max_queued_bytes=2 * 1024 * 1024).max_queued_bytes
     with pytest.raises(ValueError, match="abandon_after"):
         ServerConfig(abandon_after=-1.0)
+    with pytest.raises(ValueError, match="log_epochs"):
+        ServerConfig(log_epochs=0)
 
 
 def test_serve_flags_reach_the_config(tmp_path: Path) -> None:
@@ -314,10 +316,14 @@ def test_serve_flags_reach_the_config(tmp_path: Path) -> None:
     assert (defaults.max_queued_bytes, defaults.max_connections, defaults.max_queued_frames) == (
         ServerConfig().max_queued_bytes, ServerConfig().max_connections, ServerConfig().max_queued_frames)
     args = parser.parse_args(["--db", str(tmp_path / "d.db"), "--max-queued-bytes", "1048576",
-                              "--max-connections", "5", "--max-queued-frames", "7", "--abandon-after", "90"])
+                              "--max-connections", "5", "--max-queued-frames", "7", "--abandon-after", "90",
+                              "--log-epochs", "12"])
     config = cli.config_from_args(args)
     assert (config.max_queued_bytes, config.max_connections, config.max_queued_frames) == (1048576, 5, 7)
     assert (defaults.abandon_after, config.abandon_after) == (ServerConfig().abandon_after, 90.0)
+    assert (defaults.log_epochs, config.log_epochs) == (ServerConfig().log_epochs, 12)
+    keep_all = cli.config_from_args(parser.parse_args(["--db", str(tmp_path / "d.db"), "--log-epochs", "0"]))
+    assert keep_all.log_epochs is None
 
 
 def test_static_root_is_web_public_in_help_and_docs() -> None:

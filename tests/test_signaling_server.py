@@ -569,3 +569,26 @@ async def test_a_member_back_in_time_keeps_the_group_for_the_newcomer_waiting(
     await alice.commit(GROUP, 1, b"c1", welcomes={"dave": b"welcome-dave"})
     assert (await dave.next_event("welcome"))["welcome"] == b"welcome-dave"
     assert server.server.rooms[ROOM].waiting == set()
+
+
+async def test_a_catch_up_from_before_the_pruned_log_is_refused(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(log_epochs=2)
+    connect = connector(server, clients)
+    alice, bob = await connect("alice"), await connect("bob")
+    await alice.commit(GROUP, 0, b"c0", welcomes={"bob": b"welcome-bob"})
+    await bob.next_event("welcome")
+    away_since = bob.last_seq
+    await bob.close()
+    seqs = [(await alice.commit(GROUP, epoch, b"c%d" % epoch))["seq"] for epoch in range(1, 5)]
+    # at epoch 5 the log starts with the commit that started epoch 3 (made in epoch 2)
+    state = await server.server.store.group_state(ROOM)
+    assert (state.epoch, state.pruned_seq, state.pruned_epoch) == (5, seqs[1] - 1, 2)
+    late = client_for(server, clients, "bob")
+    error = await expect_error(late.connect(since=away_since), ErrorCode.LOG_TRUNCATED)
+    assert error.details["pruned_seq"] == seqs[1] - 1
+    await expect_error(client_for(server, clients, "bob").connect(epoch=2), ErrorCode.LOG_TRUNCATED)
+    back = await connect("bob", since=seqs[1] - 1)  # from what is still there: fine
+    assert back.join_reply["backlog"] == 3
+    assert [(await back.next_event("commit"))["epoch"] for _ in range(3)] == [2, 3, 4]
+    assert (await connect("carol")).join_reply["group_id"] == GROUP  # newcomers are unaffected

@@ -134,3 +134,52 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
         assert (await commit(s, "r", "bob", GROUP, 0, b"late")).outcome is Outcome.CONFLICT
     finally:
         await s.close()
+
+
+async def test_a_store_keeping_n_epochs_prunes_what_came_before(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "pruned.db", log_epochs=2)
+    await store.open()
+    try:
+        seqs = {}
+        for epoch in range(6):  # epoch e: a message, then the commit moving to e + 1
+            await send(store, "r", "bob", epoch, b"m%d" % epoch)
+            seqs[epoch] = (await commit(store, "r", "alice", GROUP, epoch, b"c%d" % epoch)).entries[0].seq
+            state = await store.group_state("r")
+            kept = await store.read_log("r", "carol")
+            if epoch < 2:  # the group is at epoch 1 or 2: nothing is older than 2 epochs
+                assert state.pruned_seq == 0 and state.pruned_epoch == -1 and kept[0].seq == 1
+                continue
+            # at epoch e + 1, the log starts with the commit that started epoch e + 1 - 2
+            assert (state.pruned_seq, state.pruned_epoch) == (seqs[epoch - 2] - 1, epoch - 2)
+            assert kept[0].seq == seqs[epoch - 2] and kept[0].kind is EntryKind.COMMIT
+            assert {e.epoch for e in kept} == {epoch - 2, epoch - 1, epoch}
+        await send(store, "r", "bob", 6, b"m6")  # a message changes nothing
+        assert (await store.group_state("r")).pruned_seq == seqs[3] - 1
+        await store.reset_group("r")
+        state = await store.group_state("r")
+        assert (state.group_id, state.pruned_seq, state.pruned_epoch) == (None, seqs[3] - 1, -1)
+    finally:
+        await store.close()
+    with pytest.raises(ValueError):
+        SQLiteStore(tmp_path / "x.db", log_epochs=0)
+
+
+async def test_a_database_from_before_pruning_gets_the_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE rooms (room TEXT PRIMARY KEY, group_id BLOB, epoch INTEGER,"
+               " last_seq INTEGER NOT NULL DEFAULT 0)")
+    db.execute("INSERT INTO rooms (room, group_id, epoch, last_seq) VALUES ('r', ?, 4, 9)", (GROUP,))
+    db.commit()
+    db.close()
+    store = SQLiteStore(path, log_epochs=1)
+    await store.open()
+    try:
+        state = await store.group_state("r")
+        assert (state.group_id, state.epoch, state.last_seq, state.pruned_seq, state.pruned_epoch) == (
+            GROUP, 4, 9, 0, -1)
+        assert (await commit(store, "r", "alice", GROUP, 4, b"c4")).entries[0].seq == 10
+    finally:
+        await store.close()
