@@ -375,7 +375,9 @@ class CallPeer:
             await asyncio.sleep(delay)
             try:
                 async with asyncio.timeout(self.options.request_timeout):
-                    reply = await self.client.reconnect()
+                    # a member catches up; a participant not (yet) in the group joins as a
+                    # newcomer, which the server counts as waiting to be added
+                    reply = await self.client.reconnect(catch_up=self.group is not None)
             except (SignalingError, aiohttp.ClientError, OSError, TimeoutError) as exc:
                 if isinstance(exc, SignalingError) and exc.code == ErrorCode.LOG_TRUNCATED:
                     # away too long: the log lost what our state needs (docs/protocol.md)

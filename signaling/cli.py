@@ -61,9 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "is started afresh for its newcomers: its group, log and KeyPackages "
                              "are dropped (default %(default)s)")
     parser.add_argument("--log-epochs", type=int, default=_DEFAULTS.log_epochs, metavar="N",
-                        help="epochs of each room's log kept; older entries are pruned, and a "
-                             "member catching up from before them is refused; 0 keeps everything "
-                             "(default %(default)s)")
+                        help="past epochs of each room's log kept besides the current one; older "
+                             "entries are pruned, and a member catching up from before them is "
+                             "refused; 0 keeps everything (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 

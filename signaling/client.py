@@ -71,12 +71,15 @@ class SignalingClient:
             fields["epoch"] = epoch
         self.join_reply = await self.request(p.JOIN, **fields)
         self.identity = self.join_reply["identity"]
+        if since is None and epoch is None:  # a newcomer: its cursor starts at the log's end
+            self.last_seq = max(self.last_seq, self.join_reply.get("last_seq") or 0)
         return self.join_reply
 
-    async def reconnect(self, *, epoch: int | None = None) -> dict[str, Any]:
-        """Drop the connection if open and rejoin, catching up after :attr:`last_seq`."""
+    async def reconnect(self, *, epoch: int | None = None, catch_up: bool = True) -> dict[str, Any]:
+        """Drop the connection if open and rejoin, catching up after :attr:`last_seq`
+        (``catch_up=False``: as a newcomer, e.g. one still waiting to be added)."""
         await self._drop()
-        return await self.connect(since=self.last_seq, epoch=epoch)
+        return await self.connect(since=self.last_seq if catch_up else None, epoch=epoch)
 
     async def close(self) -> None:
         """Close the WebSocket (the server announces the departure) and the owned session."""

@@ -37,7 +37,7 @@ class ServerConfig:
     #: SQLite ``synchronous`` mode with WAL: "NORMAL" survives a process kill
     #: (SIGKILL), "FULL" also survives power loss at the cost of an fsync per commit.
     db_synchronous: str = "NORMAL"
-    #: Epochs of each room's log kept: once a commit starts epoch E, what came before
+    #: Past epochs of each room's log kept: once a commit starts epoch E, what came before
     #: the commit that started epoch E - log_epochs is pruned (None: never).  A member
     #: catching up from before that is refused (``log_truncated``).
     log_epochs: int | None = 1000

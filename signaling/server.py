@@ -57,6 +57,9 @@ Handler = Callable[[Member, Any, dict[str, Any]], Awaitable[None]]
 #: Most requests one store transaction takes (group commit).
 _MAX_BATCH = 256
 
+#: Seconds before an abandoned-room check that failed (a store error) runs again.
+_ABANDON_RETRY = 1.0
+
 #: The field of an event frame that carries the entry's MLS bytes.
 _BODY_FIELD = {
     EntryKind.COMMIT: "commit",
@@ -361,7 +364,7 @@ class SignalingServer:
             raise SignalingError(ErrorCode.ROOM_FULL, "the room is full",
                                  limit=self.config.max_participants)
         state = await self.store.group_state(room.name)
-        waiting = False
+        waiting, was_orphaned = False, self._orphaned(room)
         if item.since is None and item.epoch is None:
             if state.group_id is not None and self._orphaned(room) and self._abandoned(room.name):
                 state = await self._start_afresh(room)
@@ -371,7 +374,8 @@ class SignalingServer:
                 room.name, identity, after_seq=welcome_seq - 1)
             waiting = state.group_id is not None and welcome_seq is None
         else:
-            if (item.since < state.pruned_seq if item.since is not None
+            if state.group_id is not None and (
+                    item.since < state.pruned_seq if item.since is not None
                     else item.epoch is not None and item.epoch <= state.pruned_epoch):
                 raise SignalingError(ErrorCode.LOG_TRUNCATED, "the room's log no longer holds what "
                                      "this catch-up needs; join as a newcomer",
@@ -394,8 +398,11 @@ class SignalingServer:
             room.waiting.discard(identity)
         if not self._orphaned(room):
             self._empty_since.pop(room.name, None)
-        elif state.group_id is not None:  # nobody here can add this newcomer
-            self._schedule_abandon_check(room)
+        else:
+            if not was_orphaned:  # it replaced the connection of the group's last member here
+                self._note_empty(room.name)
+            if state.group_id is not None:  # nobody here can add this newcomer
+                self._schedule_abandon_check(room)
         self._ack(member, item.rid, protocol=p.PROTOCOL_VERSION, room=room.name, identity=identity,
                   members=sorted(i for i in room.members if i != identity),
                   group_id=None if state.group_id is None else p.b64encode(state.group_id),
@@ -417,20 +424,23 @@ class SignalingServer:
         return time.monotonic() - self._empty_since.get(name, self._started) >= self.config.abandon_after
 
     async def _start_afresh(self, room: Room) -> GroupState:
-        """Drop the abandoned group of ``room`` (docs/protocol.md, abandoned rooms)."""
+        """Drop the abandoned group of ``room`` and tell the newcomers waiting there
+        (everyone connected): docs/protocol.md, abandoned rooms."""
         await self.store.reset_group(room.name)
         self._empty_since.pop(room.name, None)
         room.waiting.clear()
-        logger.info("room=%s: abandoned group dropped; a newcomer starts afresh", room.name)
+        logger.info("room=%s: abandoned group dropped; newcomers start afresh", room.name)
+        await room.deliver(p.dump_frame({"type": p.GROUP_RESET}))
         return await self.store.group_state(room.name)
 
-    def _schedule_abandon_check(self, room: Room) -> None:
+    def _schedule_abandon_check(self, room: Room, *, at_least: float = 0.0) -> None:
         """Check ``room`` in its sequencer once its group has had no member connected for
-        ``abandon_after``, so that newcomers waiting meanwhile are not left waiting."""
+        ``abandon_after`` (and ``at_least`` seconds from now), so that newcomers waiting
+        meanwhile are not left waiting."""
         if room.abandon_timer is not None:
             return
         since = self._empty_since.get(room.name, self._started)
-        delay = max(0.0, since + self.config.abandon_after - time.monotonic())
+        delay = max(at_least, since + self.config.abandon_after - time.monotonic())
 
         def submit() -> None:
             room.abandon_timer = None
@@ -451,9 +461,8 @@ class SignalingServer:
             if state.group_id is not None:
                 await self._start_afresh(room)
         except Exception:
-            logger.exception("abandoned group of room %s not dropped", room.name)
-            return
-        await room.deliver(p.dump_frame({"type": p.GROUP_RESET}))
+            logger.exception("abandoned group of room %s not dropped; retrying", room.name)
+            self._schedule_abandon_check(room, at_least=_ABANDON_RETRY)
 
     def _note_empty(self, name: str) -> None:
         """Remember since when ``name`` has none of its group's members connected.  Entries

@@ -275,8 +275,8 @@ class SQLiteStore:
         with self._transaction() as db:
             db.execute("DELETE FROM log WHERE room = ?", (room,))
             db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
-            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_epoch = -1 WHERE room = ?",
-                       (room,))
+            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_seq = 0, pruned_epoch = -1"
+                       " WHERE room = ?", (room,))
 
     # -- KeyPackage directory --------------------------------------------------------------
 

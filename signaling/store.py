@@ -153,7 +153,8 @@ class Store(Protocol):
 
     async def reset_group(self, room: str) -> None:
         """Forget the room's group: its log entries and KeyPackages go, the room has no
-        group again (nor a ``pruned_epoch``); sequence numbers keep counting up."""
+        group again and nothing pruned (a catch-up meets the new group, not a refusal);
+        sequence numbers keep counting up."""
         ...
 
     async def publish_key_packages(self, room: str, identity: str,

@@ -319,13 +319,31 @@ async def test_a_peer_away_longer_than_the_room_log_gives_up_reconnecting(start_
     alice = await start_peer("alice", CallOptions(reconnect_timeout=60.0))
     attempts = []
 
-    async def truncated() -> dict[str, object]:
+    async def truncated(**kwargs: object) -> dict[str, object]:
         attempts.append(1)
         raise SignalingError(ErrorCode.LOG_TRUNCATED, "away too long", pruned_seq=9)
 
     alice.client.reconnect = truncated  # type: ignore[method-assign]
     assert await alice._reconnect(60.0) is None
     assert attempts == [1]
+
+
+async def test_a_peer_still_waiting_to_be_added_reconnects_as_a_newcomer(start_peer: StartPeer) -> None:
+    """Catching up with ``since`` would make the server count it as a member of the
+    group it is not in (and never drop that group if abandoned)."""
+    alice = await start_peer("alice")
+    asked = []
+
+    async def reconnect(**kwargs: object) -> dict[str, object]:
+        asked.append(kwargs)
+        return {"members": [], "group_id": None, "epoch": None}
+
+    alice.client.reconnect = reconnect  # type: ignore[method-assign]
+    assert alice.group is not None
+    await alice._reconnect(5.0)
+    alice.group = None  # as a newcomer waiting to be added
+    await alice._reconnect(5.0)
+    assert asked == [{"catch_up": True}, {"catch_up": False}]
 
 
 async def test_back_from_an_outage_to_a_room_with_another_group(server: RunningServer,

@@ -592,3 +592,50 @@ async def test_a_catch_up_from_before_the_pruned_log_is_refused(
     assert back.join_reply["backlog"] == 3
     assert [(await back.next_event("commit"))["epoch"] for _ in range(3)] == [2, 3, 4]
     assert (await connect("carol")).join_reply["group_id"] == GROUP  # newcomers are unaffected
+
+
+async def test_a_reset_at_a_newcomers_join_tells_those_already_waiting(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=0.2)
+    connect = connector(server, clients)
+    alice, dave = await connect("alice"), await connect("dave")
+    await alice.commit(GROUP, 0, b"c0")
+    await alice.leave()
+    room = server.server.rooms[ROOM]
+    await until(lambda: room.abandon_timer is not None, "the abandon check scheduled")
+    room.abandon_timer.cancel()  # as if erin's join were sequenced before the check
+    room.abandon_timer = None
+    await asyncio.sleep(0.3)  # past abandon_after
+    erin = await connect("erin")  # her join drops the group ...
+    assert erin.join_reply["group_id"] is None and erin.join_reply["members"] == ["dave"]
+    await dave.next_event("group_reset")  # ... and dave, waiting, is told so
+    await no_event(erin, "group_reset")
+
+
+async def test_a_newcomer_replacing_the_last_members_connection_waits_out_the_window(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=1.5)
+    connect = connector(server, clients)
+    alice = await connect("alice")
+    await alice.commit(GROUP, 0, b"c0", welcomes={"bob": b"welcome-bob"})
+    reloaded = await connect("alice")  # a reloaded page: same identity, no state, no Welcome
+    await no_event(reloaded, "group_reset", wait=0.8)  # the group's member just left: not yet
+    await reloaded.next_event("group_reset")  # then, once abandon_after has passed
+
+
+async def test_a_catch_up_into_a_room_started_afresh_meets_the_new_group(
+        make_server: Callable[..., Awaitable[RunningServer]], clients: list[SignalingClient]) -> None:
+    server = await make_server(abandon_after=0.0, log_epochs=1)
+    connect = connector(server, clients)
+    alice = await connect("alice")
+    for epoch in range(3):
+        await alice.commit(GROUP, epoch, b"c%d" % epoch)
+    assert (await server.server.store.group_state(ROOM)).pruned_seq > 0
+    await alice.close()
+    await until(lambda: ROOM not in server.server.rooms or not server.server.rooms[ROOM].members,
+                "alice gone")
+    carol = await connect("carol")  # starts the room afresh
+    assert carol.join_reply["group_id"] is None and carol.last_seq == carol.join_reply["last_seq"] > 0
+    await carol.commit(b"\x02new", 0, b"n0")
+    back = await connect("alice", since=1)  # from the old group's log: no refusal, the new group
+    assert back.join_reply["group_id"] == b"\x02new"
