@@ -22,7 +22,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from conftest import until
-from media import AlreadyProtected, FailureKind, SFrameSession, UnsupportedAiortc
+from media import AlreadyProtected, FailureKind, SFrameEncoder, SFrameSession, UnsupportedAiortc
 from media.framing import FrameCodec, frame_codec, is_keyframe
 from media.tracks import PatternVideoTrack, ToneAudioTrack
 from sframe import MLSKeyManager
@@ -285,3 +285,25 @@ def test_senders_on_threads_never_reuse_a_ctr_across_key_switches() -> None:
     assert len({(o.kid, o.ctr) for o in opened}) == len(frames) == 1200
     assert {o.epoch for o in opened} <= {1, 2, 3, 4, 5}
     assert alice.sender(0).epoch == 5
+
+
+async def test_the_sender_hook_wraps_each_encoder_once() -> None:
+    alice, bob = member(0), member(1)
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    alice.protect_sender(sender)
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    bob.protect_receiver(receiver)
+    decoder = get_decoder(VP8)
+
+    frames = await send_frames(sender, VP8, 2)
+    first = sender._RTCRtpSender__encoder
+    assert isinstance(first, SFrameEncoder) and not isinstance(first._inner, SFrameEncoder)
+    frames += await send_frames(sender, VP8, 2)
+    assert sender._RTCRtpSender__encoder is first  # kept, not wrapped again
+    sender._RTCRtpSender__encoder = None  # aiortc releases it when its RTP loop ends
+    frames += await send_frames(sender, VP8, 2)
+    second = sender._RTCRtpSender__encoder
+    assert isinstance(second, SFrameEncoder) and second is not first
+    assert not isinstance(second._inner, SFrameEncoder)
+    delivered = feed(receiver, VP8, frames)  # each sealed once: each opens to a decodable frame
+    assert len(delivered) == 6 and sum(len(decoder.decode(f)) for f in delivered) == 6
