@@ -49,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -101,25 +102,17 @@ class TransformClock:
             start = clock()
             readings.append(clock() - start)
         cost = self.clock_cost = int(statistics.median(readings))
-        seal_frame = SFrameSenderTransform.seal_frame
-        handle = SFrameReceiverTransform.handle
+        def timed(method: Callable[..., Any]) -> Callable[..., Any]:
+            def timed_method(*args: Any) -> Any:
+                start = clock()
+                try:
+                    return method(*args)
+                finally:
+                    spans.append(clock() - start - cost)
+            return timed_method
 
-        def timed_seal_frame(self: SFrameSenderTransform, *args: Any) -> Any:
-            start = clock()
-            try:
-                return seal_frame(self, *args)
-            finally:
-                spans.append(clock() - start - cost)
-
-        def timed_handle(self: SFrameReceiverTransform, *args: Any) -> Any:
-            start = clock()
-            try:
-                return handle(self, *args)
-            finally:
-                spans.append(clock() - start - cost)
-
-        SFrameSenderTransform.seal_frame = timed_seal_frame  # type: ignore[method-assign]
-        SFrameReceiverTransform.handle = timed_handle  # type: ignore[method-assign]
+        SFrameSenderTransform.seal_frame = timed(SFrameSenderTransform.seal_frame)  # type: ignore[method-assign]
+        SFrameReceiverTransform.handle = timed(SFrameReceiverTransform.handle)  # type: ignore[method-assign]
 
 
 async def run_call(variant: str, duration: float, size: tuple[int, int], timed: bool) -> dict[str, Any]:

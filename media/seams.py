@@ -111,16 +111,17 @@ def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper) -> None:
     _require(sender, _SENDER_ENCODER)
     _mark(sender)
     original = RTCRtpSender._next_encoded_frame.__get__(sender)
-    wrapped: list[Encoder | None] = [None]  # the encoder ``wrap`` made last
+    wrapped: Encoder | None = None  # the encoder ``wrap`` made last
 
     def next_encoded_frame(codec: RTCRtpCodecParameters) -> Coroutine[Any, Any, Any]:
         # A plain function returning aiortc's own coroutine (which the sender
         # awaits): no coroutine of ours to pass each resumption through.
+        nonlocal wrapped
         encoder = getattr(sender, _SENDER_ENCODER)
-        if encoder is None or encoder is not wrapped[0]:
+        if encoder is None or encoder is not wrapped:
             inner = encoder if encoder is not None else rtcrtpsender.get_encoder(codec)
-            wrapped[0] = wrap(inner, codec)
-            setattr(sender, _SENDER_ENCODER, wrapped[0])
+            wrapped = wrap(inner, codec)
+            setattr(sender, _SENDER_ENCODER, wrapped)
         return original(codec)
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
