@@ -22,10 +22,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anyw
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from bench_json import figure, write_figures  # noqa: E402
-from sframe import CipherSuite, SFrameContext  # noqa: E402
+from sframe import SFrameCipherSuite, SFrameContext  # noqa: E402
 
 SIZES = (120, 1200)
-SUITES = (CipherSuite.AES_128_GCM_SHA256_128, CipherSuite.AES_128_CTR_HMAC_SHA256_80)
+SUITES = (SFrameCipherSuite.AES_128_GCM_SHA256_128, SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_80)
 NUMBER = 20_000
 REPEAT = 7
 
@@ -35,7 +35,7 @@ def best_us(fn: Callable[[], object], number: int = NUMBER, repeat: int = REPEAT
     return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
 
 
-def sframe_round_trip(suite: CipherSuite, size: int) -> Callable[[], object]:
+def sframe_round_trip(suite: SFrameCipherSuite, size: int) -> Callable[[], object]:
     sender, receiver = SFrameContext(suite), SFrameContext(suite)
     base_key = os.urandom(16)
     sender.add_send_key(0x123, base_key)

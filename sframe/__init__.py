@@ -19,13 +19,13 @@ from .header import SFrameHeader, decode_header, encode_header
 from .mls_keys import MLSExporter, MLSKeyManager, MLSSender, MLSUnprotectResult, mls_kid
 from .ratchet import RatchetReceiver, RatchetSender, ratchet_base_key, sender_key_kid
 from .replay import ReplayWindow
-from .suites import CIPHER_SUITES, AesCtrHmac, CipherSuite, CipherSuiteParams, suite_params
+from .suites import CIPHER_SUITES, AesCtrHmac, SFrameCipherSuite, CipherSuiteParams, suite_params
 
 __all__ = [
     "CIPHER_SUITES",
     "AesCtrHmac",
     "AuthenticationFailure",
-    "CipherSuite",
+    "SFrameCipherSuite",
     "CipherSuiteParams",
     "CounterExhausted",
     "InvalidArgumentType",

@@ -27,7 +27,7 @@ from .errors import (
 )
 from .header import KID_END, MAX_CTR, MAX_KID, decode_header, encode_field, kid_prefixes
 from .replay import ReplayWindow
-from .suites import AEAD, CipherSuite, CipherSuiteParams, make_aead, suite_params
+from .suites import AEAD, SFrameCipherSuite, CipherSuiteParams, make_aead, suite_params
 
 _KEY_LABEL = b"SFrame 1.0 Secret key "
 _new_tuple = tuple.__new__  # builds a NamedTuple without its Python-level __new__
@@ -127,9 +127,9 @@ class _RecvKey:
 class SFrameContext:
     """An SFrame context (RFC 9605 Appendix A): one cipher suite, keys by KID.
 
-    >>> ctx = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    >>> ctx = SFrameContext(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     >>> ctx.add_send_key(7, b"k" * 16)
-    >>> peer = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    >>> peer = SFrameContext(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     >>> peer.add_recv_key(7, b"k" * 16)
     >>> peer.unprotect(ctx.protect(7, b"frame", b"md"), b"md").plaintext
     b'frame'
@@ -141,7 +141,7 @@ class SFrameContext:
 
     __slots__ = ("_params", "_send", "_recv", "_recv_by_prefix", "_replay_window")
 
-    def __init__(self, cipher_suite: int = CipherSuite.AES_128_GCM_SHA256_128, *,
+    def __init__(self, cipher_suite: int = SFrameCipherSuite.AES_128_GCM_SHA256_128, *,
                  replay_window: int | None = None) -> None:
         self._params = suite_params(cipher_suite)
         if replay_window is not None:
@@ -159,7 +159,7 @@ class SFrameContext:
                 f"recv_kids={len(self._recv)})")
 
     @property
-    def cipher_suite(self) -> CipherSuite:
+    def cipher_suite(self) -> SFrameCipherSuite:
         """The suite of every key in this context."""
         return self._params.suite
 

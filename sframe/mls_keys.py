@@ -23,7 +23,7 @@ from typing import NamedTuple, Protocol
 from .context import SFrameContext
 from .errors import InvalidArgumentType, InvalidParameter, KeyManagementError, SFrameError, UnknownKID
 from .header import MAX_KID
-from .suites import CipherSuite
+from .suites import SFrameCipherSuite
 
 BASE_KEY_LABEL = b"SFrame 1.0 Base Key"
 _MAX_EPOCH = (1 << 64) - 1  # MLS epochs are uint64 (RFC 9420 §8)
@@ -111,7 +111,7 @@ class MLSKeyManager:
     above every leaf index in use).  A member's own KIDs are send-only.
     """
 
-    def __init__(self, cipher_suite: int = CipherSuite.AES_128_GCM_SHA256_128, *,
+    def __init__(self, cipher_suite: int = SFrameCipherSuite.AES_128_GCM_SHA256_128, *,
                  epoch_bits: int = 4, index_bits: int | None = None,
                  retain_epochs: int = 4, retain_seconds: float = 10.0,
                  replay_window: int | None = None,
@@ -148,7 +148,7 @@ class MLSKeyManager:
     # -- configuration and state -------------------------------------------------
 
     @property
-    def cipher_suite(self) -> CipherSuite:
+    def cipher_suite(self) -> SFrameCipherSuite:
         return self._ctx.cipher_suite
 
     @property

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from .errors import AuthenticationFailure, InvalidParameter, UnsupportedCipherSuite
 
 
-class CipherSuite(IntEnum):
+class SFrameCipherSuite(IntEnum):
     """SFrame cipher suite identifiers (RFC 9605 §8.1; 6-8 not in the RFC)."""
 
     AES_128_CTR_HMAC_SHA256_80 = 0x0001
@@ -39,7 +39,7 @@ class CipherSuite(IntEnum):
 class CipherSuiteParams:
     """Constants of one suite (RFC 9605 §4.5 table): ``nka`` is 0 for GCM."""
 
-    suite: CipherSuite
+    suite: SFrameCipherSuite
     hash: type[hashes.HashAlgorithm]
     nh: int
     nka: int
@@ -54,24 +54,24 @@ class CipherSuiteParams:
         return self.nka != 0
 
 
-def _params(suite: CipherSuite, hash_: type[hashes.HashAlgorithm], nka: int, nt: int,
+def _params(suite: SFrameCipherSuite, hash_: type[hashes.HashAlgorithm], nka: int, nt: int,
             in_rfc: bool = True) -> CipherSuiteParams:
     nh = hash_.digest_size  # type: ignore[attr-defined]
-    nk = nka + nh if nka else (16 if suite == CipherSuite.AES_128_GCM_SHA256_128 else 32)
+    nk = nka + nh if nka else (16 if suite == SFrameCipherSuite.AES_128_GCM_SHA256_128 else 32)
     return CipherSuiteParams(suite, hash_, nh, nka, nk, 12, nt, in_rfc)
 
 
-CIPHER_SUITES: dict[CipherSuite, CipherSuiteParams] = {
+CIPHER_SUITES: dict[SFrameCipherSuite, CipherSuiteParams] = {
     p.suite: p
     for p in (
-        _params(CipherSuite.AES_128_CTR_HMAC_SHA256_80, hashes.SHA256, 16, 10),
-        _params(CipherSuite.AES_128_CTR_HMAC_SHA256_64, hashes.SHA256, 16, 8),
-        _params(CipherSuite.AES_128_CTR_HMAC_SHA256_32, hashes.SHA256, 16, 4),
-        _params(CipherSuite.AES_128_GCM_SHA256_128, hashes.SHA256, 0, 16),
-        _params(CipherSuite.AES_256_GCM_SHA512_128, hashes.SHA512, 0, 16),
-        _params(CipherSuite.AES_256_CTR_HMAC_SHA512_80, hashes.SHA512, 32, 10, False),
-        _params(CipherSuite.AES_256_CTR_HMAC_SHA512_64, hashes.SHA512, 32, 8, False),
-        _params(CipherSuite.AES_256_CTR_HMAC_SHA512_32, hashes.SHA512, 32, 4, False),
+        _params(SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_80, hashes.SHA256, 16, 10),
+        _params(SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_64, hashes.SHA256, 16, 8),
+        _params(SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_32, hashes.SHA256, 16, 4),
+        _params(SFrameCipherSuite.AES_128_GCM_SHA256_128, hashes.SHA256, 0, 16),
+        _params(SFrameCipherSuite.AES_256_GCM_SHA512_128, hashes.SHA512, 0, 16),
+        _params(SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_80, hashes.SHA512, 32, 10, False),
+        _params(SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_64, hashes.SHA512, 32, 8, False),
+        _params(SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_32, hashes.SHA512, 32, 4, False),
     )
 }
 
@@ -79,7 +79,7 @@ CIPHER_SUITES: dict[CipherSuite, CipherSuiteParams] = {
 def suite_params(suite: int) -> CipherSuiteParams:
     """The constants of ``suite``; :class:`UnsupportedCipherSuite` if unknown."""
     try:
-        return CIPHER_SUITES[CipherSuite(suite)]
+        return CIPHER_SUITES[SFrameCipherSuite(suite)]
     except (ValueError, KeyError):
         raise UnsupportedCipherSuite(f"unsupported SFrame cipher suite {suite!r}") from None
 

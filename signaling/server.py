@@ -46,7 +46,7 @@ from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, AbandonCheck, Admission, Append, Member, Room
 from .sqlite_store import SQLiteStore
-from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupState, LogEntry,
+from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, RoomGroup, LogEntry,
                     Outcome, ProposalRequest, Store, WelcomeRecord)
 from .tokens import TokenAuthority, load_or_create_secret
 
@@ -423,7 +423,7 @@ class SignalingServer:
         ``abandon_after`` seconds: its group has no member left to add anyone to it."""
         return time.monotonic() - self._empty_since.get(name, self._started) >= self.config.abandon_after
 
-    async def _start_afresh(self, room: Room) -> GroupState:
+    async def _start_afresh(self, room: Room) -> RoomGroup:
         """Drop the abandoned group of ``room`` and tell the newcomers waiting there
         (everyone connected): docs/protocol.md, abandoned rooms."""
         await self.store.reset_group(room.name)

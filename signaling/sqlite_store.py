@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, GroupState,
+from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, RoomGroup,
                     LogEntry, Outcome, ProposalRequest)
 
 T = TypeVar("T")
@@ -142,13 +142,13 @@ class SQLiteStore:
             return None, None, 0
         return row
 
-    async def group_state(self, room: str) -> GroupState:
+    async def group_state(self, room: str) -> RoomGroup:
         return await self._run(self._group_state, room)
 
-    def _group_state(self, room: str) -> GroupState:
+    def _group_state(self, room: str) -> RoomGroup:
         assert self._db is not None
         row = self._db.execute(_ROOM_STATE, (room,)).fetchone()
-        return GroupState(None, None, 0) if row is None else GroupState(*row)
+        return RoomGroup(None, None, 0) if row is None else RoomGroup(*row)
 
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         waiter: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()

@@ -45,7 +45,7 @@ class LogEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupState:
+class RoomGroup:
     """The group a room carries: ``None`` fields until its first commit registers it."""
 
     group_id: bytes | None
@@ -121,7 +121,7 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def group_state(self, room: str) -> GroupState: ...
+    async def group_state(self, room: str) -> RoomGroup: ...
 
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Apply ``requests`` in order, atomically and durably; one result per request.
@@ -136,7 +136,7 @@ class Store(Protocol):
         A store keeping ``log_epochs`` epochs prunes, once a commit moves the
         group to epoch ``E``, every entry sequenced before the commit that
         started epoch ``E - log_epochs`` (``pruned_seq``, ``pruned_epoch`` of
-        :class:`GroupState` say what is gone).
+        :class:`RoomGroup` say what is gone).
         """
         ...
 

@@ -40,7 +40,7 @@ from mls.wire.extensions import RequiredCapabilities
 from mls.wire.group_context import GroupContext
 from mls.wire.proposals import UpdatePath, UpdatePathNode
 from mls.wire.tree import Capabilities, LeafNode, Lifetime, ParentNode
-from mls.wire.tree import RatchetTree as RatchetTreeExtension
+from mls.wire.tree import RatchetTreeExtension
 
 TREE_OPERATIONS_CASES = 5
 TREE_VALIDATION_CASES = 98

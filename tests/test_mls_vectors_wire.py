@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mls.vectors import VectorMismatch, run_file
+from mls.vectors import MLSVectorMismatch, run_file
 from mls.vectors import deserialization as deserialization_vectors
 from mls.vectors import messages as messages_vectors
 from mls.errors import DecodeError
@@ -52,12 +52,12 @@ def test_messages_checker_detects_a_bad_field() -> None:
         messages_vectors.check(case)  # type: ignore[arg-type]
     case = dict(MESSAGES[0])
     case["mls_welcome"], case["mls_group_info"] = case["mls_group_info"], case["mls_welcome"]
-    with pytest.raises(VectorMismatch, match="wire_format"):
+    with pytest.raises(MLSVectorMismatch, match="wire_format"):
         messages_vectors.check(case)  # type: ignore[arg-type]
 
 
 def test_deserialization_checker_detects_a_wrong_length() -> None:
-    with pytest.raises(VectorMismatch, match="length"):
+    with pytest.raises(MLSVectorMismatch, match="length"):
         deserialization_vectors.check({"vlbytes_header": "4040", "length": 63})
     with pytest.raises(DecodeError):
         deserialization_vectors.check({"vlbytes_header": "4000", "length": 0})

@@ -51,7 +51,7 @@ from mls.wire import (
     ProtocolVersion,
     PSKType,
     PublicMessage,
-    RatchetTree,
+    RatchetTreeExtension,
     Reader,
     Remove,
     RequiredCapabilities,
@@ -336,7 +336,7 @@ def test_extensions_typed_views() -> None:
         RequiredCapabilities((5,), (0x2A2A,), (2,)),
         ExternalPub(b"pub"),
         senders,
-        RatchetTree((_leaf(), None, _leaf(LeafNodeSource.UPDATE))),
+        RatchetTreeExtension((_leaf(), None, _leaf(LeafNodeSource.UPDATE))),
     ):
         extension = content.to_extension()
         assert extension.extension_type == type(content).EXTENSION_TYPE
@@ -351,9 +351,9 @@ def test_extensions_typed_views() -> None:
 
 def test_ratchet_tree_nodes() -> None:
     parent = ParentNode(b"K", b"H", (1, 2))
-    tree = RatchetTree((_leaf(), parent, None))
+    tree = RatchetTreeExtension((_leaf(), parent, None))
     encoded = tree.encode()
-    assert RatchetTree.decode(encoded) == tree
+    assert RatchetTreeExtension.decode(encoded) == tree
     assert Node.decode(Node(parent).encode()).body == parent
     assert Node(parent).node_type == NodeType.PARENT
     with pytest.raises(DecodeError, match="Node.node_type"):

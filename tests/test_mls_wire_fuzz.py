@@ -42,7 +42,7 @@ def _samples() -> list[tuple[type[WireStruct], bytes]]:
         "public_message_proposal": wire.MLSMessage,
         "public_message_commit": wire.MLSMessage,
         "private_message": wire.MLSMessage,
-        "ratchet_tree": wire.RatchetTree,
+        "ratchet_tree": wire.RatchetTreeExtension,
         "group_secrets": wire.GroupSecrets,
         "commit": wire.Commit,
         "re_init_proposal": wire.ReInit,
@@ -65,7 +65,7 @@ def _decode_round_trip(struct: type[WireStruct], data: bytes) -> None:
 
 def test_struct_list_is_complete() -> None:
     names = {cls.__name__ for cls in STRUCTS}
-    assert {"MLSMessage", "KeyPackage", "Welcome", "GroupInfo", "PublicMessage", "RatchetTree"} <= names
+    assert {"MLSMessage", "KeyPackage", "Welcome", "GroupInfo", "PublicMessage", "RatchetTreeExtension"} <= names
     assert len(SAMPLES) == 20 * 12
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from sframe import (
     AuthenticationFailure,
-    CipherSuite,
+    SFrameCipherSuite,
     CounterExhausted,
     InvalidArgumentType,
     InvalidParameter,
@@ -25,12 +25,12 @@ from sframe import (
     suite_params,
 )
 
-SUITES = list(CipherSuite)
+SUITES = list(SFrameCipherSuite)
 U64 = st.integers(min_value=0, max_value=2**64 - 1)
 BASE_KEY = bytes(range(16))
 
 
-def pair(suite: CipherSuite, kid: int = 0x123, **kw: int) -> tuple[SFrameContext, SFrameContext]:
+def pair(suite: SFrameCipherSuite, kid: int = 0x123, **kw: int) -> tuple[SFrameContext, SFrameContext]:
     sender, receiver = SFrameContext(suite), SFrameContext(suite, **kw)
     sender.add_send_key(kid, BASE_KEY)
     receiver.add_recv_key(kid, BASE_KEY)
@@ -80,14 +80,14 @@ def test_suite_constants() -> None:
     table = {s: (p.nh, p.nka, p.nk, p.nn, p.nt, p.in_rfc9605)
              for s, p in ((s, suite_params(s)) for s in SUITES)}
     assert table == {
-        CipherSuite.AES_128_CTR_HMAC_SHA256_80: (32, 16, 48, 12, 10, True),
-        CipherSuite.AES_128_CTR_HMAC_SHA256_64: (32, 16, 48, 12, 8, True),
-        CipherSuite.AES_128_CTR_HMAC_SHA256_32: (32, 16, 48, 12, 4, True),
-        CipherSuite.AES_128_GCM_SHA256_128: (32, 0, 16, 12, 16, True),
-        CipherSuite.AES_256_GCM_SHA512_128: (64, 0, 32, 12, 16, True),
-        CipherSuite.AES_256_CTR_HMAC_SHA512_80: (64, 32, 96, 12, 10, False),
-        CipherSuite.AES_256_CTR_HMAC_SHA512_64: (64, 32, 96, 12, 8, False),
-        CipherSuite.AES_256_CTR_HMAC_SHA512_32: (64, 32, 96, 12, 4, False),
+        SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_80: (32, 16, 48, 12, 10, True),
+        SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_64: (32, 16, 48, 12, 8, True),
+        SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_32: (32, 16, 48, 12, 4, True),
+        SFrameCipherSuite.AES_128_GCM_SHA256_128: (32, 0, 16, 12, 16, True),
+        SFrameCipherSuite.AES_256_GCM_SHA512_128: (64, 0, 32, 12, 16, True),
+        SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_80: (64, 32, 96, 12, 10, False),
+        SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_64: (64, 32, 96, 12, 8, False),
+        SFrameCipherSuite.AES_256_CTR_HMAC_SHA512_32: (64, 32, 96, 12, 4, False),
     }
 
 
@@ -102,7 +102,7 @@ def test_unsupported_suite(suite: int) -> None:
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
 @settings(max_examples=25, deadline=None)
 @given(kid=U64, plaintext=st.binary(max_size=300), metadata=st.binary(max_size=40))
-def test_round_trip(suite: CipherSuite, kid: int, plaintext: bytes, metadata: bytes) -> None:
+def test_round_trip(suite: SFrameCipherSuite, kid: int, plaintext: bytes, metadata: bytes) -> None:
     sender, receiver = pair(suite, kid)
     for ctr in range(3):
         ct = sender.protect(kid, plaintext, metadata)
@@ -114,7 +114,7 @@ def test_round_trip(suite: CipherSuite, kid: int, plaintext: bytes, metadata: by
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
 @settings(max_examples=25, deadline=None)
 @given(plaintext=st.binary(max_size=64), metadata=st.binary(max_size=16), data=st.data())
-def test_bit_flip_fails(suite: CipherSuite, plaintext: bytes, metadata: bytes,
+def test_bit_flip_fails(suite: SFrameCipherSuite, plaintext: bytes, metadata: bytes,
                         data: st.DataObject) -> None:
     sender, receiver = pair(suite)
     ct = bytearray(sender.protect(0x123, plaintext, metadata))
@@ -130,7 +130,7 @@ def test_bit_flip_fails(suite: CipherSuite, plaintext: bytes, metadata: bytes,
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
 @settings(max_examples=25, deadline=None)
 @given(plaintext=st.binary(max_size=64), data=st.data())
-def test_truncation_fails(suite: CipherSuite, plaintext: bytes, data: st.DataObject) -> None:
+def test_truncation_fails(suite: SFrameCipherSuite, plaintext: bytes, data: st.DataObject) -> None:
     sender, receiver = pair(suite)
     ct = sender.protect(0x123, plaintext)
     cut = data.draw(st.integers(0, len(ct) - 1))
@@ -143,7 +143,7 @@ def test_truncation_fails(suite: CipherSuite, plaintext: bytes, data: st.DataObj
 @settings(max_examples=25, deadline=None)
 @given(plaintext=st.binary(max_size=64), metadata=st.binary(max_size=16),
        other=st.binary(max_size=16))
-def test_metadata_change_fails(suite: CipherSuite, plaintext: bytes, metadata: bytes,
+def test_metadata_change_fails(suite: SFrameCipherSuite, plaintext: bytes, metadata: bytes,
                                other: bytes) -> None:
     if other == metadata:
         other = metadata + b"\x00"
@@ -155,7 +155,7 @@ def test_metadata_change_fails(suite: CipherSuite, plaintext: bytes, metadata: b
 @pytest.mark.parametrize("suite", SUITES, ids=lambda s: s.name)
 @settings(max_examples=100, deadline=None)
 @given(junk=st.binary(max_size=80), kid_low=st.integers(0, 7))
-def test_random_bytes_raise_only_sframe_errors(suite: CipherSuite, junk: bytes, kid_low: int) -> None:
+def test_random_bytes_raise_only_sframe_errors(suite: SFrameCipherSuite, junk: bytes, kid_low: int) -> None:
     receiver = SFrameContext(suite, replay_window=16)
     receiver.add_recv_key(kid_low, BASE_KEY)
     for data in (junk, bytes([kid_low << 4]) + junk):
@@ -165,8 +165,8 @@ def test_random_bytes_raise_only_sframe_errors(suite: CipherSuite, junk: bytes, 
 
 
 def test_unknown_kid_is_distinct() -> None:
-    sender, _ = pair(CipherSuite.AES_128_GCM_SHA256_128)
-    stranger = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    sender, _ = pair(SFrameCipherSuite.AES_128_GCM_SHA256_128)
+    stranger = SFrameContext(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     with pytest.raises(UnknownKID) as info:
         stranger.unprotect(sender.protect(0x123, b"x"))
     assert info.value.kid == 0x123
@@ -176,7 +176,7 @@ def test_unknown_kid_is_distinct() -> None:
 
 
 def test_counter_is_monotonic_per_kid() -> None:
-    ctx = SFrameContext(CipherSuite.AES_128_GCM_SHA256_128)
+    ctx = SFrameContext(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     ctx.add_send_key(1, BASE_KEY)
     ctx.add_send_key(2, BASE_KEY)
     ctrs = [decode_header(ctx.protect(kid, b""))[:2] for kid in (1, 1, 2, 1, 2)]
@@ -184,7 +184,7 @@ def test_counter_is_monotonic_per_kid() -> None:
 
 
 def test_sealer_is_protect_bound_to_one_send_key() -> None:
-    sender, receiver = pair(CipherSuite.AES_128_GCM_SHA256_128)
+    sender, receiver = pair(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     seal = sender.sealer(0x123)
     frames = [seal(b"a", b"md"), sender.protect(0x123, b"b", b"md"), seal(b"c", b"")]
     assert [decode_header(f)[:2] for f in frames] == [(0x123, 0), (0x123, 1), (0x123, 2)]  # one CTR
@@ -206,7 +206,7 @@ def test_sealer_is_protect_bound_to_one_send_key() -> None:
 
 
 def test_counter_exhaustion_never_wraps() -> None:
-    sender, receiver = pair(CipherSuite.AES_128_CTR_HMAC_SHA256_32)
+    sender, receiver = pair(SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_32)
     sender.remove_key(0x123)
     sender.add_send_key(0x123, BASE_KEY, initial_counter=2**64 - 2)
     for ctr in (2**64 - 2, 2**64 - 1):
@@ -240,7 +240,7 @@ def test_bad_key_parameters(kid: int, key: bytes) -> None:
 
 
 def test_replay_window() -> None:
-    sender, receiver = pair(CipherSuite.AES_128_GCM_SHA256_128, replay_window=4)
+    sender, receiver = pair(SFrameCipherSuite.AES_128_GCM_SHA256_128, replay_window=4)
     frames = [sender.protect(0x123, bytes([i])) for i in range(10)]
     assert receiver.unprotect(frames[5]).ctr == 5
     assert receiver.unprotect(frames[3]).ctr == 3  # late but inside the window
@@ -256,7 +256,7 @@ def test_replay_window() -> None:
 
 
 def test_replay_window_ignores_forgeries() -> None:
-    sender, receiver = pair(CipherSuite.AES_128_GCM_SHA256_128, replay_window=8)
+    sender, receiver = pair(SFrameCipherSuite.AES_128_GCM_SHA256_128, replay_window=8)
     frame = sender.protect(0x123, b"x")
     with pytest.raises(AuthenticationFailure):
         receiver.unprotect(frame[:-1] + bytes([frame[-1] ^ 1]))
@@ -264,14 +264,14 @@ def test_replay_window_ignores_forgeries() -> None:
 
 
 def test_replay_off_by_default() -> None:
-    sender, receiver = pair(CipherSuite.AES_128_GCM_SHA256_128)
+    sender, receiver = pair(SFrameCipherSuite.AES_128_GCM_SHA256_128)
     frame = sender.protect(0x123, b"x")
     assert receiver.unprotect(frame) == receiver.unprotect(frame)
 
 
 def test_reprs_hold_no_secrets() -> None:
     key = bytes(range(100, 116))
-    ctx = SFrameContext(CipherSuite.AES_128_CTR_HMAC_SHA256_80)
+    ctx = SFrameContext(SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_80)
     ctx.add_send_key(1, key)
     text = repr(ctx) + repr(ctx._send[1]) + repr(ctx._send[1].aead) + repr(ctx.sealer(1))
     assert key.hex() not in text and repr(key) not in text

@@ -8,7 +8,7 @@ import pytest
 
 from sframe import (
     AuthenticationFailure,
-    CipherSuite,
+    SFrameCipherSuite,
     InvalidParameter,
     KeyManagementError,
     MLSKeyManager,
@@ -112,8 +112,8 @@ def test_kid_field_limits() -> None:
 
 # -- keys from the exporter --------------------------------------------------------
 
-@pytest.mark.parametrize("suite", list(CipherSuite), ids=lambda s: s.name)
-def test_two_members_derive_the_same_keys(suite: CipherSuite) -> None:
+@pytest.mark.parametrize("suite", list(SFrameCipherSuite), ids=lambda s: s.name)
+def test_two_members_derive_the_same_keys(suite: SFrameCipherSuite) -> None:
     alice, bob = members(2, cipher_suite=suite)
     for sender, receiver, index in ((alice, bob, 0), (bob, alice, 1)):
         got = receiver.unprotect(sender.protect(b"hello", b"md"), b"md")

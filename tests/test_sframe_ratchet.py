@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sframe import (
     AuthenticationFailure,
-    CipherSuite,
+    SFrameCipherSuite,
     InvalidParameter,
     RatchetReceiver,
     RatchetSender,
@@ -18,14 +18,14 @@ from sframe import (
     sender_key_kid,
 )
 
-SUITE = CipherSuite.AES_128_CTR_HMAC_SHA256_80
+SUITE = SFrameCipherSuite.AES_128_CTR_HMAC_SHA256_80
 KEY = bytes(range(16))
 
 
 def test_ratchet_step_is_hkdf() -> None:
     expected = HKDF(hashes.SHA256(), 32, b"", b"SFrame 1.0 Ratchet").derive(KEY)
     assert ratchet_base_key(SUITE, KEY) == expected
-    assert len(ratchet_base_key(CipherSuite.AES_256_GCM_SHA512_128, KEY)) == 64
+    assert len(ratchet_base_key(SFrameCipherSuite.AES_256_GCM_SHA512_128, KEY)) == 64
 
 
 def test_kid_layout() -> None:

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sframe import (
-    CipherSuite,
+    SFrameCipherSuite,
     CounterExhausted,
     InvalidArgumentType,
     InvalidParameter,
@@ -31,7 +31,7 @@ from sframe import (
     ratchet_base_key,
 )
 
-SUITE = CipherSuite.AES_128_GCM_SHA256_128
+SUITE = SFrameCipherSuite.AES_128_GCM_SHA256_128
 KEY = bytes(range(16))
 NK = 16  # AEAD.Nk of SUITE: the MLS exporter length
 

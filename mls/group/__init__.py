@@ -15,7 +15,7 @@ The public, Web-API-shaped entry point is ``mls.api`` (``MLS``, ``GroupView``).
 from __future__ import annotations
 
 from mls.group.config import GroupConfig
-from mls.group.engine import ReceiveKind, Received, create_group, receive, send_application
+from mls.group.engine import ReceiveKind, ReceiveResult, create_group, receive, send_application
 from mls.group.state import GroupState
 
-__all__ = ["GroupConfig", "GroupState", "ReceiveKind", "Received", "create_group", "receive", "send_application"]
+__all__ = ["GroupConfig", "GroupState", "ReceiveKind", "ReceiveResult", "create_group", "receive", "send_application"]

@@ -38,7 +38,7 @@ from mls.wire.tree import LeafNode
 
 __all__ = [
     "ReceiveKind",
-    "Received",
+    "ReceiveResult",
     "create_group",
     "message_digest",
     "propose",
@@ -56,7 +56,7 @@ class ReceiveKind(enum.Enum):
 
 
 @dataclass
-class Received:
+class ReceiveResult:
     """Outcome of ``receive``.
 
     ``state`` is the member's state afterwards (a new object after a Commit).
@@ -176,7 +176,7 @@ def _check_single(state: GroupState, proposal: Proposal, sender: Sender, now: in
 
 def receive(
     state: GroupState, data: bytes, config: GroupConfig, resolver: PskResolver | None = None
-) -> Received:
+) -> ReceiveResult:
     """Process one MLSMessage of this group (§6, §12.1, §12.4.2).
 
     Application data and proposals leave ``state`` the current state (with the
@@ -196,9 +196,9 @@ def receive(
     pending = state.pending
     if pending is not None and data == pending.message:
         nxt = merge(state, pending.next_state, config)
-        return Received(ReceiveKind.COMMIT, data, nxt.epoch, Sender.member(state.leaf_index), nxt, own=True)
+        return ReceiveResult(ReceiveKind.COMMIT, data, nxt.epoch, Sender.member(state.leaf_index), nxt, own=True)
     if state.own_messages and message_digest(suite, data) in state.own_messages:
-        return Received(ReceiveKind.PROPOSAL, b"", state.epoch, Sender.member(state.leaf_index), state, own=True)
+        return ReceiveResult(ReceiveKind.PROPOSAL, b"", state.epoch, Sender.member(state.leaf_index), state, own=True)
     if state.removed:
         raise GroupInactive("this member was removed from the group")
 
@@ -209,7 +209,7 @@ def receive(
         raise GroupInactive("the group was reinitialized (ReInit committed): it takes no more messages")
     if content.content_type == ContentType.APPLICATION:  # of this epoch, or late from a retained one
         assert isinstance(content.body, bytes)
-        return Received(
+        return ReceiveResult(
             ReceiveKind.APPLICATION,
             content.body,
             content.epoch,
@@ -225,7 +225,7 @@ def receive(
         _check_single(state, proposal, content.sender, config.received_now())
         ref = proposal_ref(suite, authenticated)
         state.proposals[ref] = CachedProposal(ref, proposal, content.sender)
-        return Received(
+        return ReceiveResult(
             ReceiveKind.PROPOSAL,
             proposal.encode(),
             state.epoch,
@@ -239,7 +239,7 @@ def receive(
     if staged.next_state is None:  # removed from the group: keep the old epoch, marked removed
         state.removed = True
         state.pending = None
-        return Received(
+        return ReceiveResult(
             ReceiveKind.COMMIT,
             data,
             state.epoch,
@@ -250,7 +250,7 @@ def receive(
             sender_key=sender_key,
         )
     nxt = merge(state, staged.next_state, config)
-    return Received(
+    return ReceiveResult(
         ReceiveKind.COMMIT,
         data,
         nxt.epoch,

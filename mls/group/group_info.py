@@ -10,7 +10,7 @@ from mls.group.state import GroupState, required_capabilities_of
 from mls.tree import RatchetTree, validate_ratchet_tree
 from mls.wire.enums import ExtensionType
 from mls.wire.extensions import Extension, ExternalPub, find_extension
-from mls.wire.tree import RatchetTree as RatchetTreeExtension
+from mls.wire.tree import RatchetTreeExtension
 from mls.wire.welcome import GroupInfo, GroupInfoTBS
 
 __all__ = ["build_group_info", "external_pub_of", "verified_ratchet_tree"]

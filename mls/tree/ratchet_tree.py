@@ -31,7 +31,7 @@ from mls.wire.tree import (
     ParentNodeHashInput,
     TreeHashInput,
 )
-from mls.wire.tree import RatchetTree as RatchetTreeExtension
+from mls.wire.tree import RatchetTreeExtension
 
 __all__ = ["NodeValue", "RatchetTree"]
 

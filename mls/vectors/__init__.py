@@ -3,7 +3,7 @@
 Each vector file ``<name>.json`` is checked by the module
 ``mls.vectors.<name with - replaced by _>``, which exposes
 ``check(case: dict) -> None``: it returns when the case passes and raises
-(``VectorMismatch`` or any other exception) when it fails.
+(``MLSVectorMismatch`` or any other exception) when it fails.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-class VectorMismatch(AssertionError):
+class MLSVectorMismatch(AssertionError):
     """A computed value differs from the one in the vector."""
 
 
 def expect(name: str, got: object, want: object) -> None:
-    """Raise ``VectorMismatch`` naming the field when ``got != want``."""
+    """Raise ``MLSVectorMismatch`` naming the field when ``got != want``."""
     if got != want:
-        raise VectorMismatch(f"{name}: got {_short(got)}, want {_short(want)}")
+        raise MLSVectorMismatch(f"{name}: got {_short(got)}, want {_short(want)}")
 
 
 def _short(value: object) -> str:

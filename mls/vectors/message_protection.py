@@ -13,7 +13,7 @@ from mls.crypto import cipher_suite
 from mls.errors import ValidationError
 from mls.message_protection import MessageProtection
 from mls.secret_tree import SecretTree
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire.framing import FramedContent, PrivateMessage, PublicMessage, Sender
 from mls.wire.group_context import GroupContext
 from mls.wire.messages import MLSMessage
@@ -77,7 +77,7 @@ def check(case: dict[str, Any]) -> None:
             except ValidationError:
                 pass
             else:
-                raise VectorMismatch("application data was protected as a PublicMessage")
+                raise MLSVectorMismatch("application data was protected as a PublicMessage")
         else:
             ours = protection().protect_public(content, signature_priv, confirmation_tag)
             ours = PublicMessage.decode(ours.encode())
@@ -94,7 +94,7 @@ def check(case: dict[str, Any]) -> None:
 def _decode(hex_message: str, body_type: type) -> PublicMessage | PrivateMessage:
     message = MLSMessage.decode(bytes.fromhex(hex_message))
     if not isinstance(message.body, body_type):
-        raise VectorMismatch(f"expected an MLSMessage carrying a {body_type.__name__}")
+        raise MLSVectorMismatch(f"expected an MLSMessage carrying a {body_type.__name__}")
     return message.body
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire import (
     Add,
     ApplicationId,
@@ -30,7 +30,7 @@ from mls.wire import (
     MLSMessage,
     PreSharedKey,
     PublicMessage,
-    RatchetTree,
+    RatchetTreeExtension,
     ReInit,
     Remove,
     Update,
@@ -43,7 +43,7 @@ _STRUCTS: dict[str, type[WireStruct]] = {
     "mls_welcome": MLSMessage,
     "mls_group_info": MLSMessage,
     "mls_key_package": MLSMessage,
-    "ratchet_tree": RatchetTree,
+    "ratchet_tree": RatchetTreeExtension,
     "group_secrets": GroupSecrets,
     "add_proposal": Add,
     "update_proposal": Update,
@@ -62,7 +62,7 @@ _STRUCTS: dict[str, type[WireStruct]] = {
 #: Extension contents checked wherever an extension of that type appears.
 _TYPED_EXTENSIONS: dict[int, type[ExtensionContent]] = {
     cls.EXTENSION_TYPE: cls
-    for cls in (ApplicationId, RatchetTree, RequiredCapabilities, ExternalPub, ExternalSenders)
+    for cls in (ApplicationId, RatchetTreeExtension, RequiredCapabilities, ExternalPub, ExternalSenders)
 }
 
 #: MLSMessage fields -> (wire format, content type of a PublicMessage or None).
@@ -89,7 +89,7 @@ def check(case: dict[str, str]) -> None:
             if content_type is not None:
                 body = value.body
                 if not isinstance(body, PublicMessage):
-                    raise VectorMismatch(f"{name}: body is {type(body).__name__}, want PublicMessage")
+                    raise MLSVectorMismatch(f"{name}: body is {type(body).__name__}, want PublicMessage")
                 expect(f"{name} content_type", body.content.content_type, content_type)
         for extension in _extensions_in(value):
             typed = _TYPED_EXTENSIONS.get(extension.extension_type)

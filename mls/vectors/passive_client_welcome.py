@@ -14,7 +14,7 @@ from mls.group.config import GroupConfig
 from mls.group.key_package import key_package_ref
 from mls.group.psk import PskStore
 from mls.group.welcome import JoinKeys, join_from_welcome
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire.key_package import KeyPackage
 from mls.wire.messages import MLSMessage
 from mls.wire.welcome import Welcome
@@ -29,7 +29,7 @@ def follow(case: dict) -> None:  # type: ignore[type-arg]
     key_package = MLSMessage.decode(bytes.fromhex(case["key_package"])).body
     welcome = MLSMessage.decode(bytes.fromhex(case["welcome"])).body
     if not isinstance(key_package, KeyPackage) or not isinstance(welcome, Welcome):
-        raise VectorMismatch("key_package/welcome are not a KeyPackage/Welcome MLSMessage")
+        raise MLSVectorMismatch("key_package/welcome are not a KeyPackage/Welcome MLSMessage")
     signature_priv = bytes.fromhex(case["signature_priv"])
     encryption_priv = bytes.fromhex(case["encryption_priv"])
     init_priv = bytes.fromhex(case["init_priv"])
@@ -50,7 +50,7 @@ def follow(case: dict) -> None:  # type: ignore[type-arg]
             state = engine.receive(state, bytes.fromhex(proposal), config, psks).state
         result = engine.receive(state, bytes.fromhex(epoch["commit"]), config, psks)
         if result.kind is not engine.ReceiveKind.COMMIT or result.state.epoch != state.epoch + 1:
-            raise VectorMismatch(f"epochs[{number}]: the commit did not advance the epoch")
+            raise MLSVectorMismatch(f"epochs[{number}]: the commit did not advance the epoch")
         state = result.state
         expect(f"epochs[{number}] epoch_authenticator", state.secrets.epoch_authenticator, bytes.fromhex(epoch["epoch_authenticator"]))
 

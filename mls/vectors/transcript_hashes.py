@@ -7,7 +7,7 @@ from typing import Any
 from mls.crypto import cipher_suite
 from mls.key_schedule import verify_confirmation_tag
 from mls.transcript import update_transcript_hashes
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire import ContentType
 from mls.wire.framing import AuthenticatedContent
 
@@ -24,4 +24,4 @@ def check(case: dict[str, Any]) -> None:
     expect("interim_transcript_hash_after", interim, bytes.fromhex(case["interim_transcript_hash_after"]))
     tag = content.auth.confirmation_tag
     if tag is None or not verify_confirmation_tag(suite, bytes.fromhex(case["confirmation_key"]), confirmed, tag):
-        raise VectorMismatch("confirmation_tag is not MAC(confirmation_key, confirmed_transcript_hash_after)")
+        raise MLSVectorMismatch("confirmation_tag is not MAC(confirmation_key, confirmed_transcript_hash_after)")

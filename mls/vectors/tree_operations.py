@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mls.crypto import cipher_suite
 from mls.tree import RatchetTree
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire.proposals import Add, Proposal, Remove, Update
 
 
@@ -22,7 +22,7 @@ def check(case: dict) -> None:  # type: ignore[type-arg]
     elif isinstance(body, Remove):
         tree.remove_leaf(body.removed)
     else:
-        raise VectorMismatch(f"unexpected proposal {type(body).__name__}")
+        raise MLSVectorMismatch(f"unexpected proposal {type(body).__name__}")
 
     expect("tree_after", tree.encode(), bytes.fromhex(case["tree_after"]))
     expect("tree_hash_after", tree.tree_hash(), bytes.fromhex(case["tree_hash_after"]))

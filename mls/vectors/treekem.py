@@ -12,7 +12,7 @@ from mls.tree import (
     verify_leaf_signature,
     verify_parent_hashes,
 )
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire.group_context import GroupContext
 from mls.wire.proposals import UpdatePath
 
@@ -80,7 +80,7 @@ def _load_privates(
         leaf_index = int(entry["index"])
         leaf = tree.leaf(leaf_index)
         if leaf is None:
-            raise VectorMismatch(f"leaves_private[{leaf_index}] is a blank leaf")
+            raise MLSVectorMismatch(f"leaves_private[{leaf_index}] is a blank leaf")
         encryption_priv = bytes.fromhex(entry["encryption_priv"])
         expect(f"leaf {leaf_index} public key", suite.hpke_public_key(encryption_priv), leaf.encryption_key)
         private = TreeKEMPrivate.for_leaf(leaf_index, encryption_priv, leaf.encryption_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mls.crypto import cipher_suite
 from mls.group.key_package import key_package_ref
 from mls.key_schedule import EpochSecrets, welcome_key_nonce, welcome_secret
-from mls.vectors import VectorMismatch, expect
+from mls.vectors import MLSVectorMismatch, expect
 from mls.wire.key_package import KeyPackage
 from mls.wire.messages import MLSMessage
 from mls.wire.welcome import GroupInfo, GroupInfoTBS, GroupSecrets, Welcome
@@ -17,12 +17,12 @@ def check(case: dict) -> None:  # type: ignore[type-arg]
     key_package = MLSMessage.decode(bytes.fromhex(case["key_package"])).body
     welcome = MLSMessage.decode(bytes.fromhex(case["welcome"])).body
     if not isinstance(key_package, KeyPackage) or not isinstance(welcome, Welcome):
-        raise VectorMismatch("key_package/welcome are not a KeyPackage/Welcome MLSMessage")
+        raise MLSVectorMismatch("key_package/welcome are not a KeyPackage/Welcome MLSMessage")
     expect("welcome cipher_suite", welcome.cipher_suite, suite.suite_id)
     ref = key_package_ref(suite, key_package)
     entry = next((e for e in welcome.secrets if e.new_member == ref), None)
     if entry is None:
-        raise VectorMismatch("no EncryptedGroupSecrets for the KeyPackage")
+        raise MLSVectorMismatch("no EncryptedGroupSecrets for the KeyPackage")
     encrypted = entry.encrypted_group_secrets
     group_secrets = GroupSecrets.decode(
         suite.decrypt_with_label(

@@ -37,7 +37,7 @@ from mls.wire.crypto_structs import (
     SignContent,
 )
 from mls.wire.enums import (
-    CipherSuite,
+    CipherSuiteId,
     ContentType,
     CredentialType,
     ExtensionType,
@@ -110,7 +110,7 @@ from mls.wire.tree import (
     ParentHashInput,
     ParentNode,
     ParentNodeHashInput,
-    RatchetTree,
+    RatchetTreeExtension,
     TreeHashInput,
 )
 from mls.wire.welcome import (
@@ -130,7 +130,7 @@ __all__ = [
     "AuthenticatedContent",
     "AuthenticatedContentTBM",
     "Capabilities",
-    "CipherSuite",
+    "CipherSuiteId",
     "Commit",
     "ConfirmedTranscriptHashInput",
     "ContentBody",
@@ -186,7 +186,7 @@ __all__ = [
     "ProposalType",
     "ProtocolVersion",
     "PublicMessage",
-    "RatchetTree",
+    "RatchetTreeExtension",
     "Reader",
     "ReInit",
     "RefHashInput",

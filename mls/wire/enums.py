@@ -3,7 +3,7 @@
 Closed enums that select a struct variant (``ContentType``, ``SenderType``,
 ``WireFormat``, ``NodeType``, ``LeafNodeSource``, ``PSKType``,
 ``ProposalOrRefType``) reject unknown values when decoding. Open registries
-(``ProtocolVersion`` outside fixed fields, ``CipherSuite``, ``ExtensionType``,
+(``ProtocolVersion`` outside fixed fields, ``CipherSuiteId``, ``ExtensionType``,
 ``ProposalType``, ``CredentialType``, ``ResumptionPSKUsage``) keep unknown
 values as plain ``int`` (see ``codec.open_enum``).
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
-    "CipherSuite",
+    "CipherSuiteId",
     "ContentType",
     "CredentialType",
     "ExtensionType",
@@ -36,7 +36,7 @@ class ProtocolVersion(IntEnum):
     MLS10 = 1
 
 
-class CipherSuite(IntEnum):
+class CipherSuiteId(IntEnum):
     """§17.1 MLS Cipher Suites (``uint16``)."""
 
     MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519 = 0x0001

@@ -4,7 +4,7 @@ Every ``Extension`` keeps its ``extension_data`` as the raw bytes received,
 so unknown (and GREASE, §13.5) extensions re-encode exactly and decoding a
 message never recurses into extension contents. The typed views below
 (``ApplicationId``, ``RequiredCapabilities``, ``ExternalPub``,
-``ExternalSenders``; ``RatchetTree`` lives in ``mls.wire.tree``) parse
+``ExternalSenders``; ``RatchetTreeExtension`` lives in ``mls.wire.tree``) parse
 ``extension_data`` on demand with ``from_extension`` and build an
 ``Extension`` with ``to_extension``.
 """

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mls.errors import DecodeError
 from mls.wire.codec import Reader, WireStruct, Writer, open_enum
-from mls.wire.enums import CipherSuite, ProtocolVersion
+from mls.wire.enums import CipherSuiteId, ProtocolVersion
 from mls.wire.extensions import Extension, read_extensions
 
 __all__ = ["GroupContext", "read_mls10"]
@@ -44,7 +44,7 @@ class GroupContext(WireStruct):
     @classmethod
     def read(cls, reader: Reader) -> GroupContext:
         version = read_mls10(reader, "GroupContext.version")
-        cipher_suite = open_enum(CipherSuite, reader.u16("GroupContext.cipher_suite"))
+        cipher_suite = open_enum(CipherSuiteId, reader.u16("GroupContext.cipher_suite"))
         group_id = reader.opaque("GroupContext.group_id")
         epoch = reader.u64("GroupContext.epoch")
         tree_hash = reader.opaque("GroupContext.tree_hash")

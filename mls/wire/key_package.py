@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mls.wire.codec import Reader, SignedEncoding, WireStruct, Writer, open_enum
-from mls.wire.enums import CipherSuite, ProtocolVersion
+from mls.wire.enums import CipherSuiteId, ProtocolVersion
 from mls.wire.extensions import Extension, read_extensions
 from mls.wire.tree import LeafNode
 
@@ -16,7 +16,7 @@ __all__ = ["KeyPackage", "KeyPackageTBS"]
 class KeyPackage(SignedEncoding):
     """§10 ``KeyPackage``; ``signature`` is SignWithLabel over ``KeyPackageTBS``.
 
-    ``version`` and ``cipher_suite`` are ``ProtocolVersion`` / ``CipherSuite``
+    ``version`` and ``cipher_suite`` are ``ProtocolVersion`` / ``CipherSuiteId``
     members when known, plain ints otherwise (validation rejects them later).
     """
 
@@ -40,7 +40,7 @@ class KeyPackage(SignedEncoding):
     def read_content_fields(cls, reader: Reader) -> tuple[int, int, bytes, LeafNode, tuple[Extension, ...]]:
         """The ``KeyPackageTBS`` fields, in declaration order."""
         version = open_enum(ProtocolVersion, reader.u16("KeyPackage.version"))
-        cipher_suite = open_enum(CipherSuite, reader.u16("KeyPackage.cipher_suite"))
+        cipher_suite = open_enum(CipherSuiteId, reader.u16("KeyPackage.cipher_suite"))
         init_key = reader.opaque("KeyPackage.init_key")
         leaf_node = LeafNode.read(reader)
         return version, cipher_suite, init_key, leaf_node, read_extensions(reader, "KeyPackage.extensions")

@@ -8,7 +8,7 @@ from typing import ClassVar, Union
 from mls.errors import DecodeError, EncodeError
 from mls.wire.codec import CachedEncoding, Reader, WireStruct, Writer, open_enum
 from mls.wire.crypto_structs import HPKECiphertext
-from mls.wire.enums import CipherSuite, ProposalOrRefType, ProposalType, ProtocolVersion
+from mls.wire.enums import CipherSuiteId, ProposalOrRefType, ProposalType, ProtocolVersion
 from mls.wire.extensions import Extension, read_extensions
 from mls.wire.key_package import KeyPackage
 from mls.wire.psk import PreSharedKeyID
@@ -112,7 +112,7 @@ class ReInit(WireStruct):
     def read(cls, reader: Reader) -> ReInit:
         group_id = reader.opaque("ReInit.group_id")
         version = open_enum(ProtocolVersion, reader.u16("ReInit.version"))
-        cipher_suite = open_enum(CipherSuite, reader.u16("ReInit.cipher_suite"))
+        cipher_suite = open_enum(CipherSuiteId, reader.u16("ReInit.cipher_suite"))
         return cls(group_id, version, cipher_suite, read_extensions(reader, "ReInit.extensions"))
 
 

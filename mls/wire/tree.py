@@ -22,7 +22,7 @@ __all__ = [
     "ParentHashInput",
     "ParentNode",
     "ParentNodeHashInput",
-    "RatchetTree",
+    "RatchetTreeExtension",
     "TreeHashInput",
 ]
 
@@ -249,7 +249,7 @@ class Node(WireStruct):
 
 
 @dataclass(frozen=True, slots=True)
-class RatchetTree(ExtensionContent):
+class RatchetTreeExtension(ExtensionContent):
     """§12.4.3.3 ``optional<Node> ratchet_tree<V>`` (also the ``ratchet_tree`` extension).
 
     ``nodes`` is the array representation (Appendix C): even indices hold
@@ -264,7 +264,7 @@ class RatchetTree(ExtensionContent):
         writer.vector(self.nodes, _write_optional_node)
 
     @classmethod
-    def read(cls, reader: Reader) -> RatchetTree:
+    def read(cls, reader: Reader) -> RatchetTreeExtension:
         return cls(reader.vector(_read_optional_node, "ratchet_tree"))
 
 

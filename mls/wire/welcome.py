@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from mls.wire.codec import Reader, WireStruct, Writer, open_enum
 from mls.wire.crypto_structs import HPKECiphertext
-from mls.wire.enums import CipherSuite
+from mls.wire.enums import CipherSuiteId
 from mls.wire.extensions import Extension, read_extensions
 from mls.wire.group_context import GroupContext
 from mls.wire.psk import PreSharedKeyID
@@ -140,6 +140,6 @@ class Welcome(WireStruct):
 
     @classmethod
     def read(cls, reader: Reader) -> Welcome:
-        cipher_suite = open_enum(CipherSuite, reader.u16("Welcome.cipher_suite"))
+        cipher_suite = open_enum(CipherSuiteId, reader.u16("Welcome.cipher_suite"))
         secrets = reader.vector(EncryptedGroupSecrets.read, "Welcome.secrets")
         return cls(cipher_suite, secrets, reader.opaque("Welcome.encrypted_group_info"))
