@@ -26,11 +26,11 @@ from mls.crypto import CipherSuite
 from mls.crypto import cipher_suite as _cipher_suite
 from mls.errors import (
     DecodeError,
-    GroupInactive,
-    InvalidArgumentType,
-    MissingPSK,
-    UnknownIdentity,
-    UnknownMember,
+    GroupInactiveError,
+    InvalidArgumentTypeError,
+    MissingPSKError,
+    UnknownIdentityError,
+    UnknownMemberError,
     ValidationError,
 )
 from mls.group import engine
@@ -78,23 +78,23 @@ def _as_bytes(value: BytesLike | str, what: str) -> bytes:
         return value.encode("utf-8")
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    raise InvalidArgumentType(f"{what} must be bytes or str, not {type(value).__name__}")
+    raise InvalidArgumentTypeError(f"{what} must be bytes or str, not {type(value).__name__}")
 
 
 def _as_wire(value: BytesLike, what: str) -> bytes:
     """Encoded RFC 9420 data: bytes-like only (a str is never a wire encoding)."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
-    raise InvalidArgumentType(f"{what} must be bytes (RFC 9420 encoding), not {type(value).__name__}")
+    raise InvalidArgumentTypeError(f"{what} must be bytes (RFC 9420 encoding), not {type(value).__name__}")
 
 
 def _extensions(extensions: Sequence[Extension], what: str) -> tuple[Extension, ...]:
     if isinstance(extensions, (str, bytes, bytearray, memoryview)) or not isinstance(extensions, Iterable):
-        raise InvalidArgumentType(f"{what} must be a sequence of Extension, not {type(extensions).__name__}")
+        raise InvalidArgumentTypeError(f"{what} must be a sequence of Extension, not {type(extensions).__name__}")
     result = tuple(extensions)
     for extension in result:
         if not isinstance(extension, Extension):
-            raise InvalidArgumentType(f"{what} must contain Extension objects, not {type(extension).__name__}")
+            raise InvalidArgumentTypeError(f"{what} must contain Extension objects, not {type(extension).__name__}")
     return result
 
 
@@ -197,9 +197,9 @@ class MLS:
         elif storage is None:
             storage = MemoryStorage(key=storage_key)
         elif storage_key is not None:
-            raise InvalidArgumentType("storage_key applies to a storage the MLS object opens (a path, or None)")
+            raise InvalidArgumentTypeError("storage_key applies to a storage the MLS object opens (a path, or None)")
         elif not all(callable(getattr(storage, name, None)) for name in ("get", "keys", "write", "clear")):
-            raise InvalidArgumentType(f"storage must be a path or a Storage, not {type(storage).__name__}")
+            raise InvalidArgumentTypeError(f"storage must be a path or a Storage, not {type(storage).__name__}")
         self.storage: Storage = storage
         self.config = config if config is not None else GroupConfig()
         self._cache: dict[bytes, GroupState] = {}
@@ -228,7 +228,7 @@ class MLS:
         client_id = _as_bytes(client_id, "client_id")
         record = self.storage.get(_IDENTITY, client_id)
         if record is None:
-            raise UnknownIdentity("no identity with this client identifier")
+            raise UnknownIdentityError("no identity with this client identifier")
         reader = Reader(record)
         return reader.u16("suite"), reader.opaque("private"), reader.opaque("public")
 
@@ -267,7 +267,7 @@ class MLS:
         if wanted is None:
             return own
         if isinstance(wanted, bool) or not isinstance(wanted, int):
-            raise InvalidArgumentType(f"cipher_suite must be an int, not {type(wanted).__name__}")
+            raise InvalidArgumentTypeError(f"cipher_suite must be an int, not {type(wanted).__name__}")
         suite = _cipher_suite(wanted)
         if suite.signature_scheme != own.signature_scheme:
             raise ValidationError(
@@ -381,7 +381,7 @@ class MLS:
             assert psk_id.psk_group_id is not None
             old_key = _group_key(psk_id.psk_group_id, client_id)
             if self.storage.get(_GROUP, old_key) is None:
-                raise MissingPSK("the Welcome's reinit PSK names a group this client is not a member of")
+                raise MissingPSKError("the Welcome's reinit PSK names a group this client is not a member of")
             old = self._load_key(old_key)
             if old.reinit is None:
                 raise ValidationError("the Welcome's reinit PSK names a group in which no ReInit was committed (§11.2)")
@@ -414,7 +414,7 @@ class MLS:
         """See ``GroupView.reinit_successor``."""
         old = self._load_key(_group_key(group_id, client_id))
         if old.removed:
-            raise GroupInactive("this member was removed from the group")
+            raise GroupInactiveError("this member was removed from the group")
         reinit = old.reinit
         if reinit is None:
             raise ValidationError("no ReInit was committed in this group (§11.2)")
@@ -533,7 +533,7 @@ class MLS:
         if state is None:
             record = self.storage.get(_GROUP, key)
             if record is None:
-                raise UnknownMember("no stored group for this group id and client id")
+                raise UnknownMemberError("no stored group for this group id and client id")
             state = decode_state(record)
             self._cache[key] = state
         return state
@@ -690,7 +690,7 @@ class GroupView:
         picks which (e.g. the ReInit's committer).
         """
         if isinstance(key_packages, (str, bytes, bytearray, memoryview)) or not isinstance(key_packages, Iterable):
-            raise InvalidArgumentType("key_packages must be a sequence of KeyPackage messages")
+            raise InvalidArgumentTypeError("key_packages must be a sequence of KeyPackage messages")
         packages = [self._key_package(key_package) for key_package in key_packages]
         return self._mls._create_successor(self.group_id, self.client_id, packages, credential)
 
@@ -734,12 +734,12 @@ class GroupView:
 
     def _psk_proposal(self, psk_id: bytes) -> Proposal:
         if self._mls.storage.get(_PSK, psk_id) is None:
-            raise MissingPSK("no external PSK stored under this id")
+            raise MissingPSKError("no external PSK stored under this id")
         return Proposal(PreSharedKey(PreSharedKeyID.external(psk_id, fresh_nonce(self._state))))
 
     def _resumption_proposal(self, epoch: int) -> Proposal:
         if isinstance(epoch, bool) or not isinstance(epoch, int):
-            raise InvalidArgumentType(f"epoch must be an int, not {type(epoch).__name__}")
+            raise InvalidArgumentTypeError(f"epoch must be an int, not {type(epoch).__name__}")
         psk = PreSharedKeyID.resumption(ResumptionPSKUsage.APPLICATION, self.group_id, epoch, fresh_nonce(self._state))
         return Proposal(PreSharedKey(psk))
 

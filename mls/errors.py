@@ -20,7 +20,7 @@ class SignatureError(CryptoError):
     """A signature did not verify (§5.1.2 VerifyWithLabel)."""
 
 
-class UnsupportedCipherSuite(MLSError, ValueError):
+class UnsupportedCipherSuiteError(MLSError, ValueError):
     """The cipher suite is not one of 1-7 (§17.1)."""
 
 
@@ -49,40 +49,40 @@ class MembershipTagError(CryptoError):
     """A PublicMessage's ``membership_tag`` did not verify (§6.2)."""
 
 
-class WrongEpoch(ValidationError):
+class WrongEpochError(ValidationError):
     """A message is for an epoch other than the group's current one (§6: epoch check),
     and no retained past epoch can read it (§15.3)."""
 
 
-class StaleCommit(WrongEpoch):
+class StaleCommitError(WrongEpochError):
     """A Commit for an epoch the group has already left: another Commit won the race (§14)."""
 
 
-class CommitConflict(MLSError):
+class CommitConflictError(MLSError):
     """A Commit is already pending for this member: merge it, receive the winner, or discard it first."""
 
 
-class UnknownMember(ValidationError):
+class UnknownMemberError(ValidationError):
     """A client identifier (or leaf index) does not name a current member of the group."""
 
 
-class UnknownIdentity(MLSError, KeyError):
+class UnknownIdentityError(MLSError, KeyError):
     """No identity (signature key pair) is stored under this client identifier."""
 
 
-class NoMatchingKeyPackage(ValidationError):
+class NoMatchingKeyPackageError(ValidationError):
     """A Welcome names none of this client's KeyPackages (§12.4.3.1)."""
 
 
-class MissingRatchetTree(ValidationError):
+class MissingRatchetTreeError(ValidationError):
     """A Welcome or GroupInfo has no ratchet_tree extension and no tree was supplied (§12.4.3.3)."""
 
 
-class MissingPSK(ValidationError):
+class MissingPSKError(ValidationError):
     """A PreSharedKeyID names a PSK this client does not hold (§8.4, §12.4.2)."""
 
 
-class GroupInactive(MLSError):
+class GroupInactiveError(MLSError):
     """The group can no longer be used by this member: it was removed, or a ReInit was committed (§11.2, §12.4.2)."""
 
 
@@ -90,7 +90,7 @@ class StateFormatError(MLSError, ValueError):
     """Stored group state is corrupt or of an unknown format version."""
 
 
-class InvalidArgumentType(MLSError, TypeError):
+class InvalidArgumentTypeError(MLSError, TypeError):
     """An API argument has the wrong type (e.g. None or an int where bytes are expected).
 
     Both an ``MLSError`` and a ``TypeError``.
@@ -108,5 +108,5 @@ class StorageKeyError(StorageError):
     """
 
 
-class TamperedRecord(StorageError):
+class TamperedRecordError(StorageError):
     """A sealed stored record failed authentication: modified, moved to another place, or truncated."""

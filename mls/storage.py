@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from mls.errors import StorageError, StorageKeyError, TamperedRecord
+from mls.errors import StorageError, StorageKeyError, TamperedRecordError
 from mls.storage_seal import RecordSeal
 
 __all__ = [
@@ -31,7 +31,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "StorageKeyError",
-    "TamperedRecord",
+    "TamperedRecordError",
 ]
 
 #: Where the sealed key-check value of an encrypted database lives (``mls_meta``).
@@ -112,7 +112,7 @@ class SQLiteStorage:
     value: opening it later without the key, or with another key, raises
     ``StorageKeyError`` and changes nothing; so does opening a database of
     unencrypted state with a key. A record altered or moved in the file raises
-    ``TamperedRecord`` when read.
+    ``TamperedRecordError`` when read.
     """
 
     def __init__(self, path: str | Path, key: bytes | None = None) -> None:
@@ -150,7 +150,7 @@ class SQLiteStorage:
                     raise StorageKeyError("this MLS state database is encrypted: open it with its key")
                 try:
                     seal.open(_META, _KEY_CHECK, bytes(row[0]))
-                except TamperedRecord:
+                except TamperedRecordError:
                     raise StorageKeyError("this is not the key of this MLS state database") from None
             elif seal is not None:
                 if self._db.execute("SELECT 1 FROM mls_state LIMIT 1").fetchone() is not None:

@@ -4,7 +4,7 @@ A sealed value is ``version (0x01) || nonce (12 random bytes) || AES-256-GCM
 ciphertext and tag``. The additional authenticated data binds the record to
 its place, ``"MLS state record v1" || opaque namespace<V> || opaque key<V>``
 (RFC 9420 §2.1 vectors), so a sealed value copied under another key or
-namespace, truncated or altered fails to open with ``TamperedRecord``.
+namespace, truncated or altered fails to open with ``TamperedRecordError``.
 
 The AEAD key is derived once from the application's 32-byte key with
 HKDF-SHA256, so the application's key itself never keys the cipher, and the
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mls.errors import InvalidArgumentType, StorageKeyError, TamperedRecord
+from mls.errors import InvalidArgumentTypeError, StorageKeyError, TamperedRecordError
 from mls.wire.codec import Writer
 
 __all__ = ["KEY_SIZE", "RecordSeal"]
@@ -52,7 +52,7 @@ class RecordSeal:
 
     def __init__(self, key: bytes | bytearray | memoryview) -> None:
         if not isinstance(key, (bytes, bytearray, memoryview)):
-            raise InvalidArgumentType(f"the storage key must be bytes, not {type(key).__name__}")
+            raise InvalidArgumentTypeError(f"the storage key must be bytes, not {type(key).__name__}")
         if len(key) != KEY_SIZE:
             raise StorageKeyError(f"the storage key must be {KEY_SIZE} bytes")
         record_key = HKDF(SHA256(), KEY_SIZE, salt=None, info=_HKDF_INFO).derive(bytes(key))
@@ -67,12 +67,12 @@ class RecordSeal:
         return bytes((_VERSION,)) + nonce + self._aead.encrypt(nonce, value, _aad(namespace, key))
 
     def open(self, namespace: str, key: bytes, sealed: bytes) -> bytes:
-        """The value ``seal`` sealed at this place; ``TamperedRecord`` if it does not authenticate."""
+        """The value ``seal`` sealed at this place; ``TamperedRecordError`` if it does not authenticate."""
         if len(sealed) < 1 + _NONCE_SIZE + _TAG_SIZE or sealed[0] != _VERSION:
-            raise TamperedRecord(f"a stored {namespace!r} record is not a sealed record of format version {_VERSION}")
+            raise TamperedRecordError(f"a stored {namespace!r} record is not a sealed record of format version {_VERSION}")
         try:
             return self._aead.decrypt(sealed[1 : 1 + _NONCE_SIZE], sealed[1 + _NONCE_SIZE :], _aad(namespace, key))
         except InvalidTag:
-            raise TamperedRecord(
+            raise TamperedRecordError(
                 f"a stored {namespace!r} record failed authentication (modified, moved, or sealed under another key)"
             ) from None

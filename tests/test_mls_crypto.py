@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mls import tree_math
 from mls.crypto import KEY_PACKAGE_REF_LABEL, SUPPORTED_CIPHER_SUITES, CipherSuite, cipher_suite
 from mls.crypto.kem import EcKem
-from mls.errors import CryptoError, SignatureError, TreeMathError, UnsupportedCipherSuite
+from mls.errors import CryptoError, SignatureError, TreeMathError, UnsupportedCipherSuiteError
 from mls.vectors import crypto_basics, run_file
 from mls.vectors import tree_math as tree_math_vectors
 from mls.vectors.__main__ import main as vectors_main
@@ -230,7 +230,7 @@ def test_cipher_suite_instances_are_shared() -> None:
 
 @pytest.mark.parametrize("suite_id", [0, 8, 0xFFFF, -1, "1", None, True])
 def test_unsupported_cipher_suite(suite_id: Any) -> None:
-    with pytest.raises(UnsupportedCipherSuite):
+    with pytest.raises(UnsupportedCipherSuiteError):
         cipher_suite(suite_id)
 
 

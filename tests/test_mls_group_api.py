@@ -8,15 +8,15 @@ import pytest
 
 from mls import MLS, GroupConfig, GroupView, SQLiteStorage
 from mls.errors import (
-    CommitConflict,
-    GroupInactive,
-    MissingPSK,
-    MissingRatchetTree,
-    StaleCommit,
-    UnknownIdentity,
-    UnknownMember,
+    CommitConflictError,
+    GroupInactiveError,
+    MissingPSKError,
+    MissingRatchetTreeError,
+    StaleCommitError,
+    UnknownIdentityError,
+    UnknownMemberError,
     ValidationError,
-    WrongEpoch,
+    WrongEpochError,
 )
 from mls.wire import ApplicationId, MLSMessage, PublicMessage, RequiredCapabilities, WireFormat
 
@@ -78,7 +78,7 @@ def test_three_members_add_remove_across_suites(suite: int) -> None:
     gc.receive(output.commit)
     _same_epoch([ga, gc])
     assert [m.client_id for m in ga.details().members] == [ga.client_id, gc.client_id]
-    with pytest.raises(GroupInactive):
+    with pytest.raises(GroupInactiveError):
         gb.send(b"still here?")
 
 
@@ -90,7 +90,7 @@ def test_removed_member_cannot_decrypt_new_messages() -> None:
         view.receive(output.commit)
     secret = ga.send(b"after removal")
     assert gb.receive(secret).content == b"after removal"
-    with pytest.raises((GroupInactive, WrongEpoch)):
+    with pytest.raises((GroupInactiveError, WrongEpochError)):
         gc.receive(secret)
 
 
@@ -138,7 +138,7 @@ def test_own_commit_echo_equals_apply_pending_commit() -> None:
     ga.receive(output.commit)
     _same_epoch([ga, gb])
     # after merging locally, the echo is an old-epoch commit
-    with pytest.raises(StaleCommit):
+    with pytest.raises(StaleCommitError):
         gb.receive(output.commit)
 
 
@@ -149,7 +149,7 @@ def test_commit_race_loser_discards_pending_and_reproposes() -> None:
     e, ec = _member(mls, "erin")
     winner = ga.add(mls.generate_key_package(d, dc))
     loser = gb.add(mls.generate_key_package(e, ec))
-    with pytest.raises(CommitConflict):
+    with pytest.raises(CommitConflictError):
         gb.update()
     # the delivery service keeps the first commit of the epoch
     for view in (ga, gb, gc):
@@ -157,7 +157,7 @@ def test_commit_race_loser_discards_pending_and_reproposes() -> None:
     gd = mls.group_join(d, winner.welcome)
     assert not gb.has_pending_commit
     _same_epoch([ga, gb, gc, gd])
-    with pytest.raises(StaleCommit):
+    with pytest.raises(StaleCommitError):
         gc.receive(loser.commit)
     # the loser makes its add again, in the new epoch
     again = gb.add(mls.generate_key_package(e, ec))
@@ -183,7 +183,7 @@ def test_late_application_message_within_past_epochs() -> None:
         if current - epoch <= 4:
             assert ga.receive(message).content == f"epoch {epoch}".encode()
         else:
-            with pytest.raises(WrongEpoch):
+            with pytest.raises(WrongEpochError):
                 ga.receive(message)
 
 
@@ -194,7 +194,7 @@ def test_past_epochs_is_configurable() -> None:
     output = ga.update()
     ga.receive(output.commit)
     gb.receive(output.commit)
-    with pytest.raises(WrongEpoch):
+    with pytest.raises(WrongEpochError):
         ga.receive(message)
 
 
@@ -230,7 +230,7 @@ def test_missing_psk_is_a_typed_error_and_changes_nothing() -> None:
     sender.store_psk(b"only-a", b"\x22" * 32)
     output = ga.add_psk(b"only-a")
     epoch = gb.epoch
-    with pytest.raises(MissingPSK):
+    with pytest.raises(MissingPSKError):
         gb.receive(output.commit)
     assert gb.epoch == epoch
     receiver.store_psk(b"only-a", b"\x22" * 32)
@@ -257,7 +257,7 @@ def test_external_join_with_tree_supplied_apart() -> None:
     ga, gb = _group(mls, 2)
     joiner, credential = _member(mls, "j")
     info = ga.group_info(ratchet_tree=False)
-    with pytest.raises(MissingRatchetTree):
+    with pytest.raises(MissingRatchetTreeError):
         mls.group_join_external(joiner, credential, info)
     gj, output = mls.group_join_external(joiner, credential, info, ratchet_tree=ga.ratchet_tree())
     ga.receive(output.commit)
@@ -272,7 +272,7 @@ def test_welcome_without_tree_needs_tree_supplied_apart() -> None:
     b, bc = _member(mls, "b")
     output = ga.add(mls.generate_key_package(b, bc))
     ga.receive(output.commit)
-    with pytest.raises(MissingRatchetTree):
+    with pytest.raises(MissingRatchetTreeError):
         mls.group_join(b, output.welcome)
     gb = mls.group_join(b, output.welcome, ratchet_tree=output.ratchet_tree)
     _same_epoch([ga, gb])
@@ -303,9 +303,9 @@ def test_reinit_proposal_stops_the_group() -> None:
     gb.receive(output.commit)
     assert received.reinit is not None and received.reinit.cipher_suite == 1
     assert ga.details().reinit_pending and gb.details().reinit_pending
-    with pytest.raises(GroupInactive):
+    with pytest.raises(GroupInactiveError):
         ga.send(b"no more")
-    with pytest.raises(GroupInactive):
+    with pytest.raises(GroupInactiveError):
         gb.update()
 
 
@@ -351,7 +351,7 @@ def test_delete_state() -> None:
     assert mls.group_get(ga.group_id, ga.client_id) is not None
     mls.delete_state()
     assert mls.group_get(ga.group_id, ga.client_id) is None
-    with pytest.raises(UnknownIdentity):
+    with pytest.raises(UnknownIdentityError):
         mls.generate_key_package(ga.client_id, b"\x00\x01\x01a")
 
 
@@ -363,7 +363,7 @@ def test_group_id_from_message_and_details() -> None:
     details = gb.details()
     assert [m.leaf_index for m in details.members] == [0, 1]
     assert details.members[1].credential == mls.generate_credential("m1")
-    with pytest.raises(UnknownMember):
+    with pytest.raises(UnknownMemberError):
         ga.remove(b"nobody")
 
 

@@ -18,7 +18,7 @@ from mls.errors import (
     SignatureError,
     UnknownSenderError,
     ValidationError,
-    WrongEpoch,
+    WrongEpochError,
 )
 from mls.group.external import external_proposal
 from mls.wire import Credential, ExternalSender, ExternalSenders, MLSMessage, Proposal, PublicMessage, Remove
@@ -104,7 +104,7 @@ def test_message_of_another_group_or_epoch() -> None:
         gb.receive(other.send(b"not yours"))
     message = MLSMessage.decode(ga.send(b"x")).body
     future = replace(message, epoch=message.epoch + 5)
-    with pytest.raises(WrongEpoch):
+    with pytest.raises(WrongEpochError):
         gb.receive(MLSMessage(future).encode())
 
 

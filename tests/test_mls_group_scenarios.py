@@ -21,7 +21,7 @@ import pytest
 from conftest import agree, deliver
 from mls import MLS, GroupConfig, GroupView, SQLiteStorage
 from mls.api import _GROUP, _group_key
-from mls.errors import GroupInactive, MLSError, SecretTreeError, StaleCommit, ValidationError, WrongEpoch
+from mls.errors import GroupInactiveError, MLSError, SecretTreeError, StaleCommitError, ValidationError, WrongEpochError
 from mls.storage import StorageError
 from mls.wire import MLSMessage, PublicMessage, Remove, Update
 
@@ -176,7 +176,7 @@ def test_proposal_after_the_commit_of_its_epoch_is_refused_cleanly() -> None:
     assert agree(views, EXPORTS) == 2
     for view in (a, b, d):
         before, epoch = _stored(mls, view), view.epoch
-        with pytest.raises(WrongEpoch):
+        with pytest.raises(WrongEpochError):
             view.receive(late)
         assert _stored(mls, view) == before and view.epoch == epoch
     # proposals of the old epoch are forgotten: a commit now carries none
@@ -225,7 +225,7 @@ def test_commit_race_the_loser_proposals_are_proposed_again() -> None:
     deliver(winner.commit, views)
     assert not b.has_pending_commit and agree(views, EXPORTS) == 2
     for view in (a, c, d):
-        with pytest.raises(StaleCommit):
+        with pytest.raises(StaleCommitError):
             view.receive(loser.commit)
     again = c.propose_remove(d.client_id)
     deliver(again, views)
@@ -327,7 +327,7 @@ def test_after_reinit_the_old_group_only_exports_and_reads_late_messages() -> No
         lambda: a.propose_update(),
         a.group_info,
     ):
-        with pytest.raises(GroupInactive):
+        with pytest.raises(GroupInactiveError):
             attempt()
     assert not a.has_pending_commit and a.epoch == 2
 
@@ -450,7 +450,7 @@ def test_restart_with_a_pending_commit_that_loses_the_race(tmp_path: Path) -> No
     assert a.has_pending_commit and b.has_pending_commit
     deliver(winner.commit, cluster)
     assert not b.has_pending_commit and agree(list(cluster), EXPORTS) == 2
-    with pytest.raises(StaleCommit):
+    with pytest.raises(StaleCommitError):
         c.receive(loser.commit)
 
 

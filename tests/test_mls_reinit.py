@@ -19,7 +19,7 @@ import pytest
 from conftest import agree, deliver
 from mls import MLS, GroupView
 from mls.crypto import cipher_suite
-from mls.errors import CryptoError, GroupInactive, MissingPSK, ValidationError
+from mls.errors import CryptoError, GroupInactiveError, MissingPSKError, ValidationError
 from mls.group import engine
 from mls.group.commit import create_commit
 from mls.group.key_package import create_leaf_node
@@ -105,7 +105,7 @@ def test_reinit_to_a_new_cipher_suite_and_group_id() -> None:
     # the old group is still there: stopped, but it reads late messages and exports
     assert old[0].receive(late).content == b"sent in the old group"
     assert old[0].epoch == old_epoch and old[0].export_secret("SFrame 1.0 Base Key", b"", 16) == old_export
-    with pytest.raises(GroupInactive):
+    with pytest.raises(GroupInactiveError):
         old[0].send(b"x")
 
 
@@ -153,7 +153,7 @@ def test_a_joiner_without_the_old_group_cannot_join() -> None:
     _, output = old[0].reinit_successor([members[1].key_package(3), members[2].key_package(3)])
     assert output.welcome is not None
     old[1].delete_state()
-    with pytest.raises(MissingPSK):
+    with pytest.raises(MissingPSKError):
         members[1].mls.group_join(members[1].client_id, output.welcome)
     assert members[1].mls.group_get(b"next", members[1].client_id) is None
     assert members[2].mls.group_join(members[2].client_id, output.welcome).epoch == 1
@@ -262,7 +262,7 @@ def test_a_welcome_whose_psk_does_not_match_the_old_group_is_refused() -> None:
             [b3],
         ),
         # a group b was never in
-        (MissingPSK, "not a member", {**right, "psk_group_id": b"unknown group", "psk_epoch": 2, "psk_secret": os.urandom(32)}, [b3]),
+        (MissingPSKError, "not a member", {**right, "psk_group_id": b"unknown group", "psk_epoch": 2, "psk_secret": os.urandom(32)}, [b3]),
     ]
     for error, match, parameters, key_packages in cases:
         welcome = _forged_welcome(a, old[0], key_packages, **parameters)

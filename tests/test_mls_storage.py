@@ -17,7 +17,7 @@ import pytest
 
 from mls import MLS, GroupView, MemoryStorage, SQLiteStorage
 from mls.api import _GROUP, _IDENTITY, _PSK, _group_key
-from mls.errors import InvalidArgumentType, MLSError, StorageError, StorageKeyError, TamperedRecord
+from mls.errors import InvalidArgumentTypeError, MLSError, StorageError, StorageKeyError, TamperedRecordError
 from mls.storage_seal import RecordSeal
 
 KEY = bytes(range(32))
@@ -84,12 +84,12 @@ def test_mls_with_a_path_keeps_state_in_that_sqlite_file(tmp_path: Path) -> None
 
 def test_storage_key_only_for_a_storage_the_mls_object_opens(tmp_path: Path) -> None:
     storage = SQLiteStorage(tmp_path / "x.db")
-    with pytest.raises(InvalidArgumentType):
+    with pytest.raises(InvalidArgumentTypeError):
         MLS(storage, storage_key=KEY)
     storage.close()
     assert MLS(storage_key=KEY).storage.encrypted  # type: ignore[attr-defined]
     for wrong in (b"alice.db", 42, object()):
-        with pytest.raises(InvalidArgumentType):
+        with pytest.raises(InvalidArgumentTypeError):
             MLS(wrong)  # type: ignore[arg-type]
 
 
@@ -105,7 +105,7 @@ def test_a_key_of_the_wrong_length_is_refused(tmp_path: Path, key: bytes) -> Non
 
 @pytest.mark.parametrize("key", ["k" * 32, 12345, [1] * 32])
 def test_a_key_that_is_not_bytes_is_refused(key: object) -> None:
-    with pytest.raises(InvalidArgumentType):
+    with pytest.raises(InvalidArgumentTypeError):
         MemoryStorage(key=key)  # type: ignore[arg-type]
 
 
@@ -219,10 +219,10 @@ def test_a_tampered_record_is_refused(tmp_path: Path, position: int | str) -> No
     before = _rows(path)
 
     restarted = MLS(path, storage_key=KEY)
-    with pytest.raises(TamperedRecord) as info:
+    with pytest.raises(TamperedRecordError) as info:
         restarted.group_get(group_id, me).epoch  # type: ignore[union-attr]
     assert KEY.hex() not in str(info.value) and isinstance(info.value, StorageError)
-    with pytest.raises(TamperedRecord):
+    with pytest.raises(TamperedRecordError):
         restarted.group_get(group_id, me).send(b"x")  # type: ignore[union-attr]
     assert _rows(path) == before  # the failed reads changed nothing
     assert restarted._identity(me)[0] == 1  # other records still open
@@ -254,7 +254,7 @@ def test_swapped_records_are_refused(tmp_path: Path) -> None:
         lambda: restarted.generate_key_package(other, restarted.generate_credential("x")),
         lambda: restarted.storage.get(_PSK, b"two"),
     ):
-        with pytest.raises(TamperedRecord):
+        with pytest.raises(TamperedRecordError):
             read()
     assert restarted.storage.get(_PSK, b"one") == b"\x01" * 32
     assert restarted._identity(me)[0] == 1
@@ -266,17 +266,17 @@ def test_a_swapped_record_in_encrypted_memory_is_refused() -> None:
     storage.write([("group", b"a", b"state a"), ("group", b"b", b"state b")])
     data = storage._data  # type: ignore[attr-defined]
     data[("group", b"a")], data[("group", b"b")] = data[("group", b"b")], data[("group", b"a")]
-    with pytest.raises(TamperedRecord):
+    with pytest.raises(TamperedRecordError):
         storage.get("group", b"a")
     data[("psk", b"b")] = data.pop(("group", b"a"))  # same record key, another namespace
-    with pytest.raises(TamperedRecord):
+    with pytest.raises(TamperedRecordError):
         storage.get("psk", b"b")
 
 
 def test_a_record_sealed_under_another_key_is_refused() -> None:
     sealed = RecordSeal(KEY).seal("group", b"g", b"state")
     assert RecordSeal(KEY).open("group", b"g", sealed) == b"state"
-    with pytest.raises(TamperedRecord):
+    with pytest.raises(TamperedRecordError):
         RecordSeal(bytes(32)).open("group", b"g", sealed)
 
 
@@ -322,5 +322,5 @@ def test_the_key_is_in_no_repr(tmp_path: Path) -> None:
 
 
 def test_storage_errors_are_mls_errors() -> None:
-    assert issubclass(StorageKeyError, StorageError) and issubclass(TamperedRecord, StorageError)
+    assert issubclass(StorageKeyError, StorageError) and issubclass(TamperedRecordError, StorageError)
     assert issubclass(StorageError, MLSError)

@@ -21,15 +21,15 @@ from mls.api import _GROUP, _KEY_PACKAGE, _group_key
 from mls.crypto import cipher_suite
 from mls.errors import (
     DecodeError,
-    GroupInactive,
-    InvalidArgumentType,
+    GroupInactiveError,
+    InvalidArgumentTypeError,
     MLSError,
-    NoMatchingKeyPackage,
+    NoMatchingKeyPackageError,
     SecretTreeError,
     SignatureError,
     UnknownSenderError,
     ValidationError,
-    WrongEpoch,
+    WrongEpochError,
 )
 from mls.group.config import GroupConfig
 from mls.group.external import join_by_external_commit
@@ -167,7 +167,7 @@ def test_proposals_from_a_removed_member_are_refused() -> None:
     output = a.remove(c.client_id)
     a.receive(output.commit)
     b.receive(output.commit)
-    _refused(mls, b, stale, WrongEpoch)
+    _refused(mls, b, stale, WrongEpochError)
     # c's key, c's leaf, in the new epoch (membership-tagged by b, an accomplice)
     c_key = _state(mls, c).signature_private_key
     forged = _public(_state(mls, b), Proposal(Remove(0)), sender=Sender.member(2), key=c_key)
@@ -264,8 +264,8 @@ def test_no_handshake_is_accepted_after_a_reinit_commit() -> None:
     a.receive(output.commit)
     b.receive(output.commit)
     assert b.details().reinit_pending
-    _refused(mls, b, _public(_state(mls, a), Proposal(Remove(1))), GroupInactive)
-    with pytest.raises(GroupInactive):
+    _refused(mls, b, _public(_state(mls, a), Proposal(Remove(1))), GroupInactiveError)
+    with pytest.raises(GroupInactiveError):
         a.send(b"no")
 
 
@@ -278,7 +278,7 @@ def test_welcome_for_another_key_package_leaves_our_key_package() -> None:
     output = a.add(mls.generate_key_package(d, mls.generate_credential("d")))
     mls.generate_key_package(e, mls.generate_credential("e"))
     packages = len(mls.storage.keys(_KEY_PACKAGE))
-    with pytest.raises(NoMatchingKeyPackage):
+    with pytest.raises(NoMatchingKeyPackageError):
         mls.group_join(e, output.welcome)
     assert len(mls.storage.keys(_KEY_PACKAGE)) == packages
 
@@ -444,7 +444,7 @@ def test_wrong_argument_types_are_typed_errors_and_change_nothing() -> None:
     }
     before = {v.client_id: _stored(mls, v) for v in (a, b)}
     for name, call in calls.items():
-        with pytest.raises(InvalidArgumentType) as info:
+        with pytest.raises(InvalidArgumentTypeError) as info:
             call()
         assert isinstance(info.value, TypeError) and isinstance(info.value, MLSError), name
     assert {v.client_id: _stored(mls, v) for v in (a, b)} == before

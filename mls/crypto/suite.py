@@ -21,7 +21,7 @@ from mls.crypto.aead import Aead
 from mls.crypto.hpke import Hpke
 from mls.crypto.kdf import Kdf
 from mls.crypto.signature import EdDsa, Ecdsa, SignatureScheme
-from mls.errors import UnsupportedCipherSuite
+from mls.errors import UnsupportedCipherSuiteError
 
 #: The prefix every MLS label carries (§5.1.2, §5.1.3, §8).
 LABEL_PREFIX = b"MLS 1.0 "
@@ -231,9 +231,9 @@ def _make(suite_id: int) -> CipherSuite:
 
 
 def cipher_suite(suite_id: int) -> CipherSuite:
-    """The shared ``CipherSuite`` for ``suite_id``; ``UnsupportedCipherSuite`` if not 1-7."""
+    """The shared ``CipherSuite`` for ``suite_id``; ``UnsupportedCipherSuiteError`` if not 1-7."""
     if isinstance(suite_id, bool) or not isinstance(suite_id, int) or suite_id not in _SUITES:
-        raise UnsupportedCipherSuite(f"unsupported cipher suite {suite_id!r}")
+        raise UnsupportedCipherSuiteError(f"unsupported cipher suite {suite_id!r}")
     return _make(suite_id)
 
 

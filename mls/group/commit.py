@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from mls.errors import CommitConflict, ValidationError
+from mls.errors import CommitConflictError, ValidationError
 from mls.group.config import GroupConfig
 from mls.group.framing import protect, sign_content
 from mls.group.group_info import build_group_info
@@ -280,7 +280,7 @@ def create_commit(
     """
     state.check_active()
     if state.pending is not None:
-        raise CommitConflict("a Commit is already pending: merge it, or discard it first")
+        raise CommitConflictError("a Commit is already pending: merge it, or discard it first")
     if injected_psks and state.epoch != 0:
         raise ValidationError("only a new group's first Commit injects PSKs without a proposal (§11.2, §11.3)")
     suite = state.suite

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 from mls.crypto import CipherSuite
-from mls.errors import DecodeError, GroupInactive, ValidationError
+from mls.errors import DecodeError, GroupInactiveError, ValidationError
 from mls.group.commit import StagedCommit, merge, stage_commit
 from mls.group.config import GroupConfig
 from mls.group.framing import open_message, protect, sign_content
@@ -200,13 +200,13 @@ def receive(
     if state.own_messages and message_digest(suite, data) in state.own_messages:
         return ReceiveResult(ReceiveKind.PROPOSAL, b"", state.epoch, Sender.member(state.leaf_index), state, own=True)
     if state.removed:
-        raise GroupInactive("this member was removed from the group")
+        raise GroupInactiveError("this member was removed from the group")
 
     authenticated = open_message(state, body)
     content = authenticated.content
     sender_key = _sender_key(state, content)
     if content.epoch == state.epoch and state.reinit is not None:  # §12.4.2: the group is not used anymore
-        raise GroupInactive("the group was reinitialized (ReInit committed): it takes no more messages")
+        raise GroupInactiveError("the group was reinitialized (ReInit committed): it takes no more messages")
     if content.content_type == ContentType.APPLICATION:  # of this epoch, or late from a retained one
         assert isinstance(content.body, bytes)
         return ReceiveResult(

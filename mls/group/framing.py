@@ -10,7 +10,7 @@ break ECDSA suites, whose signatures are randomized.
 
 from __future__ import annotations
 
-from mls.errors import StaleCommit, UnknownSenderError, ValidationError, WrongEpoch
+from mls.errors import StaleCommitError, UnknownSenderError, ValidationError, WrongEpochError
 from mls.group.state import GroupState, PastEpoch
 from mls.wire.enums import ContentType, SenderType, WireFormat
 from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PrivateMessage, PublicMessage
@@ -67,17 +67,17 @@ def _public_sender_key(state: GroupState, message: PublicMessage) -> bytes:
     raise ValidationError("invalid sender type")
 
 
-def _wrong_epoch(state: GroupState, epoch: int, content_type: ContentType) -> WrongEpoch:
+def _wrong_epoch(state: GroupState, epoch: int, content_type: ContentType) -> WrongEpochError:
     if content_type == ContentType.COMMIT and epoch < state.epoch:
-        return StaleCommit(f"Commit for epoch {epoch}, the group is at epoch {state.epoch}")
-    return WrongEpoch(f"message for epoch {epoch}, the group is at epoch {state.epoch}")
+        return StaleCommitError(f"Commit for epoch {epoch}, the group is at epoch {state.epoch}")
+    return WrongEpochError(f"message for epoch {epoch}, the group is at epoch {state.epoch}")
 
 
 def open_message(state: GroupState, message: PublicMessage | PrivateMessage) -> AuthenticatedContent:
     """Verify and (for PrivateMessage) decrypt a message of this group (§6.2, §6.3).
 
     Current-epoch messages of any content type; application messages of a
-    retained past epoch (§15.3). Raises ``WrongEpoch``/``StaleCommit``,
+    retained past epoch (§15.3). Raises ``WrongEpochError``/``StaleCommitError``,
     ``ValidationError``, ``UnknownSenderError``, ``CryptoError``,
     ``SecretTreeError``, ``DecodeError``.
     """

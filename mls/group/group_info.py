@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mls.crypto import CipherSuite
-from mls.errors import MissingRatchetTree, ValidationError
+from mls.errors import MissingRatchetTreeError, ValidationError
 from mls.group.state import GroupState, required_capabilities_of
 from mls.tree import RatchetTree, validate_ratchet_tree
 from mls.wire.enums import ExtensionType
@@ -67,7 +67,7 @@ def _ratchet_tree_for(
         return supplied.copy()
     if supplied is not None:
         return RatchetTree.decode(suite, supplied)
-    raise MissingRatchetTree("no ratchet_tree extension and no tree supplied")
+    raise MissingRatchetTreeError("no ratchet_tree extension and no tree supplied")
 
 
 def _verify_group_info(suite: CipherSuite, group_info: GroupInfo, tree: RatchetTree) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from mls.crypto import CipherSuite
-from mls.errors import MissingPSK
+from mls.errors import MissingPSKError
 from mls.group.state import GroupState
 from mls.psk import psk_secret
 from mls.wire.enums import PSKType
@@ -43,7 +43,7 @@ class PskStore:
 def gather_psks(
     state: GroupState | None, psk_ids: Sequence[PreSharedKeyID], resolver: PskResolver | None
 ) -> list[tuple[PreSharedKeyID, bytes]]:
-    """Each PSK named by ``psk_ids``, in order; ``MissingPSK`` if one is not held (§12.4.2)."""
+    """Each PSK named by ``psk_ids``, in order; ``MissingPSKError`` if one is not held (§12.4.2)."""
     found: list[tuple[PreSharedKeyID, bytes]] = []
     for psk_id in psk_ids:
         secret: bytes | None = None
@@ -52,7 +52,7 @@ def gather_psks(
         if secret is None and resolver is not None:
             secret = resolver(psk_id)
         if secret is None:
-            raise MissingPSK("a PreSharedKeyID names a PSK this client does not hold")
+            raise MissingPSKError("a PreSharedKeyID names a PSK this client does not hold")
         found.append((psk_id, secret))
     return found
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mls.crypto import CipherSuite
-from mls.errors import GroupInactive, UnknownMember
+from mls.errors import GroupInactiveError, UnknownMemberError
 from mls.key_schedule import EpochSecrets
 from mls.message_protection import MessageProtection
 from mls.secret_tree import SecretTree
@@ -154,7 +154,7 @@ class GroupState:
     def own_leaf(self) -> LeafNode:
         leaf = self.tree.leaf(self.leaf_index)
         if leaf is None:
-            raise GroupInactive("this member's leaf is blank")
+            raise GroupInactiveError("this member's leaf is blank")
         return leaf
 
     @property
@@ -166,20 +166,20 @@ class GroupState:
         return client_id_of(self.suite, self.signature_key)
 
     def check_active(self) -> None:
-        """``GroupInactive`` if this member was removed or the group was reinitialized."""
+        """``GroupInactiveError`` if this member was removed or the group was reinitialized."""
         if self.removed:
-            raise GroupInactive("this member was removed from the group")
+            raise GroupInactiveError("this member was removed from the group")
         if self.reinit is not None:
-            raise GroupInactive("the group was reinitialized (ReInit committed, §11.2)")
+            raise GroupInactiveError("the group was reinitialized (ReInit committed, §11.2)")
 
     # --- members --------------------------------------------------------------------
 
     def member_leaf(self, client_id: bytes) -> int:
-        """Leaf index of the member with this client identifier; ``UnknownMember`` if none."""
+        """Leaf index of the member with this client identifier; ``UnknownMemberError`` if none."""
         for leaf_index, leaf in self.tree.members():
             if client_id_of(self.suite, leaf.signature_key) == client_id:
                 return leaf_index
-        raise UnknownMember("no member with this client identifier")
+        raise UnknownMemberError("no member with this client identifier")
 
     def signature_key_of(self, leaf_index: int) -> bytes | None:
         """Signature key of the member at ``leaf_index``, or None (blank or outside the tree)."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from mls.crypto import cipher_suite
-from mls.errors import NoMatchingKeyPackage, ValidationError
+from mls.errors import NoMatchingKeyPackageError, ValidationError
 from mls.group.config import GroupConfig
 from mls.group.group_info import verified_ratchet_tree
 from mls.group.key_package import key_package_ref
@@ -91,8 +91,8 @@ def join_from_welcome(
 
     ``find_keys(ref)`` returns our KeyPackage and keys for a KeyPackageRef, or
     None. The tree comes from the GroupInfo's ``ratchet_tree`` extension or
-    ``ratchet_tree``. Raises ``NoMatchingKeyPackage``, ``MissingRatchetTree``,
-    ``MissingPSK``, ``ValidationError``, ``CryptoError``, ``DecodeError``.
+    ``ratchet_tree``. Raises ``NoMatchingKeyPackageError``, ``MissingRatchetTreeError``,
+    ``MissingPSKError``, ``ValidationError``, ``CryptoError``, ``DecodeError``.
     """
     suite = cipher_suite(welcome.cipher_suite)
     for entry in welcome.secrets:
@@ -100,7 +100,7 @@ def join_from_welcome(
         if keys is not None:
             break
     else:
-        raise NoMatchingKeyPackage("the Welcome is not addressed to any of our KeyPackages")
+        raise NoMatchingKeyPackageError("the Welcome is not addressed to any of our KeyPackages")
     if keys.key_package.cipher_suite != welcome.cipher_suite:
         raise ValidationError("Welcome cipher suite differs from the KeyPackage's")
     encrypted = entry.encrypted_group_secrets

@@ -135,7 +135,7 @@ describe('MLS interop: the JS Web API creates the group, Python joins', () => {
     await P.view('receive', c6.commit);
     await v2.receive(c6.commit);
     assert.equal((await v1.receive(c6.commit)).epoch, 6n);
-    await assert.rejects(P.view('receive', lost.commitOutput.commit), /StaleCommit|WrongEpoch/);
+    await assert.rejects(P.view('receive', lost.commitOutput.commit), /StaleCommitError|WrongEpochError/);
     await assert.rejects(v1.applyPendingCommit(), (err) => err.code === 'noPendingCommit');
     assert.equal(await agree([v1, v2], [P]), 6n);
     await everyoneSpeaks([v1, v2], [P], 'epoch 6');
