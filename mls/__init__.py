@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from mls.api import MLS, CommitOutput, GroupDetails, GroupMember, GroupView, Received
 from mls.group.config import GroupConfig
+from mls.group.public import CommitProcessed, ProposalProcessed, PublicGroup, PublicMember
 from mls.storage import MemoryStorage, SQLiteStorage, Storage
 
 __all__ = [
     "MLS",
     "CommitOutput",
+    "CommitProcessed",
     "GroupConfig",
     "GroupDetails",
     "GroupMember",
     "GroupView",
     "MemoryStorage",
+    "ProposalProcessed",
+    "PublicGroup",
+    "PublicMember",
     "Received",
     "SQLiteStorage",
     "Storage",
