@@ -3,10 +3,11 @@
 Every client joins its room and, for ``--duration`` seconds, sends one MLS
 application message every ``1 / --rate`` seconds (an open-loop schedule with a
 random phase per client, so the offered load is steady): a real RFC 9420 §6.3
-PrivateMessage framing (version, wire format, group_id, epoch, content type,
-sender data, ciphertext) of ``--payload`` bytes whose ciphertext carries the
-sender, a counter and the send time. The server therefore parses each one for
-its header cross-check, exactly as it would a client's. Each delivery to
+PrivateMessage of about ``--payload`` bytes, sent by a one-member ``mls.MLS``
+group per room, whose last ciphertext bytes are overwritten with the sender, a
+counter and the send time (the server holds no key, so it cannot tell). The
+server therefore parses each one for its header cross-check, exactly as it
+would a client's. Each delivery to
 another member of the room is timed from send to receipt (loopback, one clock).
 
 Two servers are measured in the same run, each in its own process while the
@@ -61,14 +62,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baseline_ds import running_fanout_server  # noqa: E402
 from bench_json import figure, write_figures  # noqa: E402
-from mls.wire.enums import ContentType  # noqa: E402
-from mls.wire.framing import PrivateMessage  # noqa: E402
-from mls.wire.messages import MLSMessage  # noqa: E402
+from mls import MLS  # noqa: E402
+from mls.inspection import ContentType, inspect_message  # noqa: E402
 
 #: sender index, message counter, send time (monotonic ns; one clock for every process on Linux).
 _STAMP = struct.Struct("!IIq")
-_EPOCH = 7
-_SENDER_DATA = 28  # AEAD of the 12-byte SenderData: 12 + 16 (RFC 9420 §6.3.2, AES-128-GCM)
 _SETUP_TIMEOUT = 120.0
 
 
@@ -77,19 +75,18 @@ def _group_id(room: int) -> bytes:
 
 
 class Payload:
-    """One room's PrivateMessage template with the stamp's place in it."""
+    """One room's PrivateMessage template with the stamp's place in it, and the epoch it is of."""
 
     def __init__(self, room: int, size: int) -> None:
-        probe = self._encode(room, b"")
-        filler = max(_STAMP.size, size - len(probe))
-        self.template = bytearray(self._encode(room, bytes(filler)))
-        self.offset = len(self.template) - filler  # the ciphertext is the last field
-
-    @staticmethod
-    def _encode(room: int, ciphertext: bytes) -> bytes:
-        body = PrivateMessage(_group_id(room), _EPOCH, ContentType.APPLICATION, b"",
-                              secrets.token_bytes(_SENDER_DATA), ciphertext)
-        return MLSMessage(body).encode()
+        mls = MLS()
+        client = mls.generate_identity()
+        group = mls.group_create(client, mls.generate_credential(client), _group_id(room))
+        probe = group.send(b"")
+        self.template = bytearray(group.send(secrets.token_bytes(max(0, size - len(probe)))))
+        header = inspect_message(self.template)
+        assert header.content_type is ContentType.APPLICATION and header.epoch is not None
+        self.epoch = header.epoch
+        self.offset = len(self.template) - _STAMP.size  # the ciphertext is the last field (§6.3)
 
     def stamped(self, sender: int, counter: int) -> bytes:
         _STAMP.pack_into(self.template, self.offset, sender, counter, time.monotonic_ns())
@@ -140,7 +137,7 @@ async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payl
         if delay > 0:
             await asyncio.sleep(delay)
         body = base64.b64encode(payload.stamped(index, counter)).decode("ascii")
-        await ws.send_str(json.dumps({"type": "application", "id": counter, "epoch": _EPOCH,
+        await ws.send_str(json.dumps({"type": "application", "id": counter, "epoch": payload.epoch,
                                       "ciphertext": body}, separators=(",", ":")))
         tally.sent += 1
         counter += 1

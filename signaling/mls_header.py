@@ -12,9 +12,7 @@ signature and holds no key, so this is a consistency check, not authentication).
 from __future__ import annotations
 
 from mls.errors import MLSError
-from mls.wire.enums import ContentType
-from mls.wire.framing import PrivateMessage, PublicMessage
-from mls.wire.messages import MLSMessage
+from mls.inspection import ContentType, WireFormat, inspect_message
 
 from .errors import ErrorCode, SignalingError
 
@@ -27,27 +25,22 @@ def check_mls_header(data: bytes, field: str, content_type: ContentType, epoch: 
     ``group_id`` is left unchecked when ``None`` (application envelopes have none).
     """
     try:
-        message = MLSMessage.decode(data)
-    except (MLSError, ValueError, KeyError, IndexError):
+        header = inspect_message(data)
+    except MLSError:
         return  # not MLS: opaque
-    body = message.body
-    if isinstance(body, PublicMessage):
-        if content_type is ContentType.APPLICATION:
-            raise SignalingError(ErrorCode.BAD_MESSAGE,
-                                 f"{field}: application data travels as a PrivateMessage (RFC 9420 §6)")
-        header = (body.content.group_id, body.content.epoch, body.content.content_type)
-    elif isinstance(body, PrivateMessage):
-        header = (body.group_id, body.epoch, body.content_type)
-    else:
+    if not header.is_framed:
         raise SignalingError(ErrorCode.BAD_MESSAGE,
-                             f"{field}: an MLS {message.wire_format.name.lower()} is no framed message")
-    header_group, header_epoch, header_type = header
-    if header_type != content_type:
+                             f"{field}: an MLS {header.wire_format.name.lower()} is no framed message")
+    if header.wire_format is WireFormat.MLS_PUBLIC_MESSAGE and content_type is ContentType.APPLICATION:
         raise SignalingError(ErrorCode.BAD_MESSAGE,
-                             f"{field}: the MLS header carries a {header_type.name.lower()}, "
+                             f"{field}: application data travels as a PrivateMessage (RFC 9420 §6)")
+    assert header.content_type is not None and header.epoch is not None
+    if header.content_type != content_type:
+        raise SignalingError(ErrorCode.BAD_MESSAGE,
+                             f"{field}: the MLS header carries a {header.content_type.name.lower()}, "
                              f"not a {content_type.name.lower()}")
-    if group_id is not None and header_group != group_id:
+    if group_id is not None and header.group_id != group_id:
         raise SignalingError(ErrorCode.BAD_MESSAGE, f"{field}: group_id differs from the MLS header's")
-    if header_epoch != epoch:
+    if header.epoch != epoch:
         raise SignalingError(ErrorCode.BAD_MESSAGE, f"{field}: the MLS header is for epoch "
-                                                    f"{header_epoch}, the envelope says {epoch}")
+                                                    f"{header.epoch}, the envelope says {epoch}")

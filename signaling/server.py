@@ -36,7 +36,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from mls.wire.enums import ContentType
+from mls.inspection import ContentType
 
 from . import protocol as p
 from .config import ServerConfig
