@@ -60,9 +60,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from mls import MLS, GroupView
 from mls.errors import MLSError
-from mls.wire.credentials import Credential
-from mls.wire.key_package import KeyPackage
-from mls.wire.messages import MLSMessage
+from mls.inspection import inspect_credential, inspect_key_package
 from sframe import KeyManagementError, MLSKeyManager
 from signaling import protocol as signaling_protocol
 from signaling.client import SignalingClient
@@ -168,20 +166,19 @@ class CallStatus:
 def credential_identity(credential: bytes) -> str | None:
     """The room identity a basic credential (RFC 9420 §5.3) carries, or None."""
     try:
-        return Credential.decode(credential).identity.decode()
-    except (MLSError, ValueError):
+        identity = inspect_credential(credential).identity
+        return None if identity is None else identity.decode()
+    except (MLSError, UnicodeDecodeError):
         return None
 
 
 def key_package_identity(key_package: bytes) -> str | None:
     """The identity in a KeyPackage's leaf credential (RFC 9420 §10), or None."""
     try:
-        body = MLSMessage.decode(key_package).body
-    except (MLSError, ValueError):
+        credential = inspect_key_package(key_package).credential
+    except MLSError:
         return None
-    if not isinstance(body, KeyPackage):
-        return None
-    return credential_identity(body.leaf_node.credential.encode())
+    return credential_identity(credential.encoded)
 
 
 class CallPeer:

@@ -20,7 +20,7 @@ import { SFrameMLSSession } from '../sframe-transform.js';
 
 const CROSS_CHECK = String.raw`
 import json, sys
-from mls.wire.enums import ContentType
+from mls.inspection import ContentType
 from signaling.errors import SignalingError
 from signaling.mls_header import check_mls_header
 out = []

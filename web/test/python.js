@@ -71,9 +71,7 @@ export function testBytes(seed) {
  */
 const MLS_PEER = String.raw`
 import base64, dataclasses, json, sys
-from mls import MLS, SQLiteStorage
-from mls.api import GroupView
-from mls.group.config import GroupConfig
+from mls import MLS, GroupConfig, GroupView, SQLiteStorage
 
 members, views, paths = {}, {}, {}
 
