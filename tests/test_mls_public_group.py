@@ -643,3 +643,30 @@ def test_valid_commit_still_accepted_after_the_rejections(hostile: tuple[Call, b
     for view in call.views.values():
         view.receive(commit)
     call.check()
+
+
+# --- cost: the tree's cached hashes are reused (§7.8) -------------------------------------------
+
+
+def _hashes_to_process_an_update(n: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    call = Call(["alice"])
+    output = call.views["alice"].add_many([call.key_package(f"m{i}") for i in range(n - 1)])
+    call.public.process(output.commit)
+    call.views["alice"].receive(output.commit)
+    commit = call.views["alice"].update().commit
+    calls = []
+    original = CipherSuite.hash
+    monkeypatch.setattr(CipherSuite, "hash", lambda self, data: calls.append(1) or original(self, data))
+    result = call.public.process(commit)
+    monkeypatch.setattr(CipherSuite, "hash", original)
+    assert isinstance(result, CommitProcessed) and result.epoch == 2
+    return len(calls)
+
+
+def test_a_commit_costs_hashes_along_its_path_not_per_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    """16 times the members, 4 more tree levels: a handful more hashes (tree and parent hashes
+    of the path, §7.8, §7.9), far from one per member."""
+    small = _hashes_to_process_an_update(16, monkeypatch)
+    large = _hashes_to_process_an_update(256, monkeypatch)
+    assert large <= small + 2 * 4 + 2
+    assert large < 64
