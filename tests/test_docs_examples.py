@@ -120,6 +120,6 @@ def test_sans_io_cores_import_no_io_and_nothing_upward(package: str) -> None:
 
 
 def test_signaling_imports_no_media_layer() -> None:
-    # The server may parse public MLS headers (mls.wire) but never holds keys,
+    # The server may parse public MLS headers (mls.inspection) but never holds keys,
     # SFrame state or media.
     assert not _imports("signaling") & {"sframe", "media", "aiortc"}
