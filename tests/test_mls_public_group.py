@@ -135,16 +135,26 @@ def test_public_group_follows_passive_vector(vectors_dir: Path, name: str, index
 # --- live groups of Python members -------------------------------------------------------------
 
 
+def _raw(value: object) -> bytes:
+    """The bytes of an API result: ``MLSBytes.content``, or the bytes themselves."""
+    content = getattr(value, "content", value)
+    assert isinstance(content, bytes)
+    return content
+
+
+#: Members commit only when the test says so (the server sees every proposal first).
+MANUAL = GroupConfig(commit_received_proposals=False)
+
+
 class Call:
     """Python members of one group, all in one ``MLS`` (one storage), and the server's ``PublicGroup``."""
 
-    def __init__(self, names: list[str], *, config: GroupConfig | None = None) -> None:
-        self.mls = MLS(config=config)
+    def __init__(self, names: list[str]) -> None:
+        self.mls = MLS(config=MANUAL)
         self.ids: dict[str, bytes] = {}
         self.views: dict[str, GroupView] = {}
         first = names[0]
-        self.ids[first] = self.mls.generate_identity()
-        self.views[first] = self.mls.group_create(self.ids[first], self.mls.generate_credential(first))
+        self.views[first] = self.mls.group_create(self.identity(first), self.mls.generate_credential(first))
         self.public = PublicGroup.from_group_info(self.views[first].group_info())
         if len(names) > 1:
             output = self.views[first].add_many([self.key_package(name) for name in names[1:]])
@@ -152,11 +162,11 @@ class Call:
 
     def identity(self, name: str) -> bytes:
         if name not in self.ids:
-            self.ids[name] = self.mls.generate_identity()
+            self.ids[name] = _raw(self.mls.generate_identity())
         return self.ids[name]
 
     def key_package(self, name: str) -> bytes:
-        return self.mls.generate_key_package(self.identity(name), self.mls.generate_credential(name))
+        return _raw(self.mls.generate_key_package(self.identity(name), self.mls.generate_credential(name)))
 
     def deliver(self, commit: bytes, *, welcome: bytes | None = None) -> CommitProcessed:
         """The server accepts the Commit first, then every member (the committer too) receives it."""
@@ -175,7 +185,8 @@ class Call:
         self.check()
         return result
 
-    def propose(self, message: bytes) -> ProposalProcessed:
+    def propose(self, message: object) -> ProposalProcessed:
+        message = _raw(message)
         result = self.public.process(message)
         assert isinstance(result, ProposalProcessed)
         for view in self.views.values():
@@ -239,9 +250,12 @@ def test_adds_removes_updates_and_a_restart_in_the_middle() -> None:
 def test_welcome_joiners_follow_with_the_server() -> None:
     call = Call(["alice"])
     output = call.views["alice"].add_many([call.key_package("bob"), call.key_package("carol")])
+    welcome_refs = tuple(entry.new_member for entry in MLSMessage.decode(output.welcome).body.secrets)
     result = call.deliver(output.commit, welcome=output.welcome)
     assert sorted(call.views) == ["alice", "bob", "carol"]
     assert [m.leaf_index for m in result.added] == [1, 2]
+    # the KeyPackageRefs of the added KeyPackages are those the Welcome names its new members by
+    assert result.key_package_refs == welcome_refs and len(set(welcome_refs)) == 2
 
 
 def test_proposals_by_reference_from_several_members() -> None:
@@ -375,7 +389,7 @@ def test_reinit_ends_the_public_group() -> None:
 
 
 def _private_key(call: Call, name: str) -> bytes:
-    return call.mls._identity(call.ids[name])[1]
+    return call.mls.identity(call.ids[name]).private_key
 
 
 def _resign(call: Call, message: bytes, signer: str, **changes: object) -> bytes:
@@ -453,7 +467,7 @@ def _by_value(*proposals: Proposal) -> tuple[ProposalOrRef, ...]:
 def test_invalid_proposal_lists(hostile: tuple[Call, bytes]) -> None:
     call, commit = hostile
     body = _commit_body(commit)
-    present = MLSMessage.decode(call.mls.generate_key_package(call.ids["carol"], _credential("carol"))).body
+    present = MLSMessage.decode(_raw(call.mls.generate_key_package(call.ids["carol"], _credential("carol")))).body
     assert isinstance(present, KeyPackage)
     cases = [
         (_by_value(Proposal(Add(present))), "signature_key is already used"),
@@ -468,7 +482,7 @@ def test_invalid_proposal_lists(hostile: tuple[Call, bytes]) -> None:
 def test_two_updates_of_one_leaf(hostile: tuple[Call, bytes]) -> None:
     call, commit = hostile
     refs = call.public.proposal_refs()
-    second = call.views["bob"].propose_update()
+    second = _raw(call.views["bob"].propose_update())
     result = call.public.process(second)
     assert isinstance(result, ProposalProcessed)
     body = _commit_body(commit)
@@ -488,11 +502,11 @@ def test_unknown_proposal_reference(hostile: tuple[Call, bytes]) -> None:
 
 def test_invalid_proposals_are_refused_at_the_cache(hostile: tuple[Call, bytes]) -> None:
     call, commit = hostile
-    public = MLSMessage.decode(call.views["carol"].propose_update()).body
+    public = MLSMessage.decode(_raw(call.views["carol"].propose_update())).body
     assert isinstance(public, PublicMessage)
     message = MLSMessage(public).encode()
     _refused(call, _resign(call, message, "carol", body=Proposal(Remove(9))), ValidationError, "blank or missing leaf")
-    present = MLSMessage.decode(call.mls.generate_key_package(call.ids["dave"], _credential("dave"))).body
+    present = MLSMessage.decode(_raw(call.mls.generate_key_package(call.ids["dave"], _credential("dave")))).body
     assert isinstance(present, KeyPackage)
     _refused(call, _resign(call, message, "carol", body=Proposal(Add(present))), ValidationError)
     update = public.content.body
@@ -521,8 +535,8 @@ def test_commit_from_a_non_member_leaf(hostile: tuple[Call, bytes]) -> None:
 
 def test_private_messages_are_refused(hostile: tuple[Call, bytes]) -> None:
     call, _ = hostile
-    _refused(call, call.views["bob"].send(b"hello"), ValidationError, "application message")
-    private = MLS(config=GroupConfig(handshake_wire_format=WireFormat.MLS_PRIVATE_MESSAGE))
+    _refused(call, _raw(call.views["bob"].send(b"hello")), ValidationError, "application message")
+    private = MLS(config=GroupConfig(handshake_wire_format=WireFormat.MLS_PRIVATE_MESSAGE, commit_received_proposals=False))
     view = private.group_create(private.generate_identity(), private.generate_credential("a"))
     public = PublicGroup.from_group_info(view.group_info())
     before = public.to_bytes()

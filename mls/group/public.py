@@ -54,6 +54,7 @@ from mls.errors import (
 )
 from mls.group.config import GroupConfig
 from mls.group.group_info import verified_ratchet_tree
+from mls.group.key_package import key_package_ref
 from mls.group.proposals import (
     apply_proposals,
     check_successor_credential,
@@ -108,6 +109,9 @@ class CommitProcessed:
     the credential they had; ``updated`` the leaves replaced by Update
     proposals (their credential does not change, §5.3.1). ``reinit``: the
     Commit carried a ReInit, the group takes no more messages (§11.2).
+    ``key_package_refs``: the KeyPackageRef (§5.2) of each KeyPackage an Add
+    proposal added, in the order of ``added``: a Welcome names its new
+    members by these (§12.4.3.1).
     """
 
     epoch: int
@@ -117,6 +121,7 @@ class CommitProcessed:
     updated: tuple[PublicMember, ...]
     external: bool
     reinit: bool = False
+    key_package_refs: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -375,6 +380,7 @@ class PublicGroup:
             tuple(PublicMember.of(index, leaf) for index, leaf in applied.updated),
             external,
             nxt.reinit,
+            tuple(key_package_ref(suite, key_package) for _, key_package in applied.added),
         )
         return result, nxt
 
