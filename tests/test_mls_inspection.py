@@ -89,6 +89,17 @@ def test_public_proposal_header_names_the_proposer_leaf(call: Call) -> None:
     assert header.leaf_index == bob_leaf == 1
 
 
+def test_external_sender_has_no_leaf_index(call: Call) -> None:
+    """§6: an external sender's index points into external_senders (§12.1.8.1), not at a leaf."""
+    data = bytearray(call.proposal)
+    sender = 4 + 1 + len(b"inspection-group") + 8  # MLSMessage header, group_id<V>, epoch
+    assert data[sender] == SenderType.MEMBER
+    data[sender] = SenderType.EXTERNAL  # same encoding: type, then a uint32 index
+    assert data[-33] == 32  # only a member's PublicMessage ends with a membership_tag<V> (§6.2)
+    header = inspect_message(bytes(data[:-33]))
+    assert header.sender_type is SenderType.EXTERNAL and header.leaf_index is None
+
+
 def test_private_application_header_hides_the_sender(call: Call) -> None:
     header = inspect_message(call.application)
     assert header.wire_format is WireFormat.MLS_PRIVATE_MESSAGE
