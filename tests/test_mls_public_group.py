@@ -17,6 +17,7 @@ from mls.crypto import CipherSuite, cipher_suite
 from mls.errors import (
     DecodeError,
     GroupInactiveError,
+    InvalidArgumentTypeError,
     MLSError,
     MembershipTagError,
     MissingRatchetTreeError,
@@ -647,6 +648,14 @@ def test_group_info_with_the_tree_of_another_epoch() -> None:
     call.deliver(call.views["bob"].update().commit)
     with pytest.raises(ValidationError, match="tree hash"):
         PublicGroup.from_group_info(info, call.views["alice"].ratchet_tree())
+
+
+def test_arguments_that_are_not_bytes(hostile: tuple[Call, bytes]) -> None:
+    call, _ = hostile
+    for value in (None, "a string", 5, [1, 2]):
+        _refused(call, value, InvalidArgumentTypeError)  # type: ignore[arg-type]
+        with pytest.raises(StateFormatError):
+            PublicGroup.from_bytes(value)  # type: ignore[arg-type]
 
 
 def test_valid_commit_still_accepted_after_the_rejections(hostile: tuple[Call, bytes]) -> None:

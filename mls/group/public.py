@@ -45,6 +45,7 @@ from mls.crypto import CipherSuite, cipher_suite
 from mls.errors import (
     DecodeError,
     GroupInactiveError,
+    InvalidArgumentTypeError,
     MLSError,
     StaleCommitError,
     StateFormatError,
@@ -277,7 +278,7 @@ class PublicGroup:
     def process(self, message: bytes) -> CommitProcessed | ProposalProcessed:
         """Accept a PublicMessage Proposal or Commit of the current epoch, or raise.
 
-        Raises ``DecodeError`` (malformed bytes), ``ValidationError`` (a
+        Raises ``InvalidArgumentTypeError`` (not bytes), ``DecodeError`` (malformed bytes), ``ValidationError`` (a
         PrivateMessage, another group, an invalid proposal or Commit),
         ``WrongEpochError`` / ``StaleCommitError`` (another epoch),
         ``UnknownSenderError``, ``SignatureError``, ``GroupInactiveError``
@@ -442,7 +443,7 @@ class PublicGroup:
 
 def _decode(data: bytes, what: str) -> MLSMessage:
     if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise DecodeError(f"{what} must be bytes, not {type(data).__name__}")
+        raise InvalidArgumentTypeError(f"{what} must be bytes, not {type(data).__name__}")
     try:
         return MLSMessage.decode(bytes(data))
     except DecodeError:
