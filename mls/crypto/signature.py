@@ -4,11 +4,15 @@ Key encodings are those of the MLS test vectors: EdDSA private keys are the RFC 
 (32 bytes for Ed25519, 57 for Ed448) and public keys the raw encodings; ECDSA private keys
 are big-endian scalars (left-padded when shorter, as some P-521 keys are) and public keys
 uncompressed SEC1 points; ECDSA signatures are DER-encoded (RFC 9420 §5.1.2, SEC 1).
+
+Many signatures at once (a joiner's ratchet tree, §12.4.3.1) go through a
+``BatchVerifier`` the application may supply: ``verify_serially`` by default.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Generic, TypeVar, Union
 
@@ -23,6 +27,18 @@ _Private = TypeVar("_Private")
 _Public = TypeVar("_Public")
 
 _CACHE_SIZE = 1024
+
+#: One signature to check: ``(public key, signed message, signature)``, serialized.
+SignatureCheck = tuple[bytes, bytes, bytes]
+#: ``verify_batch(verify, checks)`` returns ``[verify(c) for c in checks]`` (True: valid), in the
+#: order of ``checks``; it may call ``verify`` in any order and from several threads at once
+#: (``verify`` is thread-safe and OpenSSL releases the GIL while verifying).
+BatchVerifier = Callable[[Callable[[SignatureCheck], bool], Sequence[SignatureCheck]], Sequence[bool]]
+
+
+def verify_serially(verify: Callable[[SignatureCheck], bool], checks: Sequence[SignatureCheck]) -> list[bool]:
+    """The default ``BatchVerifier``: one check after the other, in the calling thread."""
+    return [verify(check) for check in checks]
 
 
 class SignatureScheme(ABC, Generic[_Private, _Public]):
@@ -72,6 +88,19 @@ class SignatureScheme(ABC, Generic[_Private, _Public]):
             self._verify(key, message, bytes(signature))
         except InvalidSignature:
             raise SignatureError("signature verification failed") from None
+
+    def is_valid(self, check: SignatureCheck) -> bool:
+        """True if the signature of a ``SignatureCheck`` is valid; False also for a malformed key.
+
+        Thread-safe. Keys are parsed without the key cache: a batch (a whole
+        tree's leaves) would only evict the keys of members who sign often.
+        """
+        public_key, message, signature = check
+        try:
+            self._verify(self._load_public(bytes(public_key)), message, bytes(signature))
+        except (InvalidSignature, CryptoError):
+            return False
+        return True
 
 
 _EdPrivate = Union[ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey]

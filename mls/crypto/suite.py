@@ -7,7 +7,7 @@ takes its label verbatim, as RefHash does in §5.2 (see ``KEY_PACKAGE_REF_LABEL`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -20,8 +20,8 @@ from mls.crypto._encoding import opaque
 from mls.crypto.aead import Aead
 from mls.crypto.hpke import Hpke
 from mls.crypto.kdf import Kdf
-from mls.crypto.signature import EdDsa, Ecdsa, SignatureScheme
-from mls.errors import UnsupportedCipherSuiteError
+from mls.crypto.signature import BatchVerifier, EdDsa, Ecdsa, SignatureScheme
+from mls.errors import CryptoError, UnsupportedCipherSuiteError
 
 #: The prefix every MLS label carries (§5.1.2, §5.1.3, §8).
 LABEL_PREFIX = b"MLS 1.0 "
@@ -144,6 +144,22 @@ class CipherSuite:
     ) -> None:
         """VerifyWithLabel; ``SignatureError`` if invalid, ``CryptoError`` if the key is malformed."""
         self._signature.verify(signature_public_key, _sign_content(label, content), signature)
+
+    def verify_with_label_many(
+        self, label: bytes, checks: Sequence[tuple[bytes, bytes, bytes]], verify_batch: BatchVerifier
+    ) -> list[bool]:
+        """VerifyWithLabel of each ``(public key, content, signature)`` under one label, through
+        ``verify_batch`` (possibly concurrent): True per valid signature, False per invalid one
+        or malformed key. ``CryptoError`` if ``verify_batch`` does not return one result per check.
+        """
+        prefix = opaque(LABEL_PREFIX + label)
+        results = verify_batch(
+            self._signature.is_valid,
+            [(key, prefix + opaque(content), signature) for key, content, signature in checks],
+        )
+        if len(results) != len(checks):
+            raise CryptoError("the batch signature verifier returned a wrong number of results")
+        return [result is True for result in results]
 
     def generate_signature_key_pair(self) -> tuple[bytes, bytes]:
         """A fresh signature key pair (private, public), serialized as in the vectors."""

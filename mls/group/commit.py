@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mls.errors import CommitConflictError, ValidationError
 from mls.group.config import GroupConfig
 from mls.group.framing import protect, sign_content
 from mls.group.group_info import build_group_info
+from mls.group.proposal_selection import ProposalSelection
 from mls.group.proposals import (
     AppliedProposals,
     ProposalEntry,
@@ -136,7 +137,7 @@ def stage_commit(
 
     entries = resolve_proposals(state, commit.proposals, sender)
     now = config.received_now()
-    applied = apply_proposals(state, entries, sender, now=now)
+    applied = apply_proposals(state, entries, sender, now=now, verify_batch=config.verify_batch)
     if commit.path is None and (applied.path_required or external):
         raise ValidationError("this Commit requires an UpdatePath")
     tree = applied.tree
@@ -239,21 +240,22 @@ def _decrypt_path(
 def _select_proposals(
     state: GroupState, by_value: Sequence[Proposal], include_cached: bool, config: GroupConfig
 ) -> tuple[list[ProposalEntry], AppliedProposals]:
-    """The by-value proposals (which must be valid) plus every cached proposal that keeps the list valid (§12.4)."""
+    """The by-value proposals (which must be valid together) plus every cached proposal that
+    keeps the list valid (§12.4), each checked once against those before it (``ProposalSelection``)."""
     me = Sender.member(state.leaf_index)
     now = config.now()
     own = [ProposalEntry(proposal, me) for proposal in by_value]
-    chosen: list[ProposalEntry] = []
-    applied = apply_proposals(state, own, me, now=now)
-    if include_cached:
-        for cached in state.proposals.values():
-            candidate = [*chosen, ProposalEntry(cached.proposal, cached.sender, cached.ref)]
-            try:
-                result = apply_proposals(state, [*candidate, *own], me, now=now)
-            except ValidationError:
-                continue  # invalid together with the others: leave it out (§12.4 SHOULD)
-            chosen, applied = candidate, result
-    return [*chosen, *own], applied
+    applied = apply_proposals(state, own, me, now=now, verify_batch=config.verify_batch)
+    if not include_cached or not state.proposals:
+        return own, applied
+    own = [replace(entry, verified=True) for entry in own]  # verified just now
+    selection = ProposalSelection(state, me, own, now)
+    for cached in state.proposals.values():
+        selection.offer(ProposalEntry(cached.proposal, cached.sender, cached.ref, cached.verified))
+    if not selection.chosen:
+        return own, applied
+    entries = [*selection.chosen, *own]
+    return entries, apply_proposals(state, entries, me, now=now)
 
 
 def create_commit(

@@ -137,7 +137,7 @@ def propose(
     auth = FramedContentAuthData(signature)
     message = protect(state, content, auth, wire_format).encode()
     ref = proposal_ref(state.suite, AuthenticatedContent(wire_format, content, auth))
-    state.proposals[ref] = CachedProposal(ref, proposal, me)
+    state.proposals[ref] = CachedProposal(ref, proposal, me, verified=True)
     state.own_messages.add(message_digest(state.suite, message))
     return message
 
@@ -155,7 +155,11 @@ def update_proposal(state: GroupState, config: GroupConfig) -> Proposal:
 
 
 def _check_single(state: GroupState, proposal: Proposal, sender: Sender, now: int | None) -> None:
-    """Checks of one proposal that need no Commit around it (§12.1)."""
+    """Checks of one proposal that need no Commit around it (§12.1), signatures included.
+
+    A proposal enters the cache only after these (``CachedProposal.verified``):
+    a Commit that covers it does not verify its signatures again.
+    """
     body = proposal.body
     if isinstance(body, Add):
         validate_key_package(state.suite, body.key_package, state.tree, now=now, required=state.required_capabilities())
@@ -224,7 +228,7 @@ def receive(
         validate_proposal_sender(state, proposal, content.sender)
         _check_single(state, proposal, content.sender, config.received_now())
         ref = proposal_ref(suite, authenticated)
-        state.proposals[ref] = CachedProposal(ref, proposal, content.sender)
+        state.proposals[ref] = CachedProposal(ref, proposal, content.sender, verified=True)
         return ReceiveResult(
             ReceiveKind.PROPOSAL,
             proposal.encode(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from mls.crypto import CipherSuite
+from mls.crypto.signature import BatchVerifier, verify_serially
 from mls.errors import MissingRatchetTreeError, ValidationError
 from mls.group.state import GroupState, required_capabilities_of
 from mls.tree import RatchetTree, validate_ratchet_tree
@@ -34,14 +35,18 @@ def build_group_info(state: GroupState, *, ratchet_tree: bool, external_pub: boo
 
 
 def verified_ratchet_tree(
-    suite: CipherSuite, group_info: GroupInfo, supplied: RatchetTree | bytes | None, now: int | None
+    suite: CipherSuite,
+    group_info: GroupInfo,
+    supplied: RatchetTree | bytes | None,
+    now: int | None,
+    verify_batch: BatchVerifier = verify_serially,
 ) -> RatchetTree:
     """The ratchet tree a joiner takes from a GroupInfo (§12.4.3.1), ready to rely on.
 
     The tree comes from the ``ratchet_tree`` extension or ``supplied``; the
     GroupInfo signature is verified with the signer's leaf and the tree is
     validated against the GroupContext. ``now`` checks leaf lifetimes
-    (None: not checked).
+    (None: not checked); ``verify_batch`` verifies the leaf signatures.
     """
     tree = _ratchet_tree_for(suite, group_info, supplied)
     _verify_group_info(suite, group_info, tree)
@@ -52,6 +57,7 @@ def verified_ratchet_tree(
         tree_hash=context.tree_hash,
         now=now,
         required_capabilities=required_capabilities_of(context.extensions),
+        verify_batch=verify_batch,
     )
     return tree
 

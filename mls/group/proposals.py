@@ -4,6 +4,9 @@
 their senders; ``apply_proposals`` checks the list (regular or external
 Commit) and applies it, in the order of §12.3, to a copy of the ratchet tree
 and GroupContext extensions. Nothing of the current state is modified.
+Proposals from the cache were checked on their own when they entered it
+(``CachedProposal.verified``): their signatures are not verified again; the
+others' signatures are verified once, in one batch (``GroupConfig.verify_batch``).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mls.crypto import PROPOSAL_REF_LABEL, CipherSuite
+from mls.crypto.signature import BatchVerifier, verify_serially
 from mls.errors import ValidationError
 from mls.group.state import GroupState, required_capabilities_of
-from mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, validate_leaf_node
+from mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, leaf_node_tbs, validate_leaf_node
 from mls.wire.enums import (
     LeafNodeSource,
     ProposalType,
@@ -46,14 +50,19 @@ __all__ = [
     "AppliedProposals",
     "ProposalEntry",
     "apply_proposals",
+    "check_group_extensions",
+    "check_psk_id",
     "check_successor_credential",
+    "supports_required",
     "proposal_ref",
     "resolve_proposals",
     "validate_key_package",
     "validate_proposal_sender",
+    "verify_proposal_signatures",
 ]
 
 _KEY_PACKAGE_TBS = b"KeyPackageTBS"
+_LEAF_NODE_TBS = b"LeafNodeTBS"
 
 #: Proposal types an ``external`` sender may send (§12.1.8).
 _EXTERNAL_SENDER_TYPES = frozenset(
@@ -73,11 +82,15 @@ def proposal_ref(suite: CipherSuite, content: AuthenticatedContent) -> bytes:
 
 @dataclass(frozen=True)
 class ProposalEntry:
-    """A committed proposal with its sender; ``ref`` is None when it came by value."""
+    """A committed proposal with its sender; ``ref`` is None when it came by value.
+
+    ``verified``: its signatures were verified already (``CachedProposal.verified``).
+    """
 
     proposal: Proposal
     sender: Sender
     ref: bytes | None = None
+    verified: bool = False
 
 
 @dataclass
@@ -105,16 +118,18 @@ def validate_key_package(
     *,
     now: int | None,
     required: RequiredCapabilities | None = None,
+    verified: bool = False,
 ) -> None:
-    """KeyPackage validation (§10.1); with ``tree``, its leaf is checked against the group (§7.3)."""
-    if key_package.version != ProtocolVersion.MLS10:
-        raise ValidationError("KeyPackage version is not mls10")
-    if key_package.cipher_suite != suite.suite_id:
-        raise ValidationError("KeyPackage cipher suite differs from the group's")
+    """KeyPackage validation (§10.1); with ``tree``, its leaf is checked against the group (§7.3).
+
+    ``verified``: the KeyPackage and LeafNode signatures were verified before
+    and are not verified again. Without ``tree`` the LeafNode signature is
+    not verified at all.
+    """
+    _check_key_package_header(suite, key_package)
     leaf = key_package.leaf_node
-    if leaf.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
-        raise ValidationError("KeyPackage leaf_node_source must be key_package")
-    suite.verify_with_label(leaf.signature_key, _KEY_PACKAGE_TBS, KeyPackageTBS(key_package).encode(), key_package.signature)
+    if not verified:
+        suite.verify_with_label(leaf.signature_key, _KEY_PACKAGE_TBS, _key_package_tbs(key_package), key_package.signature)
     if leaf.encryption_key == key_package.init_key:
         raise ValidationError("KeyPackage init_key equals its leaf encryption_key")
     for extension in key_package.extensions:
@@ -123,11 +138,27 @@ def validate_key_package(
             raise ValidationError(f"KeyPackage extension {kind} is missing from its capabilities")
     if tree is not None:
         validate_leaf_node(
-            tree, leaf, source=LeafNodeSource.KEY_PACKAGE, group_id=None, now=now, required_capabilities=required
+            tree,
+            leaf,
+            source=LeafNodeSource.KEY_PACKAGE,
+            group_id=None,
+            now=now,
+            required_capabilities=required,
+            verified=verified,
         )
     elif leaf.lifetime is not None and now is not None:
         if not leaf.lifetime.not_before <= now <= leaf.lifetime.not_after:
             raise ValidationError("KeyPackage lifetime does not cover the current time")
+
+
+def _check_key_package_header(suite: CipherSuite, key_package: KeyPackage) -> None:
+    """The checks of §10.1 done before any signature: version, cipher suite, leaf source."""
+    if key_package.version != ProtocolVersion.MLS10:
+        raise ValidationError("KeyPackage version is not mls10")
+    if key_package.cipher_suite != suite.suite_id:
+        raise ValidationError("KeyPackage cipher suite differs from the group's")
+    if key_package.leaf_node.leaf_node_source != LeafNodeSource.KEY_PACKAGE:
+        raise ValidationError("KeyPackage leaf_node_source must be key_package")
 
 
 def check_successor_credential(old: LeafNode | None, new: LeafNode) -> None:
@@ -159,7 +190,7 @@ def validate_proposal_sender(state: GroupState, proposal: Proposal, sender: Send
     raise ValidationError("a new_member_commit sender sends no standalone proposals")
 
 
-def _check_psk_id(suite: CipherSuite, psk: PreSharedKeyID) -> None:
+def check_psk_id(suite: CipherSuite, psk: PreSharedKeyID) -> None:
     """§12.1.4: nonce of length KDF.Nh; resumption PSKs with usage reinit/branch are invalid here."""
     if len(psk.psk_nonce) != suite.Nh:
         raise ValidationError("PreSharedKey psk_nonce must be KDF.Nh bytes")
@@ -167,7 +198,8 @@ def _check_psk_id(suite: CipherSuite, psk: PreSharedKeyID) -> None:
         raise ValidationError("PreSharedKey proposal with resumption usage reinit/branch")
 
 
-def _supports(leaf: LeafNode, required: RequiredCapabilities) -> bool:
+def supports_required(leaf: LeafNode, required: RequiredCapabilities) -> bool:
+    """§11.1: the leaf's capabilities cover every required extension, proposal and credential type."""
     capabilities = leaf.capabilities
     return (
         all(k in DEFAULT_EXTENSION_TYPES or k in capabilities.extensions for k in required.extension_types)
@@ -176,8 +208,8 @@ def _supports(leaf: LeafNode, required: RequiredCapabilities) -> bool:
     )
 
 
-def _check_group_extensions(tree: RatchetTree, extensions: Sequence[Extension]) -> None:
-    """§12.1.7, §11.1: every member supports the new required capabilities and extensions."""
+def check_group_extensions(leaves: Iterable[LeafNode], extensions: Sequence[Extension]) -> None:
+    """§12.1.7, §11.1: every member's leaf supports the required capabilities and extensions."""
     kinds = [e.extension_type for e in extensions]
     if len(set(kinds)) != len(kinds):
         raise ValidationError("GroupContext extensions repeat a type")
@@ -186,8 +218,10 @@ def _check_group_extensions(tree: RatchetTree, extensions: Sequence[Extension]) 
     if senders is not None:
         ExternalSenders.from_extension(senders)  # must parse
     custom = [k for k in kinds if k not in DEFAULT_EXTENSION_TYPES]
-    for _, leaf in tree.members():
-        if required is not None and not _supports(leaf, required):
+    if required is None and not custom:
+        return  # nothing any leaf must support
+    for leaf in leaves:
+        if required is not None and not supports_required(leaf, required):
             raise ValidationError("a member does not support the group's required capabilities")
         if any(k not in leaf.capabilities.extensions for k in custom):
             raise ValidationError("a member does not support a GroupContext extension")
@@ -207,7 +241,7 @@ def resolve_proposals(state: GroupState, proposals: Iterable[ProposalOrRef], com
             cached = state.proposals.get(body)
             if cached is None:
                 raise ValidationError("Commit references an unknown proposal")
-            entries.append(ProposalEntry(cached.proposal, cached.sender, cached.ref))
+            entries.append(ProposalEntry(cached.proposal, cached.sender, cached.ref, cached.verified))
         else:
             entries.append(ProposalEntry(body, committer))
     return entries
@@ -219,10 +253,12 @@ def apply_proposals(
     committer: Sender,
     *,
     now: int | None,
+    verify_batch: BatchVerifier = verify_serially,
 ) -> AppliedProposals:
     """Validate a committed proposal list (§12.2) and apply it to a copy of the tree (§12.3).
 
     ``committer`` is ``Sender.member(i)`` or ``Sender.new_member_commit()``.
+    Signatures of entries not ``verified`` are verified in one batch.
     Raises ``ValidationError`` (or ``SignatureError``) on an invalid list.
     """
     suite = state.suite
@@ -237,6 +273,7 @@ def apply_proposals(
         _check_external_list(by_type)
     else:
         _check_regular_list(state, by_type, committer)
+    verify_proposal_signatures(suite, state.group_id, entries, verify_batch)  # all verified from here on
 
     # GroupContextExtensions first: the new extensions govern the rest (§12.3).
     extensions = state.context.extensions
@@ -260,6 +297,7 @@ def apply_proposals(
             leaf_index=entry.sender.index,
             now=now,
             required_capabilities=required,
+            verified=True,
         )
         check_successor_credential(state.tree.leaf(entry.sender.index), update.leaf_node)
         tree.update_leaf(entry.sender.index, update.leaf_node)
@@ -276,13 +314,13 @@ def apply_proposals(
     for entry in by_type.get(ProposalType.ADD, []):
         add = entry.proposal.body
         assert isinstance(add, Add)
-        validate_key_package(suite, add.key_package, tree, now=now, required=required)
+        validate_key_package(suite, add.key_package, tree, now=now, required=required, verified=True)
         result.added.append((tree.add_leaf(add.key_package.leaf_node), add.key_package))
 
     for entry in entries:
         body = entry.proposal.body
         if isinstance(body, PreSharedKey):
-            _check_psk_id(suite, body.psk)
+            check_psk_id(suite, body.psk)
             result.psks.append(body.psk)
         elif isinstance(body, ExternalInit):
             result.external_init = body
@@ -298,9 +336,52 @@ def apply_proposals(
     if len({psk.encode() for psk in result.psks}) != len(result.psks):
         raise ValidationError("Commit repeats a PreSharedKeyID")
     if gce or result.added:
-        _check_group_extensions(tree, extensions)
+        check_group_extensions((leaf for _, leaf in tree.members()), extensions)
     result.path_required = not entries or any(e.proposal.proposal_type in _PATH_REQUIRED for e in entries)
     return result
+
+
+def _key_package_tbs(key_package: KeyPackage) -> bytes:
+    return KeyPackageTBS(key_package).encode()
+
+
+def verify_proposal_signatures(
+    suite: CipherSuite,
+    group_id: bytes,
+    entries: Sequence[ProposalEntry],
+    verify_batch: BatchVerifier = verify_serially,
+) -> None:
+    """Verify the signatures of the Adds (KeyPackage and LeafNode, §10.1) and Updates
+    (LeafNode, §7.3) not ``verified`` yet, in one batch per label.
+
+    A signature found invalid raises what the serial check raises for it
+    (``SignatureError``; ``CryptoError`` for a malformed key). A LeafNode of
+    the wrong ``leaf_node_source`` is left to the checks that refuse it.
+    """
+    checks: dict[bytes, list[tuple[bytes, bytes, bytes]]] = {_KEY_PACKAGE_TBS: [], _LEAF_NODE_TBS: []}
+    for entry in entries:
+        body = entry.proposal.body
+        if entry.verified:
+            continue
+        if isinstance(body, Add):
+            key_package = body.key_package
+            try:
+                _check_key_package_header(suite, key_package)
+            except ValidationError:
+                continue  # refused by validate_key_package, before any signature
+            leaf = key_package.leaf_node
+            checks[_KEY_PACKAGE_TBS].append((leaf.signature_key, _key_package_tbs(key_package), key_package.signature))
+            checks[_LEAF_NODE_TBS].append((leaf.signature_key, leaf_node_tbs(leaf, None, None), leaf.signature))
+        elif isinstance(body, Update) and entry.sender.index is not None:
+            leaf = body.leaf_node
+            if leaf.leaf_node_source == LeafNodeSource.UPDATE:
+                tbs = leaf_node_tbs(leaf, group_id, entry.sender.index)
+                checks[_LEAF_NODE_TBS].append((leaf.signature_key, tbs, leaf.signature))
+    for label, items in checks.items():
+        if items:
+            for item, valid in zip(items, suite.verify_with_label_many(label, items, verify_batch)):
+                if not valid:  # the precise typed error, from the serial check
+                    suite.verify_with_label(item[0], label, item[1], item[2])
 
 
 def _check_regular_list(state: GroupState, by_type: dict[int, list[ProposalEntry]], committer: Sender) -> None:

@@ -155,9 +155,13 @@ def _read_node_key(r: Reader) -> tuple[int, bytes, bytes]:
 
 
 def _write_cached_proposal(w: Writer, p: CachedProposal) -> None:
-    w.opaque(p.ref)
-    p.proposal.write(w)
-    p.sender.write(w)
+    if p.stored is None:  # a cached proposal never changes: encode it once, not at every store
+        inner = Writer()
+        inner.opaque(p.ref)
+        p.proposal.write(inner)
+        p.sender.write(inner)
+        p.stored = inner.getvalue()
+    w.raw(p.stored)
 
 
 def _read_cached_proposal(r: Reader) -> CachedProposal:

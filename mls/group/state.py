@@ -77,13 +77,22 @@ class PastEpoch:
         return MessageProtection(suite, self.group_context, self.secret_tree, self.sender_data_secret)
 
 
-@dataclass(frozen=True)
+@dataclass
 class CachedProposal:
-    """A proposal received (or sent) in the current epoch, retrievable by ProposalRef (§12.1, §5.2)."""
+    """A proposal received (or sent) in the current epoch, retrievable by ProposalRef (§12.1, §5.2).
+
+    ``verified``: it passed its single-proposal checks (§12.1) when it entered
+    the cache, signatures included (a KeyPackage's, §10.1; an Update's LeafNode,
+    §7.3). A Commit that covers it checks it against the other proposals
+    (§12.2) and the group again, but does not verify those signatures again.
+    """
 
     ref: bytes
     proposal: Proposal
     sender: Sender
+    verified: bool = False
+    #: the stored form once computed (serialize.py; a cached proposal never changes)
+    stored: bytes | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(eq=False)

@@ -125,7 +125,7 @@ def join_from_welcome(
     if special and context.epoch != 1:
         raise ValidationError("a group started with a reinit/branch PSK must be at epoch 1")
 
-    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now())
+    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now(), config.verify_batch)
     mine = keys.key_package.leaf_node
     my_leaf = next((i for i, leaf in tree.members() if leaf.signature == mine.signature and leaf == mine), None)
     if my_leaf is None:

@@ -22,16 +22,20 @@ from mls.tree.treekem import (
 )
 from mls.tree.validation import (
     DEFAULT_EXTENSION_TYPES,
+    check_leaf_node_content,
+    leaf_node_tbs,
     sign_leaf_node,
     validate_leaf_node,
     validate_ratchet_tree,
     verify_leaf_signature,
+    verify_leaf_signatures,
     verify_parent_hashes,
 )
 
 __all__ = [
     "DEFAULT_EXTENSION_TYPES",
     "DecryptedPath",
+    "check_leaf_node_content",
     "NodeValue",
     "PendingUpdatePath",
     "RatchetTree",
@@ -40,9 +44,11 @@ __all__ = [
     "create_update_path",
     "decrypt_update_path",
     "derive_node_key_pair",
+    "leaf_node_tbs",
     "sign_leaf_node",
     "validate_leaf_node",
     "validate_ratchet_tree",
     "verify_leaf_signature",
+    "verify_leaf_signatures",
     "verify_parent_hashes",
 ]

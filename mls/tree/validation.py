@@ -7,10 +7,12 @@ recommends for received leaves), so tests can pin the clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from mls import tree_math
 from mls.crypto import CipherSuite
+from mls.crypto.signature import BatchVerifier, verify_serially
 from mls.errors import ValidationError
 from mls.tree.ratchet_tree import RatchetTree
 from mls.wire.enums import ExtensionType, LeafNodeSource
@@ -19,10 +21,13 @@ from mls.wire.tree import LeafNode, LeafNodeTBS
 
 __all__ = [
     "DEFAULT_EXTENSION_TYPES",
+    "check_leaf_node_content",
+    "leaf_node_tbs",
     "sign_leaf_node",
     "validate_leaf_node",
     "validate_ratchet_tree",
     "verify_leaf_signature",
+    "verify_leaf_signatures",
     "verify_parent_hashes",
 ]
 
@@ -40,7 +45,7 @@ DEFAULT_EXTENSION_TYPES = frozenset(
 _LEAF_NODE_TBS = b"LeafNodeTBS"
 
 
-def _tbs(leaf_node: LeafNode, group_id: bytes | None, leaf_index: int | None) -> bytes:
+def leaf_node_tbs(leaf_node: LeafNode, group_id: bytes | None, leaf_index: int | None) -> bytes:
     """``LeafNodeTBS`` (§7.2): group context only for the update and commit sources."""
     if leaf_node.leaf_node_source == LeafNodeSource.KEY_PACKAGE:
         return leaf_node.content_encoding()  # the LeafNodeTBS is the content alone
@@ -58,7 +63,7 @@ def sign_leaf_node(
 ) -> LeafNode:
     """Return ``leaf_node`` with ``SignWithLabel(., "LeafNodeTBS", LeafNodeTBS)`` set (§7.2)."""
     signature = cipher_suite.sign_with_label(
-        signature_private_key, _LEAF_NODE_TBS, _tbs(leaf_node, group_id, leaf_index)
+        signature_private_key, _LEAF_NODE_TBS, leaf_node_tbs(leaf_node, group_id, leaf_index)
     )
     return replace(leaf_node, signature=signature)
 
@@ -70,9 +75,29 @@ def verify_leaf_signature(
     cipher_suite.verify_with_label(
         leaf_node.signature_key,
         _LEAF_NODE_TBS,
-        _tbs(leaf_node, group_id, leaf_index),
+        leaf_node_tbs(leaf_node, group_id, leaf_index),
         leaf_node.signature,
     )
+
+
+def verify_leaf_signatures(
+    tree: RatchetTree,
+    leaves: Sequence[tuple[int, LeafNode]],
+    group_id: bytes | None,
+    verify_batch: BatchVerifier = verify_serially,
+) -> None:
+    """Verify the signatures of ``(leaf_index, LeafNode)`` pairs of ``tree`` in one batch (§7.3).
+
+    ``verify_batch`` may verify them concurrently (``GroupConfig.verify_batch``).
+    The first leaf found invalid raises what ``verify_leaf_signature`` raises
+    for it (``SignatureError``; ``CryptoError`` for a malformed key).
+    """
+    cipher_suite = tree.cipher_suite
+    checks = [(leaf.signature_key, leaf_node_tbs(leaf, group_id, index), leaf.signature) for index, leaf in leaves]
+    results = cipher_suite.verify_with_label_many(_LEAF_NODE_TBS, checks, verify_batch)
+    for (index, leaf), valid in zip(leaves, results):
+        if not valid:  # the precise typed error, from the serial check
+            verify_leaf_signature(cipher_suite, leaf, group_id, index)
 
 
 def validate_leaf_node(
@@ -85,6 +110,7 @@ def validate_leaf_node(
     now: int | None = None,
     max_lifetime: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
+    verified: bool = False,
 ) -> None:
     """Validate a LeafNode against the group's tree (§7.3).
 
@@ -93,34 +119,20 @@ def validate_leaf_node(
     a node about to be added. That leaf's current content is left out of the
     uniqueness and credential-support checks. ``source`` is the required
     ``leaf_node_source`` (``None`` accepts any, as in a received tree).
+    ``verified``: the signature was verified before (a cached proposal, a
+    batch of a tree's leaves) and is not verified again.
     Raises ``ValidationError``, or ``SignatureError`` for a bad signature.
     """
-    cipher_suite = tree.cipher_suite
     if source is not None and leaf_node.leaf_node_source != source:
         raise ValidationError(f"leaf_node_source must be {source.name.lower()}")
-
-    verify_leaf_signature(cipher_suite, leaf_node, group_id, leaf_index)
-
-    capabilities = leaf_node.capabilities
-    credential_type = leaf_node.credential.credential_type
-    if credential_type not in capabilities.credentials:
-        raise ValidationError("LeafNode credential type is missing from its capabilities")
-    for extension in leaf_node.extensions:
-        kind = extension.extension_type
-        if kind not in DEFAULT_EXTENSION_TYPES and kind not in capabilities.extensions:
-            raise ValidationError(f"LeafNode extension {kind} is missing from its capabilities")
-    if required_capabilities is not None:
-        _check_required(leaf_node, required_capabilities)
+    if not verified:
+        verify_leaf_signature(tree.cipher_suite, leaf_node, group_id, leaf_index)
+    check_leaf_node_content(
+        leaf_node, now=now, max_lifetime=max_lifetime, required_capabilities=required_capabilities
+    )
 
     replaced = tree.leaf(leaf_index) if leaf_index is not None else None
     _check_credential_support(tree, leaf_node, replaced)
-
-    if leaf_node.lifetime is not None:
-        lifetime = leaf_node.lifetime
-        if max_lifetime is not None and lifetime.not_after - lifetime.not_before > max_lifetime:
-            raise ValidationError("LeafNode lifetime is longer than the allowed maximum")
-        if now is not None and not lifetime.not_before <= now <= lifetime.not_after:
-            raise ValidationError("LeafNode lifetime does not cover the current time")
 
     if replaced is not None and leaf_node.leaf_node_source in (LeafNodeSource.UPDATE, LeafNodeSource.COMMIT):
         if replaced is not leaf_node and leaf_node.encryption_key == replaced.encryption_key:
@@ -132,6 +144,37 @@ def validate_leaf_node(
     own_encryption = 1 if replaced is not None and replaced.encryption_key == leaf_node.encryption_key else 0
     if tree.encryption_key_count(leaf_node.encryption_key) > own_encryption:
         raise ValidationError("LeafNode encryption_key already appears in the tree")
+
+
+def check_leaf_node_content(
+    leaf_node: LeafNode,
+    *,
+    now: int | None,
+    max_lifetime: int | None = None,
+    required_capabilities: RequiredCapabilities | None = None,
+) -> None:
+    """The checks of §7.3 that need neither the tree nor the signature.
+
+    The capabilities cover the leaf's credential type and extensions, and
+    the group's ``required_capabilities`` (§11.1); the lifetime covers
+    ``now`` (None: not checked) and lasts at most ``max_lifetime``.
+    """
+    capabilities = leaf_node.capabilities
+    credential_type = leaf_node.credential.credential_type
+    if credential_type not in capabilities.credentials:
+        raise ValidationError("LeafNode credential type is missing from its capabilities")
+    for extension in leaf_node.extensions:
+        kind = extension.extension_type
+        if kind not in DEFAULT_EXTENSION_TYPES and kind not in capabilities.extensions:
+            raise ValidationError(f"LeafNode extension {kind} is missing from its capabilities")
+    if required_capabilities is not None:
+        _check_required(leaf_node, required_capabilities)
+    if leaf_node.lifetime is not None:
+        lifetime = leaf_node.lifetime
+        if max_lifetime is not None and lifetime.not_after - lifetime.not_before > max_lifetime:
+            raise ValidationError("LeafNode lifetime is longer than the allowed maximum")
+        if now is not None and not lifetime.not_before <= now <= lifetime.not_after:
+            raise ValidationError("LeafNode lifetime does not cover the current time")
 
 
 def _check_required(leaf_node: LeafNode, required: RequiredCapabilities) -> None:
@@ -215,6 +258,7 @@ def validate_ratchet_tree(
     now: int | None = None,
     max_lifetime: int | None = None,
     required_capabilities: RequiredCapabilities | None = None,
+    verify_batch: BatchVerifier = verify_serially,
 ) -> None:
     """Verify the integrity of a received ratchet tree (§12.4.3.1), linear in its size.
 
@@ -222,12 +266,15 @@ def validate_ratchet_tree(
     (signatures with ``group_id``); every non-blank parent is parent-hash
     valid; unmerged leaves are sorted, are non-blank descendants and
     are recorded on every non-blank node between them and the parent; parent
-    encryption keys are unique in the tree. Raises ``ValidationError`` (or
-    ``SignatureError``).
+    encryption keys are unique in the tree. The leaf signatures are verified
+    in one batch through ``verify_batch``. Raises ``ValidationError`` (or
+    ``SignatureError``, ``CryptoError`` for a malformed signature key).
     """
     if tree.tree_hash() != tree_hash:
         raise ValidationError("ratchet tree hash does not match the GroupContext tree_hash")
-    for leaf_index, leaf_node in tree.members():
+    members = list(tree.members())
+    verify_leaf_signatures(tree, members, group_id, verify_batch)
+    for leaf_index, leaf_node in members:
         validate_leaf_node(
             tree,
             leaf_node,
@@ -237,6 +284,7 @@ def validate_ratchet_tree(
             now=now,
             max_lifetime=max_lifetime,
             required_capabilities=required_capabilities,
+            verified=True,
         )
     verify_parent_hashes(tree)
     n = tree.leaf_count
