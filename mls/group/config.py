@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mls.crypto.signature import BatchVerifier, verify_serially
 from mls.key_schedule import EpochSecrets
 from mls.secret_tree import SecretTree
 from mls.wire.enums import WireFormat
@@ -46,6 +47,12 @@ class GroupConfig:
     * ``clock``: seconds since the epoch; ``None`` from it disables lifetime
       checks (e.g. old test vectors). ``check_received_lifetimes``: check
       lifetimes of received leaves too (RECOMMENDED by §7.3).
+    * ``verify_batch``: verifies many signatures at once (a joined ratchet
+      tree's leaves, §12.4.3.1; a Commit's KeyPackages): called as
+      ``verify_batch(verify, checks)``, it returns ``[verify(c) for c in checks]``
+      in order and may run ``verify`` concurrently, e.g. on a thread pool the
+      application owns (OpenSSL releases the GIL while verifying).
+      ``verify_serially`` (the default) checks one after the other.
     * ``max_past_generations`` / ``max_forward_generations``: out-of-order
       window of each sender ratchet (§9, §15.3).
     * ``padding_block``: pad PrivateMessage content to a multiple (§6.3.1).
@@ -60,6 +67,7 @@ class GroupConfig:
     always_path: bool = True
     clock: Callable[[], int | None] = field(default=system_clock, compare=False)
     check_received_lifetimes: bool = True
+    verify_batch: BatchVerifier = field(default=verify_serially, compare=False)
     key_package_lifetime: int = DEFAULT_KEY_PACKAGE_LIFETIME
     key_package_backdate: int = KEY_PACKAGE_BACKDATE
     max_past_generations: int = 10
