@@ -81,8 +81,8 @@ class Payload:
         mls = MLS()
         client = mls.generate_identity()
         group = mls.group_create(client, mls.generate_credential(client), _group_id(room))
-        probe = group.send(b"")
-        self.template = bytearray(group.send(secrets.token_bytes(max(0, size - len(probe)))))
+        probe = group.send(b"").content
+        self.template = bytearray(group.send(secrets.token_bytes(max(0, size - len(probe)))).content)
         header = inspect_message(self.template)
         assert header.content_type is ContentType.APPLICATION and header.epoch is not None
         self.epoch = header.epoch

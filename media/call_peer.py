@@ -235,10 +235,10 @@ class CallPeer:
 
     async def start(self) -> None:
         """Join the room, publish KeyPackages, create the group if first."""
-        self._client_id = self.mls.generate_identity()
+        self._client_id = self.mls.generate_identity().content
         reply = await self.client.connect()
         self.identity = reply["identity"]
-        self._credential = self.mls.generate_credential(self.identity)
+        self._credential = self.mls.generate_credential(self.identity).content
         self._room_group = reply.get("group_id")
         self.present = set(reply.get("members", ()))
         if self._room_group is None and not self.present:
@@ -553,7 +553,7 @@ class CallPeer:
         package = self.mls.generate_key_package(self._client_id, self._credential)
         try:
             async with asyncio.timeout(self.options.request_timeout):
-                await self.client.publish_key_packages([package])
+                await self.client.publish_key_packages([package.content])
         except SignalingError as exc:
             if exc.code != ErrorCode.TOO_MANY_KEY_PACKAGES:  # plenty left: fine
                 raise

@@ -7,7 +7,18 @@ suites) and the key schedule, secret tree and framing modules.
 
 from __future__ import annotations
 
-from mls.api import MLS, CommitOutput, GroupDetails, GroupMember, GroupView, Received
+from mls.api import (
+    MLS,
+    CommitOutput,
+    ExporterOutput,
+    ExtensionValue,
+    GroupDetails,
+    GroupMember,
+    GroupView,
+    MLSBytes,
+    ReInitDetails,
+    Received,
+)
 from mls.group.config import GroupConfig
 from mls.group.public import CommitProcessed, ProposalProcessed, PublicGroup, PublicMember
 from mls.storage import MemoryStorage, SQLiteStorage, Storage
@@ -16,14 +27,18 @@ __all__ = [
     "MLS",
     "CommitOutput",
     "CommitProcessed",
+    "ExporterOutput",
+    "ExtensionValue",
     "GroupConfig",
     "GroupDetails",
     "GroupMember",
     "GroupView",
+    "MLSBytes",
     "MemoryStorage",
     "ProposalProcessed",
     "PublicGroup",
     "PublicMember",
+    "ReInitDetails",
     "Received",
     "SQLiteStorage",
     "Storage",

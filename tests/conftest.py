@@ -135,7 +135,7 @@ def agree(views: Sequence[Any], exports: Iterable[tuple[str, bytes, int]]) -> in
     asked lengths), epoch authenticator and roster; returns that epoch."""
     assert len({v.epoch for v in views}) == 1
     for label, context, length in exports:
-        secrets = {v.export_secret(label, context, length) for v in views}
+        secrets = {v.export_secret(label, context, length).secret for v in views}
         assert len(secrets) == 1 and len(secrets.pop()) == length
     assert len({v.epoch_authenticator() for v in views}) == 1
     assert len({v.details().members for v in views}) == 1

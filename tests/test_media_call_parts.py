@@ -119,8 +119,8 @@ def test_key_package_identity() -> None:
     mls = MLS()
     client = mls.generate_identity()
     credential = mls.generate_credential("bob")
-    assert credential_identity(credential) == "bob"
-    assert key_package_identity(mls.generate_key_package(client, credential)) == "bob"
+    assert credential_identity(credential.content) == "bob"
+    assert key_package_identity(mls.generate_key_package(client, credential).content) == "bob"
     assert key_package_identity(b"\x00\x01garbage") is None
     assert credential_identity(b"\x00") is None
 

@@ -59,8 +59,9 @@ def test_explainer_basic_example() -> None:
     ctx1 = gb.send("Hello Alice!")
     ga = mls.group_join(a, co1.welcome)
     received = ga.receive(ctx1)
-    assert (received.type, received.content, received.sender) == ("application-message-plaintext", b"Hello Alice!", b)
-    assert ga.group_id == gb.group_id and ga.client_id == a
+    assert (received.type, received.content) == ("application-message-plaintext", b"Hello Alice!")
+    assert (received.sender.client_id, received.sender.credential, received.sender.leaf_index) == (b.content, bc.content, 0)
+    assert ga.group_id == gb.group_id and ga.client_id == a.content
     _same_epoch([ga, gb])
 
 
@@ -95,7 +96,7 @@ def test_removed_member_cannot_decrypt_new_messages() -> None:
 
 
 def test_ten_members_self_update_and_proposals_by_reference() -> None:
-    mls = MLS()
+    mls = MLS(config=GroupConfig(commit_received_proposals=False))
     views = _group(mls, 10)
     _same_epoch(views)
     # self-update (post-compromise security): the committer's leaf key changes
@@ -179,7 +180,7 @@ def test_late_application_message_within_past_epochs() -> None:
     # newest first: the current epoch and the 4 retained ones decrypt, older do not
     current = ga.epoch
     for message in late[::-1]:
-        epoch = MLSMessage.decode(message).body.epoch
+        epoch = MLSMessage.decode(message.content).body.epoch
         if current - epoch <= 4:
             assert ga.receive(message).content == f"epoch {epoch}".encode()
         else:
@@ -199,7 +200,7 @@ def test_past_epochs_is_configurable() -> None:
 
 
 def test_external_and_resumption_psk() -> None:
-    mls = MLS()
+    mls = MLS(config=GroupConfig(commit_received_proposals=False))
     ga, gb, gc = _group(mls, 3)
     mls.store_psk(b"psk-1", b"\x11" * 32)
     output = gb.add_psk(b"psk-1")
@@ -246,7 +247,8 @@ def test_external_join_via_group_info() -> None:
     gj, output = mls.group_join_external(joiner, credential, ga.group_info())
     for view in (ga, gb):
         received = view.receive(output.commit)
-        assert received.type == "commit-processed" and received.sender == joiner
+        assert received.type == "commit-processed" and received.sender is not None
+        assert (received.sender.client_id, received.sender.leaf_index) == (joiner.content, 2)
     _same_epoch([ga, gb, gj])
     message = gj.send(b"joined on my own")
     assert ga.receive(message).content == b"joined on my own"
@@ -297,11 +299,14 @@ def test_reinit_proposal_stops_the_group() -> None:
     mls = MLS()
     ga, gb = _group(mls, 2)
     proposal = ga.propose_reinit(cipher_suite=1)
-    assert gb.receive(proposal).type == "proposal"
-    output = gb.commit()
+    answer = gb.receive(proposal)  # answered with a commit (GroupConfig.commit_received_proposals)
+    assert answer.type == "commit-output" and answer.sender is not None and answer.sender.leaf_index == 0
+    output = answer.commit_output
+    assert output is not None
     received = ga.receive(output.commit)
     gb.receive(output.commit)
     assert received.reinit is not None and received.reinit.cipher_suite == 1
+    assert (received.reinit.version, received.reinit.extensions) == (1, ())
     assert ga.details().reinit_pending and gb.details().reinit_pending
     with pytest.raises(GroupInactiveError):
         ga.send(b"no more")
@@ -359,19 +364,22 @@ def test_group_id_from_message_and_details() -> None:
     mls = MLS()
     ga, gb = _group(mls, 2)
     assert mls.group_id_from_message(ga.send(b"x")) == ga.group_id
+    assert mls.group_id_from_message(ga.send(b"x").content) == ga.group_id
     assert mls.group_id_from_message(ga.group_info()) == ga.group_id
     details = gb.details()
     assert [m.leaf_index for m in details.members] == [0, 1]
-    assert details.members[1].credential == mls.generate_credential("m1")
+    assert details.members[1].credential == mls.generate_credential("m1").content
+    assert (details.leaf_index, details.leaf_count, details.epoch) == (1, 2, 1)
+    assert details.group_epoch == (1).to_bytes(8, "big")
     with pytest.raises(UnknownMemberError):
         ga.remove(b"nobody")
 
 
 def test_private_handshake_messages() -> None:
-    mls = MLS(config=GroupConfig(handshake_wire_format=WireFormat.MLS_PRIVATE_MESSAGE))
+    mls = MLS(config=GroupConfig(handshake_wire_format=WireFormat.MLS_PRIVATE_MESSAGE, commit_received_proposals=False))
     ga, gb, gc = _group(mls, 3)
     proposal = gc.propose_update()
-    assert MLSMessage.decode(proposal).wire_format == WireFormat.MLS_PRIVATE_MESSAGE
+    assert MLSMessage.decode(proposal.content).wire_format == WireFormat.MLS_PRIVATE_MESSAGE
     assert gc.receive(proposal).own
     ga.receive(proposal)
     gb.receive(proposal)
@@ -386,7 +394,7 @@ def test_key_package_lifetime_starts_in_the_past() -> None:
     now = 1_800_000_000
     mls = MLS(config=GroupConfig(clock=lambda: now))
     client_id, credential = _member(mls, "a")
-    key_package = MLSMessage.decode(mls.generate_key_package(client_id, credential)).body
+    key_package = MLSMessage.decode(mls.generate_key_package(client_id, credential).content).body
     lifetime = key_package.leaf_node.lifetime
     assert lifetime.not_before == now - 3600
     assert lifetime.not_after - now == 90 * 24 * 3600

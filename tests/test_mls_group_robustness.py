@@ -9,10 +9,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mls import MLS, GroupView
-from mls.api import _GROUP, _group_key
+from mls.api.records import GROUP as _GROUP, group_key as _group_key
 from mls.crypto import cipher_suite
 from mls.errors import (
     DecodeError,
+    InvalidArgumentTypeError,
     MLSError,
     MembershipTagError,
     SignatureError,
@@ -85,7 +86,7 @@ def test_unmodified_commit_still_applies_after_fuzzing() -> None:
 
 def test_forged_membership_tag_and_signature() -> None:
     mls, ga, gb = _pair()
-    proposal = MLSMessage.decode(ga.propose_update()).body
+    proposal = MLSMessage.decode(ga.propose_update().content).body
     assert isinstance(proposal, PublicMessage)
     before = _stored(mls, gb)
     bad_tag = replace(proposal, membership_tag=bytes(len(proposal.membership_tag or b"")))
@@ -102,7 +103,7 @@ def test_message_of_another_group_or_epoch() -> None:
     other_mls, other, _ = _pair()
     with pytest.raises(ValidationError):
         gb.receive(other.send(b"not yours"))
-    message = MLSMessage.decode(ga.send(b"x")).body
+    message = MLSMessage.decode(ga.send(b"x").content).body
     future = replace(message, epoch=message.epoch + 5)
     with pytest.raises(WrongEpochError):
         gb.receive(MLSMessage(future).encode())
@@ -121,6 +122,8 @@ def test_welcome_and_key_package_inputs() -> None:
     with pytest.raises(DecodeError):
         ga.add(b"\x00\x01\x00\x05garbage")
     with pytest.raises(ValidationError):
+        ga.add(ga.send(b"not a key package").content)
+    with pytest.raises(InvalidArgumentTypeError):  # an MLSBytes of another type
         ga.add(ga.send(b"not a key package"))
     other = mls.generate_identity()
     with pytest.raises(MLSError):
@@ -131,7 +134,7 @@ def test_welcome_and_key_package_inputs() -> None:
 def test_forged_key_package_signature() -> None:
     mls, ga, gb = _pair()
     c = mls.generate_identity()
-    key_package = MLSMessage.decode(mls.generate_key_package(c, mls.generate_credential("c"))).body
+    key_package = MLSMessage.decode(mls.generate_key_package(c, mls.generate_credential("c")).content).body
     forged = replace(key_package, signature=bytes(len(key_package.signature)))
     with pytest.raises(SignatureError):
         ga.add(MLSMessage(forged).encode())
@@ -149,9 +152,10 @@ def test_external_sender_proposal() -> None:
     gb.receive(output.commit)
     context = ga._state.context
     proposal = external_proposal(context, 0, Proposal(Remove(1)), private_key)
-    assert ga.receive(proposal).type == "proposal"
-    gb.receive(proposal)
-    output = ga.commit()
+    answer = ga.receive(proposal)  # answered with a commit; the sender is no member leaf
+    assert answer.type == "commit-output" and answer.sender is None and answer.commit_output is not None
+    assert gb.receive(proposal).type == "proposal"  # it removes gb: gb does not commit it
+    output = answer.commit_output
     ga.receive(output.commit)
     assert gb.receive(output.commit).removed
     # an unknown external sender index, or a forged signature, is rejected

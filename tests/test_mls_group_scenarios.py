@@ -20,7 +20,7 @@ import pytest
 
 from conftest import agree, deliver
 from mls import MLS, GroupConfig, GroupView, SQLiteStorage
-from mls.api import _GROUP, _group_key
+from mls.api.records import GROUP as _GROUP, group_key as _group_key
 from mls.errors import GroupInactiveError, MLSError, SecretTreeError, StaleCommitError, ValidationError, WrongEpochError
 from mls.storage import StorageError
 from mls.wire import MLSMessage, PublicMessage, Remove, Update
@@ -28,13 +28,21 @@ from mls.wire import MLSMessage, PublicMessage, Remove, Update
 EXPORTS = [("SFrame 1.0 Base Key", b"", 48), ("another label", b"ctx", 16), ("x", b"\x00" * 40, 300)]
 
 
+#: received proposals wait for an explicit commit(): these scenarios choose their committers
+_BY_COMMIT = GroupConfig(commit_received_proposals=False)
+
+
 def _identity(mls: MLS, name: str) -> tuple[bytes, bytes]:
-    return mls.generate_identity(), mls.generate_credential(name)
+    return mls.generate_identity().content, mls.generate_credential(name).content
 
 
 def _group(n: int, config: GroupConfig | None = None) -> tuple[MLS, list[GroupView]]:
-    """``n`` members (one shared ``MLS`` object), all added in one Commit."""
-    mls = MLS(config=config)
+    """``n`` members (one shared ``MLS`` object), all added in one Commit.
+
+    Received proposals wait for an explicit ``commit()`` (these scenarios
+    choose their committers), unless ``config`` says otherwise.
+    """
+    mls = MLS(config=config if config is not None else _BY_COMMIT)
     creator = mls.group_create(*_identity(mls, "m0"))
     ids = [_identity(mls, f"m{i}") for i in range(1, n)]
     views = [creator]
@@ -63,10 +71,10 @@ def test_add_many_in_one_commit_then_more_into_blank_leaves() -> None:
     mls, views = _group(16)
     assert agree(views, EXPORTS) == 1
     assert [m.leaf_index for m in views[5].details().members] == list(range(16))
-    secret_1 = views[0].export_secret("SFrame 1.0 Base Key", b"", 48)
+    secret_1 = views[0].export_secret("SFrame 1.0 Base Key", b"", 48).secret
     # the exporter really depends on label, context and epoch
-    assert secret_1 != views[0].export_secret("SFrame 1.0 Base Key", b"x", 48)
-    assert secret_1[:16] != views[0].export_secret("SFrame 1.0 Base Key", b"", 16)
+    assert secret_1 != views[0].export_secret("SFrame 1.0 Base Key", b"x", 48).secret
+    assert secret_1[:16] != views[0].export_secret("SFrame 1.0 Base Key", b"", 16).secret
 
     # remove three members in one Commit, then add four: three fill the blank leaves (§12.1.1)
     removed = [views[3], views[7], views[12]]
@@ -239,8 +247,8 @@ def test_commit_race_the_loser_proposals_are_proposed_again() -> None:
 
 def _read(view: GroupView, message: bytes) -> tuple[bytes | None, bytes, int]:
     received = view.receive(message)
-    assert received.type == "application-message-plaintext"
-    return received.sender, received.content, received.epoch
+    assert received.type == "application-message-plaintext" and received.sender is not None
+    return received.sender.client_id, received.content, received.epoch
 
 
 def test_application_messages_shuffled_from_several_senders() -> None:
@@ -276,7 +284,7 @@ def test_application_messages_shuffled_across_an_epoch_change() -> None:
 def test_out_of_order_window_edges_are_typed_errors() -> None:
     """§15.3: keys of at most ``max_past_generations`` skipped generations are kept, and a
     message more than ``max_forward_generations`` ahead is refused; both without state change."""
-    mls, views = _group(2, GroupConfig(max_past_generations=3, max_forward_generations=5))
+    mls, views = _group(2, GroupConfig(max_past_generations=3, max_forward_generations=5, commit_received_proposals=False))
     a, b = views
     messages = [b.send(f"#{i}".encode()) for i in range(8)]
     # 7 is 7 generations ahead of the next unused one (0): too far
@@ -367,7 +375,7 @@ class _Cluster:
 
     def __init__(self, directory: Path, n: int) -> None:
         self.directory = directory
-        self.objects = [MLS(storage=SQLiteStorage(directory / f"m{i}.sqlite")) for i in range(n)]
+        self.objects = [MLS(storage=SQLiteStorage(directory / f"m{i}.sqlite"), config=_BY_COMMIT) for i in range(n)]
         ids = [_identity(m, f"m{i}") for i, m in enumerate(self.objects)]
         creator = self.objects[0].group_create(*ids[0])
         output = creator.add_many([m.generate_key_package(*i) for m, i in zip(self.objects[1:], ids[1:])])
@@ -381,7 +389,7 @@ class _Cluster:
         client_ids = [v.client_id for v in self.views]
         for mls in self.objects:
             mls.storage.close()  # type: ignore[attr-defined]
-        self.objects = [MLS(storage=SQLiteStorage(self.directory / f"m{i}.sqlite")) for i in range(len(client_ids))]
+        self.objects = [MLS(storage=SQLiteStorage(self.directory / f"m{i}.sqlite"), config=_BY_COMMIT) for i in range(len(client_ids))]
         views = [m.group_get(group_id, c) for m, c in zip(self.objects, client_ids)]
         assert all(v is not None for v in views)
         self.views = views  # type: ignore[assignment]

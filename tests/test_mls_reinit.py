@@ -38,11 +38,11 @@ class Member:
     def __init__(self, name: str, path: Path | None = None) -> None:
         self.name = name
         self.mls = MLS(path) if path is not None else MLS()
-        self.client_id = self.mls.generate_identity()
+        self.client_id = self.mls.generate_identity().content
         self.credential = self.mls.generate_credential(name)
 
     def key_package(self, suite: int | None = None) -> bytes:
-        return self.mls.generate_key_package(self.client_id, self.credential, cipher_suite=suite)
+        return self.mls.generate_key_package(self.client_id, self.credential, cipher_suite=suite).content
 
 
 def _group(members: list[Member]) -> list[GroupView]:
@@ -54,11 +54,18 @@ def _group(members: list[Member]) -> list[GroupView]:
 
 
 def _reinit(views: list[GroupView], proposer: int, committer: int, **reinit: object) -> None:
-    """``proposer`` proposes a ReInit, ``committer`` commits it, every member processes the Commit."""
-    deliver(views[proposer].propose_reinit(**reinit), views)  # type: ignore[arg-type]
-    output = views[committer].commit()
+    """``proposer`` proposes a ReInit, ``committer`` commits it, every member processes the Commit.
+
+    Every other member answers the proposal with a Commit of its own (as the Web
+    API does); the delivery service keeps the committer's, which drops the others.
+    """
+    proposal = views[proposer].propose_reinit(**reinit)  # type: ignore[arg-type]
+    answers = [view.receive(proposal) for view in views]
+    output = answers[committer].commit_output if committer != proposer else views[committer].commit()
+    assert output is not None
     for view in views:
-        assert view.receive(output.commit).reinit is not None
+        received = view.receive(output.commit)
+        assert received.reinit is not None and not view.has_pending_commit
     assert all(v.details().reinit_pending for v in views)
 
 

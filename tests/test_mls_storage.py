@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mls import MLS, GroupView, MemoryStorage, SQLiteStorage
-from mls.api import _GROUP, _IDENTITY, _PSK, _group_key
+from mls.api.records import GROUP as _GROUP, IDENTITY as _IDENTITY, PSK as _PSK, group_key as _group_key
 from mls.errors import InvalidArgumentTypeError, MLSError, StorageError, StorageKeyError, TamperedRecordError
 from mls.storage_seal import RecordSeal
 
@@ -176,13 +176,13 @@ def test_a_wrong_key_or_no_key_is_refused_and_changes_nothing(tmp_path: Path) ->
 def test_a_database_of_unencrypted_state_is_not_opened_with_a_key(tmp_path: Path) -> None:
     path = tmp_path / "plain.db"
     mls = MLS(path)
-    me = mls.generate_identity()
+    me = mls.generate_identity().content
     mls.close()
     before = _rows(path)
     with pytest.raises(StorageKeyError):
         MLS(path, storage_key=KEY)
     assert _rows(path) == before
-    assert MLS(path)._identity(me)[0] == 1  # still readable without a key
+    assert MLS(path).identity(me).suite_id == 1  # still readable without a key
 
 
 def test_an_empty_database_becomes_encrypted_on_first_open_with_a_key(tmp_path: Path) -> None:
@@ -225,15 +225,15 @@ def test_a_tampered_record_is_refused(tmp_path: Path, position: int | str) -> No
     with pytest.raises(TamperedRecordError):
         restarted.group_get(group_id, me).send(b"x")  # type: ignore[union-attr]
     assert _rows(path) == before  # the failed reads changed nothing
-    assert restarted._identity(me)[0] == 1  # other records still open
+    assert restarted.identity(me).suite_id == 1  # other records still open
     restarted.close()
 
 
 def test_swapped_records_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "alice.db"
     mls = MLS(path, storage_key=KEY)
-    me = mls.generate_identity()
-    other = mls.generate_identity()
+    me = mls.generate_identity().content
+    other = mls.generate_identity().content
     first = mls.group_create(me, mls.generate_credential("alice"))
     second = mls.group_create(me, mls.generate_credential("alice"))
     mls.store_psk("one", b"\x01" * 32)
@@ -257,7 +257,7 @@ def test_swapped_records_are_refused(tmp_path: Path) -> None:
         with pytest.raises(TamperedRecordError):
             read()
     assert restarted.storage.get(_PSK, b"one") == b"\x01" * 32
-    assert restarted._identity(me)[0] == 1
+    assert restarted.identity(me).suite_id == 1
     restarted.close()
 
 

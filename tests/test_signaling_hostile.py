@@ -784,7 +784,7 @@ async def test_a_store_failure_is_never_acknowledged(make_server: MakeServer, tm
 def _mls_member(name: str) -> tuple[MLS, bytes, bytes]:
     mls = MLS()
     client_id = mls.generate_identity()
-    return mls, client_id, mls.generate_credential(name)
+    return mls, client_id.content, mls.generate_credential(name).content
 
 
 async def test_real_mls_call_leaves_no_plaintext_token_or_secret_behind(
@@ -803,7 +803,7 @@ async def test_real_mls_call_leaves_no_plaintext_token_or_secret_behind(
     clients.extend([alice, bob])
     await alice.connect()
     await bob.connect()
-    await bob.publish_key_packages([b_mls.generate_key_package(b_id, b_cred)])
+    await bob.publish_key_packages([b_mls.generate_key_package(b_id, b_cred).content])
     output = group.add(await alice.claim_key_package("bob"))
     assert output.welcome is not None
     ack = await alice.commit(group.group_id, group.epoch, output.commit, welcomes={"bob": output.welcome})
@@ -811,7 +811,7 @@ async def test_real_mls_call_leaves_no_plaintext_token_or_secret_behind(
     assert (await alice.next_event("commit"))["commit"] == output.commit
     group.apply_pending_commit()
     bob_group = b_mls.group_join(b_id, (await bob.next_event("welcome"))["welcome"])
-    await alice.send_application(group.epoch, group.send(plaintext))
+    await alice.send_application(group.epoch, group.send(plaintext).content)
     received = bob_group.receive((await bob.next_event("application"))["ciphertext"])
     assert received.content == plaintext
     # wrong tokens and errors are logged too: still no token in the logs
@@ -850,11 +850,11 @@ async def test_commit_envelope_must_match_its_mls_header(make_server: MakeServer
     error = await expect_error(bob.commit(group.group_id, 1, first.commit), ErrorCode.BAD_MESSAGE)
     assert "epoch 0" in error.message
     await expect_error(alice.commit(group.group_id, 1, first.welcome or b""), ErrorCode.BAD_MESSAGE)
-    message = group.send(b"hello")
+    message = group.send(b"hello").content
     await expect_error(alice.commit(group.group_id, 1, message), ErrorCode.BAD_MESSAGE)
     await expect_error(alice.send_application(0, message), ErrorCode.BAD_MESSAGE)
     assert await alice.send_application(1, message) > 0
-    proposal = group.propose_update()
+    proposal = group.propose_update().content
     await expect_error(alice.send_application(1, proposal), ErrorCode.BAD_MESSAGE)  # a PublicMessage
     await expect_error(alice.propose(group.group_id, 0, proposal), ErrorCode.BAD_MESSAGE)
     assert (await alice.propose(group.group_id, 1, proposal))["epoch"] == 1

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import mls.group.commit as commit_module
 import mls.group.external as external_module
 from mls import MLS, GroupView, MemoryStorage
-from mls.api import _GROUP, _KEY_PACKAGE, _group_key
+from mls.api.records import GROUP as _GROUP, KEY_PACKAGE as _KEY_PACKAGE, group_key as _group_key
 from mls.crypto import cipher_suite
 from mls.errors import (
     DecodeError,
@@ -63,7 +63,7 @@ def _group(names: str, storage: MemoryStorage | None = None) -> tuple[MLS, list[
 
 
 def _state(mls: MLS, view: GroupView) -> GroupState:
-    return mls._load_key(_group_key(view.group_id, view.client_id))
+    return mls.states.load(view.group_id, view.client_id)
 
 
 def _stored(mls: MLS, view: GroupView) -> bytes | None:
@@ -107,7 +107,7 @@ def _still_works(sender: GroupView, *receivers: GroupView) -> None:
 
 def test_commit_adding_an_existing_member_is_refused() -> None:
     mls, (a, b, c) = _group("abc")
-    fresh = MLSMessage.decode(mls.generate_key_package(b.client_id, mls.generate_credential("b"))).body
+    fresh = MLSMessage.decode(mls.generate_key_package(b.client_id, mls.generate_credential("b")).content).body
     _refused(mls, b, _forged_commit(mls, a, [Proposal(Add(fresh))]), ValidationError, "signature_key is already used")
     _still_works(a, b, c)
 
@@ -115,8 +115,8 @@ def test_commit_adding_an_existing_member_is_refused() -> None:
 def test_commit_adding_the_same_client_twice_is_refused() -> None:
     mls, (a, b) = _group("ab")
     d = mls.generate_identity()
-    kp1 = MLSMessage.decode(mls.generate_key_package(d, mls.generate_credential("d"))).body
-    kp2 = MLSMessage.decode(mls.generate_key_package(d, mls.generate_credential("d"))).body
+    kp1 = MLSMessage.decode(mls.generate_key_package(d, mls.generate_credential("d")).content).body
+    kp2 = MLSMessage.decode(mls.generate_key_package(d, mls.generate_credential("d")).content).body
     _refused(mls, b, _forged_commit(mls, a, [Proposal(Add(kp1)), Proposal(Add(kp2))]), ValidationError, "same client")
 
 
@@ -157,7 +157,7 @@ def test_commit_with_another_suites_key_package_is_refused() -> None:
     with pytest.raises(ValidationError, match="cipher suite"):
         a.propose_add(package)
     assert not a.has_pending_commit
-    body = MLSMessage.decode(package).body
+    body = MLSMessage.decode(package.content).body
     _refused(mls, b, _forged_commit(mls, a, [Proposal(Add(body))]), ValidationError, "cipher suite")
 
 
@@ -505,8 +505,8 @@ def test_secrets_never_reach_reprs_or_error_messages() -> None:
 # --- hypothesis: random proposal lists in insider Commits --------------------------------------
 
 _MLS_H, (_A_H, _B_H, _C_H) = _group("abc")
-_KP_D = MLSMessage.decode(_MLS_H.generate_key_package(_MLS_H.generate_identity(), _MLS_H.generate_credential("d"))).body
-_KP_B = MLSMessage.decode(_MLS_H.generate_key_package(_B_H.client_id, _MLS_H.generate_credential("b"))).body
+_KP_D = MLSMessage.decode(_MLS_H.generate_key_package(_MLS_H.generate_identity(), _MLS_H.generate_credential("d")).content).body
+_KP_B = MLSMessage.decode(_MLS_H.generate_key_package(_B_H.client_id, _MLS_H.generate_credential("b")).content).body
 
 _proposal = st.one_of(
     st.builds(lambda i: Proposal(Remove(i)), st.integers(0, 2**32 - 1)),

@@ -56,6 +56,9 @@ class GroupConfig:
     * ``max_past_generations`` / ``max_forward_generations``: out-of-order
       window of each sender ratchet (§9, §15.3).
     * ``padding_block``: pad PrivateMessage content to a multiple (§6.3.1).
+    * ``commit_received_proposals``: ``receive`` of another member's proposal
+      answers with a Commit of the pending proposals, as the MLS Web API
+      explainer's ``proposeAdd`` describes (default True).
     """
 
     handshake_wire_format: WireFormat = WireFormat.MLS_PUBLIC_MESSAGE
@@ -73,6 +76,7 @@ class GroupConfig:
     max_past_generations: int = 10
     max_forward_generations: int = 1000
     padding_block: int = 0
+    commit_received_proposals: bool = True
 
     def now(self) -> int | None:
         """The current time for lifetime checks of leaves we create or accept."""

@@ -10,7 +10,7 @@ break ECDSA suites, whose signatures are randomized.
 
 from __future__ import annotations
 
-from mls.errors import StaleCommitError, UnknownSenderError, ValidationError, WrongEpochError
+from mls.errors import StaleCommitError, UnknownSenderError, ValidationError, WrongEpochError, WrongGroupError
 from mls.group.state import GroupState, PastEpoch
 from mls.wire.enums import ContentType, SenderType, WireFormat
 from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PrivateMessage, PublicMessage
@@ -86,7 +86,7 @@ def open_message(state: GroupState, message: PublicMessage | PrivateMessage) -> 
     else:
         group_id, epoch, content_type = message.group_id, message.epoch, message.content_type
     if group_id != state.group_id:
-        raise ValidationError("message is for another group")
+        raise WrongGroupError("message is for another group")
     if epoch != state.epoch:
         if isinstance(message, PrivateMessage) and content_type == ContentType.APPLICATION:
             past = _past_epoch(state, epoch)
