@@ -721,7 +721,7 @@ class CallPeer:
             logger.warning("%s: no answer to our commit; waiting for the log", self.identity)
             return False
         except SignalingError as exc:
-            if exc.code == ErrorCode.CLOSED:
+            if exc.code in (ErrorCode.CLOSED, ErrorCode.CONNECTION_LOST):  # outcome unknown
                 return False
             group.discard_pending_commit()
             if exc.code == ErrorCode.CONFLICT:

@@ -9,7 +9,12 @@
 
 Requests carry an ``id``; :meth:`request` awaits the ``ack`` with the same
 ``re`` and raises :class:`~signaling.errors.SignalingError` for an ``error``
-reply. Everything else the server pushes (presence, log entries, relayed
+reply, and for a connection that fails under it (``connection_lost``: the
+socket was reset or dropped before a reply, so the request may or may not have
+reached the server; ``closed``: the server closed the connection first); a
+request never outlives its reply, its error or its cancellation in the pending
+map. Frames are strict JSON both ways: no ``NaN``, ``Infinity`` or numbers beyond
+the double range (RFC 8259 §6). Everything else the server pushes (presence, log entries, relayed
 WebRTC signaling, errors without ``re``) lands in an event queue, read with
 :meth:`next_event` or ``async for event in client``. Fields carrying MLS bytes
 are ``bytes`` in replies and events. :meth:`reconnect` rejoins and asks for
@@ -21,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any
@@ -114,14 +118,18 @@ class SignalingClient:
                 if msg.type is not aiohttp.WSMsgType.TEXT:
                     break
                 try:
-                    self._dispatch(json.loads(msg.data))
-                except (ValueError, SignalingError):
+                    self._dispatch(p.parse_json_object(msg.data))
+                except SignalingError:
                     self.events.put_nowait({"type": p.ERROR, "re": None, "code": ErrorCode.BAD_MESSAGE,
                                             "message": "the server sent an unreadable frame"})
         finally:
+            # an abnormal closure (no close frame: reset, killed server) is a lost connection
+            error = (SignalingError(ErrorCode.CONNECTION_LOST, "the connection to the server was lost")
+                     if ws.close_code in (None, 1006) else
+                     SignalingError(ErrorCode.CLOSED, "the connection closed"))
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(SignalingError(ErrorCode.CLOSED, "the connection closed"))
+                    future.set_exception(error)
             self._pending.clear()
             self.events.put_nowait({"type": "closed", "code": ws.close_code})
 
@@ -151,18 +159,33 @@ class SignalingClient:
         """Send one frame verbatim (tests use it for malformed input)."""
         if self._ws is None:
             raise SignalingError(ErrorCode.CLOSED, "not connected")
-        await self._ws.send_str(text)
+        await self._send(self._ws, text)
+
+    @staticmethod
+    async def _send(ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        """Write one frame; a transport failing under it is ``connection_lost``."""
+        try:
+            await ws.send_str(text)
+        except (aiohttp.ClientError, ConnectionError, OSError):
+            raise SignalingError(ErrorCode.CONNECTION_LOST,
+                                 "the connection to the server was lost") from None
 
     async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
-        """Send a request and await its ``ack`` (``SignalingError`` on an ``error`` reply)."""
-        if self._ws is None or self._ws.closed:
+        """Send a request and await its ``ack`` (``SignalingError`` on an ``error`` reply,
+        or with ``connection_lost`` or ``closed`` when the connection fails first)."""
+        ws = self._ws
+        if ws is None or ws.closed:
             raise SignalingError(ErrorCode.CLOSED, "not connected")
         rid = next(self._ids)
+        text = p.dump_frame({"v": p.PROTOCOL_VERSION, "type": type_, "id": rid,
+                             **p.encode_binary_fields(fields)})
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
-        frame = {"v": p.PROTOCOL_VERSION, "type": type_, "id": rid, **p.encode_binary_fields(fields)}
-        await self._ws.send_str(p.dump_frame(frame))
-        return await future
+        try:
+            await self._send(ws, text)
+            return await future
+        finally:
+            self._pending.pop(rid, None)
 
     async def leave(self) -> None:
         await self.request(p.LEAVE)
@@ -225,8 +248,9 @@ async def fetch_token(base_url: str, room: str, identity: str, *, ttl: int | Non
     owned = session is None
     session = session or aiohttp.ClientSession()
     try:
-        async with session.post(base_url.rstrip("/") + "/token", json=body) as response:
-            reply = await response.json()
+        async with session.post(base_url.rstrip("/") + "/token", data=p.dump_frame(body),
+                                headers={"Content-Type": "application/json"}) as response:
+            reply = p.parse_json_object(await response.text())
             if response.status != 200:
                 raise SignalingError(reply.get("code", ErrorCode.INTERNAL), reply.get("message", ""))
             return reply["token"]

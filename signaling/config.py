@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .hosts import normalize_host, normalize_origin
+
 #: The repository's call page (web/public: the page and its built bundle,
 #: ``npm --prefix web run build``), served as the static root when it has files.
 DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "public"
@@ -55,6 +57,13 @@ class ServerConfig:
     max_rooms: int = 1000
     max_participants: int = 100
     max_key_packages: int = 64
+    #: KeyPackage claims per second, and in a burst, of one claimer in one room (token bucket).
+    claim_rate: float = 10.0
+    claim_burst: int = 100
+    #: Validate every handshake against the room's keyless PublicGroup (docs/protocol.md,
+    #: "What the server checks"). Only benchmarks/signaling_bench.py switches it off, to
+    #: measure what validation costs; a server without it trusts anyone with a token.
+    validate_handshakes: bool = True
     join_timeout: float = 10.0
     #: Frames, and bytes of frames, waiting for a slow reader before its connection is closed.
     max_queued_frames: int = 10_000
@@ -63,6 +72,22 @@ class ServerConfig:
     max_connections: int = 10_000
     #: Requests waiting for a room's sequencer before new ones are refused.
     max_pending_per_room: int = 4096
+    #: WebSocket connections one remote address may hold open, joined or not, and how many of
+    #: them may be waiting to join (``join_timeout`` closes those); beyond either, upgrades from
+    #: that address get HTTP 429 (docs/deployment.md, "Limits per address").
+    max_connections_per_address: int = 64
+    max_unjoined_per_address: int = 16
+    #: Seconds a TCP connection gets to send a complete request head (and an idle keep-alive
+    #: connection to send its next one) before it is closed: aiohttp's ``keepalive_timeout``,
+    #: which also runs from the connection's start and is not reset by a trickle of bytes.
+    header_timeout: float = 10.0
+    #: ``Host`` header values accepted besides the loopback names (``localhost``,
+    #: ``127.0.0.1``, ``[::1]``) with the server's own port: ``name`` (any port) or
+    #: ``name:port``. Anything else gets HTTP 421 (DNS rebinding, docs/deployment.md).
+    allowed_hosts: tuple[str, ...] = ()
+    #: ``Origin`` values (``scheme://host[:port]``) accepted on /ws, /token and the KeyPackage
+    #: routes besides ``http``/``https`` origins whose host is an allowed ``Host``.
+    allowed_origins: tuple[str, ...] = ()
     heartbeat: float | None = 30.0
     #: A room whose group has had none of its members connected for this long is
     #: started afresh for its newcomers (those joining, and those waiting, told by
@@ -79,14 +104,17 @@ class ServerConfig:
             raise ValueError("db_synchronous must be NORMAL or FULL")
         self.db_synchronous = self.db_synchronous.upper()
         for name in ("max_message_bytes", "rate_burst", "max_rooms", "max_participants",
-                     "max_key_packages", "max_queued_frames", "max_pending_per_room", "max_connections"):
+                     "max_key_packages", "max_queued_frames", "max_pending_per_room", "max_connections",
+                     "max_connections_per_address", "max_unjoined_per_address"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.max_queued_bytes < 2 * self.max_message_bytes:
             # an event frame is a request of up to max_message_bytes plus a small envelope
             raise ValueError("max_queued_bytes must be at least twice max_message_bytes")
-        if self.rate_per_second <= 0 or self.join_timeout <= 0:
-            raise ValueError("rate_per_second and join_timeout must be positive")
+        if self.rate_per_second <= 0 or self.join_timeout <= 0 or self.header_timeout <= 0:
+            raise ValueError("rate_per_second, join_timeout and header_timeout must be positive")
+        self.allowed_hosts = tuple(normalize_host(host) for host in self.allowed_hosts)
+        self.allowed_origins = tuple(normalize_origin(origin) for origin in self.allowed_origins)
         if self.abandon_after < 0:
             raise ValueError("abandon_after must not be negative")
         if self.log_epochs is not None and self.log_epochs < 1:

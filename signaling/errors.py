@@ -38,6 +38,9 @@ class ErrorCode(StrEnum):
     NOT_CONNECTED = "not_connected"
     REPLACED = "replaced"
     CLOSED = "closed"
+    #: Client side: the transport failed under a request (reset, or dropped without a close
+    #: frame); the request may or may not have reached the server.
+    CONNECTION_LOST = "connection_lost"
     INTERNAL = "internal"
 
 

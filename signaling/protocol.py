@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any
 
@@ -109,6 +110,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    """A JSON number with a fraction or exponent; one beyond the double range (``1e400``, which
+    Python reads as infinity and would write back as ``Infinity``) is refused (RFC 8259 §6)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number beyond the double range")
+    return value
+
+
 def _within_depth(value: object, limit: int) -> bool:
     """Whether no array or object in ``value`` lies more than ``limit`` levels deep (iteratively)."""
     stack: list[tuple[object, int]] = [(value, 1)]
@@ -123,16 +133,17 @@ def _within_depth(value: object, limit: int) -> bool:
     return True
 
 
-#: One decoder and one encoder for every frame (``json.loads``/``json.dumps`` with options build
-#: a new one per call).
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+#: One decoder and one encoder for every frame and HTTP body (``json.loads``/``json.dumps`` with
+#: options build a new one per call); neither reads nor writes a non-finite number.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
     """``text`` as a JSON object (RFC 8259) nested at most :data:`MAX_DEPTH` levels deep.
 
-    ``bad_json`` when it is not JSON (``NaN`` and ``Infinity`` included), ``bad_message``
+    ``bad_json`` when it is not JSON (``NaN``, ``Infinity`` and numbers beyond the double
+    range such as ``1e400`` included), ``bad_message``
     when it is not an object or nests too deeply. Never a ``RecursionError``.
     """
     try:
@@ -162,8 +173,15 @@ def parse_frame(text: str) -> dict[str, Any]:
 
 
 def dump_frame(frame: dict[str, Any]) -> str:
-    """Compact JSON of a frame whose values are already wire-ready (base64 strings)."""
-    return _ENCODER.encode(frame)
+    """Compact JSON of a frame whose values are already wire-ready (base64 strings).
+
+    ``bad_message`` when a value is not JSON: a non-finite float, or a type JSON lacks.
+    """
+    try:
+        return _ENCODER.encode(frame)
+    except (ValueError, TypeError):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "a frame holds a value that is not JSON "
+                             "(NaN, Infinity or a non-JSON type)") from None
 
 
 def decode_binary_fields(frame: dict[str, Any]) -> dict[str, Any]:

@@ -41,7 +41,8 @@ from mls.inspection import ContentType
 from . import protocol as p
 from .config import ServerConfig
 from .errors import ErrorCode, SignalingError
-from .http_api import TOO_MANY_CONNECTIONS, add_http_routes, error_response
+from .http_api import (TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, PathAccessLogger, add_http_routes,
+                       error_response)
 from .mls_header import check_mls_header
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, AbandonCheck, Admission, Append, Member, Room
@@ -102,6 +103,9 @@ class SignalingServer:
         self.connections: set[Member] = set()
         #: WebSocket upgrades under way: they count against ``max_connections`` like open ones.
         self._handshakes = 0
+        #: WebSocket connections (upgrades under way included) by remote address: the
+        #: per-address limits; one without an identity has not joined yet.
+        self._by_address: dict[str, set[Member]] = {}
         #: when each room lost its last connection (monotonic; rooms never seen: the start)
         self._started = time.monotonic()
         self._empty_since: dict[str, float] = {}
@@ -157,16 +161,24 @@ class SignalingServer:
             return error_response(SignalingError(
                 TOO_MANY_CONNECTIONS, "the server has reached its connection limit; retry later",
                 limit=cfg.max_connections))
+        address = request.remote or ""
+        refusal = self._address_refusal(address)
+        if refusal is not None:
+            return error_response(refusal)
         # Frames up to twice the limit get a too_large reply; larger ones close with 1009.
         ws = web.WebSocketResponse(protocols=(p.SUBPROTOCOL,), heartbeat=cfg.heartbeat,
                                    max_msg_size=2 * cfg.max_message_bytes)
+        member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames,
+                        cfg.max_queued_bytes, transport=request.transport)
+        self._by_address.setdefault(address, set()).add(member)
         self._handshakes += 1  # counted from the check on, so concurrent upgrades cannot overshoot
         try:
             await ws.prepare(request)
+        except BaseException:
+            self._forget_address(address, member)
+            raise
         finally:
             self._handshakes -= 1
-        member = Member(ws, TokenBucket(cfg.rate_per_second, cfg.rate_burst), cfg.max_queued_frames,
-                        cfg.max_queued_bytes, transport=request.transport)
         self.connections.add(member)
         writer = asyncio.create_task(member.run_writer())
         member.join_deadline = asyncio.get_running_loop().call_later(
@@ -187,11 +199,32 @@ class SignalingServer:
             if not member.closing:
                 member.closing = True
                 member.queue.put_nowait(None)
+            self._forget_address(address, member)
             try:
                 await asyncio.wait_for(writer, timeout=5.0)
             except (TimeoutError, ConnectionError):
                 writer.cancel()
         return ws
+
+    def _address_refusal(self, address: str) -> SignalingError | None:
+        """Why an upgrade from ``address`` is refused (a per-address limit), or None."""
+        cfg, peers = self.config, self._by_address.get(address, set())
+        if len(peers) >= cfg.max_connections_per_address:
+            limit, what = cfg.max_connections_per_address, "open connections"
+        elif sum(peer.identity is None for peer in peers) >= cfg.max_unjoined_per_address:
+            limit, what = cfg.max_unjoined_per_address, "connections not joined yet"
+        else:
+            return None
+        logger.warning("refused a WebSocket upgrade: %d %s from one address", limit, what)
+        return SignalingError(TOO_MANY_FROM_ADDRESS, f"too many {what} from this address; retry later",
+                              limit=limit)
+
+    def _forget_address(self, address: str, member: Member) -> None:
+        peers = self._by_address.get(address)
+        if peers is not None:
+            peers.discard(member)
+            if not peers:
+                del self._by_address[address]
 
     def _join_deadline_passed(self, member: Member) -> None:
         if member.identity is None and not member.closing:
@@ -632,7 +665,9 @@ async def start_server(config: ServerConfig, *, store: Store | None = None,
                        tokens: TokenAuthority | None = None) -> RunningServer:
     """Start a server on ``config.host:config.port`` inside the running event loop."""
     server = SignalingServer(config, store, tokens)
-    runner = web.AppRunner(server.build_app(), handle_signals=False)
+    # keepalive_timeout runs from each connection's start: the bound on a half-sent request head
+    runner = web.AppRunner(server.build_app(), handle_signals=False, access_log_class=PathAccessLogger,
+                           keepalive_timeout=config.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()

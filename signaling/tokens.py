@@ -5,14 +5,21 @@ Format (docs/protocol.md, "Tokens")::
     "mlscall1." base64url(payload) "." base64url(HMAC-SHA256(secret, "mlscall1." base64url(payload)))
 
 with ``payload`` the compact JSON ``{"room": str, "sub": identity, "exp": unix seconds}``.
-The HMAC comes from ``cryptography``; the comparison is constant time.
+The HMAC comes from ``cryptography``; its ``verify`` compares in constant time.
+
+Decoding is strict: both parts must be canonical unpadded base64url (RFC 4648 §5,
+§3.5: no ``=``, no characters of another alphabet, no non-zero trailing bits; each
+part re-encodes to itself), so one token has exactly one spelling; and the claims
+pass the same room and identity rules as a ``join`` request
+(:func:`signaling.protocol.validate_room`, :func:`~signaling.protocol.validate_identity`),
+so a token naming an identity no join could carry is refused even when signed.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,8 +28,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, hmac
 
-from .errors import ErrorCode, TokenError
-from .protocol import validate_identity, validate_room
+from .errors import ErrorCode, SignalingError, TokenError
+from .protocol import dump_frame, parse_json_object, validate_identity, validate_room
 
 TOKEN_PREFIX = "mlscall1."
 SECRET_BYTES = 32
@@ -42,8 +49,17 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
 def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of canonical unpadded base64url ``text``; ``ValueError`` for any other spelling."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url(data) != text:  # non-zero trailing bits: another spelling of the same bytes
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def load_or_create_secret(path: Path | str) -> bytes:
@@ -84,8 +100,7 @@ class TokenAuthority:
         validate_room(room)
         validate_identity(identity)
         expires = int(time.time() if now is None else now) + int(ttl)
-        payload = json.dumps({"room": room, "sub": identity, "exp": expires},
-                             separators=(",", ":"), sort_keys=True).encode()
+        payload = dump_frame({"exp": expires, "room": room, "sub": identity}).encode()
         signed = TOKEN_PREFIX + _b64url(payload)
         return signed + "." + _b64url(self._mac(signed).finalize())
 
@@ -107,14 +122,18 @@ class TokenAuthority:
         except (ValueError, InvalidSignature):
             raise TokenError(ErrorCode.TOKEN_INVALID, "the token signature does not verify") from None
         try:
-            payload = json.loads(_unb64url(signed[len(TOKEN_PREFIX):]))
+            payload = parse_json_object(_unb64url(signed[len(TOKEN_PREFIX):]).decode("utf-8"))
             claims = TokenClaims(room=payload["room"], identity=payload["sub"],
                                  expires=payload["exp"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, SignalingError):
             raise TokenError(ErrorCode.TOKEN_INVALID, "the token payload is malformed") from None
-        if not (isinstance(claims.room, str) and isinstance(claims.identity, str)
-                and isinstance(claims.expires, int)):
+        if not (isinstance(claims.expires, int) and not isinstance(claims.expires, bool)):
             raise TokenError(ErrorCode.TOKEN_INVALID, "the token payload is malformed")
+        try:  # the rules a join applies to what it names
+            validate_room(claims.room)
+            validate_identity(claims.identity)
+        except SignalingError:
+            raise TokenError(ErrorCode.TOKEN_INVALID, "the token names an invalid room or identity") from None
         if (time.time() if now is None else now) >= claims.expires:
             raise TokenError(ErrorCode.TOKEN_EXPIRED, "the token has expired", expired_at=claims.expires)
         if claims.room != room:

@@ -544,7 +544,7 @@ async def test_hostile_commit_race_keeps_one_commit_per_epoch_and_one_order(
 
 async def test_many_connections_within_the_limits(make_server: MakeServer,
                                                   clients: list[SignalingClient]) -> None:
-    server = await make_server(max_participants=40, max_rooms=3)
+    server = await make_server(max_participants=40, max_rooms=3, max_unjoined_per_address=64)
     members = await asyncio.gather(*(joined(server, clients, f"p{i}") for i in range(40)))
     await expect_error(joined(server, clients, "one-too-many"), ErrorCode.ROOM_FULL)
     seqs = await asyncio.gather(*(m.send_application(0, m.identity.encode()) for m in members))
@@ -716,7 +716,8 @@ async def test_http_bad_methods_and_bodies(make_server: MakeServer) -> None:
                            b'{"room": "r", "identity": "x", "ttl": -5}',
                            b'{"room": "r", "identity": "x", "ttl": 1e309}',
                            b'{"room": "r", "identity": "x", "ttl": 99999999999999999999}'):
-            async with http.post(server.url + "/token", data=token_body) as response:
+            async with http.post(server.url + "/token", data=token_body,
+                                 headers={"Content-Type": "application/json"}) as response:
                 assert response.status == 400, token_body
         for identity in ("%00", "a%0Ab", "%E2%80%8B", "x" * 129):
             async with http.post(f"{publish}/{identity}/claim", headers=bearer) as response:

@@ -414,12 +414,11 @@ async def test_http_health_token_and_key_packages(server: RunningServer,
             assert response.status == 403 and (await response.json())["code"] == "wrong_room"
         async with http.post(server.url + "/token", json={"room": "bad room", "identity": "x"}) as response:
             assert response.status == 400
-        async with http.post(server.url + "/token", data=b"{") as response:
+        async with http.post(server.url + "/token", data=b"{",
+                             headers={"Content-Type": "application/json"}) as response:
             assert response.status == 400 and (await response.json())["code"] == "bad_json"
     # the KeyPackage published over HTTP is the one left for a WebSocket claim
-    alice = client_for(server, clients, "alice")
-    await alice.connect()
-    assert await alice.claim_key_package("bob") == b"kp-2"
+    assert await alice.client.claim_key_package("bob") == packages[1]
 
 
 async def test_token_endpoint_can_be_disabled(make_server: Callable[..., Awaitable[RunningServer]]) -> None:
