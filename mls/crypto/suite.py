@@ -250,7 +250,7 @@ def cipher_suite(suite_id: int) -> CipherSuite:
     """The shared ``CipherSuite`` for ``suite_id``; ``UnsupportedCipherSuiteError`` if not 1-7."""
     if isinstance(suite_id, bool) or not isinstance(suite_id, int) or suite_id not in _SUITES:
         raise UnsupportedCipherSuiteError(f"unsupported cipher suite {suite_id!r}")
-    return _make(suite_id)
+    return _make(int(suite_id))  # one shared instance, whether given an int or a CipherSuiteId
 
 
 SUPPORTED_CIPHER_SUITES: tuple[int, ...] = tuple(_SUITES)
