@@ -197,6 +197,15 @@ class SignalingClient:
     async def claim_key_package(self, identity: str) -> bytes:
         return (await self.request(p.KEYPACKAGE_CLAIM, identity=identity))["key_package"]
 
+    async def create_group(self, group_id: bytes, epoch: int, group_info: bytes,
+                           ratchet_tree: bytes | None = None) -> dict[str, Any]:
+        """Register the room's group from its creator's GroupInfo (and tree, unless the GroupInfo
+        carries it); ``wrong_group`` when the room has a group already."""
+        fields: dict[str, Any] = {"group_id": group_id, "epoch": epoch, "group_info": group_info}
+        if ratchet_tree is not None:
+            fields["ratchet_tree"] = ratchet_tree
+        return await self.request(p.GROUP_CREATE, **fields)
+
     async def commit(self, group_id: bytes, epoch: int, commit: bytes, *,
                      welcomes: Mapping[str, bytes] | None = None) -> dict[str, Any]:
         """Submit the commit for ``epoch``; the ack holds its ``seq`` and the new ``epoch``.

@@ -55,6 +55,9 @@ _STATUS: dict[str, int] = {
     ErrorCode.TOKEN_EXPIRED: 401,
     ErrorCode.WRONG_ROOM: 403,
     ErrorCode.NOT_FOUND: 404,
+    ErrorCode.NOT_MEMBER: 403,
+    ErrorCode.IDENTITY_MISMATCH: 403,
+    ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TOO_MANY_KEY_PACKAGES: 409,
     ErrorCode.TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,
@@ -215,8 +218,8 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
     async def claim(request: web.Request) -> web.Response:
         try:
             room = p.validate_room(request.match_info["room"])
-            bearer_identity(request, room)
-            target, key_package = await server.claim_key_package(room, request.match_info["identity"])
+            claimer = bearer_identity(request, room)
+            target, key_package = await server.claim_key_package(room, claimer, request.match_info["identity"])
         except SignalingError as err:
             return error_response(err)
         return json_response({"identity": target, "key_package": p.b64encode(key_package)})

@@ -25,6 +25,8 @@ JOIN = "join"
 LEAVE = "leave"
 KEYPACKAGE_PUBLISH = "keypackage.publish"
 KEYPACKAGE_CLAIM = "keypackage.claim"
+#: The creator registers the room's group: its signed GroupInfo and ratchet tree (RFC 9420 §12.4.3).
+GROUP_CREATE = "group.create"
 COMMIT = "commit"
 PROPOSAL = "proposal"
 APPLICATION = "application"

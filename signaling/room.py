@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .public_state import PublicState
 from .ratelimit import TokenBucket
 from .store import AppendRequest
 
@@ -144,11 +145,18 @@ class Member:
 
 @dataclass(eq=False, slots=True)
 class Append:
-    """A request waiting for the room's sequencer to append it to the log."""
+    """A request waiting for the room's sequencer to append it to the log.
+
+    ``group_id`` is the MLS header's (application messages, whose envelope has
+    none); ``created`` the view a group creation registers, built from the
+    creator's GroupInfo before it was queued.
+    """
 
     member: Member
     rid: Any
     request: AppendRequest
+    group_id: bytes | None = None
+    created: PublicState | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -188,6 +196,13 @@ class Room:
     pending: deque[Append | Admission | AbandonCheck] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sequencer: asyncio.Task[None] | None = None
+    #: identities that joined the room with a valid token while it was live: the only ones a
+    #: commit may add (the server is the authentication service of its rooms)
+    admitted: set[str] = field(default_factory=set)
+    #: the group's keyless view, as the store holds it; read from the store on first use
+    #: (``public_loaded``) and again after the store refused what the view had accepted
+    public: PublicState | None = None
+    public_loaded: bool = False
 
     def submit(self, item: Append | Admission | AbandonCheck) -> None:
         self.pending.append(item)

@@ -13,10 +13,14 @@ before its ``ack`` is sent, and every member receives a room's log entries in
 one order. Joins pass through the same sequencer, so a joiner's catch-up and
 the live fan-out meet without gap or duplicate.
 
-The server handles MLS messages as opaque bytes. ``group_id`` and ``epoch``
-come from the request envelope; when the bytes decode as a PublicMessage or
-PrivateMessage (§6.2, §6.3) an envelope that disagrees with their header is
-refused (:mod:`signaling.mls_header`).
+Handshakes are PublicMessages (§6.2) and application messages
+PrivateMessages (§6.3) whose header agrees with the request envelope
+(:mod:`signaling.mls_header`). The sequencer validates each handshake against
+the room's keyless ``mls.PublicGroup`` and the room's tokens
+(:mod:`signaling.public_state`: the server is the authentication service of
+its rooms) before the store sees it; the view's new state is stored in the
+same transaction as the handshake. Application messages are accepted from
+the group's members only.
 
 Logging records types, rooms, identities, sequence numbers and sizes only:
 never a payload, a token or the secret.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
 import time
@@ -36,7 +41,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from mls.inspection import ContentType
+from mls.errors import MLSError
+from mls.inspection import ContentType, inspect_key_package
 
 from . import protocol as p
 from .config import ServerConfig
@@ -44,11 +50,12 @@ from .errors import ErrorCode, SignalingError
 from .http_api import (TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, PathAccessLogger, add_http_routes,
                        error_response)
 from .mls_header import check_mls_header
+from .public_state import PublicState
 from .ratelimit import TokenBucket
 from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, AbandonCheck, Admission, Append, Member, Room
 from .sqlite_store import SQLiteStore
-from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, RoomGroup, LogEntry,
-                    Outcome, ProposalRequest, Store, WelcomeRecord)
+from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
+                    LogEntry, Outcome, ProposalRequest, RoomGroup, Store, WelcomeRecord)
 from .tokens import TokenAuthority, load_or_create_secret
 
 logger = logging.getLogger("signaling")
@@ -60,6 +67,9 @@ _MAX_BATCH = 256
 
 #: Seconds before an abandoned-room check that failed (a store error) runs again.
 _ABANDON_RETRY = 1.0
+
+#: Claimers whose claim buckets are kept; beyond it they start afresh (full buckets).
+_MAX_CLAIMERS = 10_000
 
 #: The field of an event frame that carries the entry's MLS bytes.
 _BODY_FIELD = {
@@ -109,11 +119,14 @@ class SignalingServer:
         #: when each room lost its last connection (monotonic; rooms never seen: the start)
         self._started = time.monotonic()
         self._empty_since: dict[str, float] = {}
+        #: KeyPackage claims per (room, claimer): token buckets
+        self._claims: dict[tuple[str, str], TokenBucket] = {}
         self._handlers: dict[str, Handler] = {
             p.JOIN: self._on_join,
             p.LEAVE: self._on_leave,
             p.KEYPACKAGE_PUBLISH: self._on_keypackage_publish,
             p.KEYPACKAGE_CLAIM: self._on_keypackage_claim,
+            p.GROUP_CREATE: self._on_group_create,
             p.COMMIT: self._on_commit,
             p.PROPOSAL: self._on_proposal,
             p.APPLICATION: self._on_application,
@@ -320,19 +333,83 @@ class SignalingServer:
             if isinstance(item, AbandonCheck):
                 await self._run_abandon_check(room)
                 continue
-            batch = [item]
-            while room.pending and isinstance(room.pending[0], Append) and len(batch) < _MAX_BATCH:
-                batch.append(room.pending.popleft())  # type: ignore[arg-type]
+            run = [item]
+            while room.pending and isinstance(room.pending[0], Append) and len(run) < _MAX_BATCH:
+                run.append(room.pending.popleft())  # type: ignore[arg-type]
+            batch = [append for append in [await self._validate(room, a) for a in run] if append is not None]
+            if not batch:
+                continue
             try:
                 results = await self.store.append(room.name, [a.request for a in batch])
             except Exception:
                 logger.exception("store append failed in room %s (%d requests)", room.name, len(batch))
+                room.public_loaded = False  # the view ran ahead of the store: read it again
                 for append in batch:
                     self._error(append.member, append.rid,
                                 SignalingError(ErrorCode.INTERNAL, "internal server error"))
                 continue
             for append, result in zip(batch, results):
+                if result.outcome is not Outcome.ACCEPTED and not isinstance(append.request, ApplicationRequest):
+                    room.public_loaded = False  # another server sharing the store moved the group on
                 await self._deliver(room, append, result)
+
+    # -- the room's public view of its group -----------------------------------------------
+
+    async def _public_state(self, room: Room) -> PublicState | None:
+        """The room's keyless view of its group, read from the store when not in memory."""
+        if not room.public_loaded:
+            encoded = await self.store.public_group(room.name)
+            room.public = None if encoded is None else PublicState.load(encoded)
+            room.public_loaded = True
+        return room.public
+
+    async def _validate(self, room: Room, append: Append) -> Append | None:
+        """``append`` with the view's new state, if the room's view accepts it; else answer the
+        refusal (the view unchanged) and None. Runs in the sequencer, in log order."""
+        if not self.config.validate_handshakes:
+            return append
+        request = append.request
+        try:
+            state = await self._public_state(room)
+            if isinstance(request, ApplicationRequest):
+                if state is None or not state.is_member(request.sender):
+                    raise SignalingError(ErrorCode.NOT_MEMBER,
+                                         "application messages come from members of the room's group")
+                if append.group_id != state.group.group_id:
+                    raise SignalingError(ErrorCode.WRONG_GROUP, "this room carries another group",
+                                         epoch=state.group.epoch)
+                return append
+            if isinstance(request, GroupCreateRequest):
+                if state is not None:
+                    raise SignalingError(ErrorCode.WRONG_GROUP, "this room carries a group already",
+                                         epoch=state.group.epoch)
+                assert append.created is not None
+                room.public = append.created
+                return Append(append.member, append.rid,
+                              dataclasses.replace(request, public_group=append.created.encoded))
+            if state is None:
+                raise SignalingError(ErrorCode.NO_GROUP, "no group yet: its creator registers it first")
+            if request.group_id != state.group.group_id:
+                raise SignalingError(ErrorCode.WRONG_GROUP, "this room carries another group",
+                                     epoch=state.group.epoch)
+            if request.epoch != state.group.epoch:
+                raise SignalingError(ErrorCode.CONFLICT,
+                                     f"conflict, the group is now at epoch {state.group.epoch}",
+                                     epoch=state.group.epoch)
+            if isinstance(request, ProposalRequest):
+                encoded = state.proposal(request.sender, request.proposal)
+            else:
+                encoded = state.commit(request.sender, request.commit, request.welcomes, room.admitted)
+            return Append(append.member, append.rid, dataclasses.replace(request, public_group=encoded))
+        except SignalingError as err:
+            logger.info("%s refused room=%s identity=%s code=%s", type(request).__name__, room.name,
+                        request.sender, err.code)
+            self._error(append.member, append.rid, err)
+        except Exception:
+            logger.exception("validation failed in room %s", room.name)
+            room.public_loaded = False
+            self._error(append.member, append.rid, SignalingError(ErrorCode.INTERNAL, "internal server error"))
+        return None
 
     async def _deliver(self, room: Room, append: Append, result: AppendResult) -> None:
         """Fan out one durable result and answer its sender."""
@@ -343,6 +420,11 @@ class SignalingServer:
                         result.outcome.value)
             self._error(member, append.rid, self._refusal(result))
             return
+        if isinstance(request, GroupCreateRequest):  # the others here are not members (yet)
+            room.waiting = set(room.members) - {member.identity or ""}
+            await member.deliver(p.dump_frame({"type": p.ACK, "re": append.rid, "epoch": result.epoch}))
+            logger.info("group created room=%s epoch=%d", room.name, request.epoch)
+            return
         first, *welcomes = result.entries
         if isinstance(request, ApplicationRequest):
             await room.deliver(event_frame(first), exclude=member)
@@ -351,8 +433,6 @@ class SignalingServer:
             return
         await room.deliver(event_frame(first))
         if isinstance(request, CommitRequest):  # its sender is a member of the group
-            if request.epoch == 0:  # the room's first commit: the others here are not (yet)
-                room.waiting = set(room.members)
             room.waiting.discard(member.identity or "")
         for entry in welcomes:
             room.waiting.discard(entry.recipient or "")
@@ -425,6 +505,7 @@ class SignalingServer:
             member.join_deadline.cancel()
         member.identity, member.room = identity, room
         room.members[identity] = member
+        room.admitted.add(identity)
         if waiting:
             room.waiting.add(identity)
         else:
@@ -460,6 +541,7 @@ class SignalingServer:
         """Drop the abandoned group of ``room`` and tell the newcomers waiting there
         (everyone connected): docs/protocol.md, abandoned rooms."""
         await self.store.reset_group(room.name)
+        room.public, room.public_loaded = None, True
         self._empty_since.pop(room.name, None)
         room.waiting.clear()
         logger.info("room=%s: abandoned group dropped; newcomers start afresh", room.name)
@@ -534,10 +616,22 @@ class SignalingServer:
     # -- KeyPackage directory --------------------------------------------------------------
 
     async def publish_key_packages(self, room: str, identity: str, raw: object) -> tuple[int, int]:
-        """Store the base64 KeyPackages in ``raw``; (stored, available). Shared with HTTP."""
+        """Store the base64 KeyPackages in ``raw``; (stored, available). Shared with HTTP.
+
+        Each must be a KeyPackage (RFC 9420 §10) whose leaf's basic credential names
+        ``identity``, the publisher's token identity; otherwise none is stored.
+        """
         if not isinstance(raw, list) or not raw:
             raise SignalingError(ErrorCode.BAD_MESSAGE, "key_packages must be a non-empty list")
         bodies = [p.b64decode_field({"key_package": item}, "key_package") for item in raw]
+        for body in bodies:
+            try:
+                credential = inspect_key_package(body).credential
+            except MLSError:
+                raise SignalingError(ErrorCode.BAD_MESSAGE, "key_packages: not an MLS KeyPackage") from None
+            if credential.identity != identity.encode():
+                raise SignalingError(ErrorCode.IDENTITY_MISMATCH,
+                                     "a KeyPackage's credential must name its publisher's token identity")
         available = await self.store.publish_key_packages(room, identity, bodies,
                                                           self.config.max_key_packages)
         if available is None:
@@ -547,9 +641,20 @@ class SignalingServer:
         logger.info("keypackages published room=%s identity=%s count=%d", room, identity, len(bodies))
         return len(bodies), available
 
-    async def claim_key_package(self, room: str, identity: object) -> tuple[str, bytes]:
-        """Atomically take one KeyPackage of ``identity``. Shared with HTTP."""
+    async def claim_key_package(self, room: str, claimer: str, identity: object) -> tuple[str, bytes]:
+        """Atomically take one KeyPackage of ``identity`` for ``claimer``, a member of the room's
+        group, within its claim rate (``claim_rate``, ``claim_burst``). Shared with HTTP."""
         target = p.validate_identity(identity)
+        bucket = self._claims.get((room, claimer))
+        if bucket is None:
+            if len(self._claims) >= _MAX_CLAIMERS:
+                self._claims.clear()
+            bucket = self._claims[room, claimer] = TokenBucket(self.config.claim_rate, self.config.claim_burst)
+        if not bucket.allow():
+            raise SignalingError(ErrorCode.RATE_LIMITED, "too many KeyPackage claims; slow down",
+                                 rate_per_second=self.config.claim_rate)
+        if self.config.validate_handshakes and not await self._is_member(room, claimer):
+            raise SignalingError(ErrorCode.NOT_MEMBER, "only members of the room's group claim KeyPackages")
         body = await self.store.claim_key_package(room, target)
         if body is None:
             raise SignalingError(ErrorCode.NOT_FOUND, "no KeyPackage available for this identity")
@@ -562,9 +667,17 @@ class SignalingServer:
                                                             msg.get("key_packages"))
         self._ack(member, rid, stored=stored, available=available)
 
+    async def _is_member(self, room: str, identity: str) -> bool:
+        """Whether ``identity`` has a leaf in the group of ``room`` (as the store holds it)."""
+        live = self.rooms.get(room)
+        if live is not None and live.public_loaded:
+            return live.public is not None and live.public.is_member(identity)
+        encoded = await self.store.public_group(room)
+        return encoded is not None and PublicState.load(encoded).is_member(identity)
+
     async def _on_keypackage_claim(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
-        assert member.room is not None
-        target, body = await self.claim_key_package(member.room.name, msg.get("identity"))
+        assert member.room is not None and member.identity is not None
+        target, body = await self.claim_key_package(member.room.name, member.identity, msg.get("identity"))
         self._ack(member, rid, identity=target, key_package=p.b64encode(body))
 
     # -- the handshake log and application messages ----------------------------------------
@@ -577,7 +690,7 @@ class SignalingServer:
         if result.outcome is Outcome.WRONG_GROUP:
             return SignalingError(ErrorCode.WRONG_GROUP, "this room carries another group",
                                   epoch=result.epoch)
-        return SignalingError(ErrorCode.NO_GROUP, "no group yet: the first commit registers it")
+        return SignalingError(ErrorCode.NO_GROUP, "no group yet: its creator registers it first")
 
     def _welcomes(self, raw: object) -> tuple[WelcomeRecord, ...]:
         """The Welcomes of a commit: one per added member (§12.4.3.1), so distinct and at most a roomful."""
@@ -603,6 +716,19 @@ class SignalingServer:
         assert epoch is not None
         return epoch
 
+    async def _on_group_create(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        """The creator registers the room's group: its GroupInfo (and ratchet tree unless the
+        GroupInfo carries it, §12.4.3.3) describe a group of one leaf, the creator's."""
+        assert member.room is not None and member.identity is not None
+        group_id, epoch = p.b64decode_field(msg, "group_id"), self._epoch(msg)
+        tree = p.b64decode_field(msg, "ratchet_tree") if msg.get("ratchet_tree") is not None else None
+        created = None
+        if self.config.validate_handshakes:
+            created = PublicState.create(member.identity, group_id, epoch,
+                                         p.b64decode_field(msg, "group_info"), tree)
+        request = GroupCreateRequest(member.identity, group_id, epoch)
+        self._submit(member.room, Append(member, rid, request, created=created))
+
     async def _on_commit(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None
         request = CommitRequest(member.identity, p.b64decode_field(msg, "group_id"), self._epoch(msg),
@@ -620,8 +746,8 @@ class SignalingServer:
     async def _on_application(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None
         request = ApplicationRequest(member.identity, self._epoch(msg), p.b64decode_field(msg, "ciphertext"))
-        check_mls_header(request.ciphertext, "ciphertext", ContentType.APPLICATION, request.epoch)
-        self._submit(member.room, Append(member, rid, request))
+        group_id = check_mls_header(request.ciphertext, "ciphertext", ContentType.APPLICATION, request.epoch)
+        self._submit(member.room, Append(member, rid, request, group_id=group_id))
 
     # -- WebRTC signaling relay ------------------------------------------------------------
 

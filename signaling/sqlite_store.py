@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, RoomGroup,
-                    LogEntry, Outcome, ProposalRequest)
+from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, GroupCreateRequest,
+                    LogEntry, Outcome, ProposalRequest, RoomGroup)
 
 T = TypeVar("T")
 
@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS rooms (
     epoch INTEGER,
     last_seq INTEGER NOT NULL DEFAULT 0,
     pruned_seq INTEGER NOT NULL DEFAULT 0,
-    pruned_epoch INTEGER NOT NULL DEFAULT -1
+    pruned_epoch INTEGER NOT NULL DEFAULT -1,
+    public_group BLOB
 );
 CREATE TABLE IF NOT EXISTS log (
     room TEXT NOT NULL,
@@ -62,6 +63,7 @@ CREATE INDEX IF NOT EXISTS key_packages_owner ON key_packages(room, identity, id
 _ADDED_ROOM_COLUMNS = {
     "pruned_seq": "INTEGER NOT NULL DEFAULT 0",
     "pruned_epoch": "INTEGER NOT NULL DEFAULT -1",
+    "public_group": "BLOB",
 }
 
 _ROOM_STATE = "SELECT group_id, epoch, last_seq, pruned_seq, pruned_epoch FROM rooms WHERE room = ?"
@@ -194,7 +196,15 @@ class SQLiteStore:
         results: list[AppendResult] = []
         rows: list[LogEntry] = []
         group_id, epoch, seq = self._room_row(db, room)
+        public_group: bytes | None = None  # the newest accepted state, written once at the end
         for request in requests:
+            if isinstance(request, GroupCreateRequest):
+                if group_id is not None:
+                    results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
+                    continue
+                group_id, epoch, public_group = request.group_id, request.epoch, request.public_group
+                results.append(AppendResult(Outcome.ACCEPTED, epoch))
+                continue
             if isinstance(request, ApplicationRequest):
                 entries = [LogEntry(room, seq + 1, EntryKind.APPLICATION, request.sender,
                                     request.epoch, request.ciphertext)]
@@ -210,11 +220,16 @@ class SQLiteStore:
                     continue
                 entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
                                     request.proposal, group_id)]
+                public_group = request.public_group or public_group
             else:
-                if epoch is not None and epoch != request.epoch:
+                if group_id is None:
+                    results.append(AppendResult(Outcome.NO_GROUP, None))
+                    continue
+                if epoch != request.epoch:
                     results.append(AppendResult(Outcome.CONFLICT, epoch))
                     continue
-                group_id, epoch = request.group_id, request.epoch + 1
+                epoch = request.epoch + 1
+                public_group = request.public_group or public_group
                 entries = [LogEntry(room, seq + 1, EntryKind.COMMIT, request.sender, request.epoch,
                                     request.commit, group_id)]
                 for welcome in request.welcomes:
@@ -228,6 +243,8 @@ class SQLiteStore:
                                       e.recipient) for e in rows])
         db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
                    (group_id, epoch, seq, room))
+        if public_group is not None:
+            db.execute("UPDATE rooms SET public_group = ? WHERE room = ?", (public_group, room))
         if self._log_epochs is not None and epoch is not None and any(
                 e.kind is EntryKind.COMMIT for e in rows):
             self._prune(db, room, epoch - self._log_epochs - 1)
@@ -268,6 +285,14 @@ class SQLiteStore:
                                (room, recipient)).fetchone()
         return row[0]
 
+    async def public_group(self, room: str) -> bytes | None:
+        return await self._run(self._public_group, room)
+
+    def _public_group(self, room: str) -> bytes | None:
+        assert self._db is not None
+        row = self._db.execute("SELECT public_group FROM rooms WHERE room = ?", (room,)).fetchone()
+        return None if row is None else row[0]
+
     async def reset_group(self, room: str) -> None:
         await self._run(self._reset_group, room)
 
@@ -275,8 +300,8 @@ class SQLiteStore:
         with self._transaction() as db:
             db.execute("DELETE FROM log WHERE room = ?", (room,))
             db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
-            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_seq = 0, pruned_epoch = -1"
-                       " WHERE room = ?", (room,))
+            db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_seq = 0, pruned_epoch = -1,"
+                       " public_group = NULL WHERE room = ?", (room,))
 
     # -- KeyPackage directory --------------------------------------------------------------
 

@@ -5,6 +5,10 @@ so the server can acknowledge it right away. The compare-and-set on the group
 epoch lives here, not in the server, so that several servers sharing one store
 still accept exactly one commit per epoch (RFC 9420 §14: the delivery service
 orders handshake messages; §12.4 a commit moves the group from epoch n to n+1).
+Each room also keeps the state of its keyless ``mls.PublicGroup`` (§12.4.2),
+written in the same transaction as the handshake that produced it, so that a
+restarted server validates the next handshake against the state its last
+acknowledged one left.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class LogEntry:
 
 @dataclass(frozen=True, slots=True)
 class RoomGroup:
-    """The group a room carries: ``None`` fields until its first commit registers it."""
+    """The group a room carries: ``None`` fields until its creator registers it."""
 
     group_id: bytes | None
     epoch: int | None
@@ -73,24 +77,43 @@ class WelcomeRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupCreateRequest:
+    """The room's group registered by its creator at ``epoch``: ``public_group`` is the
+    keyless view built from the creator's GroupInfo and ratchet tree (§12.4.3)."""
+
+    sender: str
+    group_id: bytes
+    epoch: int
+    public_group: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class CommitRequest:
-    """A commit for ``epoch`` (§12.4), with the Welcomes for the members it adds."""
+    """A commit for ``epoch`` (§12.4), with the Welcomes for the members it adds.
+
+    ``public_group`` is the room's PublicGroup after the commit (``to_bytes``),
+    stored with it; ``None`` leaves the stored state as it is (a server that
+    does not validate, benchmarks only).
+    """
 
     sender: str
     group_id: bytes
     epoch: int
     commit: bytes = field(repr=False)
     welcomes: tuple[WelcomeRecord, ...] = ()
+    public_group: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalRequest:
-    """A standalone proposal (§12.1) sent in ``epoch``."""
+    """A standalone proposal (§12.1) sent in ``epoch``; ``public_group`` as for a commit
+    (the PublicGroup caches the proposal until the epoch's commit)."""
 
     sender: str
     group_id: bytes
     epoch: int
     proposal: bytes = field(repr=False)
+    public_group: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +125,7 @@ class ApplicationRequest:
     ciphertext: bytes = field(repr=False)
 
 
-AppendRequest = CommitRequest | ProposalRequest | ApplicationRequest
+AppendRequest = GroupCreateRequest | CommitRequest | ProposalRequest | ApplicationRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,12 +149,16 @@ class Store(Protocol):
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
         """Apply ``requests`` in order, atomically and durably; one result per request.
 
-        A commit is accepted iff the room's group is ``group_id`` at ``epoch``
-        (a room without a group registers ``group_id`` at ``epoch``): the first
-        commit for an epoch wins, later ones get ``CONFLICT`` with the current
-        epoch. The commit moves the group to ``epoch + 1``; it and then its
-        Welcomes (at ``epoch + 1``) take the next sequence numbers. A proposal
-        needs the group at ``epoch``. Application messages are always accepted.
+        A group creation is accepted iff the room has no group (else
+        ``WRONG_GROUP``); it registers ``group_id`` at ``epoch`` and logs
+        nothing. A commit is accepted iff the room's group is ``group_id`` at
+        ``epoch`` (``NO_GROUP`` without a group): the first commit for an epoch
+        wins, later ones get ``CONFLICT`` with the current epoch. The commit
+        moves the group to ``epoch + 1``; it and then its Welcomes (at
+        ``epoch + 1``) take the next sequence numbers. A proposal needs the
+        group at ``epoch``. An accepted request's ``public_group`` (when not
+        ``None``) becomes the room's stored PublicGroup in the same
+        transaction. Application messages are always accepted.
 
         A store keeping ``log_epochs`` epochs prunes, once a commit moves the
         group to epoch ``E``, every entry sequenced before the commit that
@@ -151,9 +178,13 @@ class Store(Protocol):
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None: ...
 
+    async def public_group(self, room: str) -> bytes | None:
+        """The room's stored PublicGroup (``PublicGroup.to_bytes``), ``None`` without a group."""
+        ...
+
     async def reset_group(self, room: str) -> None:
-        """Forget the room's group: its log entries and KeyPackages go, the room has no
-        group again and nothing pruned (a catch-up meets the new group, not a refusal);
+        """Forget the room's group: its log entries, KeyPackages and PublicGroup go, the room
+        has no group again and nothing pruned (a catch-up meets the new group, not a refusal);
         sequence numbers keep counting up."""
         ...
 

@@ -1,4 +1,5 @@
-"""The SQLite delivery-service store: epoch compare-and-set, log reads, KeyPackages, reopen."""
+"""The SQLite delivery-service store: group creation, epoch compare-and-set, the PublicGroup state
+written with the handshake that produced it, log reads, KeyPackages, reopen."""
 
 from __future__ import annotations
 
@@ -9,15 +10,21 @@ from pathlib import Path
 import pytest
 
 from signaling.sqlite_store import SQLiteStore
-from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, Outcome,
-                             ProposalRequest, WelcomeRecord)
+from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
+                             Outcome, ProposalRequest, WelcomeRecord)
 
 GROUP = b"group-1"
 
 
+async def create(store: SQLiteStore, room: str, epoch: int = 0, group_id: bytes = GROUP,
+                 public: bytes | None = b"public@create") -> AppendResult:
+    (result,) = await store.append(room, [GroupCreateRequest("alice", group_id, epoch, public)])
+    return result
+
+
 async def commit(store: SQLiteStore, room: str, sender: str, group_id: bytes, epoch: int, body: bytes,
-                 welcomes: tuple[WelcomeRecord, ...] = ()) -> AppendResult:
-    (result,) = await store.append(room, [CommitRequest(sender, group_id, epoch, body, welcomes)])
+                 welcomes: tuple[WelcomeRecord, ...] = (), public: bytes | None = None) -> AppendResult:
+    (result,) = await store.append(room, [CommitRequest(sender, group_id, epoch, body, welcomes, public)])
     return result
 
 
@@ -39,7 +46,15 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     await s.close()
 
 
-async def test_first_commit_registers_group_and_cas_holds(store: SQLiteStore) -> None:
+async def test_group_creation_then_commits_with_compare_and_set(store: SQLiteStore) -> None:
+    early = await commit(store, "r", "alice", GROUP, 3, b"c3")
+    assert (early.outcome, early.entries) == (Outcome.NO_GROUP, ())  # its creator registers it first
+    created = await create(store, "r", 3)
+    assert (created.outcome, created.epoch, created.entries) == (Outcome.ACCEPTED, 3, ())
+    assert await store.public_group("r") == b"public@create"
+    other = await create(store, "r", 0, b"mallory's group", b"public@mallory")
+    assert (other.outcome, other.epoch) == (Outcome.WRONG_GROUP, 3)
+    assert await store.public_group("r") == b"public@create"
     first = await commit(store, "r", "alice", GROUP, 3, b"c3", (WelcomeRecord("bob", b"w"),))
     assert first.outcome is Outcome.ACCEPTED and first.epoch == 4
     assert [(e.seq, e.kind, e.epoch, e.recipient) for e in first.entries] == [
@@ -54,7 +69,29 @@ async def test_first_commit_registers_group_and_cas_holds(store: SQLiteStore) ->
     assert (state.group_id, state.epoch, state.last_seq) == (GROUP, 4, 2)
 
 
+async def test_the_public_group_moves_only_with_an_accepted_handshake(store: SQLiteStore) -> None:
+    await create(store, "r")
+    assert (await commit(store, "r", "alice", GROUP, 0, b"c0", public=b"public@1")).outcome is Outcome.ACCEPTED
+    assert await store.public_group("r") == b"public@1"
+    assert (await commit(store, "r", "bob", GROUP, 0, b"late", public=b"public@late")).outcome is Outcome.CONFLICT
+    (wrong,) = await store.append("r", [ProposalRequest("bob", b"other", 1, b"p", b"public@other")])
+    assert wrong.outcome is Outcome.WRONG_GROUP
+    assert await store.public_group("r") == b"public@1"
+    (proposal,) = await store.append("r", [ProposalRequest("bob", GROUP, 1, b"p", b"public@1+p")])
+    assert proposal.outcome is Outcome.ACCEPTED and await store.public_group("r") == b"public@1+p"
+    # several in one transaction: the state of the last accepted one is what stays
+    results = await store.append("r", [CommitRequest("alice", GROUP, 1, b"c1", (), b"public@2"),
+                                       CommitRequest("bob", GROUP, 1, b"loser", (), b"public@loser"),
+                                       ApplicationRequest("alice", 2, b"m")])
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.CONFLICT, Outcome.ACCEPTED]
+    assert await store.public_group("r") == b"public@2"
+    assert await store.public_group("elsewhere") is None
+    await store.reset_group("r")
+    assert await store.public_group("r") is None and (await create(store, "r", 0, b"new")).epoch == 0
+
+
 async def test_concurrent_commits_one_winner(store: SQLiteStore) -> None:
+    await create(store, "r")
     await commit(store, "r", "alice", GROUP, 0, b"c0")
     results = await asyncio.gather(*(commit(store, "r", f"m{i}", GROUP, 1, b"c")
                                      for i in range(10)))
@@ -64,6 +101,7 @@ async def test_concurrent_commits_one_winner(store: SQLiteStore) -> None:
 
 async def test_proposals_need_the_current_epoch(store: SQLiteStore) -> None:
     assert (await propose(store, "r", 0)).outcome is Outcome.NO_GROUP
+    await create(store, "r")
     await commit(store, "r", "a", GROUP, 0, b"c0")
     assert (await propose(store, "r", 0)).outcome is Outcome.CONFLICT
     accepted = await propose(store, "r", 1)
@@ -74,6 +112,7 @@ async def test_a_batch_applies_in_order_in_one_transaction(store: SQLiteStore) -
     results = await store.append("r", [
         ApplicationRequest("alice", 0, b"m0"),
         ProposalRequest("alice", GROUP, 0, b"too-early"),
+        GroupCreateRequest("alice", GROUP, 0, b"public@0"),
         CommitRequest("alice", GROUP, 0, b"c0"),
         CommitRequest("bob", GROUP, 0, b"loser"),
         ProposalRequest("bob", GROUP, 1, b"p1"),
@@ -82,9 +121,9 @@ async def test_a_batch_applies_in_order_in_one_transaction(store: SQLiteStore) -
         ApplicationRequest("bob", 2, b"m2"),
     ])
     assert [r.outcome for r in results] == [
-        Outcome.ACCEPTED, Outcome.NO_GROUP, Outcome.ACCEPTED, Outcome.CONFLICT, Outcome.ACCEPTED,
-        Outcome.WRONG_GROUP, Outcome.ACCEPTED, Outcome.ACCEPTED]
-    assert [r.epoch for r in results] == [None, None, 1, 1, 1, 1, 2, 2]
+        Outcome.ACCEPTED, Outcome.NO_GROUP, Outcome.ACCEPTED, Outcome.ACCEPTED, Outcome.CONFLICT,
+        Outcome.ACCEPTED, Outcome.WRONG_GROUP, Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert [r.epoch for r in results] == [None, None, 0, 1, 1, 1, 1, 2, 2]
     assert [e.seq for r in results for e in r.entries] == [1, 2, 3, 4, 5, 6]
     assert [e.body for e in await store.read_log("r", "carol")] == [b"m0", b"c0", b"p1", b"c1", b"w", b"m2"]
     state = await store.group_state("r")
@@ -92,6 +131,7 @@ async def test_a_batch_applies_in_order_in_one_transaction(store: SQLiteStore) -
 
 
 async def test_read_log_filters(store: SQLiteStore) -> None:
+    await create(store, "r")
     await commit(store, "r", "alice", GROUP, 0, b"c0", (WelcomeRecord("bob", b"w-bob"),
                                                          WelcomeRecord("carol", b"w-carol")))
     await send(store, "r", "alice", 1, b"m1")
@@ -121,14 +161,15 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     path = tmp_path / "reopen.db"
     s = SQLiteStore(path, synchronous="FULL")
     await s.open()
-    await commit(s, "r", "alice", GROUP, 0, b"c0")
+    await create(s, "r")
+    await commit(s, "r", "alice", GROUP, 0, b"c0", public=b"public@1")
     await send(s, "r", "alice", 1, b"m")
     await s.publish_key_packages("r", "bob", [b"k"], limit=8)
     await s.close()
     s = SQLiteStore(path)
     await s.open()
     try:
-        assert (await s.group_state("r")).epoch == 1
+        assert (await s.group_state("r")).epoch == 1 and await s.public_group("r") == b"public@1"
         assert [e.body for e in await s.read_log("r", "bob")] == [b"c0", b"m"]
         assert await s.claim_key_package("r", "bob") == b"k"
         assert (await commit(s, "r", "bob", GROUP, 0, b"late")).outcome is Outcome.CONFLICT
@@ -141,6 +182,7 @@ async def test_a_store_keeping_n_epochs_prunes_what_came_before(tmp_path: Path) 
     await store.open()
     try:
         seqs = {}
+        await create(store, "r")
         for epoch in range(6):  # epoch e: a message, then the commit moving to e + 1
             await send(store, "r", "bob", epoch, b"m%d" % epoch)
             seqs[epoch] = (await commit(store, "r", "alice", GROUP, epoch, b"c%d" % epoch)).entries[0].seq
