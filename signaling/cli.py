@@ -1,7 +1,9 @@
 """``mlscall serve``: run the signaling server and MLS delivery service.
 
 On start it prints one line ``listening on http://HOST:PORT`` to stdout
-(``--port 0`` picks a free port). The token secret lives in ``--secret-file``
+(``--port 0`` picks a free port). The call page takes a room token in its URL
+fragment (``/?room=R#token=T``), never in the query string; the access log
+records paths without query strings. The token secret lives in ``--secret-file``
 (default: the database path plus ``.secret``), created on first run.
 """
 
@@ -56,6 +58,27 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections,
                         help="WebSocket connections open at once, joined or not; beyond it "
                              "upgrades get HTTP 503 (default %(default)s)")
+    parser.add_argument("--max-connections-per-address", type=int,
+                        default=_DEFAULTS.max_connections_per_address, metavar="N",
+                        help="WebSocket connections one remote address may hold open; beyond it "
+                             "upgrades get HTTP 429 (default %(default)s; behind a reverse proxy every "
+                             "client shares its address: raise it and limit per client there)")
+    parser.add_argument("--max-unjoined-per-address", type=int,
+                        default=_DEFAULTS.max_unjoined_per_address, metavar="N",
+                        help="of those, connections that have not joined a room yet "
+                             "(default %(default)s)")
+    parser.add_argument("--join-timeout", type=float, default=_DEFAULTS.join_timeout,
+                        help="seconds a WebSocket gets to join a room before it is closed "
+                             "(default %(default)s)")
+    parser.add_argument("--header-timeout", type=float, default=_DEFAULTS.header_timeout,
+                        help="seconds a TCP connection gets to send a complete request head, and an "
+                             "idle keep-alive connection its next one (default %(default)s)")
+    parser.add_argument("--allowed-host", action="append", default=[], metavar="HOST[:PORT]",
+                        help="a Host header value to answer besides localhost, 127.0.0.1 and [::1] "
+                             "with the server's port (repeatable; the public name behind a proxy)")
+    parser.add_argument("--allowed-origin", action="append", default=[], metavar="SCHEME://HOST[:PORT]",
+                        help="a browser Origin allowed on /ws, /token and the KeyPackage routes besides "
+                             "http(s) origins of allowed hosts (repeatable)")
     parser.add_argument("--abandon-after", type=float, default=_DEFAULTS.abandon_after,
                         help="seconds after which a room with no member of its group connected "
                              "is started afresh for its newcomers: its group, log and KeyPackages "
@@ -78,6 +101,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_participants=args.max_participants, max_key_packages=args.max_key_packages,
         max_queued_frames=args.max_queued_frames, max_queued_bytes=args.max_queued_bytes,
         max_connections=args.max_connections, abandon_after=args.abandon_after,
+        max_connections_per_address=args.max_connections_per_address,
+        max_unjoined_per_address=args.max_unjoined_per_address, join_timeout=args.join_timeout,
+        header_timeout=args.header_timeout, allowed_hosts=tuple(args.allowed_host),
+        allowed_origins=tuple(args.allowed_origin),
         log_epochs=args.log_epochs or None)
 
 

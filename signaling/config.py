@@ -113,8 +113,11 @@ class ServerConfig:
             raise ValueError("max_queued_bytes must be at least twice max_message_bytes")
         if self.rate_per_second <= 0 or self.join_timeout <= 0 or self.header_timeout <= 0:
             raise ValueError("rate_per_second, join_timeout and header_timeout must be positive")
-        self.allowed_hosts = tuple(normalize_host(host) for host in self.allowed_hosts)
-        self.allowed_origins = tuple(normalize_origin(origin) for origin in self.allowed_origins)
+        try:
+            self.allowed_hosts = tuple(normalize_host(host) for host in self.allowed_hosts)
+            self.allowed_origins = tuple(normalize_origin(origin) for origin in self.allowed_origins)
+        except ValueError as err:
+            raise ValueError(f"allowed hosts are name[:port], origins scheme://name[:port]: {err}") from None
         if self.abandon_after < 0:
             raise ValueError("abandon_after must not be negative")
         if self.log_epochs is not None and self.log_epochs < 1:

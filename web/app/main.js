@@ -1,9 +1,11 @@
 /**
  * The call page: a join form (name and room, prefilled from `?room=` and
- * `?name=`), then the call view. Query parameters: `room`, `name`, `token`
- * (a room token; without it the development server's loopback-only
- * `POST /token` mints one), `loopback=1|0` (default: on when the page comes
- * from a loopback host), `video=WIDTHxHEIGHT` (camera size asked for).
+ * `?name=`), then the call view. Query parameters: `room`, `name`,
+ * `loopback=1|0` (default: on when the page comes from a loopback host),
+ * `video=WIDTHxHEIGHT` (camera size asked for). A room token comes in the
+ * URL fragment, `#token=...` (never the query string, which reaches server
+ * logs): it is taken out of the address bar and history at once; without
+ * one the development server's loopback-only `POST /token` mints one.
  *
  * `window.mlscall.call` is the running Call (for the console and the
  * end-to-end tests).
@@ -12,9 +14,10 @@
 
 import { Call } from './call.js';
 import { loopbackMode } from './loopback.js';
-import { defaultWsUrl, fetchToken } from './signaling.js';
+import { defaultWsUrl, fetchToken, takeFragmentToken } from './signaling.js';
 import { CallView } from './ui.js';
 
+const fragmentToken = takeFragmentToken();
 const params = new URLSearchParams(location.search);
 const joinForm = document.getElementById('join');
 const callSection = document.getElementById('call');
@@ -42,7 +45,7 @@ let view = null;
 
 async function join(name, room) {
   stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: videoConstraints() });
-  const token = params.get('token') ?? await fetchToken(location.origin, room, name);
+  const token = fragmentToken ?? await fetchToken(location.origin, room, name);
   const call = new Call({ wsUrl: defaultWsUrl(), room, token, stream, options: { loopback: loopbackMode() } });
   window.mlscall.call = call;
   await call.start();

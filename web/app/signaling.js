@@ -84,6 +84,29 @@ export async function fetchToken(baseUrl, room, identity) {
   return reply.token;
 }
 
+/**
+ * Takes the room token out of the page's address: from the URL fragment
+ * (`#token=...`, which browsers never send to a server, so it reaches no
+ * access log and no Referer), then removes it from the address bar and the
+ * current history entry (`history.replaceState`). A `token` in the query
+ * string is not accepted (query strings reach server logs) but is removed
+ * all the same. Other query and fragment parameters stay.
+ * @param {{href: string}} [location]
+ * @param {{state: unknown, replaceState: (state: unknown, unused: string, url: string) => void}} [history]
+ * @returns {string|null} the token, or null when the fragment names none
+ */
+export function takeFragmentToken(location = globalThis.location, history = globalThis.history) {
+  const url = new URL(location.href);
+  const fragment = new URLSearchParams(url.hash.slice(1));
+  const token = fragment.get('token');
+  if (token === null && !url.searchParams.has('token')) return null;
+  fragment.delete('token');
+  url.searchParams.delete('token');
+  const rest = fragment.toString();
+  history.replaceState(history.state, '', `${url.pathname}${url.search}${rest ? `#${rest}` : ''}`);
+  return token || null;
+}
+
 /** The WebSocket address of the server that served this page. */
 export function defaultWsUrl(location = globalThis.location) {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
