@@ -251,6 +251,9 @@ async def _start_server(kind: str, args: argparse.Namespace, tmp: Path) -> tuple
                    "--static", str(static), "--log-level", "warning",
                    "--max-rooms", str(args.clients // args.room_size + 10),
                    "--max-connections", str(args.clients + 100),
+                   # every client dials from 127.0.0.1: the per-address limits must fit them all
+                   "--max-connections-per-address", str(args.clients + 100),
+                   "--max-unjoined-per-address", str(args.clients + 100),
                    "--rate", str(max(200.0, 20 * args.rate)), "--burst", str(max(400, int(40 * args.rate)))]
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "--role", "baseline"]
