@@ -21,7 +21,6 @@ from mls.wire.key_package import KeyPackage
 from mls.wire.messages import MLSMessage
 
 __all__ = [
-    "BytesArgument",
     "as_bytes",
     "as_credential",
     "as_epoch",
@@ -32,9 +31,6 @@ __all__ = [
     "as_key_packages",
     "decode_message",
 ]
-
-BytesArgument = MLSBytes | bytes | bytearray | memoryview
-
 
 def as_bytes(value: object, what: str, types: Sequence[str] = (), *, text: bool = False) -> bytes:
     """The bytes of ``value``: an ``MLSBytes`` whose type is one of ``types`` (any if empty),

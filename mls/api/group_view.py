@@ -291,6 +291,9 @@ class GroupView:
         aad = as_bytes(authenticated_data, "authenticated_data", text=True)
 
         def operation(state: GroupState) -> tuple[MLSBytes, GroupState]:
+            state.check_active()
+            if state.pending is not None:
+                raise InvalidOperationError("a Commit is pending: merge or discard it before sending application data (§12.4)")
             return MLSBytes("application-message-ciphertext", engine.send_application(state, data, aad)), state
 
         return self._run(operation)
@@ -302,7 +305,8 @@ class GroupView:
         Another member's proposal is answered with a Commit of the pending
         proposals (``type`` ``"commit-output"``, ``commit_output``) when
         ``GroupConfig.commit_received_proposals`` is set, no Commit of ours is
-        pending, the group is active and the proposal does not remove us.
+        pending, the group is active and no pending proposal removes us (a member
+        cannot commit its own removal, §12.2).
         """
         data = as_bytes(message, "message")
 
@@ -316,7 +320,7 @@ class GroupView:
             reinit = staged.reinit if staged is not None else (nxt.reinit if result.own and is_commit else None)
             kind = result.kind.value
             output = None
-            if result.kind is engine.ReceiveKind.PROPOSAL and not result.own and self._answers(nxt, result.content):
+            if result.kind is engine.ReceiveKind.PROPOSAL and not result.own and self._answers(nxt):
                 output = self._output(create_commit(nxt, self.config, resolver=self._mls.resolve_psk))
                 kind = "commit-output"
             received = Received(
@@ -336,14 +340,17 @@ class GroupView:
 
         return self._run(operation)
 
-    def _answers(self, state: GroupState, proposal: bytes) -> bool:
-        """Whether ``receive`` answers this received proposal with a Commit (see ``receive``)."""
+    def _answers(self, state: GroupState) -> bool:
+        """Whether ``receive`` answers a received proposal with a Commit (see ``receive``)."""
         if not self.config.commit_received_proposals or state.pending is not None:
             return False
         if state.removed or state.reinit is not None:
             return False
-        body = Proposal.decode(proposal).body
-        return not (isinstance(body, Remove) and body.removed == state.leaf_index)
+        me = state.leaf_index
+        return not any(
+            isinstance(cached.proposal.body, Remove) and cached.proposal.body.removed == me
+            for cached in state.proposals.values()
+        )
 
     def _sender(self, before: GroupState, result: engine.ReceiveResult) -> GroupMember | None:
         """The MLS-authenticated sender of a received message (§6.1), as a member."""

@@ -477,7 +477,9 @@ export class Call extends EventTarget {
     } catch {
       text = `(${received.content.length} bytes, not text)`;
     }
-    this.messages.push({ from: event.from, text, at: Date.now() / 1000 });
+    // who sent it is the MLS-authenticated sender's credential, not what the server says (event.from)
+    const from = received.sender !== null ? credentialIdentity(received.sender.credential) : null;
+    this.messages.push({ from: from ?? '(unknown sender)', text, at: Date.now() / 1000 });
     this.#changed();
   }
 

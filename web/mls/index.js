@@ -8,4 +8,5 @@
 export { MLS, clientIdOf, KEY_PACKAGE_BACKDATE_SECONDS, KEY_PACKAGE_VALIDITY_SECONDS } from './mls.js';
 export { MLSGroupView } from './group.js';
 export { MLSError } from './errors.js';
+export { PAST_EPOCHS } from './records.js';
 export { IndexedDBStore, MemoryStore, defaultStore } from './store.js';

@@ -15,7 +15,7 @@ import {
 import { makeKeyPackageRef } from 'ts-mls/keyPackage.js';
 
 import { bytesEqual, copyBytes, packBytes, toBytes, unpackBytes } from './bytes.js';
-import { MLSError } from './errors.js';
+import { MLSError, rejected } from './errors.js';
 import { MLSGroupView } from './group.js';
 import { GroupRecords, groupKey, identityKey, keyPackageKey } from './records.js';
 import { defaultStore } from './store.js';
@@ -27,9 +27,17 @@ import {
 
 const subtle = globalThis.crypto.subtle;
 
-/** KeyPackage lifetime (§7.2): starts an hour in the past to survive clock skew, lasts 28 days. */
+/**
+ * KeyPackage lifetime (§7.2): starts an hour in the past to survive clock
+ * skew, lasts 90 days (the Python API's GroupConfig defaults). A group's tree
+ * keeps a member's KeyPackage leaf, and its lifetime, until that member
+ * commits or updates, and joiners check those lifetimes (§7.3).
+ */
 export const KEY_PACKAGE_BACKDATE_SECONDS = 3600n;
-export const KEY_PACKAGE_VALIDITY_SECONDS = 28n * 24n * 3600n;
+export const KEY_PACKAGE_VALIDITY_SECONDS = 90n * 24n * 3600n;
+
+/** Wire formats a group may send its handshakes in (§6). */
+const HANDSHAKE_WIRE_FORMATS = ['mls_public_message', 'mls_private_message'];
 
 /** Default length of a group identifier made by groupCreate. */
 const GROUP_ID_LENGTH = 16;
@@ -60,19 +68,33 @@ export class MLS {
   /** @type {Map<string, Promise<void>>} per group record: the tail of its operation queue */
   #locks = new Map();
   #commitReceivedProposals;
+  #handshakeWireFormat;
 
   /**
    * @param {object} [store] an IndexedDBStore or MemoryStore (default: IndexedDB where available)
-   * @param {{cipherSuite?: number, commitReceivedProposals?: boolean}} [options]
+   * @param {{cipherSuite?: number, commitReceivedProposals?: boolean, handshakeWireFormat?: string}} [options]
    *   cipherSuite: RFC 9420 §17.1 id, default 1 (MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519);
    *   commitReceivedProposals: receive() of another member's proposal answers
-   *   with a commit covering it, as in the explainer (default true)
+   *   with a commit covering it, as in the explainer (default true; Python's
+   *   GroupConfig.commit_received_proposals);
+   *   handshakeWireFormat: 'mls_public_message' (default: a delivery service
+   *   can read a handshake's epoch and type, §6.2) or 'mls_private_message'
+   *   (Python's GroupConfig.handshake_wire_format)
    */
-  constructor(store = defaultStore(), { cipherSuite = 1, commitReceivedProposals = true } = {}) {
+  constructor(store = defaultStore(), {
+    cipherSuite = 1, commitReceivedProposals = true, handshakeWireFormat = 'mls_public_message',
+  } = {}) {
+    if (typeof commitReceivedProposals !== 'boolean') {
+      throw new MLSError('invalidInput', 'commitReceivedProposals must be a boolean');
+    }
+    if (!HANDSHAKE_WIRE_FORMATS.includes(handshakeWireFormat)) {
+      throw new MLSError('invalidArgument', `handshakeWireFormat must be one of ${HANDSHAKE_WIRE_FORMATS.join(', ')}`);
+    }
     this.#store = store;
     this.#vault = new Vault(store);
     this.#cipherSuite = cipherSuite;
     this.#commitReceivedProposals = commitReceivedProposals;
+    this.#handshakeWireFormat = handshakeWireFormat;
     /** @internal */
     this._records = new GroupRecords(store, this.#vault);
   }
@@ -83,6 +105,10 @@ export class MLS {
 
   get commitReceivedProposals() {
     return this.#commitReceivedProposals;
+  }
+
+  get handshakeWireFormat() {
+    return this.#handshakeWireFormat;
   }
 
   /** @internal the ts-mls cipher suite implementation, with WebCrypto signing */
@@ -307,7 +333,7 @@ export class MLS {
         message.welcome, keyPackage, { initPrivateKey, hpkePrivateKey, signaturePrivateKey: signKey }, emptyPskIndex, impl, tree,
       );
     } catch (err) {
-      throw new MLSError('invalidMessage', `welcome rejected: ${err.message}`, { cause: err });
+      throw rejected('welcome rejected', err);
     }
     const gid = copyBytes(state.groupContext.groupId);
     const key = groupKey(gid, cid);

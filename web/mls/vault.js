@@ -75,7 +75,7 @@ export class Vault {
         { name: 'AES-GCM', iv: sealed.iv, additionalData: utf8.encode(recordKey) }, await this.#key(), sealed.ciphertext,
       ));
     } catch (err) {
-      throw new MLSError('corruptState', `stored record ${recordKey.split('/')[0]} cannot be opened`, { cause: err });
+      throw new MLSError('tamperedRecord', `stored record ${recordKey.split('/')[0]} cannot be opened`, { cause: err });
     }
   }
 }

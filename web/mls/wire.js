@@ -22,10 +22,10 @@ export function decodeMessage(bytes, wireformats, what) {
   try {
     decoded = decodeMlsMessage(bytes, 0);
   } catch (err) {
-    throw new MLSError('invalidMessage', `${what} is not a valid MLSMessage`, { cause: err });
+    throw new MLSError('malformed', `${what} is not a valid MLSMessage`, { cause: err });
   }
   if (decoded === undefined || decoded[1] !== bytes.length) {
-    throw new MLSError('invalidMessage', `${what} is not a valid MLSMessage`);
+    throw new MLSError('malformed', `${what} is not a valid MLSMessage`);
   }
   const [message] = decoded;
   if (message.version !== 'mls10') throw new MLSError('invalidMessage', `${what}: unsupported protocol version`);
@@ -75,10 +75,10 @@ export function decodeCredentialBytes(bytes) {
   try {
     decoded = decodeCredential(bytes, 0);
   } catch (err) {
-    throw new MLSError('invalidInput', 'credential is not a TLS-encoded Credential', { cause: err });
+    throw new MLSError('malformed', 'credential is not a TLS-encoded Credential', { cause: err });
   }
   if (decoded === undefined || decoded[1] !== bytes.length) {
-    throw new MLSError('invalidInput', 'credential is not a TLS-encoded Credential');
+    throw new MLSError('malformed', 'credential is not a TLS-encoded Credential');
   }
   return decoded[0];
 }
@@ -88,16 +88,16 @@ export function encodeTree(tree) {
   return encodeRatchetTree(tree);
 }
 
-/** @param {Uint8Array} bytes */
+/** @param {Uint8Array} bytes the ratchet_tree extension's content */
 export function decodeTree(bytes) {
   let decoded;
   try {
     decoded = decodeRatchetTree(bytes, 0);
   } catch (err) {
-    throw new MLSError('invalidMessage', 'ratchet tree cannot be decoded', { cause: err });
+    throw new MLSError('malformed', 'ratchet tree cannot be decoded', { cause: err });
   }
   if (decoded === undefined || decoded[1] !== bytes.length) {
-    throw new MLSError('invalidMessage', 'ratchet tree cannot be decoded');
+    throw new MLSError('malformed', 'ratchet tree cannot be decoded');
   }
   return decoded[0];
 }

@@ -109,8 +109,8 @@ test('privateMessageEpoch refuses what is not a PrivateMessage', async () => {
   assert.throws(() => privateMessageEpoch(keyPackage.content), MLSError);
   assert.throws(() => privateMessageEpoch(new Uint8Array([0, 1, 0, 2])), MLSError);
   const group = await mls.groupCreate(clientId, credential);
-  const commit = await group.update(); // a PublicMessage
-  assert.throws(() => privateMessageEpoch(commit.commit), MLSError);
   const message = await group.send('x');
   assert.equal(privateMessageEpoch(message.content), 0);
+  const commit = await group.update(); // a PublicMessage
+  assert.throws(() => privateMessageEpoch(commit.commit), MLSError);
 });

@@ -111,7 +111,7 @@ describe('MLS Web API: three members', () => {
     // self-update by Bob moves everyone to a new epoch with a new exporter
     const before = await exporter(ga);
     const up = await gb.update();
-    assert.equal(up.welcome, undefined);
+    assert.equal(up.welcome, null);
     await deliver(up.commit, [ga, gb, gc]);
     await assertAgree([ga, gb, gc]);
     assert.notEqual(await exporter(ga), before);
@@ -135,7 +135,7 @@ describe('MLS Web API: three members', () => {
     assert.notEqual(await exporter(ga), await exporter(gb2), 'the removed member has no key of the new epoch');
     const members = (await ga.details()).members.map((m) => hex(m.clientId));
     assert.ok(!members.includes(hex(bob.id.content)));
-    await rejectsWith(gb2.send('still here?'), 'invalidOperation');
+    await rejectsWith(gb2.send('still here?'), 'groupInactive');
 
     // deleteState of a view, then of the whole store
     await gb2.deleteState();
@@ -171,13 +171,15 @@ describe('MLS Web API: three members', () => {
     assert.equal(co4.type, 'commit-output');
     const rb = await gb.receive(p4);
     assert.equal(rb.type, 'commit-output', 'Bob too offers a commit; the delivery service keeps one');
+    assert.equal(rb.sender.leafIndex, 1, 'the authenticated proposer: Alice');
+    assert.deepEqual(rb.sender.clientId, a.id.content);
     // the delivery service sequences Charlie's commit; Bob's is dropped
     const [ra4, rb4, rc4] = await deliver(co4.commitOutput.commit, [ga, gb, gc]);
     assert.equal(ra4.removed, true);
     assert.equal(rb4.removed, false);
     assert.equal(rc4.epoch, 3n);
     await assertAgree([gb, gc]);
-    await rejectsWith(gb.receive(rb.commitOutput.commit), 'wrongEpoch');
+    await rejectsWith(gb.receive(rb.commitOutput.commit), 'staleCommit');
 
     // Delphine joins through a proposal of Bob, committed by Charlie
     const d = await id('delphine');
@@ -185,7 +187,7 @@ describe('MLS Web API: three members', () => {
     const r5 = await gc.receive(p5);
     assert.equal(r5.type, 'commit-output');
     assert.ok(r5.commitOutput.welcome instanceof Uint8Array);
-    await gb.receive(p5);
+    assert.equal((await gb.receive(p5)).own, true);
     await deliver(r5.commitOutput.commit, [gb, gc]);
     const gd = await mls.groupJoin(d.id, r5.commitOutput.welcome);
     await assertAgree([gb, gc, gd]);
@@ -218,7 +220,7 @@ describe('MLS Web API: three members', () => {
     await deliver(coB.commit, [ga, gb]);
     await assertAgree([ga, gb]);
     assert.equal(ga.epoch, 2n);
-    await rejectsWith(ga.receive(coA.commit), 'wrongEpoch');
+    await rejectsWith(ga.receive(coA.commit), 'staleCommit');
     await rejectsWith(ga.applyPendingCommit(), 'noPendingCommit');
 
     // an old-epoch application message still decrypts after a commit
@@ -279,12 +281,12 @@ describe('MLS Web API: bad input changes nothing', () => {
     const msg = (await ga.send('intact')).content;
     const tampered = msg.slice();
     tampered[tampered.length - 3] ^= 1;
-    await rejectsWith(gb.receive(tampered), 'invalidMessage');
-    await rejectsWith(gb.receive(msg.subarray(0, 10)), 'invalidMessage');
-    await rejectsWith(gb.receive(new Uint8Array([0, 1, 0, 5, 1])), 'invalidMessage');
+    await rejectsWith(gb.receive(tampered), 'cryptoFailure');
+    await rejectsWith(gb.receive(msg.subarray(0, 10)), 'malformed');
+    await rejectsWith(gb.receive(new Uint8Array([0, 1, 0, 5, 1])), 'malformed');
     await rejectsWith(gb.receive('not bytes'), 'invalidInput');
     await rejectsWith(gb.receive(co.welcome), 'invalidMessage');
-    await rejectsWith(gb.receive(co.commit), 'wrongEpoch');
+    await rejectsWith(gb.receive(co.commit), 'staleCommit');
     assert.equal(gb.epoch, 1n);
     assert.equal(await exporter(gb), secret);
     assert.equal(text.decode((await gb.receive(msg)).content), 'intact', 'the genuine message still decrypts');
@@ -297,12 +299,12 @@ describe('MLS Web API: bad input changes nothing', () => {
     await rejectsWith(ga.remove(alice.id), 'invalidOperation');
     await rejectsWith(ga.remove(new Uint8Array(32)), 'notMember');
     await rejectsWith(ga.add(co.commit), 'invalidMessage');
-    await rejectsWith(ga.exportSecret(SFRAME_LABEL, EMPTY, 70000), 'invalidInput');
+    await rejectsWith(ga.exportSecret(SFRAME_LABEL, EMPTY, 70000), 'invalidArgument');
     await rejectsWith(alice.mls.groupJoin(alice.id, co.welcome), 'unknownKeyPackage');
     await rejectsWith(bob.mls.groupJoin(bob.id, co.welcome), 'unknownKeyPackage', 'a KeyPackage serves one join');
     await rejectsWith(alice.mls.groupCreate(alice.id, alice.cred, ga.groupId), 'invalidOperation');
     await rejectsWith(alice.mls.generateKeyPackage(new Uint8Array(32), alice.cred), 'unknownIdentity');
-    await rejectsWith(alice.mls.generateKeyPackage(alice.id, new Uint8Array([9, 9])), 'invalidInput');
+    await rejectsWith(alice.mls.generateKeyPackage(alice.id, new Uint8Array([9, 9])), 'malformed');
     assert.equal(await alice.mls.groupGet(new Uint8Array([1, 2, 3]), alice.id), null);
     assert.equal(ga.epoch, 1n);
     assert.equal(await exporter(ga), secret);

@@ -42,7 +42,7 @@ describe('MLS interop: JS (ts-mls) and Python', () => {
       const jsSecret = hex((await jsView.exportSecret(SFRAME_LABEL, EMPTY, 16)).secret);
       const jsAuth = hex(await jsView.epochAuthenticator());
       for (const m of pyMembers) {
-        assert.equal(hex(await m.view('export_secret', SFRAME_LABEL, EMPTY, 16)), jsSecret, 'SFrame base key equal');
+        assert.equal(hex((await m.view('export_secret', SFRAME_LABEL, EMPTY, 16)).secret), jsSecret, 'SFrame base key equal');
         assert.equal(hex(await m.view('epoch_authenticator')), jsAuth, 'epoch authenticator equal');
         assert.equal(BigInt((await m.view('details')).epoch), jsView.epoch, 'same epoch');
       }
@@ -79,11 +79,14 @@ describe('MLS interop: JS (ts-mls) and Python', () => {
       const r = await m.view('receive', fromJs);
       assert.equal(r.type, 'application-message-plaintext');
       assert.equal(text.decode(r.content), 'hello from the browser');
+      assert.deepEqual([r.sender.leaf_index, hex(r.sender.credential)], [1, hex(jCred.content)], 'Python reads the JS sender');
     }
     const fromP = await P.view('send', new TextEncoder().encode('hello from aiortc'));
     const rp = await jv.receive(fromP);
     assert.equal(rp.type, 'application-message-plaintext');
     assert.equal(text.decode(rp.content), 'hello from aiortc');
+    assert.deepEqual([rp.sender.leafIndex, hex(rp.sender.credential), hex(rp.sender.clientId)], [0, hex(pCred.content), hex(pId.content)],
+      'JS reads the Python sender');
     assert.equal(text.decode((await Q.view('receive', fromP)).content), 'hello from aiortc');
     const fromQ = await Q.view('send', new TextEncoder().encode('and from Q'));
     assert.equal(text.decode((await jv.receive(fromQ)).content), 'and from Q');
@@ -128,12 +131,12 @@ describe('MLS interop: JS (ts-mls) and Python', () => {
     const kp = await js.generateKeyPackage(jId, await js.generateCredential('js'));
     const co = await R.view('add', kp);
     await R.view('receive', co.commit);
-    await assert.rejects(js.groupJoin(jId, co.welcome), (err) => err.code === 'invalidMessage', 'no tree, no join');
+    await assert.rejects(js.groupJoin(jId, co.welcome), (err) => err.code === 'missingRatchetTree', 'no tree, no join');
     const jv = await js.groupJoin(jId, co.welcome, co.ratchet_tree);
     assert.deepEqual(jv.groupId, created.group_id);
     assert.equal(
       hex((await jv.exportSecret(SFRAME_LABEL, EMPTY, 16)).secret),
-      hex(await R.view('export_secret', SFRAME_LABEL, EMPTY, 16)),
+      hex((await R.view('export_secret', SFRAME_LABEL, EMPTY, 16)).secret),
     );
     const m = await jv.send('tree arrived apart');
     assert.equal(text.decode((await R.view('receive', m)).content), 'tree arrived apart');
