@@ -590,3 +590,61 @@ async def test_a_client_of_a_sigkilled_server_gets_a_signaling_error(server_proc
     token = await fetch_token(url, ROOM, "alice")
     async with SignalingClient(url.replace("http://", "ws://") + "/ws", ROOM, token) as again:
         assert again.identity == "alice"
+
+
+# -- CallPeer across a reset and a server restart ----------------------------------------------
+
+
+def _members(peer: Any) -> tuple[int, frozenset[str]] | None:
+    group = peer.group
+    return None if group is None else (group.epoch, frozenset(peer.member_identities()))
+
+
+async def test_call_peers_survive_a_reset_and_a_server_restart(tmp_path: Path) -> None:
+    """Every member's socket is reset under it (no close frame) and the server goes away; a
+    self-update asked meanwhile meets the dead connection (``connection_lost`` or ``closed``)
+    instead of killing the peer's loop; a server on the same port and database comes back and
+    the call goes on: a newcomer is added by the survivors."""
+    from media.call_peer import CallOptions, CallPeer
+    from signaling.config import ServerConfig
+    from signaling.server import start_server
+
+    def config(port: int) -> ServerConfig:
+        return ServerConfig(host="127.0.0.1", port=port, db_path=tmp_path / "restart.db", secret=SECRET,
+                            static_dir=None, abandon_after=600.0)
+
+    server = await start_server(config(0))
+    port = server.port
+    peers: list[CallPeer] = []
+
+    async def start(identity: str) -> CallPeer:
+        token = server.server.tokens.mint(ROOM, identity, 600)
+        peer = CallPeer(server.ws_url, ROOM, token, options=CallOptions(reconnect_timeout=60.0))
+        peers.append(peer)
+        await peer.start()
+        return peer
+
+    try:
+        alice, bob = await start("alice"), await start("bob")
+        await until(lambda: _members(alice) == _members(bob) == (1, frozenset({"alice", "bob"})),
+                    "a call of two")
+        for member in tuple(server.server.connections):
+            assert member.transport is not None
+            member.transport.abort()  # a reset: no close frame
+        await server.close()
+        for peer in (alice, bob):
+            peer._inbox.put_nowait({"type": "self_update"})  # a commit into the dead connection
+        await until(lambda: not alice.client.connected and not bob.client.connected, "both cut off")
+        server = await start_server(config(port))
+        carol = await start("carol")
+        everyone = frozenset({"alice", "bob", "carol"})
+        await until(lambda: all(_members(p) is not None and _members(p)[1] == everyone  # type: ignore[index]
+                                and _members(p) == _members(alice) for p in (alice, bob, carol)),
+                    "the call of three after the restart")
+        for peer in (alice, bob):
+            assert not peer.ended.is_set()
+            assert all(not task.done() for task in peer._tasks), peer
+    finally:
+        for peer in peers:
+            await peer.stop()
+        await server.close()
