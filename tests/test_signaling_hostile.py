@@ -2,7 +2,7 @@
 
 Fuzzed and mutated frames, protocol misuse, slow readers, bad HTTP requests.
 After every hostile sequence the server must still serve a normal client:
-health, a join, and a commit round trip (:func:`assert_serves`).
+health, a join, a group and a commit adding a member (:func:`assert_serves`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import expect_error
+from ds_participant import Participant, group_of
 from mls import MLS
 from signaling import room as room_module
 from signaling.client import SignalingClient, fetch_token
@@ -32,11 +33,11 @@ from signaling.config import ServerConfig
 from signaling.errors import ErrorCode, SignalingError
 from signaling.server import RunningServer, start_server
 from signaling.sqlite_store import SQLiteStore
-from signaling.store import AppendRequest, AppendResult
+from signaling.store import AppendRequest, AppendResult, CommitRequest
 from signaling.tokens import TokenAuthority
 
 SECRET = b"Q-hostile-secret-0123456789abcdef"
-GROUP = b"\x02hostile-group"
+GROUP = b"\x02hostile-group"  # a group id no room carries
 ROOM = "hostile"
 ERROR_CODES = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL.value, ErrorCode.CLOSED.value}
 
@@ -61,23 +62,27 @@ async def joined(server: RunningServer, clients: list[SignalingClient], identity
 
 
 async def assert_serves(server: RunningServer) -> None:
-    """The server still answers health, admits two members and sequences a commit to both."""
+    """The server still answers health, admits two participants, takes a group and sequences a
+    commit adding the second to both."""
     async with aiohttp.ClientSession() as http, http.get(server.url + "/healthz") as response:
         assert response.status == 200 and (await response.json())["status"] == "ok"
     room = f"health-{next(_health_rooms)}"
-    alice = SignalingClient(server.ws_url, room, token_for(server, "h-alice", room))
-    bob = SignalingClient(server.ws_url, room, token_for(server, "h-bob", room))
+    opened: list[SignalingClient] = []
     try:
-        await alice.connect()
-        assert (await bob.connect())["members"] == ["h-alice"]
-        ack = await alice.commit(GROUP, 0, b"health-commit")
+        alice = await Participant.joined(server, opened, "h-alice", room)
+        bob = await Participant.joined(server, opened, "h-bob", room)
+        assert bob.client.join_reply["members"] == ["h-alice"]
+        await alice.create()
+        await bob.publish()
+        ack = await alice.add(bob)
         assert ack["epoch"] == 1
         for member in (alice, bob):
-            event = await member.next_event("commit")
-            assert (event["seq"], event["from"], event["commit"]) == (ack["seq"], "h-alice", b"health-commit")
+            event = await member.client.next_event("commit")
+            assert (event["seq"], event["from"]) == (ack["seq"], "h-alice")
+        assert alice.view.epoch_authenticator() == bob.view.epoch_authenticator()
     finally:
-        await alice.close()
-        await bob.close()
+        for client in opened:
+            await client.close()
 
 
 class RawSocket:
@@ -210,8 +215,10 @@ class FuzzRig:
             port=0, db_path=tmp_path / "fuzz.db", secret=SECRET, static_dir=None,
             rate_per_second=1e6, rate_burst=1_000_000, max_message_bytes=64 * 1024))
         self.http = aiohttp.ClientSession()
-        self.bob = SignalingClient(self.server.ws_url, ROOM, token_for(self.server, "bob"))
-        await self.bob.connect()
+        opened: list[SignalingClient] = []
+        self.member = await Participant.joined(self.server, opened, "bob", ROOM)
+        self.bob = self.member.client
+        await self.member.create()  # the room's group, of which alice is no member
         await self._reopen()
 
     async def _reopen(self) -> None:
@@ -310,11 +317,14 @@ def test_mutated_and_random_frames_get_one_typed_reply(rig: FuzzRig, text: str |
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(commit=st.binary(max_size=300) | st.binary(max_size=200).map(lambda b: b"\x00\x01\x00\x01" + b)
        | st.binary(max_size=200).map(lambda b: b"\x00\x01\x00\x02" + b))
-def test_random_commit_bytes_are_opaque_or_refused(rig: FuzzRig, commit: bytes) -> None:
-    """Bytes that look like an MLSMessage go through the header check without a server fault."""
-    epoch = rig.run(rig.server.server.store.group_state(ROOM)).epoch
-    rig.run(rig.exchange({"type": "commit", "group_id": b64(GROUP), "epoch": epoch or 0,
+def test_random_commit_bytes_are_refused(rig: FuzzRig, commit: bytes) -> None:
+    """Bytes that look like an MLSMessage are refused with a typed error, never a server fault,
+    and move nothing: not the room's epoch, not its log."""
+    before = rig.run(rig.server.server.store.group_state(ROOM))
+    group_id = rig.member.view.group_id
+    rig.run(rig.exchange({"type": "commit", "group_id": b64(group_id), "epoch": before.epoch,
                           "commit": b64(commit or b"\x00")}))
+    assert rig.run(rig.server.server.store.group_state(ROOM)) == before
 
 
 async def test_deeply_nested_json_is_refused_and_the_connection_lives(make_server: MakeServer) -> None:
@@ -335,7 +345,7 @@ async def test_deeply_nested_json_is_refused_and_the_connection_lives(make_serve
             shallow = [shallow]
         ack = await alice.request({"type": "offer", "id": 2, "to": "alice", "data": shallow})
         assert ack["type"] == "ack"
-        reply = await alice.request({"type": "application", "id": 5, "epoch": 0, "ciphertext": "AA=="})
+        reply = await alice.request({"type": "offer", "id": 5, "to": "alice", "data": {}})
         assert (reply["type"], reply["re"]) == ("ack", 5)
     await assert_serves(server)
 
@@ -364,8 +374,8 @@ async def test_protocol_version_must_be_the_integer_one(make_server: MakeServer)
             error = await alice.request({"v": version, "type": "application", "id": 1, "epoch": 0,
                                          "ciphertext": "AA=="})
             assert (error["type"], error["code"], error["supported"]) == ("error", "unsupported_version", [1])
-        assert (await alice.request({"v": 1, "type": "application", "id": 2, "epoch": 0,
-                                     "ciphertext": "AA=="}))["type"] == "ack"
+        assert (await alice.request({"v": 1, "type": "offer", "id": 2, "to": "alice",
+                                     "data": {}}))["type"] == "ack"
 
 
 # -- protocol misuse ------------------------------------------------------------------------
@@ -390,42 +400,48 @@ async def test_every_request_before_join_is_refused(make_server: MakeServer) -> 
 async def test_requests_after_leave_are_refused(make_server: MakeServer,
                                                 clients: list[SignalingClient]) -> None:
     server = await make_server()
-    bob = await joined(server, clients, "bob")
+    bob = await Participant.joined(server, clients, "bob", ROOM)
+    alice = Participant(bob.client, "alice")  # alice's MLS state; her connection is raw below
+    group = alice.mls.group_create(alice.client_id, alice.credential)
     async with aiohttp.ClientSession() as http:
-        alice = await raw_join(http, server, "alice")
-        # leave and a commit in one burst: the commit must not be sequenced after the leave
-        await alice.send({"type": "leave", "id": 1})
-        await alice.send({"type": "commit", "id": 2, "group_id": b64(GROUP), "epoch": 0,
-                          "commit": b64(b"after-leave")})
-        assert (await alice.reply())["type"] == "ack"
-        msg = await alice.ws.receive(timeout=10)
-        assert msg.type is aiohttp.WSMsgType.CLOSE and alice.ws.close_code == 1000
-    assert (await bob.next_event("presence"))["event"] == "join"
-    assert (await bob.next_event("presence")) == {"type": "presence", "event": "leave", "identity": "alice"}
-    assert (await bob.commit(GROUP, 0, b"bob-first"))["seq"] == 1  # nothing was logged after the leave
+        raw = await raw_join(http, server, "alice")
+        # leave and a group creation in one burst: it must not be sequenced after the leave
+        await raw.send({"type": "leave", "id": 1})
+        await raw.send({"type": "group.create", "id": 2, "group_id": b64(group.group_id), "epoch": 0,
+                        "group_info": b64(group.group_info())})
+        assert (await raw.reply())["type"] == "ack"
+        msg = await raw.ws.receive(timeout=10)
+        assert msg.type is aiohttp.WSMsgType.CLOSE and raw.ws.close_code == 1000
+    assert (await bob.client.next_event("presence"))["event"] == "join"
+    assert (await bob.client.next_event("presence")) == {"type": "presence", "event": "leave",
+                                                         "identity": "alice"}
+    assert (await server.server.store.group_state(ROOM)).group_id is None  # nothing after the leave
+    await bob.create()
+    assert (await bob.update())["seq"] == 1
     await assert_serves(server)
 
 
 async def test_replaced_connection_can_no_longer_send(make_server: MakeServer, clients: list[SignalingClient],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Frames a replaced connection sends while its close is pending are not sequenced (no ghosts)."""
+    """Frames a replaced connection sends while its close is pending are not sequenced (no ghosts),
+    even valid messages of the same member."""
     monkeypatch.setattr(room_module, "FLUSH_TIMEOUT", 1.0)
     server = await make_server()
-    alice = await joined(server, clients, "alice")
+    alice, bob = await group_of(server, clients, ["alice", "bob"], ROOM)
     connector = aiohttp.TCPConnector(socket_factory=_small_receive_buffer)
     async with aiohttp.ClientSession(connector=connector) as http:
         old = await raw_join(http, server, "bob")  # reads nothing from here on: its close stays pending
-        assert (await alice.next_event("presence"))["event"] == "join"
+        assert (await alice.client.next_event("presence"))["event"] == "join"
         stuck = server.server.rooms[ROOM].members["bob"]
         while stuck.queue.qsize() < 3:
-            await alice.signal("offer", "bob", {"sdp": "x" * 60_000})
-        new = await joined(server, clients, "bob")
+            await alice.client.signal("offer", "bob", {"sdp": "x" * 60_000})
+        new = await Participant.joined(server, clients, "bob", ROOM)
         assert stuck.closing
         for i in range(20):
-            await old.send({"type": "application", "id": i, "epoch": 0, "ciphertext": b64(b"old-%d" % i)})
-        seq = await new.send_application(0, b"new")
-        event = await alice.next_event("application")
-        assert (event["seq"], event["ciphertext"]) == (seq, b"new"), event
+            await old.send({"type": "application", "id": i, "epoch": 1, "ciphertext": b64(bob.send(b"old"))})
+        seq = await new.client.send_application(1, bob.send(b"new"))
+        event = await alice.client.next_event("application")
+        assert event["seq"] == seq and alice.view.receive(event["ciphertext"]).content == b"new"
         await asyncio.wait_for(server.close(), timeout=30)  # a pending close does not hold up shutdown
 
 
@@ -445,97 +461,126 @@ async def test_relay_stays_inside_the_room(make_server: MakeServer, clients: lis
 async def test_key_packages_and_welcomes_stay_in_their_room(make_server: MakeServer,
                                                            clients: list[SignalingClient]) -> None:
     server = await make_server()
-    bob = await joined(server, clients, "bob", room="room-a")
-    await bob.publish_key_packages([b"bob-kp-a"])
-    mallory = await joined(server, clients, "mallory", room="room-b")
-    await expect_error(mallory.claim_key_package("bob"), ErrorCode.NOT_FOUND)
+    alice, bob, carol = [await Participant.joined(server, clients, who, "room-a") for who in ("alice", "bob", "carol")]
+    await alice.create()
+    await bob.publish()
+    await carol.publish()
+    await carol.client.close()
+    mallory = await Participant.joined(server, clients, "mallory", "room-b")
+    await mallory.create()  # a member of room-b's group, not of room-a's
+    await expect_error(mallory.client.claim_key_package("bob"), ErrorCode.NOT_FOUND)
     async with aiohttp.ClientSession() as http:
         headers = {"Authorization": "Bearer " + token_for(server, "mallory", "room-b")}
         async with http.post(f"{server.url}/rooms/room-a/keypackages/bob/claim", headers=headers) as response:
             assert response.status == 403 and (await response.json())["code"] == "wrong_room"
         async with http.post(f"{server.url}/rooms/room-b/keypackages/bob/claim", headers=headers) as response:
             assert response.status == 404
-    # a Welcome for "carol" in room-a (carol not connected) reaches neither room-b's carol nor others
-    alice = await joined(server, clients, "alice", room="room-a")
-    assert await alice.claim_key_package("bob") == b"bob-kp-a"
-    await alice.commit(GROUP, 0, b"add-carol", welcomes={"carol": b"welcome-carol-a"})
+    # carol's Welcome in room-a (carol not connected) reaches neither room-b's carol nor others
+    await alice.add(bob, carol)
     carol_b = await joined(server, clients, "carol", room="room-b")
     assert carol_b.join_reply["backlog"] == 0
     carol_a = await joined(server, clients, "carol", room="room-a")
     assert carol_a.join_reply["backlog"] == 1
-    assert (await carol_a.next_event("welcome"))["welcome"] == b"welcome-carol-a"
+    assert (await carol_a.next_event("welcome"))["epoch"] == 1
     await assert_serves(server)
 
 
 async def test_welcome_lists_are_bounded(make_server: MakeServer, clients: list[SignalingClient]) -> None:
     """One commit cannot flood a member with Welcomes: duplicates and lists above a roomful are refused."""
     server = await make_server(max_participants=4)
-    alice = await joined(server, clients, "alice")
-    victim = await joined(server, clients, "victim")
+    alice = await Participant.joined(server, clients, "alice", ROOM)
+    victim = await Participant.joined(server, clients, "victim", ROOM)
+    await alice.create()
+    await victim.publish()
+    output = alice.view.add(await alice.client.claim_key_package("victim"))
+    group_id, commit = alice.view.group_id, output.commit
     duplicates = [{"to": "victim", "welcome": b64(b"w")}] * 2
-    error = await expect_error(alice.request("commit", group_id=GROUP, epoch=0, commit=b"c",
-                                             welcomes=duplicates), ErrorCode.BAD_MESSAGE)
+    error = await expect_error(alice.client.request("commit", group_id=group_id, epoch=0, commit=commit,
+                                                    welcomes=duplicates), ErrorCode.BAD_MESSAGE)
     assert "victim" not in error.message
     many = [{"to": f"n{i}", "welcome": b64(b"w")} for i in range(5)]
-    await expect_error(alice.request("commit", group_id=GROUP, epoch=0, commit=b"c", welcomes=many),
+    await expect_error(alice.client.request("commit", group_id=group_id, epoch=0, commit=commit, welcomes=many),
                        ErrorCode.BAD_MESSAGE)
     assert (await server.server.store.group_state(ROOM)).last_seq == 0  # refused whole, nothing logged
-    ack = await alice.commit(GROUP, 0, b"c", welcomes={f"n{i}": b"w" for i in range(4)})
+    ack = await alice.submit(output, {"victim": output.welcome})
     assert ack["epoch"] == 1
-    assert (await victim.next_event("commit"))["seq"] == ack["seq"]
+    assert (await victim.client.next_event("commit"))["seq"] == ack["seq"]
     await assert_serves(server)
 
 
 async def test_epoch_edges(make_server: MakeServer, clients: list[SignalingClient]) -> None:
     server = await make_server()
-    alice = await joined(server, clients, "alice")
+    alice = await Participant.joined(server, clients, "alice", ROOM)
     for epoch in (2**64, 2**64 - 1, 2**63, -1, -(2**64)):
-        await expect_error(alice.request("commit", group_id=GROUP, epoch=epoch, commit=b"c"),
+        await expect_error(alice.client.request("commit", group_id=GROUP, epoch=epoch, commit=b"c"),
                            ErrorCode.BAD_MESSAGE)
-        await expect_error(alice.request("application", epoch=epoch, ciphertext=b"c"), ErrorCode.BAD_MESSAGE)
-        await expect_error(alice.request("join", room=ROOM, token="t", since=epoch), ErrorCode.ALREADY_JOINED)
+        await expect_error(alice.client.request("group.create", group_id=GROUP, epoch=epoch, group_info=b"g"),
+                           ErrorCode.BAD_MESSAGE)
+        await expect_error(alice.client.request("application", epoch=epoch, ciphertext=b"c"),
+                           ErrorCode.BAD_MESSAGE)
+        await expect_error(alice.client.request("join", room=ROOM, token="t", since=epoch),
+                           ErrorCode.ALREADY_JOINED)
+    group = alice.mls.group_create(alice.client_id, alice.credential)
+    # an envelope epoch (the highest one allowed) that is not the GroupInfo's
+    error = await expect_error(alice.client.create_group(group.group_id, 2**62 - 1, group.group_info()),
+                               ErrorCode.INVALID_HANDSHAKE)
+    assert "epoch" in error.message
     assert (await server.server.store.group_state(ROOM)).epoch is None
-    highest = 2**62 - 1
-    assert (await alice.commit(GROUP, highest, b"c-high"))["epoch"] == 2**62
-    error = await expect_error(alice.commit(GROUP, 0, b"c-low"), ErrorCode.CONFLICT)
-    assert error.details["epoch"] == 2**62
-    await expect_error(alice.commit(GROUP + b"x", highest, b"c"), ErrorCode.WRONG_GROUP)
-    late = await joined(server, clients, "late", epoch=highest)
-    assert late.join_reply["epoch"] == 2**62 and late.join_reply["backlog"] == 1
+    await alice.client.create_group(group.group_id, 0, group.group_info())
+    alice.group = group
+    update = group.update()
+    await expect_error(alice.client.commit(group.group_id, 2**62 - 1, update.commit), ErrorCode.BAD_MESSAGE)
+    assert (await alice.submit(update))["epoch"] == 1
+    late = await joined(server, clients, "late", epoch=1)
+    assert late.join_reply["epoch"] == 1 and late.join_reply["backlog"] == 0
     await assert_serves(server)
 
 
 async def test_hostile_commit_race_keeps_one_commit_per_epoch_and_one_order(
         make_server: MakeServer, clients: list[SignalingClient]) -> None:
     server = await make_server()
-    members = [await joined(server, clients, f"m{i}") for i in range(12)]
-    await members[0].commit(GROUP, 0, b"create")
+    members = await group_of(server, clients, [f"m{i}" for i in range(12)], ROOM)
+    group_id = members[0].view.group_id
+    elsewhere = [m.mls.group_create(m.client_id, m.credential) for m in members]  # groups of no room
     rounds = 4
+    stale: bytes | None = None
     for epoch in range(1, rounds + 1):
+        outputs = [m.view.update() for m in members]
         attempts = []
-        for i, member in enumerate(members):
-            attempts.append(member.commit(GROUP, epoch, b"%d@%d" % (i, epoch)))
-            attempts.append(member.commit(GROUP, epoch - 1, b"stale"))
-            attempts.append(member.commit(GROUP, epoch + 2, b"future"))
-            attempts.append(member.commit(b"other-group", epoch, b"wrong"))
-            attempts.append(member.propose(GROUP, epoch, b"proposal"))
+        for member, output, other in zip(members, outputs, elsewhere):
+            attempts.append(member.client.commit(group_id, epoch, output.commit))
+            attempts.append(member.client.commit(group_id, epoch - 1, stale or b"\x00"))
+            attempts.append(member.client.commit(other.group_id, 0, other.update().commit))
+            other.discard_pending_commit()
         results = await asyncio.gather(*attempts, return_exceptions=True)
-        commits = [r for i, r in enumerate(results) if i % 5 == 0]
+        commits = [r for i, r in enumerate(results) if i % 3 == 0]
         assert sum(isinstance(r, dict) for r in commits) == 1, commits
+        winner = next(i for i, r in enumerate(commits) if isinstance(r, dict))
         for i, result in enumerate(results):
-            if i % 5 in (1, 2):
+            if i % 3 == 0 and i // 3 != winner:
                 assert isinstance(result, SignalingError) and result.code == ErrorCode.CONFLICT
-            elif i % 5 == 3:
+            elif i % 3 == 1:
+                assert isinstance(result, SignalingError) and result.code in (
+                    ErrorCode.CONFLICT, ErrorCode.INVALID_HANDSHAKE)
+            elif i % 3 == 2:
                 assert isinstance(result, SignalingError) and result.code == ErrorCode.WRONG_GROUP
+        for i, member in enumerate(members):
+            if i == winner:
+                member.view.apply_pending_commit()
+            else:
+                member.view.discard_pending_commit()
+                member.view.receive(outputs[winner].commit)
+        stale = outputs[winner].commit
     orders = []
     for member in members:
-        events = [await member.next_event("commit") for _ in range(rounds + 1)]
+        events = [await member.client.next_event("commit") for _ in range(rounds + 1)]
         orders.append([(e["seq"], e["epoch"], e["commit"]) for e in events])
     assert all(order == orders[0] for order in orders)
     assert [epoch for _, epoch, _ in orders[0]] == list(range(rounds + 1))
     with closing(sqlite3.connect(server.server.config.db_path)) as db:
         rows = db.execute("SELECT epoch, COUNT(*) FROM log WHERE kind = 'commit' GROUP BY epoch").fetchall()
     assert rows == [(epoch, 1) for epoch in range(rounds + 1)]
+    assert len({m.view.epoch_authenticator() for m in members}) == 1
     await assert_serves(server)
 
 
@@ -545,12 +590,23 @@ async def test_hostile_commit_race_keeps_one_commit_per_epoch_and_one_order(
 async def test_many_connections_within_the_limits(make_server: MakeServer,
                                                   clients: list[SignalingClient]) -> None:
     server = await make_server(max_participants=40, max_rooms=3, max_unjoined_per_address=64)
-    members = await asyncio.gather(*(joined(server, clients, f"p{i}") for i in range(40)))
+    members = await asyncio.gather(*(Participant.joined(server, clients, f"p{i}", ROOM) for i in range(40)))
     await expect_error(joined(server, clients, "one-too-many"), ErrorCode.ROOM_FULL)
-    seqs = await asyncio.gather(*(m.send_application(0, m.identity.encode()) for m in members))
-    assert sorted(seqs) == list(range(1, 41))
+    creator, *others = members
+    await creator.create()
+    await asyncio.gather(*(m.publish() for m in others))
+    for batch in range(0, 39, 13):  # (each Welcome names every joiner: 13 at a time fit in a frame)
+        await creator.add(*others[batch:batch + 13])
+        for member in others[:batch]:  # those added before follow (skipping the commit adding them)
+            event = await member.client.next_event("commit")
+            while event["epoch"] < member.view.epoch:
+                event = await member.client.next_event("commit")
+            member.view.receive(event["commit"])
+    last = (await server.server.store.group_state(ROOM)).last_seq
+    seqs = await asyncio.gather(*(m.client.send_application(3, m.send(m.identity.encode())) for m in members))
+    assert sorted(seqs) == list(range(last + 1, last + 41))
     for member in members[:5]:
-        got = sorted([(await member.next_event("application"))["seq"] for _ in range(39)])
+        got = sorted([(await member.client.next_event("application"))["seq"] for _ in range(39)])
         assert got == sorted(s for s, m in zip(seqs, members) if m is not member)
     for other in ("r2", "r3"):
         await joined(server, clients, "x", room=other)
@@ -570,13 +626,13 @@ async def test_many_connections_within_the_limits(make_server: MakeServer,
 
 
 async def test_oversized_and_rate_limited_frames_get_clear_errors(make_server: MakeServer) -> None:
-    server = await make_server(max_message_bytes=1024, rate_per_second=0.01, rate_burst=6)
+    server = await make_server(max_message_bytes=8192, rate_per_second=0.01, rate_burst=6)
     async with aiohttp.ClientSession() as http:
         alice = await raw_join(http, server, "alice")
         multibyte = json.dumps({"type": "application", "id": 1, "epoch": 0, "ciphertext": "AA==",
-                                "pad": "é" * 600}, ensure_ascii=False)  # 600 characters, 1200 bytes
+                                "pad": "é" * 4200}, ensure_ascii=False)  # 4200 characters, 8400 bytes
         error = await alice.request(multibyte)
-        assert (error["code"], error["limit"], error["re"]) == ("too_large", 1024, None)
+        assert (error["code"], error["limit"], error["re"]) == ("too_large", 8192, None)
         for _ in range(6):
             error = await alice.request("{}")
         assert (error["code"], error["rate_per_second"]) == ("rate_limited", 0.01)
@@ -722,8 +778,8 @@ async def test_http_bad_methods_and_bodies(make_server: MakeServer) -> None:
         for identity in ("%00", "a%0Ab", "%E2%80%8B", "x" * 129):
             async with http.post(f"{publish}/{identity}/claim", headers=bearer) as response:
                 assert response.status == 400 and (await response.json())["code"] == "bad_message", identity
-        async with http.post(f"{publish}/%F0%9F/claim", headers=bearer) as response:  # not UTF-8: no route
-            assert response.status == 404
+        async with http.post(f"{publish}/%F0%9F/claim", headers=bearer) as response:  # bob is no member
+            assert response.status == 403 and (await response.json())["code"] == "not_member"
         async with http.post(server.url + "/rooms/bad%20room/keypackages", headers=bearer,
                              json={}) as response:
             assert response.status == 400
@@ -744,29 +800,36 @@ class SlowStore(SQLiteStore):
         return await super().append(room, requests)
 
 
-async def test_every_ack_follows_a_committed_write(make_server: MakeServer, tmp_path: Path) -> None:
+async def test_every_ack_follows_a_committed_write(make_server: MakeServer, tmp_path: Path,
+                                                   clients: list[SignalingClient]) -> None:
     db_path = tmp_path / "slow.db"
     server = await make_server(db_path=db_path, store=SlowStore(db_path))
+    member = await Participant.joined(server, clients, "alice", ROOM)
+    await member.create()
+    sent = {i: member.send(b"m%d" % i) for i in range(20)}
+    update = member.view.update()
     async with aiohttp.ClientSession() as http:
-        alice = await raw_join(http, server, "alice")
-        for i in range(20):
-            await alice.send({"type": "application", "id": i, "epoch": 0, "ciphertext": b64(b"m%d" % i)})
-        await alice.send({"type": "commit", "id": "c", "group_id": b64(GROUP), "epoch": 0,
-                          "commit": b64(b"c0")})
+        alice = await raw_join(http, server, "alice")  # the same member on a raw socket
+        for i, ciphertext in sent.items():
+            await alice.send({"type": "application", "id": i, "epoch": 0, "ciphertext": b64(ciphertext)})
+        await alice.send({"type": "commit", "id": "c", "group_id": b64(member.view.group_id), "epoch": 0,
+                          "commit": b64(update.commit)})
         for _ in range(21):
             ack = await alice.reply()
             assert ack["type"] == "ack"
             with closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:  # another reader, now
                 row = db.execute("SELECT body FROM log WHERE room = ? AND seq = ?",
                                  (ROOM, ack["seq"])).fetchone()
-            expected = b"c0" if ack["re"] == "c" else b"m%d" % ack["re"]
+            expected = update.commit if ack["re"] == "c" else sent[ack["re"]]
             assert row == (expected,), ack
     await assert_serves(server)
 
 
 class FailingStore(SQLiteStore):
+    poisoned: bytes | None = None
+
     async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
-        if any(getattr(r, "commit", b"") == b"poison" for r in requests):
+        if any(isinstance(r, CommitRequest) and r.commit == self.poisoned for r in requests):
             raise sqlite3.OperationalError("disk I/O error")
         return await super().append(room, requests)
 
@@ -774,11 +837,22 @@ class FailingStore(SQLiteStore):
 async def test_a_store_failure_is_never_acknowledged(make_server: MakeServer, tmp_path: Path,
                                                      clients: list[SignalingClient]) -> None:
     db_path = tmp_path / "failing.db"
-    server = await make_server(db_path=db_path, store=FailingStore(db_path))
-    alice, bob = await joined(server, clients, "alice"), await joined(server, clients, "bob")
-    await expect_error(alice.commit(GROUP, 0, b"poison"), ErrorCode.INTERNAL)
-    ack = await alice.commit(GROUP, 0, b"fine")  # epoch 0 is still open: nothing was applied
-    assert (await bob.next_event("commit"))["commit"] == b"fine" and ack["seq"] == 1
+    store = FailingStore(db_path)
+    server = await make_server(db_path=db_path, store=store)
+    alice, bob = await group_of(server, clients, ["alice", "bob"], ROOM)
+    poison = alice.view.update()
+    store.poisoned = poison.commit
+    await expect_error(alice.client.commit(alice.view.group_id, 1, poison.commit), ErrorCode.INTERNAL)
+    alice.view.discard_pending_commit()
+    # epoch 1 is still open, and the server's view of the group was read again from the store:
+    # bob's commit for epoch 1 is validated against the state before the poisoned one
+    ack = await bob.update()
+    event = await alice.client.next_event("commit")
+    while event["epoch"] != 1:
+        event = await alice.client.next_event("commit")
+    assert event["seq"] == ack["seq"]
+    alice.view.receive(event["commit"])
+    assert alice.view.epoch_authenticator() == bob.view.epoch_authenticator()
     await assert_serves(server)
 
 
@@ -804,6 +878,7 @@ async def test_real_mls_call_leaves_no_plaintext_token_or_secret_behind(
     clients.extend([alice, bob])
     await alice.connect()
     await bob.connect()
+    await alice.create_group(group.group_id, group.epoch, group.group_info())
     await bob.publish_key_packages([b_mls.generate_key_package(b_id, b_cred).content])
     output = group.add(await alice.claim_key_package("bob"))
     assert output.welcome is not None
@@ -840,19 +915,21 @@ async def test_commit_envelope_must_match_its_mls_header(make_server: MakeServer
     a_mls, a_id, a_cred = _mls_member("alice")
     b_mls, b_id, b_cred = _mls_member("bob")
     group = a_mls.group_create(a_id, a_cred, group_id=b"real-group")
-    first = group.add(b_mls.generate_key_package(b_id, b_cred))
+    await alice.create_group(group.group_id, 0, group.group_info())
+    await bob.publish_key_packages([b_mls.generate_key_package(b_id, b_cred).content])
+    first = group.add(await alice.claim_key_package("bob"))
     for group_id, epoch in ((b"another-group", 0), (group.group_id, 1)):
         error = await expect_error(alice.commit(group_id, epoch, first.commit), ErrorCode.BAD_MESSAGE)
         assert "header" in error.message
-    assert (await server.server.store.group_state(ROOM)).epoch is None
-    assert (await alice.commit(group.group_id, 0, first.commit))["epoch"] == 1
+    assert (await server.server.store.group_state(ROOM)).epoch == 0
+    assert (await alice.commit(group.group_id, 0, first.commit, welcomes={"bob": first.welcome}))["epoch"] == 1
     group.apply_pending_commit()
     # replaying the epoch-0 commit in an epoch-1 envelope would desynchronise the room from the group
     error = await expect_error(bob.commit(group.group_id, 1, first.commit), ErrorCode.BAD_MESSAGE)
     assert "epoch 0" in error.message
-    await expect_error(alice.commit(group.group_id, 1, first.welcome or b""), ErrorCode.BAD_MESSAGE)
+    await expect_error(alice.commit(group.group_id, 1, first.welcome or b""), ErrorCode.INVALID_HANDSHAKE)
     message = group.send(b"hello").content
-    await expect_error(alice.commit(group.group_id, 1, message), ErrorCode.BAD_MESSAGE)
+    await expect_error(alice.commit(group.group_id, 1, message), ErrorCode.INVALID_HANDSHAKE)
     await expect_error(alice.send_application(0, message), ErrorCode.BAD_MESSAGE)
     assert await alice.send_application(1, message) > 0
     proposal = group.propose_update().content
@@ -862,6 +939,7 @@ async def test_commit_envelope_must_match_its_mls_header(make_server: MakeServer
     second = group.commit()
     await expect_error(alice.propose(group.group_id, 1, second.commit), ErrorCode.BAD_MESSAGE)
     assert (await alice.commit(group.group_id, 1, second.commit))["epoch"] == 2
-    # non-MLS bytes stay opaque, as before
-    assert (await alice.commit(group.group_id, 2, b"opaque"))["epoch"] == 3
+    # bytes that are no MLSMessage are no handshake
+    await expect_error(alice.commit(group.group_id, 2, b"opaque"), ErrorCode.INVALID_HANDSHAKE)
+    assert (await server.server.store.group_state(ROOM)).epoch == 2
     await assert_serves(server)

@@ -1,4 +1,6 @@
-"""`mlscall serve` as a real process: durability across SIGKILL, and no plaintext at rest or in logs."""
+"""`mlscall serve` as a real process: durability across SIGKILL (the log, the sequencer's epoch and
+the room's PublicGroup, against which the restarted server validates the next commit), and no
+plaintext at rest or in logs."""
 
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
+from ds_participant import Participant
 from signaling.client import SignalingClient, fetch_token
 from signaling.errors import ErrorCode, SignalingError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOM = "call"
-GROUP = b"group-durable"
 
 
 @dataclass
@@ -55,10 +55,10 @@ async def processes() -> AsyncIterator[list[ServerProcess]]:
             await server.process.wait()
 
 
-async def joined(server: ServerProcess, identity: str, **join: object) -> SignalingClient:
+async def joined(server: ServerProcess, identity: str, **join: object) -> Participant:
     client = SignalingClient(server.ws_url, ROOM, await fetch_token(server.url, ROOM, identity))
     await client.connect(**join)  # type: ignore[arg-type]
-    return client
+    return Participant(client, identity)
 
 
 async def test_acknowledged_messages_survive_sigkill(tmp_path: Path,
@@ -66,46 +66,66 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path,
     db, log = tmp_path / "calls.db", tmp_path / "server.log"
     server = await spawn(db, log)
     processes.append(server)
-    alice, bob = await joined(server, "alice"), await joined(server, "bob")
-    carol_token = await fetch_token(server.url, ROOM, "carol")
+    alice, bob, carol = await joined(server, "alice"), await joined(server, "bob"), await joined(server, "carol")
+    carol_token = carol.client._token
+    await alice.create()
+    await bob.publish()
+    await carol.publish()
+    await carol.client.close()  # carol's Welcome will wait for her
     acked: dict[int, bytes] = {}
-    reply = await alice.commit(GROUP, 0, b"commit-0", welcomes={"carol": b"welcome-carol"})
-    acked[reply["seq"]] = b"commit-0"
+    packages = [await alice.client.claim_key_package(who) for who in ("bob", "carol")]
+    adds = alice.view.add_many(packages)
+    reply = await alice.submit(adds, {"bob": adds.welcome, "carol": adds.welcome})
+    bob.group = bob.mls.group_join(bob.client_id, adds.welcome)
+    acked[reply["seq"]] = adds.commit
     for batch in range(4):
-        bodies = [f"alice-{batch}-{i}".encode() for i in range(10)] + [f"bob-{batch}-{i}".encode()
-                                                                      for i in range(5)]
+        bodies = [alice.send(f"alice-{batch}-{i}".encode()) for i in range(10)] + [
+            bob.send(f"bob-{batch}-{i}".encode()) for i in range(5)]
         senders = [alice] * 10 + [bob] * 5
-        seqs = await asyncio.gather(*(s.send_application(1, b) for s, b in zip(senders, bodies)))
+        seqs = await asyncio.gather(*(s.client.send_application(1, b) for s, b in zip(senders, bodies)))
         acked.update(zip(seqs, bodies))
-    reply = await bob.commit(GROUP, 1, b"commit-1")
-    acked[reply["seq"]] = b"commit-1"
-    await bob.publish_key_packages([b"kp-a", b"kp-b"])
+    update = bob.view.update()
+    reply = await bob.submit(update)
+    acked[reply["seq"]] = update.commit
+    alice.view.receive(update.commit)
+    kept = [bob.key_package(), bob.key_package()]
+    await bob.client.publish_key_packages(kept)
     server.process.send_signal(signal.SIGKILL)  # right after the last acknowledgement
     assert await server.process.wait() == -signal.SIGKILL
-    await alice.close()
-    await bob.close()
+    await alice.client.close()
+    await bob.client.close()
 
     server = await spawn(db, log)
     processes.append(server)
     dave = await joined(server, "dave", since=0)
-    assert dave.join_reply["epoch"] == 2 and dave.join_reply["backlog"] == len(acked)
+    assert dave.client.join_reply["epoch"] == 2 and dave.client.join_reply["backlog"] == len(acked)
     replayed = {}
     for _ in range(len(acked)):
-        event = await dave.next_event("commit", "application")
+        event = await dave.client.next_event("commit", "application")
         replayed[event["seq"]] = event.get("commit", event.get("ciphertext"))
     assert replayed == acked
     # The secret file persisted too: a token minted before the crash still works.
-    carol = SignalingClient(server.ws_url, ROOM, carol_token)
-    await carol.connect()
-    welcome = await carol.next_event("welcome")
-    assert (welcome["welcome"], welcome["epoch"]) == (b"welcome-carol", 1)
+    carol.client = SignalingClient(server.ws_url, ROOM, carol_token)
+    await carol.client.connect()
+    welcome = await carol.client.next_event("welcome")
+    assert (welcome["welcome"], welcome["epoch"]) == (adds.welcome, 1)
+    carol.group = carol.mls.group_join(carol.client_id, welcome["welcome"])
+    carol.view.receive((await carol.client.next_event("commit"))["commit"])  # bob's update
+    assert carol.view.epoch_authenticator() == alice.view.epoch_authenticator()
     # The sequencer state persisted: epoch 1 is taken, the group is at epoch 2.
     with pytest.raises(SignalingError) as info:
-        await carol.commit(GROUP, 1, b"late")
+        await carol.client.commit(carol.view.group_id, 1, update.commit)
     assert info.value.code == ErrorCode.CONFLICT and info.value.details["epoch"] == 2
-    assert {await carol.claim_key_package("bob"), await carol.claim_key_package("bob")} == {b"kp-a", b"kp-b"}
-    await dave.close()
-    await carol.close()
+    # ... and so did the group's public state: the next commit is validated against epoch 2's tree
+    # (alice's leaf's commit sent on carol's connection is refused, carol's own passes)
+    forged = alice.view.update()
+    with pytest.raises(SignalingError) as info:
+        await carol.client.commit(carol.view.group_id, 2, forged.commit)
+    assert info.value.code == ErrorCode.IDENTITY_MISMATCH
+    assert (await carol.update())["epoch"] == 3
+    assert {await carol.client.claim_key_package("bob"), await carol.client.claim_key_package("bob")} == set(kept)
+    await dave.client.close()
+    await carol.client.close()
 
 
 async def test_server_stores_and_logs_no_plaintext(tmp_path: Path, processes: list[ServerProcess]) -> None:
@@ -113,21 +133,21 @@ async def test_server_stores_and_logs_no_plaintext(tmp_path: Path, processes: li
     server = await spawn(db, log)
     processes.append(server)
     marker = b"PLAINTEXT-MARKER-" + os.urandom(8).hex().encode()
-    aead = AESGCM(AESGCM.generate_key(bit_length=128))  # shared by the members, never by the server
     alice, bob = await joined(server, "alice"), await joined(server, "bob")
-    await alice.commit(GROUP, 0, b"commit-0")
+    await alice.create()
+    await bob.publish()
+    await alice.add(bob)
     sent = []
     for i in range(20):
-        nonce = os.urandom(12)
-        ciphertext = nonce + aead.encrypt(nonce, marker + b" #%d" % i, b"")
-        await alice.send_application(1, ciphertext)
+        ciphertext = alice.send(marker + b" #%d" % i)
+        await alice.client.send_application(1, ciphertext)
         sent.append(ciphertext)
     for i in range(20):
-        event = await bob.next_event("application")
-        assert aead.decrypt(event["ciphertext"][:12], event["ciphertext"][12:], b"") == marker + b" #%d" % i
-    tokens = [alice._token, bob._token]
-    await alice.close()
-    await bob.close()
+        event = await bob.client.next_event("application")
+        assert bob.view.receive(event["ciphertext"]).content == marker + b" #%d" % i
+    tokens = [alice.client._token, bob.client._token]
+    await alice.client.close()
+    await bob.client.close()
     server.process.send_signal(signal.SIGTERM)
     assert await server.process.wait() == 0
 
