@@ -242,7 +242,7 @@ class CallPeer:
         self._room_group = reply.get("group_id")
         self.present = set(reply.get("members", ()))
         if self._room_group is None and not self.present:
-            self._create_group()
+            await self._create_group()
         else:
             await self._publish_key_package()
         if self._room_group is not None and not self.present:
@@ -484,7 +484,7 @@ class CallPeer:
             await self._close_link(remote)
             if self.group is None and self._room_group is None and not self.removed \
                     and all(self.identity < other for other in self.present):
-                self._create_group()  # whoever would have created the group left first
+                await self._create_group()  # whoever would have created the group left first
         await self._reconcile()
 
     async def _on_group_reset(self) -> None:
@@ -494,7 +494,7 @@ class CallPeer:
             return  # (only newcomers waiting to be added are told)
         self._room_group = None
         if all(self.identity < other for other in self.present):
-            self._create_group()
+            await self._create_group()
         else:
             await self._publish_key_package()  # the old group's KeyPackages went with it
         await self._reconcile()
@@ -558,8 +558,23 @@ class CallPeer:
             if exc.code != ErrorCode.TOO_MANY_KEY_PACKAGES:  # plenty left: fine
                 raise
 
-    def _create_group(self) -> None:
-        self.group = self.mls.group_create(self._client_id, self._credential)
+    async def _create_group(self) -> None:
+        """Create the room's group and register it with the delivery service: its GroupInfo
+        (with the ratchet tree, §12.4.3.3) lets the server validate every later handshake.
+        When another participant's group got there first, wait to be added to that one."""
+        group = self.mls.group_create(self._client_id, self._credential)
+        try:
+            async with asyncio.timeout(self.options.request_timeout):
+                await self.client.create_group(group.group_id, group.epoch, group.group_info())
+        except SignalingError as exc:
+            if exc.code != ErrorCode.WRONG_GROUP:
+                raise
+            logger.info("%s: the room has a group already; waiting to be added", self.identity)
+            group.delete_state()
+            await self._publish_key_package()
+            return
+        self.group = group
+        self._room_group = group.group_id
         self._epoch_changed("create")
 
     def _admitted(self, identity: str) -> bool:
