@@ -47,17 +47,17 @@ class Call:
     def __init__(self, config: GroupConfig | None = None) -> None:
         self.alice_mls = MLS(config=config)
         self.bob_mls = MLS(config=config)
-        self.alice = self.alice_mls.generate_identity()
-        self.bob = self.bob_mls.generate_identity()
-        self.alice_credential = self.alice_mls.generate_credential("alice")
-        self.bob_credential = self.bob_mls.generate_credential("bob")
+        self.alice = self.alice_mls.generate_identity().content
+        self.bob = self.bob_mls.generate_identity().content
+        self.alice_credential = self.alice_mls.generate_credential("alice").content
+        self.bob_credential = self.bob_mls.generate_credential("bob").content
         self.group = self.alice_mls.group_create(self.alice, self.alice_credential, b"inspection-group")
-        self.key_package = self.bob_mls.generate_key_package(self.bob, self.bob_credential)
+        self.key_package = self.bob_mls.generate_key_package(self.bob, self.bob_credential).content
         self.add = self.group.add(self.key_package)
         self.group.apply_pending_commit()
         self.bob_group = self.bob_mls.group_join(self.bob, self.add.welcome)
-        self.proposal = self.bob_group.propose_update()
-        self.application = self.group.send(b"hello bob")
+        self.proposal = self.bob_group.propose_update().content
+        self.application = self.group.send(b"hello bob").content
         self.group_info = self.group.group_info()
 
 
@@ -127,16 +127,16 @@ def test_key_package(call: Call) -> None:
     assert inspect_welcome(call.add.welcome).key_package_refs == (summary.ref,)
     assert len(summary.ref) == 32  # SHA-256 (suite 1)
     # one identity, one signature key: a second KeyPackage differs in ref only
-    again = inspect_key_package(call.bob_mls.generate_key_package(call.bob, call.bob_credential))
+    again = inspect_key_package(call.bob_mls.generate_key_package(call.bob, call.bob_credential).content)
     assert again.signature_key == summary.signature_key and again.ref != summary.ref
-    other = inspect_key_package(call.alice_mls.generate_key_package(call.alice, call.alice_credential))
+    other = inspect_key_package(call.alice_mls.generate_key_package(call.alice, call.alice_credential).content)
     assert other.signature_key != summary.signature_key
 
 
 def test_key_package_of_another_suite() -> None:
     mls = MLS(cipher_suite=7)
     client = mls.generate_identity()
-    summary = inspect_key_package(mls.generate_key_package(client, mls.generate_credential("p384")))
+    summary = inspect_key_package(mls.generate_key_package(client, mls.generate_credential("p384")).content)
     assert summary.cipher_suite == 7
     assert len(summary.ref) == 48  # SHA-384
 
