@@ -417,8 +417,25 @@ export class Call extends EventTarget {
     }
   }
 
+  /**
+   * Creates the room's group and registers it with the delivery service: its
+   * GroupInfo (with the ratchet tree) lets the server validate every later
+   * handshake. When another participant's group got there first, waits to be
+   * added to that one.
+   */
   async #createGroup() {
-    this.group = await this.mls.groupCreate(this.clientId, this.credential);
+    const group = await this.mls.groupCreate(this.clientId, this.credential);
+    try {
+      await this.client.createGroup(group.groupId, Number(group.epoch), await group.groupInfo());
+    } catch (err) {
+      if (!(err instanceof SignalingError) || err.code !== ErrorCode.WRONG_GROUP) throw err;
+      console.info(`${this.identity}: the room has a group already; waiting to be added`);
+      await group.deleteState();
+      await this.#publishKeyPackage();
+      return;
+    }
+    this.group = group;
+    this.roomGroup = group.groupId;
     await this.#epochChanged('create');
   }
 

@@ -220,6 +220,17 @@ export class SignalingClient {
     return this.request('keypackage.publish', { key_packages: keyPackages.map(toBase64) });
   }
 
+  /**
+   * Registers the room's group from its creator's GroupInfo (which carries the ratchet tree);
+   * SignalingError wrong_group when the room has a group already.
+   * @param {Uint8Array} groupId
+   * @param {number} epoch
+   * @param {Uint8Array} groupInfo
+   */
+  createGroup(groupId, epoch, groupInfo) {
+    return this.request('group.create', { group_id: groupId, epoch, group_info: groupInfo });
+  }
+
   /** The oldest KeyPackage of `identity` (removed from the directory); SignalingError not_found when none. */
   async claimKeyPackage(identity) {
     return (await this.request('keypackage.claim', { identity })).key_package;

@@ -564,6 +564,19 @@ export class MLSGroupView {
     }));
   }
 
+  /**
+   * A signed GroupInfo of the current epoch (an MLSMessage) with the
+   * ratchet_tree and external_pub extensions, as Python's `group_info()`:
+   * what a delivery service builds its keyless view of the group from.
+   */
+  async groupInfo() {
+    return this.#operate(async (state, _record, impl) => {
+      this.#checkActive(state);
+      const groupInfo = await groupInfoWithExternalPub(state, impl);
+      return { result: encodeMessage({ wireformat: 'mls_group_info', groupInfo }) };
+    });
+  }
+
   /** The epoch_authenticator of the current epoch (§8.7). */
   async epochAuthenticator() {
     return this.#operate(async (state) => ({ result: copyBytes(state.keySchedule.epochAuthenticator) }));

@@ -34,6 +34,11 @@ class FakeSignalingClient {
     return { stored: keyPackages.length, available: this.published.length };
   }
 
+  async createGroup(groupId, epoch, groupInfo) {
+    this.created = { groupId, epoch, groupInfo };
+    return { epoch };
+  }
+
   async leave() {}
 }
 
@@ -64,7 +69,11 @@ test('a lone newcomer waiting for an abandoned group creates the new one on grou
   call.client.onevent({ type: 'group_reset' });
   await until(() => call.group !== null);
   assert.equal(call.group.epoch, 0n);
-  assert.equal(call.roomGroup, null); // the room learns the new group with its first commit
+  // the new group is registered with the server: its GroupInfo (an MLSMessage, wire format 4)
+  assert.deepEqual(call.roomGroup, call.group.groupId);
+  assert.deepEqual(call.client.created.groupId, call.group.groupId);
+  assert.equal(call.client.created.epoch, 0);
+  assert.deepEqual([...call.client.created.groupInfo.subarray(0, 4)], [0, 1, 0, 4]);
 });
 
 test('on group_reset a newcomer that is not the smallest identity present publishes a fresh KeyPackage', async () => {
