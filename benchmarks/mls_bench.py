@@ -22,7 +22,24 @@ a joined member processes it (``receive``), and a member sends an application
 message that another receives. Each figure is the median over repeats, printed
 with the mls-rs reference (its Python bindings, measured on this machine by
 the issue's author; not re-run here) and the ratio.
-Run: ``python benchmarks/mls_bench.py [messages] [--repeats R] [--quick] [--json PATH]``.
+
+Scaling figures (RFC 9420 §12.1, §12.4, §12.4.3.1), through the public API:
+
+* cached-proposal commit: ``propose_add`` of P KeyPackages then ``commit()``,
+  against ``add_many`` of P such KeyPackages (each on a fresh one-member
+  group), P=256; target: at most 1.5x ``add_many``. A cached proposal is
+  verified once, when proposed; the Commit verifies it no more.
+* join from a Welcome and processing an update Commit in an N=10,000 group
+  (suite 1), serially and with a batch verifier on a thread pool this script
+  owns (``GroupConfig(verify_batch=...)``), against the mls-rs join figure
+  measured earlier on this machine (1.09 s) and against the OpenSSL floor of
+  the same run: N Ed25519 verifications alone, serial and on the same pool.
+  When ``mls_rs_uniffi`` (the ``agentvault-mls-rs-uniffi`` wheel) is
+  installed, mls-rs is measured in the same run as an extra baseline;
+  otherwise a note says it was skipped. The project never depends on it.
+
+Run: ``python benchmarks/mls_bench.py [messages] [--repeats R] [--quick] [--json PATH]``
+(``--quick``: P=64, N=1000, one repeat).
 """
 
 from __future__ import annotations
@@ -32,13 +49,18 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench_json import figure, write_figures  # noqa: E402
 from mls import MLS  # noqa: E402
 from mls.crypto import cipher_suite  # noqa: E402
+from mls.crypto.signature import BatchVerifier, SignatureCheck  # noqa: E402
+from mls.group.config import GroupConfig  # noqa: E402
 from mls.message_protection import MessageProtection  # noqa: E402
 from mls.secret_tree import SecretTree  # noqa: E402
 from mls.wire.framing import FramedContent, PrivateMessage, Sender  # noqa: E402
@@ -230,6 +252,181 @@ def report_group(results: dict[int, dict[str, list[float]]]) -> list[dict[str, o
     return figures
 
 
+#: Cached-proposal commit: ``propose_add`` x P + ``commit()`` within this factor of ``add_many``.
+CACHED_COMMIT_TARGET = 1.5
+#: mls-rs joining a 10,000-member group from a Welcome, measured earlier on this machine (ms).
+MLS_RS_JOIN_10K_MS = 1090.0
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
+
+
+def measure_cached_commit(p: int, repeats: int) -> dict[str, list[float]]:
+    """ms of ``add_many`` of P KeyPackages and of ``propose_add`` x P + ``commit()``, fresh groups."""
+    samples: dict[str, list[float]] = {"add_many": [], "cached": []}
+    for _ in range(repeats):
+        for name in ("add_many", "cached"):
+            mls = MLS()
+            creator = mls.group_create(mls.generate_identity(), mls.generate_credential("creator"))
+            packages = [mls.generate_key_package(mls.generate_identity(), mls.generate_credential(f"m{k}"))
+                        for k in range(p)]
+            start = time.perf_counter()
+            if name == "add_many":
+                output = creator.add_many(packages)
+            else:
+                for package in packages:
+                    creator.propose_add(package)
+                output = creator.commit()
+            samples[name].append(_ms(start))
+            if output.welcome is None:
+                raise SystemExit("a commit of Adds without a Welcome")
+    return samples
+
+
+def pooled_verifier(pool: ThreadPoolExecutor, workers: int) -> BatchVerifier:
+    """A ``GroupConfig.verify_batch`` on ``pool``: the checks in a few chunks per worker."""
+
+    def verify_batch(verify: Callable[[SignatureCheck], bool], checks: Sequence[SignatureCheck]) -> list[bool]:
+        size = max(1, -(-len(checks) // (4 * workers)))
+        chunks = [checks[i : i + size] for i in range(0, len(checks), size)]
+        return [ok for part in pool.map(lambda chunk: [verify(c) for c in chunk], chunks) for ok in part]
+
+    return verify_batch
+
+
+def openssl_floor(n: int, pool: ThreadPoolExecutor, workers: int) -> dict[str, float]:
+    """ms of ``n`` Ed25519 verifications through ``cryptography`` alone (parsed keys), serial and pooled."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    message = os.urandom(200)  # about a LeafNodeTBS
+    keys = [ed25519.Ed25519PrivateKey.generate() for _ in range(64)]
+    items = [(key.public_key(), key.sign(message)) for key in keys]
+    items = (items * (n // len(items) + 1))[:n]
+
+    def run(chunk: Sequence[tuple[Any, bytes]]) -> None:
+        for public, signature in chunk:
+            public.verify(signature, message)
+
+    size = max(1, -(-n // (4 * workers)))
+    serial, pooled = [], []
+    for _ in range(3):
+        start = time.perf_counter()
+        run(items)
+        serial.append(_ms(start))
+        start = time.perf_counter()
+        list(pool.map(run, [items[i : i + size] for i in range(0, n, size)]))
+        pooled.append(_ms(start))
+    return {"serial": statistics.median(serial), "pooled": statistics.median(pooled)}
+
+
+def measure_large_group(n: int, repeats: int, verify_batch: BatchVerifier) -> dict[str, list[float]]:
+    """ms of joining an n-member group from a Welcome and of processing an update Commit in it,
+    for a serial client and for one whose ``verify_batch`` is ``verify_batch``."""
+    creator_mls = MLS()
+    clients = {"serial": MLS(), "pooled": MLS(config=GroupConfig(verify_batch=verify_batch))}
+    joiners = {name: [mls.generate_identity() for _ in range(repeats)] for name, mls in clients.items()}
+    creator = creator_mls.group_create(creator_mls.generate_identity(), creator_mls.generate_credential("creator"))
+    packages = [clients[name].generate_key_package(identity, clients[name].generate_credential(f"{name} {k}"))
+                for name, ids in joiners.items() for k, identity in enumerate(ids)]
+    bulk = n - 1 - len(packages)
+    packages += [creator_mls.generate_key_package(creator_mls.generate_identity(), creator_mls.generate_credential(f"m{k}"))
+                 for k in range(bulk)]
+    output = creator.add_many(packages)
+    creator.apply_pending_commit()
+    samples: dict[str, list[float]] = {f"{kind} {name}": [] for kind in ("join", "process") for name in clients}
+    views = {}
+    for name, mls in clients.items():
+        for identity in joiners[name]:
+            start = time.perf_counter()
+            views[name] = mls.group_join(identity, output.welcome, output.ratchet_tree)
+            samples[f"join {name}"].append(_ms(start))
+    for _ in range(repeats):
+        update = creator.update()
+        creator.apply_pending_commit()
+        for name, view in views.items():
+            start = time.perf_counter()
+            view.receive(update.commit)
+            samples[f"process {name}"].append(_ms(start))
+            if view.epoch_authenticator() != creator.epoch_authenticator():
+                raise SystemExit("a member reached another epoch than the committer")
+    return samples
+
+
+def measure_mls_rs(n: int, repeats: int) -> dict[str, list[float]] | None:
+    """The same join and process figures through mls-rs's Python bindings, if installed (else None)."""
+    try:
+        import mls_rs_uniffi as rs  # an optional baseline: pip install agentvault-mls-rs-uniffi
+    except ImportError:
+        return None
+    suite = rs.CipherSuite.CURVE25519_AES128
+
+    def client(name: bytes) -> Any:
+        return rs.Client(name, rs.generate_signature_keypair(suite), rs.client_config_default())
+
+    creator = client(b"creator")
+    group = creator.create_group(None)
+    joiners = [client(b"joiner %d" % k) for k in range(repeats)]
+    packages = [j.generate_key_package_message() for j in joiners]
+    packages += [client(b"m%d" % k).generate_key_package_message() for k in range(n - 1 - repeats)]
+    output = group.add_members(packages)
+    group.process_incoming_message(output.commit_message)
+    samples: dict[str, list[float]] = {"join": [], "process": []}
+    for joiner in joiners:
+        start = time.perf_counter()
+        joined = joiner.join_group(output.ratchet_tree, output.welcome_message).group
+        samples["join"].append(_ms(start))
+    for _ in range(repeats):
+        commit = group.commit()
+        group.process_incoming_message(commit.commit_message)
+        start = time.perf_counter()
+        joined.process_incoming_message(commit.commit_message)
+        samples["process"].append(_ms(start))
+    return samples
+
+
+def report_scaling(p: int, n: int, repeats: int) -> list[dict[str, object]]:
+    """Print the cached-commit and large-group figures; the figures for ``--json``."""
+    figures: list[dict[str, object]] = []
+    cached = measure_cached_commit(p, repeats)
+    add_many, ours = statistics.median(cached["add_many"]), statistics.median(cached["cached"])
+    ratio = ours / add_many
+    print(f"Cached-proposal commit, suite 1, P={p} KeyPackages (public API, fresh one-member groups); ms, median of {repeats}")
+    print(f"  add_many of P KeyPackages:                {add_many:9.1f}")
+    print(f"  propose_add x P + commit():               {ours:9.1f}   ratio {ratio:.2f} "
+          f"(target <= {CACHED_COMMIT_TARGET:g}: {'ok' if ratio <= CACHED_COMMIT_TARGET else 'MISSED'})")
+    figures.append(figure(f"P={p}: propose_add x P + commit", "ms", ours, add_many, "add_many of the same P"))
+
+    workers = os.cpu_count() or 2
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="verify") as pool:
+        samples = measure_large_group(n, repeats, pooled_verifier(pool, workers))
+        floor = openssl_floor(n, pool, workers)
+    rs = measure_mls_rs(n, repeats)
+    print(f"Group of N={n} members, suite 1 (public API); ms, median of {repeats} "
+          f"(batch verifier: a {workers}-thread pool owned by this script)")
+    print(f"  OpenSSL floor, {n} Ed25519 verifications alone: serial {floor['serial']:.1f}, pooled {floor['pooled']:.1f}")
+    if rs is None:
+        print("  mls-rs: not installed (pip install agentvault-mls-rs-uniffi), skipped; "
+              f"its join figure measured earlier here: {MLS_RS_JOIN_10K_MS:.0f} ms (N=10000)")
+    rs_join = statistics.median(rs["join"]) if rs is not None else (MLS_RS_JOIN_10K_MS if n == 10_000 else None)
+    rs_process = statistics.median(rs["process"]) if rs is not None else None
+    rs_name = "mls-rs (same run)" if rs is not None else "mls-rs (measured earlier)"
+    print(f"  {'figure':<34} {'ours':>9} {'mls-rs':>9} {'ratio':>6} {'floor':>8} {'/floor':>7}")
+    for kind, reference in (("join", rs_join), ("process", rs_process)):
+        for mode in ("serial", "pooled"):
+            value = statistics.median(samples[f"{kind} {mode}"])
+            label = f"{'join from the Welcome' if kind == 'join' else 'process an update Commit'} ({mode})"
+            rs_text = f"{reference:9.1f} {value / reference:6.2f}" if reference else f"{'-':>9} {'-':>6}"
+            floor_text = (f"{floor[mode]:8.1f} {value / floor[mode]:7.2f}" if kind == "join" else "")
+            print(f"  {label:<34} {value:9.1f} {rs_text} {floor_text}")
+            if reference:
+                figures.append(figure(f"N={n}: {label}", "ms", value, reference, rs_name))
+            if kind == "join":
+                figures.append(figure(f"N={n}: {label}", "ms", value, floor[mode],
+                                      f"{n} Ed25519 verifications alone ({mode})"))
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("messages", type=int, nargs="?", default=20_000,
@@ -237,6 +434,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="groups built per size (each gives one add)")
     parser.add_argument("--sizes", type=int, nargs="*", default=list(GROUP_SIZES), help="group sizes")
     parser.add_argument("--quick", action="store_true", help="one group per size, few messages (a smoke run)")
+    parser.add_argument("--proposals", type=int, default=256, help="P of the cached-proposal commit figure")
+    parser.add_argument("--members", type=int, default=10_000, help="N of the large-group join/process figures")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args()
     messages = 500 if args.quick else args.messages
@@ -259,6 +458,9 @@ def main() -> None:
     group_messages = 20 if args.quick else 200
     results = {n: measure_group(n, repeats, group_messages) for n in args.sizes}
     figures += report_group(results)
+    if args.quick:
+        args.proposals, args.members = min(args.proposals, 64), min(args.members, 1000)
+    figures += report_scaling(args.proposals, args.members, repeats)
     write_figures(args.json, "mls_bench", figures)
 
 

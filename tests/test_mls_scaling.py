@@ -10,6 +10,7 @@ the serial results and still refuses a forged leaf with a typed error.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,15 +20,16 @@ import pytest
 
 from mls.crypto import CipherSuite, cipher_suite
 from mls.crypto.signature import SignatureCheck
-from mls.errors import CryptoError, SignatureError
+from mls.errors import CryptoError, MLSError, SignatureError
 from mls.group import engine
 from mls.group.commit import create_commit
 from mls.group.config import GroupConfig
+from mls.group.proposals import ProposalEntry, apply_proposals
 from mls.group.key_package import KeyPackageBundle, create_key_package, create_leaf_node, key_package_ref
 from mls.group.state import GroupState
 from mls.group.welcome import JoinKeys, join_from_welcome
 from mls.wire import Credential, MLSMessage, Proposal
-from mls.wire.framing import PublicMessage
+from mls.wire.framing import PublicMessage, Sender
 from mls.wire.proposals import Add, Commit, GroupContextExtensions, ReInit, Remove, Update
 from mls.wire.welcome import Welcome
 
@@ -268,6 +270,55 @@ def test_a_by_value_proposal_and_a_cached_one_on_one_leaf_keep_the_by_value_one(
     pending = create_commit(creator, CONFIG, by_value=[Proposal(Remove(c.leaf_index))])
     assert _listed(pending.message) == [Proposal(Remove(c.leaf_index))]
     assert engine.receive(b, pending.message, CONFIG).state.tree.member_count == 2
+
+
+def _reference_selection(state: GroupState) -> list[bytes]:
+    """§12.4 read literally: each cached proposal, in order, is kept if the whole list so far
+    (with it) still applies; the quadratic algorithm the incremental selection replaces."""
+    me = Sender.member(state.leaf_index)
+    chosen: list[ProposalEntry] = []
+    for cached in state.proposals.values():
+        candidate = [*chosen, ProposalEntry(cached.proposal, cached.sender, cached.ref)]
+        try:
+            apply_proposals(state, candidate, me, now=CONFIG.now())
+        except MLSError:
+            continue
+        chosen = candidate
+    return [entry.ref for entry in chosen if entry.ref is not None]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_incremental_selection_agrees_with_applying_the_whole_list_per_candidate(seed: int) -> None:
+    rng = random.Random(seed)
+    creator, members = _group(5)
+    states = [creator, *members]
+    twice = Client.new("twice")
+    for step in range(10):
+        proposer = rng.randrange(len(states))
+        kind = rng.choice(["add", "add", "add twice", "update", "remove", "remove", "extensions", "reinit"])
+        state = states[proposer]
+        if kind == "add":
+            proposal = Proposal(Add(Client.new(f"new {step}").key_package().key_package))
+        elif kind == "add twice":
+            proposal = Proposal(Add(twice.key_package().key_package))
+        elif kind == "update":
+            proposal = engine.update_proposal(state, CONFIG)
+        elif kind == "remove":
+            proposal = Proposal(Remove(rng.randrange(len(states))))
+        elif kind == "extensions":
+            proposal = Proposal(GroupContextExtensions(()))
+        else:
+            proposal = Proposal(ReInit(b"successor", 1, SUITE.suite_id, ()))
+        message = engine.propose(state, proposal, CONFIG, authenticated_data=b"%d" % step)
+        states = [s if i == proposer else engine.receive(s, message, CONFIG).state for i, s in enumerate(states)]
+    expected = _reference_selection(states[0])
+    pending = create_commit(states[0], CONFIG)
+    assert _listed(pending.message) == expected
+    for state in states[1:]:
+        result = engine.receive(state, pending.message, CONFIG)
+        if result.state.removed:
+            continue
+        assert result.state.secrets.epoch_authenticator == pending.next_state.secrets.epoch_authenticator
 
 
 # --- the batch verifier ------------------------------------------------------------------------

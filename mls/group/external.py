@@ -66,7 +66,7 @@ def join_by_external_commit(
     """
     suite = cipher_suite(group_info.group_context.cipher_suite)
     context = group_info.group_context
-    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now())
+    tree = verified_ratchet_tree(suite, group_info, ratchet_tree, config.received_now(), config.verify_batch)
     kem_output, init_secret = external_init_sender(suite, external_pub_of(group_info))
 
     proposals: list[Proposal] = [Proposal(ExternalInit(kem_output))]

@@ -13,6 +13,8 @@ Reading anything malformed raises ``StateFormatError``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from mls.crypto import CipherSuite, cipher_suite
 from mls.errors import MLSError, StateFormatError
 from mls.group.state import CachedProposal, GroupState, PastEpoch, PendingCommit
@@ -89,9 +91,9 @@ def _write_state(w: Writer, s: GroupState) -> None:
     w.opaque(s.interim_transcript_hash)
     w.opaque(s.confirmation_tag)
     _write_secret_tree(w, s.secret_tree)
-    w.vector(s.proposals.values(), _write_cached_proposal)
+    _write_cached_proposals(w, s.proposals.values())
     w.vector(s.update_keys.items(), lambda w2, kv: (w2.opaque(kv[0]), w2.opaque(kv[1])))
-    w.vector(sorted(s.own_messages), Writer.opaque)
+    w.opaque(b"".join(encode_varint(len(digest)) + digest for digest in sorted(s.own_messages)))  # opaque digests<V>
     w.optional(s.pending, _write_pending)
     w.vector(s.past, _write_past)
     w.vector(sorted(s.resumption_psks.items()), lambda w2, kv: (w2.u64(kv[0]), w2.opaque(kv[1])))
@@ -154,14 +156,19 @@ def _read_node_key(r: Reader) -> tuple[int, bytes, bytes]:
     return r.u32("node"), r.opaque("priv"), r.opaque("pub")
 
 
-def _write_cached_proposal(w: Writer, p: CachedProposal) -> None:
-    if p.stored is None:  # a cached proposal never changes: encode it once, not at every store
-        inner = Writer()
-        inner.opaque(p.ref)
-        p.proposal.write(inner)
-        p.sender.write(inner)
-        p.stored = inner.getvalue()
-    w.raw(p.stored)
+def _write_cached_proposals(w: Writer, proposals: Iterable[CachedProposal]) -> None:
+    """``CachedProposal proposals<V>``, each encoded once: a cached proposal never changes,
+    and the state is stored again after every proposal of the epoch."""
+    stored = []
+    for p in proposals:
+        if p.stored is None:
+            inner = Writer()
+            inner.opaque(p.ref)
+            p.proposal.write(inner)
+            p.sender.write(inner)
+            p.stored = inner.getvalue()
+        stored.append(p.stored)
+    w.opaque(b"".join(stored))
 
 
 def _read_cached_proposal(r: Reader) -> CachedProposal:
