@@ -16,9 +16,6 @@ import asyncio
 import base64
 import json
 import logging
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +24,20 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import hashes, hmac
 
+from media.call_peer import CallOptions, CallPeer
+from media.stress_server import ServerProcess
 from signaling import protocol as p
 from signaling.client import SignalingClient, fetch_token
+from signaling.config import ServerConfig
 from signaling.errors import ErrorCode, SignalingError
 from signaling.room import CLOSE_JOIN_TIMEOUT
-from signaling.server import RunningServer
+from signaling.server import RunningServer, start_server
 from signaling.tokens import TOKEN_PREFIX
 
 from conftest import BOUND, MakeServer, until
 
 SECRET = b"edge-secret-0123456789abcdef0123"
 ROOM = "edge"
-REPO = Path(__file__).resolve().parent.parent
 JSON = {"Content-Type": "application/json"}
 
 
@@ -537,59 +536,32 @@ async def test_a_transport_closed_under_the_client_is_connection_lost(make_serve
     await assert_serves(server)
 
 
-class ServerProcess:
-    """``mlscall serve`` as a child process."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.process: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> str:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "media.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--db", str(self.tmp / "kill.db"), "--static", str(self.tmp), "--log-level", "warning",
-            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-        assert self.process.stdout is not None
-        line = await asyncio.wait_for(self.process.stdout.readline(), BOUND)
-        return line.decode().split()[-1]
-
-
-@pytest.fixture
-async def server_process(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    proc = ServerProcess(tmp_path)
-    yield proc
-    if proc.process is not None and proc.process.returncode is None:
-        proc.process.kill()
-        await proc.process.wait()
-
-
-async def test_a_client_of_a_sigkilled_server_gets_a_signaling_error(server_process: ServerProcess) -> None:
-    url = await server_process.start()
-    assert server_process.process is not None
-    token = await fetch_token(url, ROOM, "alice")
-    client = SignalingClient(url.replace("http://", "ws://") + "/ws", ROOM, token)
+async def test_a_client_of_a_sigkilled_server_gets_a_signaling_error(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "killed")
     try:
-        await client.connect()
-        pending = [asyncio.create_task(client.claim_key_package(f"bob{i}")) for i in range(20)]
-        server_process.process.send_signal(signal.SIGKILL)
-        assert await server_process.process.wait() == -signal.SIGKILL
-        outcomes = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), BOUND)
-        # answered before the kill (not_found: nobody published) or lost with the server
-        assert all(isinstance(o, SignalingError) for o in outcomes), outcomes
-        assert {o.code for o in outcomes} <= {ErrorCode.NOT_FOUND, ErrorCode.CONNECTION_LOST}
-        assert client._pending == {}
-        with pytest.raises(SignalingError) as info:  # and later requests fail typed too
-            await client.claim_key_package("bob")
-        assert info.value.code in (ErrorCode.CLOSED, ErrorCode.CONNECTION_LOST)
-        assert client._pending == {}
+        url = await server.start()
+        client = SignalingClient(server.ws_url, ROOM, await fetch_token(url, ROOM, "alice"))
+        try:
+            await client.connect()
+            pending = [asyncio.create_task(client.claim_key_package(f"bob{i}")) for i in range(20)]
+            await server.kill()  # SIGKILL, with requests in flight
+            outcomes = await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), BOUND)
+            # answered before the kill (refused: nobody published, or not a member) or lost with it
+            assert all(isinstance(o, SignalingError) for o in outcomes), outcomes
+            assert ErrorCode.CONNECTION_LOST in {o.code for o in outcomes}
+            assert client._pending == {}
+            with pytest.raises(SignalingError) as info:  # and later requests fail typed too
+                await client.claim_key_package("bob")
+            assert info.value.code in (ErrorCode.CLOSED, ErrorCode.CONNECTION_LOST)
+            assert client._pending == {}
+        finally:
+            await client.close()
+        # a server started again on the same database and port serves again
+        url = await server.start()
+        async with SignalingClient(server.ws_url, ROOM, await fetch_token(url, ROOM, "alice")) as again:
+            assert again.identity == "alice"
     finally:
-        await client.close()
-    # a new server on the same database serves again
-    server_process.process = None
-    url = await server_process.start()
-    token = await fetch_token(url, ROOM, "alice")
-    async with SignalingClient(url.replace("http://", "ws://") + "/ws", ROOM, token) as again:
-        assert again.identity == "alice"
+        await server.stop()
 
 
 # -- CallPeer across a reset and a server restart ----------------------------------------------
@@ -605,10 +577,6 @@ async def test_call_peers_survive_a_reset_and_a_server_restart(tmp_path: Path) -
     self-update asked meanwhile meets the dead connection (``connection_lost`` or ``closed``)
     instead of killing the peer's loop; a server on the same port and database comes back and
     the call goes on: a newcomer is added by the survivors."""
-    from media.call_peer import CallOptions, CallPeer
-    from signaling.config import ServerConfig
-    from signaling.server import start_server
-
     def config(port: int) -> ServerConfig:
         return ServerConfig(host="127.0.0.1", port=port, db_path=tmp_path / "restart.db", secret=SECRET,
                             static_dir=None, abandon_after=600.0)
