@@ -50,6 +50,10 @@ class FakeSignalingClient {
     return this.applications.length;
   }
 
+  async createGroup(groupId, epoch) {
+    return { epoch };
+  }
+
   async leave() {
     this.connected = false;
   }
