@@ -30,7 +30,7 @@ from mls.group.state import GroupState
 from mls.group.welcome import JoinKeys, join_from_welcome
 from mls.wire import Credential, MLSMessage, Proposal
 from mls.wire.framing import PublicMessage, Sender
-from mls.wire.proposals import Add, Commit, GroupContextExtensions, ReInit, Remove, Update
+from mls.wire.proposals import Add, Commit, GroupContextExtensions, ReInit, Remove
 from mls.wire.welcome import Welcome
 
 SUITE = cipher_suite(1)
