@@ -314,7 +314,7 @@ class PublicGroup:
         _check_proposal(state, proposal, sender, self._config.received_now())
         ref = proposal_ref(state.suite, authenticated)
         proposals = dict(state.proposals)
-        proposals[ref] = CachedProposal(ref, proposal, sender)
+        proposals[ref] = CachedProposal(ref, proposal, sender, verified=True)
         nxt = _EpochState(state.suite, state.context, state.tree, state.interim_transcript_hash, proposals)
         result = ProposalProcessed(
             state.epoch, int(proposal.proposal_type), SenderType(sender.sender_type).name.lower(), sender.index, ref
