@@ -241,7 +241,9 @@ class CallPeer:
         self._credential = self.mls.generate_credential(self.identity).content
         self._room_group = reply.get("group_id")
         self.present = set(reply.get("members", ()))
-        if self._room_group is None and not self.present:
+        if self._room_group is None and all(self.identity < other for other in self.present):
+            # the smallest identity present creates the group (as after a group_reset): someone
+            # already here without a group may be waiting for a creator, or never create one
             await self._create_group()
         else:
             await self._publish_key_package()

@@ -155,7 +155,9 @@ export class Call extends EventTarget {
     this.credential = await this.mls.generateCredential(this.identity);
     this.roomGroup = reply.group_id ?? null;
     this.present = new Set(reply.members ?? []);
-    if (this.roomGroup === null && this.present.size === 0) await this.#createGroup();
+    // the smallest identity present creates the group (as after a group_reset): someone already
+    // here without a group may be waiting for a creator, or never create one
+    if (this.roomGroup === null && [...this.present].every((other) => this.identity < other)) await this.#createGroup();
     else await this.#publishKeyPackage();
     for (const remote of [...this.present].sort()) this.#openLink(remote);
     this.loop = this.#run();
