@@ -27,7 +27,7 @@ from mls.group.proposals import (
     resolve_proposals,
 )
 from mls.group.psk import PskResolver, gather_psks, psk_secret_of
-from mls.group.state import GroupState, PendingCommit, required_capabilities_of
+from mls.group.state import GroupState, PendingCommit, PublicView, required_capabilities_of
 from mls.group.welcome import build_welcome
 from mls.key_schedule import EpochSecrets, external_init_receiver
 from mls.transcript import interim_transcript_hash, update_transcript_hashes
@@ -46,7 +46,7 @@ from mls.wire.messages import MLSMessage
 from mls.wire.proposals import Commit, Proposal, ProposalOrRef, ReInit, UpdatePath
 from mls.wire.psk import PreSharedKeyID
 
-__all__ = ["StagedCommit", "create_commit", "merge", "new_epoch_state", "stage_commit"]
+__all__ = ["StagedCommit", "create_commit", "merge", "merge_received_path", "new_epoch_state", "stage_commit"]
 
 
 @dataclass
@@ -150,12 +150,7 @@ def stage_commit(
     staged = StagedCommit(sender, committer_leaf, entries, added, applied.removed, applied.reinit, None)
     extensions = applied.extensions
     if commit.path is not None:  # validated and merged even by a member the Commit removes (§12.4.2)
-        if external:  # a "resync" replaces the removed leaf's member (§12.2)
-            replaced = state.tree.leaf(applied.removed[0]) if applied.removed else None
-        else:
-            replaced = state.tree.leaf(committer_leaf)
-        check_successor_credential(replaced, commit.path.leaf_node)
-        _apply_path(state, tree, committer_leaf, commit.path, added, extensions, now)
+        merge_received_path(state, applied, committer_leaf, commit.path, external=external, now=now)
     if me in applied.removed:
         return staged
 
@@ -190,26 +185,38 @@ def stage_commit(
     return staged
 
 
-def _apply_path(
-    state: GroupState,
-    tree: RatchetTree,
+def merge_received_path(
+    state: PublicView,
+    applied: AppliedProposals,
     committer_leaf: int,
     path: UpdatePath,
-    added: list[int],
-    extensions: tuple,  # type: ignore[type-arg]
+    *,
+    external: bool,
     now: int | None,
 ) -> None:
-    """Validate an UpdatePath's LeafNode and merge the path into ``tree`` (§7.5, §12.4.2)."""
+    """Validate a received UpdatePath and merge it into ``applied.tree`` (§7.5, §12.4.2).
+
+    The committer's new credential must succeed the one it replaces (§5.3.1:
+    its own leaf, or for an external "resync" Commit the removed leaf, §12.2);
+    the LeafNode is validated (§7.3) under the Commit's new extensions; the
+    path's keys and parent hash are checked as it is merged (§7.9.2). Needs
+    no secret: members and the keyless ``PublicGroup`` share it.
+    """
+    if external:
+        replaced = state.tree.leaf(applied.removed[0]) if applied.removed else None
+    else:
+        replaced = state.tree.leaf(committer_leaf)
+    check_successor_credential(replaced, path.leaf_node)
     validate_leaf_node(
-        tree,
+        applied.tree,
         path.leaf_node,
         source=LeafNodeSource.COMMIT,
         group_id=state.group_id,
         leaf_index=committer_leaf,
         now=now,
-        required_capabilities=required_capabilities_of(extensions),
+        required_capabilities=required_capabilities_of(applied.extensions),
     )
-    apply_update_path(tree, committer_leaf, path, added)
+    apply_update_path(applied.tree, committer_leaf, path, [leaf for leaf, _ in applied.added])
 
 
 def _decrypt_path(

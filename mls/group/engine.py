@@ -17,17 +17,12 @@ from mls.errors import DecodeError, GroupInactiveError, ValidationError
 from mls.group.commit import StagedCommit, merge, stage_commit
 from mls.group.config import GroupConfig
 from mls.group.framing import open_message, protect, sign_content
-from mls.group.proposals import (
-    check_successor_credential,
-    proposal_ref,
-    validate_key_package,
-    validate_proposal_sender,
-)
+from mls.group.proposals import check_proposal, proposal_ref, validate_proposal_sender
 from mls.group.psk import PskResolver
 from mls.group.state import CachedProposal, GroupState
 from mls.key_schedule import EpochSecrets
 from mls.transcript import interim_transcript_hash
-from mls.tree import RatchetTree, TreeKEMPrivate, sign_leaf_node, validate_leaf_node
+from mls.tree import RatchetTree, TreeKEMPrivate, sign_leaf_node
 from mls.wire.enums import ContentType, LeafNodeSource, SenderType, WireFormat
 from mls.wire.extensions import Extension
 from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PrivateMessage, PublicMessage, Sender
@@ -130,7 +125,7 @@ def propose(
     state.check_active()
     me = Sender.member(state.leaf_index)
     validate_proposal_sender(state, proposal, me)
-    _check_single(state, proposal, me, config.now())
+    check_proposal(state, proposal, me, config.now())
     wire_format = config.handshake_wire_format
     content = FramedContent(state.group_id, state.epoch, me, authenticated_data, proposal)
     signature = sign_content(state, wire_format, content)
@@ -152,30 +147,6 @@ def update_proposal(state: GroupState, config: GroupConfig) -> Proposal:
     signed = sign_leaf_node(state.suite, unsigned, state.signature_private_key, state.group_id, state.leaf_index)
     state.update_keys[public_key] = private_key
     return Proposal(Update(signed))
-
-
-def _check_single(state: GroupState, proposal: Proposal, sender: Sender, now: int | None) -> None:
-    """Checks of one proposal that need no Commit around it (§12.1), signatures included.
-
-    A proposal enters the cache only after these (``CachedProposal.verified``):
-    a Commit that covers it does not verify its signatures again.
-    """
-    body = proposal.body
-    if isinstance(body, Add):
-        validate_key_package(state.suite, body.key_package, state.tree, now=now, required=state.required_capabilities())
-    elif isinstance(body, Update):
-        if sender.sender_type != SenderType.MEMBER or sender.index is None:
-            raise ValidationError("Update proposals come from members only")
-        validate_leaf_node(
-            state.tree,
-            body.leaf_node,
-            source=LeafNodeSource.UPDATE,
-            group_id=state.group_id,
-            leaf_index=sender.index,
-            now=now,
-            required_capabilities=state.required_capabilities(),
-        )
-        check_successor_credential(state.tree.leaf(sender.index), body.leaf_node)
 
 
 def receive(
@@ -226,7 +197,7 @@ def receive(
         proposal = content.body
         assert isinstance(proposal, Proposal)
         validate_proposal_sender(state, proposal, content.sender)
-        _check_single(state, proposal, content.sender, config.received_now())
+        check_proposal(state, proposal, content.sender, config.received_now())
         ref = proposal_ref(suite, authenticated)
         state.proposals[ref] = CachedProposal(ref, proposal, content.sender, verified=True)
         return ReceiveResult(

@@ -11,13 +11,13 @@ break ECDSA suites, whose signatures are randomized.
 from __future__ import annotations
 
 from mls.errors import StaleCommitError, UnknownSenderError, ValidationError, WrongEpochError, WrongGroupError
-from mls.group.state import GroupState, PastEpoch
+from mls.group.state import GroupState, PastEpoch, PublicView
 from mls.wire.enums import ContentType, SenderType, WireFormat
 from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentAuthData, PrivateMessage, PublicMessage
 from mls.wire.messages import MLSMessage
 from mls.wire.proposals import Add, Commit, Proposal
 
-__all__ = ["open_message", "protect", "sign_content"]
+__all__ = ["open_message", "protect", "sender_signature_key", "sign_content"]
 
 
 def sign_content(state: GroupState, wire_format: WireFormat, content: FramedContent) -> bytes:
@@ -40,9 +40,10 @@ def protect(
     raise ValidationError(f"wire format {wire_format} cannot carry framed content")
 
 
-def _public_sender_key(state: GroupState, message: PublicMessage) -> bytes:
-    """The signature key that must verify a PublicMessage, chosen by sender type (§6.1)."""
-    content = message.content
+def sender_signature_key(state: PublicView, content: FramedContent) -> bytes:
+    """The signature key that must verify ``content`` of a PublicMessage, chosen by sender type (§6.1):
+    the member's leaf, the ``external_senders`` entry, the UpdatePath leaf of a ``new_member_commit``
+    or the KeyPackage leaf of a ``new_member_proposal``."""
     sender = content.sender
     if sender.sender_type == SenderType.MEMBER:
         key = state.signature_key_of(sender.index if sender.index is not None else -1)
@@ -95,7 +96,7 @@ def open_message(state: GroupState, message: PublicMessage | PrivateMessage) -> 
         raise _wrong_epoch(state, epoch, content_type)
     protection = state.protection()
     if isinstance(message, PublicMessage):
-        return protection.unprotect_public(message, _public_sender_key(state, message))
+        return protection.unprotect_public(message, sender_signature_key(state, message.content))
     return protection.unprotect_private(message, state.signature_key_of)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from mls.crypto import PROPOSAL_REF_LABEL, CipherSuite
 from mls.crypto.signature import BatchVerifier, verify_serially
 from mls.errors import ValidationError
-from mls.group.state import GroupState, required_capabilities_of
+from mls.group.state import GroupState, PublicView, required_capabilities_of
 from mls.tree import DEFAULT_EXTENSION_TYPES, RatchetTree, leaf_node_tbs, validate_leaf_node
 from mls.wire.enums import (
     LeafNodeSource,
@@ -51,6 +51,7 @@ __all__ = [
     "ProposalEntry",
     "apply_proposals",
     "check_group_extensions",
+    "check_proposal",
     "check_psk_id",
     "check_successor_credential",
     "supports_required",
@@ -169,6 +170,42 @@ def check_successor_credential(old: LeafNode | None, new: LeafNode) -> None:
     """
     if old is not None and new.credential != old.credential:
         raise ValidationError("a member's new LeafNode changes its credential (§5.3.1 successor check)")
+
+
+def check_proposal(state: PublicView, proposal: Proposal, sender: Sender, now: int | None) -> None:
+    """The checks of one proposal that need no Commit around it (§12.1), signatures included.
+
+    KeyPackages (§10.1), Update leaves (§7.3) and their credential (§5.3.1),
+    Remove targets (§12.1.3), PreSharedKey ids (§12.1.4), ReInit versions
+    (§12.1.5). A proposal enters a cache (a member's or a ``PublicGroup``'s)
+    only after these (``CachedProposal.verified``): a Commit that covers it
+    does not verify its signatures again.
+    """
+    body = proposal.body
+    tree = state.tree
+    if isinstance(body, Add):
+        validate_key_package(state.suite, body.key_package, tree, now=now, required=state.required_capabilities())
+    elif isinstance(body, Update):
+        if sender.sender_type != SenderType.MEMBER or sender.index is None:
+            raise ValidationError("Update proposals come from members only")
+        validate_leaf_node(
+            tree,
+            body.leaf_node,
+            source=LeafNodeSource.UPDATE,
+            group_id=state.group_id,
+            leaf_index=sender.index,
+            now=now,
+            required_capabilities=state.required_capabilities(),
+        )
+        check_successor_credential(tree.leaf(sender.index), body.leaf_node)
+    elif isinstance(body, Remove):
+        if not 0 <= body.removed < tree.leaf_count or tree.leaf(body.removed) is None:
+            raise ValidationError("Remove of a blank or missing leaf")
+    elif isinstance(body, PreSharedKey):
+        check_psk_id(state.suite, body.psk)
+    elif isinstance(body, ReInit):
+        if body.version < ProtocolVersion.MLS10:
+            raise ValidationError("ReInit version is lower than the group's")
 
 
 def validate_proposal_sender(state: GroupState, proposal: Proposal, sender: Sender) -> None:

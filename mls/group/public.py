@@ -49,32 +49,31 @@ from mls.errors import (
     MLSError,
     StaleCommitError,
     StateFormatError,
-    UnknownSenderError,
     ValidationError,
     WrongEpochError,
 )
+from mls.group.commit import merge_received_path
 from mls.group.config import GroupConfig
 from mls.group.group_info import verified_ratchet_tree
 from mls.group.key_package import key_package_ref
+from mls.group.framing import sender_signature_key
 from mls.group.proposals import (
     apply_proposals,
-    check_successor_credential,
+    check_proposal,
     proposal_ref,
     resolve_proposals,
-    validate_key_package,
     validate_proposal_sender,
 )
-from mls.group.state import CachedProposal, required_capabilities_of
+from mls.group.state import CachedProposal, PublicView
 from mls.message_protection import FRAMED_CONTENT_TBS_LABEL
 from mls.transcript import interim_transcript_hash, update_transcript_hashes
-from mls.tree import RatchetTree, apply_update_path, validate_leaf_node
+from mls.tree import RatchetTree
 from mls.wire.codec import Reader, Writer
-from mls.wire.enums import ContentType, ExtensionType, LeafNodeSource, ProtocolVersion, PSKType, ResumptionPSKUsage, SenderType, WireFormat
-from mls.wire.extensions import ExternalSenders, RequiredCapabilities, find_extension
+from mls.wire.enums import ContentType, SenderType, WireFormat
 from mls.wire.framing import AuthenticatedContent, FramedContent, FramedContentTBS, PrivateMessage, PublicMessage, Sender
 from mls.wire.group_context import GroupContext
 from mls.wire.messages import MLSMessage
-from mls.wire.proposals import Add, Commit, PreSharedKey, Proposal, ReInit, Remove, Update
+from mls.wire.proposals import Commit, Proposal
 from mls.wire.tree import LeafNode
 from mls.wire.welcome import GroupInfo
 
@@ -142,7 +141,7 @@ class ProposalProcessed:
 
 
 @dataclass(eq=False)
-class _EpochState:
+class _EpochState(PublicView):
     """One epoch of the public view; also the key-less state the proposal rules read (mls.group.proposals)."""
 
     suite: CipherSuite
@@ -151,21 +150,6 @@ class _EpochState:
     interim_transcript_hash: bytes
     proposals: dict[bytes, CachedProposal] = field(default_factory=dict)
     reinit: bool = False
-
-    @property
-    def group_id(self) -> bytes:
-        return self.context.group_id
-
-    @property
-    def epoch(self) -> int:
-        return self.context.epoch
-
-    def required_capabilities(self) -> RequiredCapabilities | None:
-        return required_capabilities_of(self.context.extensions)
-
-    def external_senders(self) -> ExternalSenders | None:
-        extension = find_extension(self.context.extensions, ExtensionType.EXTERNAL_SENDERS)
-        return None if extension is None else ExternalSenders.from_extension(extension)
 
 
 class PublicGroup:
@@ -311,7 +295,7 @@ class PublicGroup:
         """Validate a proposal on its own (§12.1) and cache it under its ProposalRef."""
         sender = authenticated.content.sender
         validate_proposal_sender(state, proposal, sender)  # type: ignore[arg-type]
-        _check_proposal(state, proposal, sender, self._config.received_now())
+        check_proposal(state, proposal, sender, self._config.received_now())
         ref = proposal_ref(state.suite, authenticated)
         proposals = dict(state.proposals)
         proposals[ref] = CachedProposal(ref, proposal, sender, verified=True)
@@ -341,24 +325,9 @@ class PublicGroup:
             committer = tree.free_leaf()
             if committer == tree.leaf_count:
                 tree.extend()
-        added_leaves = [leaf for leaf, _ in applied.added]
         extensions = applied.extensions
         if commit.path is not None:
-            if external:  # a "resync" replaces the removed leaf's member (§12.4.3.2)
-                replaced = state.tree.leaf(applied.removed[0]) if applied.removed else None
-            else:
-                replaced = state.tree.leaf(committer)
-            check_successor_credential(replaced, commit.path.leaf_node)
-            validate_leaf_node(
-                tree,
-                commit.path.leaf_node,
-                source=LeafNodeSource.COMMIT,
-                group_id=state.group_id,
-                leaf_index=committer,
-                now=now,
-                required_capabilities=required_capabilities_of(extensions),
-            )
-            apply_update_path(tree, committer, commit.path, added_leaves)
+            merge_received_path(state, applied, committer, commit.path, external=external, now=now)
         confirmed, interim = update_transcript_hashes(suite, state.interim_transcript_hash, authenticated)
         context = GroupContext(suite.suite_id, state.group_id, state.epoch + 1, tree.tree_hash(), confirmed, extensions)
         nxt = _EpochState(suite, context, tree, interim, {}, applied.reinit is not None)
@@ -478,74 +447,14 @@ def _check_framing(state: _EpochState, content: FramedContent) -> None:
         raise ValidationError("application data in a PublicMessage")
 
 
-def _sender_key(state: _EpochState, content: FramedContent) -> bytes:
-    """The signature key that must verify the content, chosen by sender type (§6.1)."""
-    sender = content.sender
-    index = sender.index if sender.index is not None else -1
-    if sender.sender_type == SenderType.MEMBER:
-        leaf = state.tree.leaf(index) if 0 <= index < state.tree.leaf_count else None
-        if leaf is None:
-            raise UnknownSenderError("no member at the sender's leaf")
-        return leaf.signature_key
-    if sender.sender_type == SenderType.EXTERNAL:
-        senders = state.external_senders()
-        if senders is None or not 0 <= index < len(senders.external_senders):
-            raise UnknownSenderError("no such external sender in the external_senders extension")
-        return senders.external_senders[index].signature_key
-    body = content.body
-    if sender.sender_type == SenderType.NEW_MEMBER_COMMIT:
-        if not isinstance(body, Commit) or body.path is None:
-            raise ValidationError("a new_member_commit sender must send a Commit with a path")
-        return body.path.leaf_node.signature_key
-    if sender.sender_type == SenderType.NEW_MEMBER_PROPOSAL:
-        if not isinstance(body, Proposal) or not isinstance(body.body, Add):
-            raise ValidationError("a new_member_proposal sender must send an Add proposal")
-        return body.body.key_package.leaf_node.signature_key
-    raise ValidationError("invalid sender type")
-
-
 def _verify_signature(state: _EpochState, authenticated: AuthenticatedContent) -> None:
     """``VerifyWithLabel(key, "FramedContentTBS", FramedContentTBS, signature)`` (§6.1); no membership tag (§6.2)."""
     content = authenticated.content
     with_context = content.sender.sender_type in (SenderType.MEMBER, SenderType.NEW_MEMBER_COMMIT)
     tbs = FramedContentTBS(WireFormat.MLS_PUBLIC_MESSAGE, content, state.context if with_context else None)
     state.suite.verify_with_label(
-        _sender_key(state, content), FRAMED_CONTENT_TBS_LABEL, tbs.encode(), authenticated.auth.signature
+        sender_signature_key(state, content), FRAMED_CONTENT_TBS_LABEL, tbs.encode(), authenticated.auth.signature
     )
-
-
-def _check_proposal(state: _EpochState, proposal: Proposal, sender: Sender, now: int | None) -> None:
-    """The checks of one proposal that need no Commit around it (§12.1), before it is cached."""
-    body = proposal.body
-    suite = state.suite
-    tree = state.tree
-    if isinstance(body, Add):
-        validate_key_package(suite, body.key_package, tree, now=now, required=state.required_capabilities())
-    elif isinstance(body, Update):
-        if sender.sender_type != SenderType.MEMBER or sender.index is None:
-            raise ValidationError("Update proposals come from members only")
-        validate_leaf_node(
-            tree,
-            body.leaf_node,
-            source=LeafNodeSource.UPDATE,
-            group_id=state.group_id,
-            leaf_index=sender.index,
-            now=now,
-            required_capabilities=state.required_capabilities(),
-        )
-        check_successor_credential(tree.leaf(sender.index), body.leaf_node)
-    elif isinstance(body, Remove):
-        if not 0 <= body.removed < tree.leaf_count or tree.leaf(body.removed) is None:
-            raise ValidationError("Remove of a blank or missing leaf")
-    elif isinstance(body, PreSharedKey):
-        psk = body.psk
-        if len(psk.psk_nonce) != suite.Nh:
-            raise ValidationError("PreSharedKey psk_nonce must be KDF.Nh bytes")
-        if psk.psktype == PSKType.RESUMPTION and psk.usage != ResumptionPSKUsage.APPLICATION:
-            raise ValidationError("PreSharedKey proposal with resumption usage reinit/branch")
-    elif isinstance(body, ReInit):
-        if body.version < ProtocolVersion.MLS10:
-            raise ValidationError("ReInit version is lower than the group's")
 
 
 def _write_cached_proposal(writer: Writer, cached: CachedProposal) -> None:

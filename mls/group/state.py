@@ -27,7 +27,7 @@ from mls.wire.group_context import GroupContext
 from mls.wire.proposals import Proposal, ReInit
 from mls.wire.tree import LeafNode
 
-__all__ = ["CachedProposal", "GroupState", "PastEpoch", "PendingCommit", "client_id_of"]
+__all__ = ["CachedProposal", "GroupState", "PastEpoch", "PendingCommit", "PublicView", "client_id_of"]
 
 
 def client_id_of(suite: CipherSuite, signature_key: bytes) -> bytes:
@@ -118,8 +118,44 @@ class PendingCommit:
         return self.next_state.tree.encode() if self.tree_apart else None
 
 
+class PublicView:
+    """What any view of one epoch answers from public state alone: the GroupContext (§8.1),
+    the ratchet tree's leaves (§7) and the GroupContext extensions (§11.1, §12.1.8).
+
+    Shared by a member's ``GroupState`` and the keyless ``PublicGroup``
+    (mls.group.public), so the proposal rules (mls.group.proposals) and the
+    choice of a sender's signature key (mls.group.framing) read either.
+    """
+
+    suite: CipherSuite
+    context: GroupContext
+    tree: RatchetTree
+
+    @property
+    def group_id(self) -> bytes:
+        return self.context.group_id
+
+    @property
+    def epoch(self) -> int:
+        return self.context.epoch
+
+    def signature_key_of(self, leaf_index: int) -> bytes | None:
+        """Signature key of the member at ``leaf_index``, or None (blank or outside the tree)."""
+        if not 0 <= leaf_index < self.tree.leaf_count:
+            return None
+        leaf = self.tree.leaf(leaf_index)
+        return None if leaf is None else leaf.signature_key
+
+    def required_capabilities(self) -> RequiredCapabilities | None:
+        return required_capabilities_of(self.context.extensions)
+
+    def external_senders(self) -> ExternalSenders | None:
+        extension = find_extension(self.context.extensions, ExtensionType.EXTERNAL_SENDERS)
+        return None if extension is None else ExternalSenders.from_extension(extension)
+
+
 @dataclass(eq=False)
-class GroupState:
+class GroupState(PublicView):
     """One member's view of one epoch of a group."""
 
     suite: CipherSuite
@@ -145,14 +181,6 @@ class GroupState:
     _protection: MessageProtection | None = field(default=None, repr=False)
 
     # --- identity --------------------------------------------------------------------
-
-    @property
-    def group_id(self) -> bytes:
-        return self.context.group_id
-
-    @property
-    def epoch(self) -> int:
-        return self.context.epoch
 
     @property
     def leaf_index(self) -> int:
@@ -189,22 +217,6 @@ class GroupState:
             if client_id_of(self.suite, leaf.signature_key) == client_id:
                 return leaf_index
         raise UnknownMemberError("no member with this client identifier")
-
-    def signature_key_of(self, leaf_index: int) -> bytes | None:
-        """Signature key of the member at ``leaf_index``, or None (blank or outside the tree)."""
-        if not 0 <= leaf_index < self.tree.leaf_count:
-            return None
-        leaf = self.tree.leaf(leaf_index)
-        return None if leaf is None else leaf.signature_key
-
-    # --- extensions -----------------------------------------------------------------
-
-    def required_capabilities(self) -> RequiredCapabilities | None:
-        return required_capabilities_of(self.context.extensions)
-
-    def external_senders(self) -> ExternalSenders | None:
-        extension = find_extension(self.context.extensions, ExtensionType.EXTERNAL_SENDERS)
-        return None if extension is None else ExternalSenders.from_extension(extension)
 
     # --- message protection ---------------------------------------------------------
 
