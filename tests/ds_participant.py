@@ -87,12 +87,6 @@ class Participant:
         return self.view.send(text).content
 
 
-def follow(commit: bytes, members: Iterable[Participant]) -> None:
-    """Every member processes an accepted commit of another member."""
-    for member in members:
-        member.view.receive(commit)
-
-
 async def group_of(server: RunningServer, clients: list[SignalingClient], identities: Iterable[str],
                    room: str) -> list[Participant]:
     """Participants that joined ``room``, the first creating the group and adding the others."""

@@ -139,6 +139,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "join": {"room": ROOM, "token": "mlscall1.e30.AAAA", "since": 0, "epoch": 0},
     "keypackage.publish": {"key_packages": [b64(b"kp")]},
     "keypackage.claim": {"identity": "bob"},
+    "group.create": {"group_id": b64(GROUP), "epoch": 0, "group_info": b64(b"\x00\x01\x00\x04gi"),
+                     "ratchet_tree": b64(b"t")},
     "commit": {"group_id": b64(GROUP), "epoch": 0, "commit": b64(b"c"),
                "welcomes": [{"to": "carol", "welcome": b64(b"w")}]},
     "proposal": {"group_id": b64(GROUP), "epoch": 1, "proposal": b64(b"p")},

@@ -294,6 +294,31 @@ async def test_proposals_fan_out(server: RunningServer, clients: list[SignalingC
     await expect_error(bob.client.propose(bob.view.group_id, 1, proposal), ErrorCode.CONFLICT)
 
 
+async def test_an_external_join_of_an_admitted_identity(server: RunningServer, clients: list[SignalingClient],
+                                                     join: Join) -> None:
+    """An external commit (RFC 9420 §12.4.3.2) is a valid join when its new leaf is the sender's."""
+    alice = await join("alice")
+    await alice.create()
+    group_info = alice.view.group_info()
+    mallory = await join("mallory")
+    as_alice = mallory.mls.generate_credential("alice").content
+    _, forged = mallory.mls.group_join_external(mallory.client_id, as_alice, group_info)
+    await expect_error(mallory.client.commit(alice.view.group_id, 0, forged.commit), ErrorCode.IDENTITY_MISMATCH)
+    bob = await join("bob")
+    bob.group, output = bob.mls.group_join_external(bob.client_id, bob.credential, group_info)
+    assert (await bob.client.commit(alice.view.group_id, 0, output.commit))["epoch"] == 1
+    alice.view.receive((await alice.client.next_event("commit"))["commit"])
+    assert alice.view.epoch_authenticator() == bob.view.epoch_authenticator()
+    # bob is a member now: he claims, and sends application messages
+    await expect_error(bob.client.claim_key_package("mallory"), ErrorCode.NOT_FOUND)
+    await bob.client.send_application(1, bob.send(b"joined"))
+    assert alice.view.receive((await alice.client.next_event("application"))["ciphertext"]).content == b"joined"
+    # a second external join as bob would give him two leaves
+    again = await join("bob")
+    _, twice = again.mls.group_join_external(again.client_id, again.credential, bob.view.group_info())
+    await expect_error(again.client.commit(alice.view.group_id, 1, twice.commit), ErrorCode.DUPLICATE_IDENTITY)
+
+
 async def test_application_messages_fan_out_to_others(server: RunningServer,
                                                       clients: list[SignalingClient]) -> None:
     alice, bob, carol = await group_of(server, clients, ["alice", "bob", "carol"], ROOM)
