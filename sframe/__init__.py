@@ -9,6 +9,7 @@ from .errors import (
     InvalidArgumentType,
     InvalidParameter,
     KeyManagementError,
+    KeyPending,
     MalformedHeader,
     ReplayDetected,
     SFrameError,
@@ -16,6 +17,7 @@ from .errors import (
     UnsupportedCipherSuite,
 )
 from .header import SFrameHeader, decode_header, encode_header
+from .hold import HeldFrame, HoldBuffer
 from .mls_keys import MLSExporter, MLSKeyManager, MLSSender, MLSUnprotectResult, mls_kid
 from .ratchet import RatchetReceiver, RatchetSender, ratchet_base_key, sender_key_kid
 from .replay import ReplayWindow
@@ -30,7 +32,10 @@ __all__ = [
     "CounterExhausted",
     "InvalidArgumentType",
     "InvalidParameter",
+    "HeldFrame",
+    "HoldBuffer",
     "KeyManagementError",
+    "KeyPending",
     "MLSExporter",
     "MLSKeyManager",
     "MLSSender",

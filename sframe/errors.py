@@ -2,8 +2,9 @@
 
 Every failure of the public API is an :class:`SFrameError`.  ``unprotect``
 given any byte string either succeeds or raises one of
-:class:`MalformedHeader`, :class:`UnknownKID`, :class:`AuthenticationFailure`
-or :class:`ReplayDetected`.  Messages never contain key material.
+:class:`MalformedHeader`, :class:`UnknownKID` (or its subclass
+:class:`KeyPending`), :class:`AuthenticationFailure` or
+:class:`ReplayDetected`.  Messages never contain key material.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ class UnknownKID(SFrameError):
     def __init__(self, kid: int, reason: str = "no key for this KID") -> None:
         super().__init__(f"KID {kid:#x}: {reason}")
         self.kid = kid
+
+
+class KeyPending(UnknownKID):
+    """The KID names an MLS epoch not installed *yet* (RFC 9605 §5.2): a
+    joiner before its Welcome, or a member before the commit.
+
+    §4.4.4 lets the receiver hold such a frame and retry once the key
+    arrives (:class:`sframe.hold.HoldBuffer`); a frame whose key will never
+    come (an epoch older than every retained one) raises plain
+    :class:`UnknownKID`.
+    """
 
 
 class AuthenticationFailure(SFrameError):

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from .context import SFrameContext
-from .errors import InvalidArgumentType, InvalidParameter, KeyManagementError, SFrameError, UnknownKID
+from .errors import (
+    InvalidArgumentType,
+    InvalidParameter,
+    KeyManagementError,
+    KeyPending,
+    SFrameError,
+    UnknownKID,
+)
 from .header import MAX_KID
 from .suites import SFrameCipherSuite
 
@@ -361,9 +368,11 @@ class MLSKeyManager:
     def unprotect(self, ciphertext: bytes, metadata: bytes = b"") -> MLSUnprotectResult:
         """Decrypt a frame of another member.
 
-        :class:`UnknownKID` if its epoch is not installed (yet) or was
-        dropped, or its sender index is this member's own or beyond the
-        group; otherwise as :meth:`SFrameContext.unprotect`.
+        :class:`KeyPending` (an :class:`UnknownKID`) if its epoch is not
+        installed yet (:meth:`epoch_ahead`: hold the frame and retry after
+        the next :meth:`install_epoch`, §4.4.4); :class:`UnknownKID` if its
+        epoch was dropped, or its sender index is this member's own or
+        beyond the group; otherwise as :meth:`SFrameContext.unprotect`.
         """
         if self._deadline is not None and self._clock() > self._deadline:
             self.expire()
@@ -386,6 +395,8 @@ class MLSKeyManager:
         """Add the receive key of ``kid`` if its epoch and sender are valid."""
         state = self._epochs.get(kid & self._epoch_mask)
         if state is None:
+            if self.epoch_ahead(kid):
+                raise KeyPending(kid, "its MLS epoch is not installed yet")
             raise UnknownKID(kid, "no retained MLS epoch for this KID")
         index = (kid >> self._epoch_bits) & ((1 << state.index_bits) - 1)
         if index >= state.group_size:
@@ -394,6 +405,30 @@ class MLSKeyManager:
             raise UnknownKID(kid, "this member's own KID is send-only")
         self._ctx.add_recv_key(kid, state.base_key)
         state.recv_kids.add(kid)
+
+    def epoch_ahead(self, kid: int) -> bool:
+        """Whether ``kid`` names an epoch not installed *yet* (its key may
+        still come, RFC 9605 §4.4.4), from its low E epoch bits (§5.2).
+
+        Before the first epoch every KID is ahead (a joiner).  After it, a
+        KID whose epoch slot holds no retained epoch is ahead when its epoch
+        bits are 1 .. 2^(E-1) - 1 past the newest epoch's (at least 1), and
+        hopeless otherwise: read backwards, that is an epoch older than
+        every retained one, whose key is gone.  (E = 4: up to 7 epochs ahead,
+        up to 8 behind.)
+        """
+        if not isinstance(kid, int) or not 0 <= kid <= MAX_KID:
+            raise InvalidParameter("KID must be an integer in 0 .. 2^64-1")
+        newest = self._newest
+        if newest is None:
+            return True
+        if self._deadline is not None and self._clock() > self._deadline:
+            self.expire()
+        slot = kid & self._epoch_mask
+        if slot in self._epochs:
+            return False
+        ahead = (slot - newest.epoch) & self._epoch_mask
+        return 1 <= ahead < max(2, (self._epoch_mask + 1) >> 1)
 
     def _unprovision(self, kid: int) -> None:
         """Undo :meth:`_provision`: unauthenticated frames must not grow the key set."""
