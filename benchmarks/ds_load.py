@@ -3,11 +3,13 @@
 Every client joins its room and, for ``--duration`` seconds, sends one MLS
 application message every ``1 / --rate`` seconds (an open-loop schedule with a
 random phase per client, so the offered load is steady): a real RFC 9420 §6.3
-PrivateMessage of about ``--payload`` bytes, sent by a one-member ``mls.MLS``
-group per room, whose last ciphertext bytes are overwritten with the sender, a
-counter and the send time (the server holds no key, so it cannot tell). The
-server therefore parses each one for its header cross-check, exactly as it
-would a client's. Each delivery to
+PrivateMessage of about ``--payload`` bytes of the room's ``mls.MLS`` group,
+whose last ciphertext bytes are overwritten with the sender, a counter and the
+send time (the server holds no key, so it cannot tell). The server therefore
+parses each one for its header cross-check and checks that its sender is a
+member, exactly as it would a client's. Before the window the room's first
+client registers the group (``group.create``) and commits the Adds of the
+others (the server accepts application data from members only). Each delivery to
 another member of the room is timed from send to receipt (loopback, one clock).
 
 Two servers are measured in the same run, each in its own process while the
@@ -75,12 +77,26 @@ def _group_id(room: int) -> bytes:
 
 
 class Payload:
-    """One room's PrivateMessage template with the stamp's place in it, and the epoch it is of."""
+    """One room's group: the set-up frames of its first client (the group's GroupInfo, then a
+    commit adding the others), and a PrivateMessage template with the stamp's place in it and
+    the epoch it is of."""
 
-    def __init__(self, room: int, size: int) -> None:
+    def __init__(self, room: int, size: int, room_size: int) -> None:
         mls = MLS()
+        first = room * room_size
         client = mls.generate_identity()
-        group = mls.group_create(client, mls.generate_credential(client), _group_id(room))
+        group = mls.group_create(client, mls.generate_credential(f"client-{first}"), _group_id(room))
+        self.setup = [{"type": "group.create", "id": "create", "group_id": base64.b64encode(group.group_id).decode(),
+                       "epoch": 0, "group_info": base64.b64encode(group.group_info()).decode()}]
+        if room_size > 1:
+            joiners = MLS()
+            packages = [joiners.generate_key_package(joiners.generate_identity(),
+                                                     joiners.generate_credential(f"client-{first + i}"))
+                        for i in range(1, room_size)]
+            adds = group.add_many(packages)
+            self.setup.append({"type": "commit", "id": "adds", "group_id": self.setup[0]["group_id"],
+                               "epoch": 0, "commit": base64.b64encode(adds.commit).decode()})
+            group.apply_pending_commit()
         probe = group.send(b"").content
         self.template = bytearray(group.send(secrets.token_bytes(max(0, size - len(probe)))).content)
         header = inspect_message(self.template)
@@ -144,6 +160,19 @@ async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payl
         due += period_ns
 
 
+async def _set_up(ws: aiohttp.ClientWebSocketResponse, payload: Payload) -> None:
+    """The room's first client registers the group and adds the others (each frame acknowledged)."""
+    for frame in payload.setup:
+        await ws.send_str(json.dumps(frame))
+        async with asyncio.timeout(30):
+            while True:
+                reply = json.loads((await ws.receive()).data)
+                if reply.get("type") == "error":
+                    raise RuntimeError(f"{frame['type']} refused: {reply.get('code')}")
+                if reply.get("type") == "ack" and reply.get("re", frame["id"]) == frame["id"]:
+                    break
+
+
 async def _join(session: aiohttp.ClientSession, url: str, frame: str) -> aiohttp.ClientWebSocketResponse:
     ws = await session.ws_connect(url, max_msg_size=0, autoping=True)
     await ws.send_str(frame)
@@ -172,7 +201,7 @@ async def worker(args: argparse.Namespace) -> None:
     """Join this process's rooms, wait for ``go T0``, send for the window, report one JSON line."""
     secret = Path(args.secret_file).read_bytes() if args.secret_file else None
     rooms = range(args.first_room, args.first_room + args.rooms)
-    payloads = {room: Payload(room, args.payload) for room in rooms}
+    payloads = {room: Payload(room, args.payload, args.room_size) for room in rooms}
     members = [(room, room * args.room_size + i) for room in rooms for i in range(args.room_size)]
     limit = asyncio.Semaphore(64)
 
@@ -183,6 +212,8 @@ async def worker(args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         sockets = await asyncio.gather(*(join(room, index) for room, index in members))
+        await asyncio.gather(*(_set_up(ws, payloads[room]) for ws, (room, index) in zip(sockets, members)
+                               if index == room * args.room_size))
         offset = payloads[rooms[0]].offset
         tally = Tally(0, 0)  # nothing is sent before the window: readers see presence events only
         readers = [asyncio.create_task(_reader(ws, tally, offset)) for ws in sockets]
@@ -347,7 +378,7 @@ async def main(args: argparse.Namespace) -> None:
         with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
             base = await measure("baseline", args, Path(tmp))
     offered = args.clients * args.rate * (args.room_size - 1)
-    size = len(Payload(0, args.payload).template)
+    size = len(Payload(0, args.payload, args.room_size).template)
     print(f"ds_load: {args.clients} clients in rooms of {args.room_size}, {args.rate:g} messages/s each "
           f"for {args.duration:g} s (offered {offered:,.0f} deliveries/s), {size}-byte MLS PrivateMessages, "
           f"{args.load_procs} load process(es), loopback")
