@@ -5,7 +5,9 @@ A :class:`CallPeer` joins a room of the signaling server
 (docs/protocol.md) and then:
 
 * **MLS membership** (RFC 9420).  It either creates the room's group (the
-  first participant, §11) or publishes KeyPackages (§10), a fresh one every
+  smallest identity present in a room without one, §11; registered with the
+  delivery service by its GroupInfo, §12.4.3, which validates every later
+  handshake against it) or publishes KeyPackages (§10), a fresh one every
   ``key_package_interval`` while it waits for a Welcome (§12.4.3.1).  The
   group converges to "every admitted participant present in the room": one
   *committer* at a time, the present member with the lowest leaf index,
