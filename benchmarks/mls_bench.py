@@ -37,6 +37,10 @@ Scaling figures (RFC 9420 §12.1, §12.4, §12.4.3.1), through the public API:
   When ``mls_rs_uniffi`` (the ``agentvault-mls-rs-uniffi`` wheel) is
   installed, mls-rs is measured in the same run as an extra baseline;
   otherwise a note says it was skipped. The project never depends on it.
+* ``PublicGroup.process`` of an update Commit at N=1024 and N=10,000 (the
+  delivery service's keyless validation, §12.4.2 without secrets), against a
+  member's own ``receive`` of the same Commit in the same run; target: no
+  more than the member's time.
 
 Run: ``python benchmarks/mls_bench.py [messages] [--repeats R] [--quick] [--json PATH]``
 (``--quick``: P=64, N=1000, one repeat).
@@ -57,7 +61,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from anywhere
 
 from bench_json import figure, write_figures  # noqa: E402
-from mls import MLS  # noqa: E402
+from mls import MLS, PublicGroup  # noqa: E402
 from mls.crypto import cipher_suite  # noqa: E402
 from mls.crypto.signature import BatchVerifier, SignatureCheck  # noqa: E402
 from mls.group.config import GroupConfig  # noqa: E402
@@ -353,6 +357,49 @@ def measure_large_group(n: int, repeats: int, verify_batch: BatchVerifier) -> di
     return samples
 
 
+def measure_public_group(n: int, repeats: int) -> dict[str, list[float]]:
+    """ms of a keyless ``PublicGroup`` and of a member processing the same update Commits in an
+    n-member group (the view built from the creator's GroupInfo after the Add-all Commit)."""
+    creator_mls, member_mls = MLS(), MLS()
+    creator = creator_mls.group_create(creator_mls.generate_identity(), creator_mls.generate_credential("creator"))
+    member_id = member_mls.generate_identity()
+    packages = [member_mls.generate_key_package(member_id, member_mls.generate_credential("member"))]
+    packages += [creator_mls.generate_key_package(creator_mls.generate_identity(), creator_mls.generate_credential(f"m{k}"))
+                 for k in range(n - 2)]
+    output = creator.add_many(packages)
+    creator.apply_pending_commit()
+    member = member_mls.group_join(member_id, output.welcome, output.ratchet_tree)
+    public = PublicGroup.from_group_info(creator.group_info())
+    samples: dict[str, list[float]] = {"public": [], "member": []}
+    for _ in range(repeats):
+        update = creator.update()
+        creator.apply_pending_commit()
+        start = time.perf_counter()
+        public.process(update.commit)
+        samples["public"].append(_ms(start))
+        start = time.perf_counter()
+        member.receive(update.commit)
+        samples["member"].append(_ms(start))
+        if public.epoch != member.epoch or public.tree_hash != PublicGroup.from_group_info(member.group_info()).tree_hash:
+            raise SystemExit("the PublicGroup and the member disagree on the new epoch")
+    return samples
+
+
+def report_public_group(sizes: Sequence[int], repeats: int) -> list[dict[str, object]]:
+    """Print the PublicGroup-vs-member figures; the figures for ``--json``."""
+    figures: list[dict[str, object]] = []
+    print(f"PublicGroup.process vs a member's receive of the same update Commit, suite 1; ms, median of {repeats}")
+    for n in sizes:
+        samples = measure_public_group(n, repeats)
+        public, member = statistics.median(samples["public"]), statistics.median(samples["member"])
+        verdict = "ok" if public <= member else "MISSED"
+        print(f"  N={n:<6} PublicGroup {public:8.2f}   member {member:8.2f}   ratio {public / member:.2f} "
+              f"(target <= 1: {verdict})")
+        figures.append(figure(f"N={n}: PublicGroup.process of an update Commit", "ms", public, member,
+                              "a member's receive of the same Commit"))
+    return figures
+
+
 def measure_mls_rs(n: int, repeats: int) -> dict[str, list[float]] | None:
     """The same join and process figures through mls-rs's Python bindings, if installed (else None)."""
     try:
@@ -461,6 +508,7 @@ def main() -> None:
     if args.quick:
         args.proposals, args.members = min(args.proposals, 64), min(args.members, 1000)
     figures += report_scaling(args.proposals, args.members, repeats)
+    figures += report_public_group(sorted({min(1024, args.members), args.members}), max(repeats, 3))
     write_figures(args.json, "mls_bench", figures)
 
 
