@@ -16,6 +16,10 @@ touches aiortc internals) hooks four private places, all per object:
   forwarder decrypts it *before* it reaches the decoder thread, whose own
   queue is unchanged.  Nothing of ours runs in that thread, so a decrypt
   failure cannot kill it (it dies on anything but ``av.FFmpegError``).
+  A frame ``handle`` kept back (held for a key not installed yet, RFC 9605
+  §4.4.4) re-enters later, decrypted, through the ``deliver`` function
+  :func:`hook_receiver` returns: the same queue, on the event loop, so the
+  decoder sees it as any other decrypted frame, in the order delivered.
 * **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
   the receiver send a PLI with its next RTP packet (video only), exactly as
   after a decoder error.
@@ -60,8 +64,11 @@ VIDEO_CLOCK_RATE = 90_000
 
 #: ``wrap(encoder, codec)``: the encoder the sender will use instead.
 EncoderWrapper = Callable[[Encoder, RTCRtpCodecParameters], Encoder]
-#: ``handle(codec, frame)``: decrypt ``frame.data`` in place; False drops it.
+#: ``handle(codec, frame)``: decrypt ``frame.data`` in place; False drops it
+#: (or keeps it back, for ``deliver``).
 FrameHandler = Callable[[RTCRtpCodecParameters, JitterFrame], bool]
+#: ``deliver(codec, frame)``: hand an already decrypted frame to the decoder.
+FrameDeliverer = Callable[[RTCRtpCodecParameters, JitterFrame], None]
 
 
 def check_aiortc() -> None:
@@ -154,9 +161,16 @@ class _DecryptingQueue:
                 return
         self._target.put(item, block, timeout)
 
+    def deliver(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
+        """Queue a decrypted frame for the decoder thread, bypassing ``handle``
+        (the queue is unbounded: this never blocks)."""
+        self._target.put((codec, frame))
 
-def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> None:
-    """Run ``handle(codec, frame)`` on every frame before ``receiver`` decodes it."""
+
+def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> FrameDeliverer:
+    """Run ``handle(codec, frame)`` on every frame before ``receiver`` decodes
+    it; returns ``deliver(codec, frame)``, which queues a frame ``handle``
+    kept back, once decrypted (call it on the event loop, as ``handle``)."""
     check_aiortc()
     if is_hooked(receiver):
         raise AlreadyProtected("SFrame is already attached to this RTCRtpReceiver")
@@ -165,12 +179,14 @@ def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> None:
     if not isinstance(target, queue.Queue) or not isinstance(error, threading.Event):
         raise UnsupportedAiortc("RTCRtpReceiver decoder queue has an unexpected shape")
     _mark(receiver)
-    setattr(receiver, _RECEIVER_QUEUE, _DecryptingQueue(target, handle))
+    forwarder = _DecryptingQueue(target, handle)
+    setattr(receiver, _RECEIVER_QUEUE, forwarder)
     jitter_buffer = getattr(receiver, _RECEIVER_JITTER_BUFFER, None)
     # a buffer that has seen packets keeps them: only a fresh one is replaced
     if receiver_kind(receiver) == "video" and isinstance(jitter_buffer, JitterBuffer) \
             and getattr(jitter_buffer, "_origin", 0) is None:
         setattr(receiver, _RECEIVER_JITTER_BUFFER, GapSkippingJitterBuffer())
+    return forwarder.deliver
 
 
 class GapSkippingJitterBuffer(JitterBuffer):

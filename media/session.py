@@ -13,6 +13,9 @@ Key schedule (RFC 9605 §5.2, §7.2):
 * :meth:`SFrameSession.install_epoch` installs a new MLS epoch as soon as
   its commit is processed: frames of that epoch decrypt at once, but this
   member keeps *sending* under the previous epoch;
+* frames of an epoch not installed yet are held by each receiver
+  (:class:`media.transform.HoldLimits`, RFC 9605 §4.4.4) and opened as soon
+  as :meth:`SFrameSession.install_epoch` installs it;
 * the sender switches only through a transition: :meth:`switch_sender`
   (e.g. once the delivery service confirmed the commit) or
   ``install_epoch(..., switch_after=seconds)``; the first epoch is used for
@@ -39,6 +42,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
@@ -46,7 +50,7 @@ from sframe import KeyManagementError, MLSExporter, MLSKeyManager, MLSSender, ML
 
 from . import seams
 from .stats import PeerStats
-from .transform import SFrameReceiverTransform, SFrameSenderTransform
+from .transform import HoldLimits, SFrameReceiverTransform, SFrameSenderTransform
 
 logger = logging.getLogger(__name__)
 
@@ -60,12 +64,19 @@ class SFrameSession:
         *,
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        hold: HoldLimits | None = HoldLimits(),
     ) -> None:
+        """``hold``: how each receiver holds frames of an epoch not installed
+        yet (None: drop them at once as unknown KIDs)."""
         seams.check_aiortc()
         self._km = key_manager
         self._lock = threading.Lock()
         self._pli_interval = pli_interval
         self._clock = clock
+        self._hold = hold
+        #: the receivers to tell when an epoch is installed
+        self._receivers: weakref.WeakSet[SFrameReceiverTransform] = weakref.WeakSet()
+        self._loop: asyncio.AbstractEventLoop | None = None
         #: one pending timed switch per epoch: a burst of commits must not
         #: keep postponing the switch (each epoch's own delay counts)
         self._switch_timers: dict[int, asyncio.TimerHandle] = {}
@@ -109,13 +120,31 @@ class SFrameSession:
         switch_after: float | None = None,
     ) -> None:
         """Install MLS ``epoch`` for receiving now; send under it after the
-        transition (:meth:`switch_sender`, or ``switch_after`` seconds)."""
+        transition (:meth:`switch_sender`, or ``switch_after`` seconds).
+        Receivers then open the frames they held for it."""
         with self._lock:
             self._km.install_epoch(exporter, epoch, own_index, group_size, switch_sender=False)
             self._note_generation()
+        self._release_held()
         if switch_after is not None and epoch not in self._switch_timers:
             loop = asyncio.get_running_loop()
             self._switch_timers[epoch] = loop.call_later(switch_after, self._timed_switch, epoch)
+
+    def _release_held(self) -> None:
+        """Have each receiver open what it held, on the event loop (where
+        receivers run; from another thread, through ``call_soon_threadsafe``)."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        loop = self._loop
+        here = loop is None or running is loop or (running is None and not loop.is_running())
+        for receiver in list(self._receivers):
+            if here:
+                receiver.key_installed()
+            else:
+                assert loop is not None
+                loop.call_soon_threadsafe(receiver.key_installed)
 
     def _timed_switch(self, epoch: int) -> None:
         self._switch_timers.pop(epoch, None)
@@ -157,8 +186,10 @@ class SFrameSession:
             return self._km.unprotect(ciphertext, metadata)
 
     def close(self) -> None:
-        """Cancel the pending timed switches."""
+        """Cancel the pending timed switches; receivers forget held frames."""
         self._cancel_timers()
+        for receiver in list(self._receivers):
+            receiver.close()
 
     # -- attaching -------------------------------------------------------------
 
@@ -169,9 +200,25 @@ class SFrameSession:
 
     def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
         """Open every frame ``receiver`` receives before it is decoded."""
-        return SFrameReceiverTransform(
-            receiver, self, pli_interval=self._pli_interval, clock=self._clock
-        )
+        return self._track(SFrameReceiverTransform(
+            receiver, self, pli_interval=self._pli_interval, clock=self._clock, hold=self._hold
+        ))
+
+    def _track(self, transform: SFrameReceiverTransform) -> SFrameReceiverTransform:
+        """Remember ``transform`` (weakly) for epoch installs, and the event
+        loop it will run on."""
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass
+        self._receivers.add(transform)
+        return transform
+
+    @property
+    def hold(self) -> HoldLimits | None:
+        """How receivers hold frames awaiting their epoch (None: they do not)."""
+        return self._hold
 
     def protect_peer_connection(self, pc: RTCPeerConnection) -> PeerProtection:
         """Protect every sender and receiver of ``pc``, including receivers

@@ -16,10 +16,14 @@ class FailureKind(enum.Enum):
 
     ``UNKNOWN_KID`` is no attack: the frame's epoch key is not installed
     (yet), e.g. a joiner or a commit still in flight (RFC 9605 §4.4.4);
-    ``AUTHENTICATION`` is a forged, corrupted or wrongly keyed frame.
+    ``AUTHENTICATION`` is a forged, corrupted or wrongly keyed frame;
+    ``HELD_EXPIRED`` a frame held for the key of an epoch not installed yet
+    (RFC 9605 §4.4.4) that did not come in time, or that the receiver's hold
+    bounds pushed out.
     """
 
     UNKNOWN_KID = "unknown_kid"
+    HELD_EXPIRED = "held_expired"
     AUTHENTICATION = "authentication"
     REPLAY = "replay"
     MALFORMED = "malformed"
@@ -60,6 +64,15 @@ class ReceiverStats:
     last_rekey: float | None
     frames_by_epoch: dict[int, int] = field(default_factory=dict)
     keyframes_by_epoch: dict[int, int] = field(default_factory=dict)
+    #: frames held for the key of an epoch not installed yet (RFC 9605 §4.4.4)
+    frames_held: int = 0
+    #: of those, frames opened once their epoch was installed (counted in
+    #: ``frames_decrypted`` too); the others expired
+    #: (``failures[FailureKind.HELD_EXPIRED]``), failed to open, or are
+    #: still held
+    frames_held_opened: int = 0
+    #: frames held now
+    frames_holding: int = 0
 
     @property
     def failures_total(self) -> int:

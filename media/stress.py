@@ -61,6 +61,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="sender transition after another's commit, s (default %(default)s)")
     parser.add_argument("--confirm-delay", type=float, default=defaults.confirm_delay,
                         help="sender transition after our confirmed commit, s (default %(default)s)")
+    parser.add_argument("--hold", type=float, default=defaults.hold, metavar="SECONDS",
+                        help="how long receivers hold frames of an epoch not installed yet "
+                             "(RFC 9605 §4.4.4); 0: not at all (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot")
     parser.add_argument("--log-level", default="error",
@@ -74,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> StressConfig:
         update_interval=args.update_interval or None, racers=args.racers, scenario=scenario,
         server=args.server, room=args.room, seed=args.seed, processes=args.processes,
         switch_delay=args.switch_delay,
-        confirm_delay=args.confirm_delay)
+        confirm_delay=args.confirm_delay, hold=args.hold)
 
 
 async def _run(config: StressConfig) -> dict[str, object]:

@@ -23,6 +23,7 @@ from .sinks import VerifyingSink
 from .stress_peer import Ledger, ObservedPeer, PeerTotals, PeerView
 from .stress_server import REPO_ROOT
 from .stress_worker import WorkerSetup, read_message, write_message
+from .transform import HoldLimits
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +60,10 @@ class LocalPeer:
 
     @classmethod
     def create(cls, identity: str, ledger: Ledger, ws_url: str, room: str, token: str,
-               options: CallOptions) -> LocalPeer:
+               options: CallOptions, hold: HoldLimits | None = HoldLimits()) -> LocalPeer:
         return cls(identity, ObservedPeer(ledger, ws_url, room, token, name=identity,
                                           sources=MediaSources.synthetic(), sinks=[VerifyingSink()],
-                                          options=options))
+                                          options=options, hold=hold))
 
     async def start(self, timeout: float) -> None:
         await asyncio.wait_for(self.peer.start(), timeout)

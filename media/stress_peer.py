@@ -11,7 +11,13 @@
 * every frame its receivers fail to decrypt, by kind, and whether the
   failure came before that receiver's first decrypted frame (a joiner, or
   a link to one, has no key yet: RFC 9605 §4.4.4) or after (a key problem)
-  through :class:`ObservedReceiverTransform`;
+  through :class:`ObservedReceiverTransform`; of the unknown KIDs before
+  the first frame, those no key could ever open (an epoch older than the
+  member's first: sent to it before it was added) are counted apart;
+* when each of its receivers decrypted its first frame (a joiner's time to
+  media from each other member); frames its receivers held for an epoch
+  not installed yet and opened (RFC 9605 §4.4.4) or gave up on
+  (``FailureKind.HELD_EXPIRED``);
 * reconnections of its signaling connection;
 
 and can be killed without leaving (:meth:`ObservedPeer.crash`), at once or
@@ -33,13 +39,13 @@ from typing import Any
 from aiortc import RTCRtpReceiver
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from sframe import MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
+from sframe import KeyPending, MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
 
 from .call_peer import CallPeer
 from .session import SFrameSession
 from .sinks import VerifyingSink
 from .stats import FailureKind
-from .transform import SFrameReceiverTransform
+from .transform import HoldLimits, SFrameReceiverTransform
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,9 @@ logger = logging.getLogger(__name__)
 MAX_DETAILED_FAILURES = 200
 #: width of the failure histogram bins (seconds)
 FAILURE_BIN = 0.5
+#: the reason :class:`ObservedSession` records for a KID whose epoch was not
+#: installed yet (``sframe.KeyPending``): a key that may still come
+KEY_PENDING_REASON = "epoch not installed yet"
 
 
 class Phase(IntEnum):
@@ -128,6 +137,14 @@ class Ledger:
     key_failures: list[FailureRecord] = field(default_factory=list)
     #: why unknown KIDs after the first decrypt had no key -> count
     unknown_reasons: dict[str, int] = field(default_factory=dict)
+    #: identity -> unknown KIDs before a receiver's first decrypted frame
+    #: that no key could ever open (an epoch before the member's first)
+    never_keyed: dict[str, int] = field(default_factory=dict)
+    #: (identity, remote, at): a receiver of ``identity`` decrypted its first
+    #: frame from ``remote`` (once per remote and member)
+    first_frames: list[tuple[str, str, float]] = field(default_factory=list)
+    #: identity -> frames its receivers held and later opened
+    held_opened: dict[str, int] = field(default_factory=dict)
     #: a worker's ledger: failures are only counted for :meth:`drain`
     forwarding: bool = False
     _pending: dict[tuple[str, FailureKind, Phase, int], int] = field(default_factory=dict, repr=False)
@@ -140,6 +157,9 @@ class Ledger:
                 unknown: tuple[int, int, str] | None = None) -> None:
         at = self.now()
         self._count(identity, kind, phase, int(at // FAILURE_BIN), 1)
+        if phase is Phase.STARTUP and kind is FailureKind.UNKNOWN_KID and unknown is not None \
+                and unknown[2] != KEY_PENDING_REASON:
+            self.never_keyed[identity] = self.never_keyed.get(identity, 0) + 1
         if phase is not Phase.AFTER:
             return
         if unknown is not None and kind is FailureKind.UNKNOWN_KID:
@@ -168,9 +188,11 @@ class Ledger:
         """What a forwarding ledger recorded since the last drain, which it
         then forgets (a worker process's, for the run's ledger: :meth:`merge`)."""
         batch = LedgerBatch(self.epochs, self.commits, self.switches, self.reconnects,
-                            self.key_failures, self.unknown_reasons, self._pending)
+                            self.key_failures, self.unknown_reasons, self._pending,
+                            self.never_keyed, self.first_frames, self.held_opened)
         self.epochs, self.commits, self.switches, self.reconnects = [], [], [], []
         self.key_failures, self.unknown_reasons, self._pending = [], {}, {}
+        self.never_keyed, self.first_frames, self.held_opened = {}, [], {}
         return batch
 
     def merge(self, batch: LedgerBatch) -> None:
@@ -185,6 +207,10 @@ class Ledger:
             self.unknown_reasons[reason] = self.unknown_reasons.get(reason, 0) + count
         for (identity, kind, phase, index), count in batch.failures.items():
             self._count(identity, kind, phase, index, count)
+        for totals, more in ((self.never_keyed, batch.never_keyed), (self.held_opened, batch.held_opened)):
+            for identity, count in more.items():
+                totals[identity] = totals.get(identity, 0) + count
+        self.first_frames.extend(batch.first_frames)
 
 
 @dataclass(frozen=True)
@@ -199,6 +225,9 @@ class LedgerBatch:
     unknown_reasons: dict[str, int]
     #: (identity, kind, phase, bin index) -> failed frames
     failures: dict[tuple[str, FailureKind, Phase, int], int]
+    never_keyed: dict[str, int]
+    first_frames: list[tuple[str, str, float]]
+    held_opened: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -239,30 +268,43 @@ def fingerprint(authenticator: bytes) -> str:
 
 
 class ObservedReceiverTransform(SFrameReceiverTransform):
-    """A receiver transform that reports each failure with its :class:`Phase`:
-    before its first decrypted frame, after it, or after it but late."""
+    """A receiver transform that reports each failure with its :class:`Phase`
+    (before its first decrypted frame, after it, or after it but late), its
+    first decrypted frame, and the held frames it opened."""
 
     def __init__(self, receiver: RTCRtpReceiver, session: ObservedSession) -> None:
         self.opened = False
         self._session = session
-        self._seen = {kind: 0 for kind in FailureKind}
-        super().__init__(receiver, session)
+        super().__init__(receiver, session, pli_interval=session.pli_interval, hold=session.hold)
 
     def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
         if super().handle(codec, frame):
-            self.opened = True
+            if not self.opened:
+                self._first_frame()
             return True
-        stats = self.stats()
-        phase = Phase.STARTUP if not self.opened else Phase.AFTER
-        for kind, count in stats.failures.items():
-            if count == self._seen[kind]:
-                continue
-            late = (phase is Phase.AFTER and kind is FailureKind.UNKNOWN_KID
-                    and stats.epoch is not None and self._session.evicted(stats.epoch))
-            for _ in range(count - self._seen[kind]):
-                self._session.report_failure(self, kind, Phase.LATE if late else phase)
-        self._seen = stats.failures
         return False
+
+    def key_installed(self) -> None:
+        opened = self.stats().frames_held_opened
+        super().key_installed()
+        released = self.stats().frames_held_opened - opened
+        if released:
+            self._session.report_held_opened(self, released)
+            if not self.opened:
+                self._first_frame()
+
+    def _first_frame(self) -> None:
+        self.opened = True
+        self._session.report_first_frame(self)
+
+    def _fail(self, kind: FailureKind, count: int = 1) -> None:
+        super()._fail(kind, count)
+        phase = Phase.STARTUP if not self.opened else Phase.AFTER
+        if phase is Phase.AFTER and kind is FailureKind.UNKNOWN_KID and self._epoch is not None \
+                and self._session.evicted(self._epoch):
+            phase = Phase.LATE
+        for _ in range(count):
+            self._session.report_failure(self, kind, phase)
 
 
 class ObservedSession(SFrameSession):
@@ -270,10 +312,16 @@ class ObservedSession(SFrameSession):
 
     def __init__(self, on_switch: Callable[[int], None],
                  on_failure: Callable[[ObservedReceiverTransform, FailureKind, Phase], None],
-                 key_manager: MLSKeyManager) -> None:
-        super().__init__(key_manager)
+                 key_manager: MLSKeyManager, *,
+                 on_first_frame: Callable[[ObservedReceiverTransform], None] = lambda transform: None,
+                 on_held_opened: Callable[[ObservedReceiverTransform, int], None] = (
+                     lambda transform, count: None),
+                 hold: HoldLimits | None = HoldLimits()) -> None:
+        super().__init__(key_manager, hold=hold)
         self._on_switch = on_switch
         self.report_failure = on_failure
+        self.report_first_frame = on_first_frame
+        self.report_held_opened = on_held_opened
         #: (KID epoch bits, KID sender index, reason) of the last unknown KID
         self.last_unknown: tuple[int, int, str] | None = None
 
@@ -282,7 +330,7 @@ class ObservedSession(SFrameSession):
             return super().unprotect(ciphertext, metadata)
         except UnknownKID as exc:
             bits = self._km.epoch_bits
-            reason = str(exc).partition(": ")[2]
+            reason = KEY_PENDING_REASON if isinstance(exc, KeyPending) else str(exc).partition(": ")[2]
             self.last_unknown = (exc.kid & ((1 << bits) - 1), exc.kid >> bits, reason)
             raise
 
@@ -318,19 +366,30 @@ class ObservedSession(SFrameSession):
         if after is not None and after != before:
             self._on_switch(after)
 
+    @property
+    def pli_interval(self) -> float:
+        return self._pli_interval
+
     def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
-        return ObservedReceiverTransform(receiver, self)
+        return self._track(ObservedReceiverTransform(receiver, self))
 
 
 class ObservedPeer(CallPeer):
     """A call peer reporting to a :class:`Ledger` (see the module docstring)."""
 
-    def __init__(self, ledger: Ledger, *args: Any, name: str = "", **kwargs: Any) -> None:
+    def __init__(self, ledger: Ledger, *args: Any, name: str = "",
+                 hold: HoldLimits | None = HoldLimits(), **kwargs: Any) -> None:
+        """``hold``: how receivers hold frames of an epoch not installed yet
+        (None: not at all, as before RFC 9605 §4.4.4 buffering)."""
         super().__init__(*args, **kwargs)
         self.ledger = ledger
         #: the identity its token names (``identity`` is known once connected)
         self.name = name
-        self.session = ObservedSession(self._switched, self._failed, self.options.key_manager())
+        self.session = ObservedSession(self._switched, self._failed, self.options.key_manager(),
+                                       on_first_frame=self._first_frame,
+                                       on_held_opened=self._held_opened, hold=hold)
+        #: remotes a receiver of this member decrypted a frame from
+        self._first_from: set[str] = set()
         self.crashed = False
         self.leaving = False
         #: ledger time of the crash
@@ -369,14 +428,26 @@ class ObservedPeer(CallPeer):
     def _switched(self, epoch: int) -> None:
         self.ledger.switches.append((self.identity, epoch, self.ledger.now()))
 
+    def _remote_of(self, transform: ObservedReceiverTransform) -> str:
+        for name, link in self.links.items():
+            if transform in link.protection.receivers:
+                return name
+        return "?"
+
+    def _first_frame(self, transform: ObservedReceiverTransform) -> None:
+        remote = self._remote_of(transform)
+        if remote not in self._first_from:
+            self._first_from.add(remote)
+            self.ledger.first_frames.append((self.identity, remote, self.ledger.now()))
+
+    def _held_opened(self, transform: ObservedReceiverTransform, count: int) -> None:
+        self.ledger.held_opened[self.identity] = self.ledger.held_opened.get(self.identity, 0) + count
+
     def _failed(self, transform: ObservedReceiverTransform, kind: FailureKind, phase: Phase) -> None:
         if self.leaving or self.crashed:
             return
         def remote() -> str:
-            for name, link in self.links.items():
-                if transform in link.protection.receivers:
-                    return name
-            return "?"
+            return self._remote_of(transform)
         session = self.session
         assert isinstance(session, ObservedSession)
         self.ledger.failure(self.identity, kind, phase, remote, session.newest_epoch,

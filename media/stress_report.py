@@ -21,7 +21,19 @@ the warm-up are included, with negative times):
 * a *key failure* is a frame that failed to decrypt with an unknown KID or
   failed authentication after its receiver had decrypted a frame; unknown
   KIDs before a receiver's first decrypted frame are a joiner's (it, or its
-  link, has no key yet) and are counted apart.
+  link, has no key yet) and are counted apart;
+* receivers hold frames of an epoch not installed yet (RFC 9605 §4.4.4)
+  and open them once it is; held frames that expired are counted apart
+  (``held_expired_joiner`` before the receiver's first frame,
+  ``held_expired`` after);
+* frames *lost joining* are those a joiner could have opened but did not:
+  unknown KIDs before its first frame minus those no key of its could ever
+  open (``unknown_kid_never_keyed``: an epoch before its first, sent to it
+  before it was added), plus held frames that expired before it;
+* a join's *time to media* runs from the join until the joiner decrypted a
+  frame from every other member present throughout (those in the call
+  before it and for ``STABLE_S`` seconds after; joins that lasted less are
+  left out).
 """
 
 from __future__ import annotations
@@ -38,6 +50,8 @@ from .stress_run import StressData
 
 #: the issue's targets, reported (never asserted as timings)
 TARGET_P95_MS = 200.0
+#: a member counts for a join's time to media if present this long after it
+STABLE_S = 5.0
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -107,12 +121,40 @@ def _epochs(data: StressData) -> list[dict[str, Any]]:
     return rows
 
 
+def _first_frames(data: StressData) -> dict[str, dict[str, float]]:
+    """identity -> remote -> ledger time of the first frame decrypted from it."""
+    first: dict[str, dict[str, float]] = {}
+    for identity, remote, at in data.ledger.first_frames:
+        first.setdefault(identity, {}).setdefault(remote, at)
+    return first
+
+
+def _time_to_media(data: StressData, record: Any, first: dict[str, float]) -> dict[str, Any]:
+    """A join's first frame from each other member, ms after it joined."""
+    joined = record.joined_at
+    if record.how == "join-failed" or (record.ended_at is not None and record.ended_at < joined + STABLE_S):
+        return {"first_frame_ms": {}, "first_frame_all_ms": None, "first_frame_missing": []}
+    others = [r.identity for r in data.peers if r is not record and r.joined_at < joined
+              and r.how != "join-failed" and (r.ended_at is None or r.ended_at > joined + STABLE_S)]
+    missing = [o for o in others if o not in first]
+    return {
+        "first_frame_ms": {remote: _ms(at - joined) for remote, at in sorted(first.items())},
+        "first_frame_all_ms": _ms(max(first[o] for o in others) - joined) if others and not missing
+        else None,
+        "first_frame_missing": missing,
+    }
+
+
 def _peer_rows(data: StressData) -> list[dict[str, Any]]:
     t0 = data.phase_start
     rows = []
+    first = _first_frames(data)
     for record in data.peers:
         status = record.status()
         counts = data.ledger.failure_counts.get(record.identity, {k: [0, 0, 0] for k in FailureKind})
+        never_keyed = data.ledger.never_keyed.get(record.identity, 0)
+        joiner_unknown = counts[FailureKind.UNKNOWN_KID][Phase.STARTUP]
+        joiner_expired = counts[FailureKind.HELD_EXPIRED][Phase.STARTUP]
         rows.append({
             "identity": record.identity,
             "joined_at": round(record.joined_at - t0, 3),
@@ -126,10 +168,17 @@ def _peer_rows(data: StressData) -> list[dict[str, Any]]:
                 "unknown_kid_joiner": counts[FailureKind.UNKNOWN_KID][Phase.STARTUP],
                 "unknown_kid": counts[FailureKind.UNKNOWN_KID][Phase.AFTER],
                 "unknown_kid_late": counts[FailureKind.UNKNOWN_KID][Phase.LATE],
+                "unknown_kid_never_keyed": never_keyed,
+                "held_expired_joiner": joiner_expired,
+                "held_expired": counts[FailureKind.HELD_EXPIRED][Phase.AFTER]
+                                + counts[FailureKind.HELD_EXPIRED][Phase.LATE],
                 "authentication": sum(counts[FailureKind.AUTHENTICATION]),
                 "replay": sum(counts[FailureKind.REPLAY]),
                 "decode": sum(counts[FailureKind.MALFORMED]),
             },
+            "lost_joining": joiner_unknown - never_keyed + joiner_expired,
+            "held_opened": data.ledger.held_opened.get(record.identity, 0),
+            **_time_to_media(data, record, first.get(record.identity, {})),
             "video_frames_missing": status.video_missing,
             "video_frames_unreadable": status.video_unreadable,
             "commit_conflicts": status.conflicts,
@@ -204,8 +253,10 @@ def analyze(data: StressData) -> dict[str, Any]:
     latency = [e["latency_ms"] / 1000 for e in measured]
     switch = [e["switch_latency_ms"] / 1000 for e in measured if e["switch_latency_ms"] is not None]
     failures = {name: sum(p["failures"][name] for p in peers)
-                for name in ("unknown_kid_joiner", "unknown_kid", "unknown_kid_late", "authentication",
-                             "replay", "decode")}
+                for name in ("unknown_kid_joiner", "unknown_kid", "unknown_kid_late",
+                             "unknown_kid_never_keyed", "held_expired_joiner", "held_expired",
+                             "authentication", "replay", "decode")}
+    joins_measured = [p for p in peers if p["joined_at"] >= 0]
     key_failures = failures["unknown_kid"] + failures["authentication"]
     commits = data.ledger.commits
     agree = all(e["agree"] for e in epochs)
@@ -233,6 +284,11 @@ def analyze(data: StressData) -> dict[str, Any]:
         "frames_decrypted": sum(p["frames_decrypted"] for p in peers),
         "failures": failures,
         "key_failures": key_failures,
+        "lost_joining": sum(p["lost_joining"] for p in peers),
+        "held_opened": sum(p["held_opened"] for p in peers),
+        "time_to_media_ms": _spread([p["first_frame_all_ms"] / 1000 for p in joins_measured
+                                     if p["first_frame_all_ms"] is not None]),
+        "joins_without_media": sum(bool(p["first_frame_missing"]) for p in joins_measured),
         "video_frames_missing": sum(p["video_frames_missing"] for p in peers),
         "restarts": len(restarts),
         "restarts_recovered": sum(r["recovered"] for r in restarts),
@@ -248,6 +304,7 @@ def analyze(data: StressData) -> dict[str, Any]:
             "peers": config.peers, "duration_s": config.duration, "churn_per_s": config.churn,
             "update_interval_s": config.update_interval, "racers": config.racers,
             "switch_delay_s": config.switch_delay, "confirm_delay_s": config.confirm_delay,
+            "hold_s": config.hold,
             "seed": config.seed, "processes": config.processes, "server": data.server_url,
             "scenario": [{"at": e.at, "event": e.describe()}
                          for e in (config.scenario.events if config.scenario else ())],
@@ -273,11 +330,22 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:g}{unit}"
 
 
+def _join_line(peer: dict[str, Any]) -> str:
+    """One join of the summary table: time to media, held and lost frames."""
+    media = _fmt(peer["first_frame_all_ms"])
+    if peer["first_frame_missing"]:
+        media += " (missing " + ",".join(peer["first_frame_missing"]) + ")"
+    return (f"{'':2}{peer['identity']:8}{peer['joined_at']:>10.2f}{media:>19}"
+            f"{peer['held_opened']:>13}{peer['failures']['held_expired_joiner']:>9}"
+            f"{peer['lost_joining']:>6}")
+
+
 def summary_table(document: dict[str, Any]) -> str:
     """The end-of-run table (plain text)."""
     s, c = document["summary"], document["config"]
     t = s["targets"]
     lat, sw, bd = s["rekey_latency_ms"], s["switch_latency_ms"], s["switch_beyond_delay_ms"]
+    tm = s["time_to_media_ms"]
     f = s["failures"]
     mark = {True: "ok", False: "MISSED"}
     lines = [
@@ -303,6 +371,12 @@ def summary_table(document: dict[str, Any]) -> str:
         f"{str(s['frames_sent']) + ' / ' + str(s['frames_decrypted']):>28}",
         f"{'':2}{'unknown KID joiner / after first / late':38}"
         f"{'{} / {} / {}'.format(f['unknown_kid_joiner'], f['unknown_kid'], f['unknown_kid_late']):>28}",
+        f"{'':2}{'  of which never keyed (before added)':38}{f['unknown_kid_never_keyed']:>28}",
+        f"{'':2}{'held: opened / expired joining / after':38}"
+        f"{'{} / {} / {}'.format(s['held_opened'], f['held_expired_joiner'], f['held_expired']):>28}",
+        f"{'':2}{'frames lost to keys while joining':38}{s['lost_joining']:>28}",
+        f"{'':2}{'join -> media from all p50 / p95 / max':38}"
+        f"{_fmt(tm['p50']) + ' / ' + _fmt(tm['p95']) + ' / ' + _fmt(tm['max']) + ' ms':>28}",
         f"{'':2}{'authentication / replay / decode':38}"
         f"{'{} / {} / {}'.format(f['authentication'], f['replay'], f['decode']):>28}",
         f"{'':2}{'video frames missing (decoded gaps)':38}{s['video_frames_missing']:>28}",
@@ -316,6 +390,10 @@ def summary_table(document: dict[str, Any]) -> str:
         + (f" ({f['unknown_kid_late']} arrived after their epoch was evicted: transport delay)"
            if f["unknown_kid_late"] else ""),
         f"  all epoch authenticators equal:  {mark[t['all_agree']]}",
+        f"joins (holding {_fmt(c['hold_s'], ' s') if c['hold_s'] else 'off'}):",
+        f"{'':2}{'peer':8}{'joined s':>10}{'media from all ms':>19}{'held opened':>13}"
+        f"{'expired':>9}{'lost':>6}",
+        *(_join_line(p) for p in document["peers"]),
     ]
     return "\n".join(lines)
 

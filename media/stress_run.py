@@ -50,6 +50,7 @@ from .stress_hosts import LocalPeer, PeerHandle, RemotePeer, WorkerError, Worker
 from .stress_peer import Ledger, PeerTotals, PeerView, Phase
 from .stress_server import ServerProcess
 from .stress_worker import WorkerSetup
+from .transform import HoldLimits
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +88,17 @@ class StressConfig:
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     switch_delay: float = CallOptions.switch_delay
     confirm_delay: float = CallOptions.confirm_delay
+    #: seconds a receiver holds frames of an epoch not installed yet
+    #: (RFC 9605 §4.4.4); 0 switches holding off
+    hold: float = HoldLimits.max_age
     sample_interval: float = 0.5
     reconnect_timeout: float = 10.0
     warmup_timeout: float = 60.0
     settle_timeout: float = 15.0
+
+    def hold_limits(self) -> HoldLimits | None:
+        """How receivers hold frames awaiting their epoch (None: off)."""
+        return HoldLimits(max_age=self.hold) if self.hold > 0 else None
 
     def validate(self) -> None:
         """Refuse settings that cannot run (typed errors, before anything starts)."""
@@ -106,6 +114,8 @@ class StressConfig:
             raise StressError("--racers must be within 1..peers")
         if not 1 <= self.processes <= 64:
             raise StressError("--processes must be within 1..64")
+        if not 0 <= self.hold <= 10:
+            raise StressError("--hold must be within 0..10 seconds")
         scenario = self.scenario
         if scenario is not None:
             if scenario.last_time > self.duration:
@@ -217,7 +227,8 @@ class StressRun:
         self._ws_url = ws_url_for(url)
         if self.config.processes > 1:
             level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-            setup = WorkerSetup(self._ledger.origin, self._ws_url, self.config.room, level)
+            setup = WorkerSetup(self._ledger.origin, self._ws_url, self.config.room, level,
+                                self.config.hold_limits())
             self._workers = [WorkerProcess(i, setup, self._ledger)
                              for i in range(self.config.processes)]
             for worker in self._workers:
@@ -376,7 +387,7 @@ class StressRun:
             peer = RemotePeer(identity, worker, token, self._options())
         else:
             peer = LocalPeer.create(identity, self._ledger, self._ws_url, self.config.room, token,
-                                    self._options())
+                                    self._options(), self.config.hold_limits())
         record = PeerRecord(identity, peer, self._ledger.now())
         self._peers.append(record)
         self._event(f"join {identity}")

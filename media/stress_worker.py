@@ -39,6 +39,7 @@ from .call_peer import CallOptions
 from .mesh import MediaSources
 from .sinks import VerifyingSink
 from .stress_peer import Ledger, ObservedPeer
+from .transform import HoldLimits
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class WorkerSetup:
     ws_url: str
     room: str
     log_level: str = "ERROR"
+    #: how receivers hold frames of an epoch not installed yet (None: off)
+    hold: HoldLimits | None = HoldLimits()
 
 
 async def read_message(reader: asyncio.StreamReader) -> Any:
@@ -102,7 +105,8 @@ class Worker:
 
     async def _join(self, identity: str, token: str, options: CallOptions, timeout: float) -> None:
         peer = ObservedPeer(self.ledger, self.setup.ws_url, self.setup.room, token, name=identity,
-                            sources=MediaSources.synthetic(), sinks=[VerifyingSink()], options=options)
+                            sources=MediaSources.synthetic(), sinks=[VerifyingSink()], options=options,
+                            hold=self.setup.hold)
         self.peers[identity] = peer
         error = None
         try:

@@ -22,13 +22,26 @@ Receiving: a frame that fails to decrypt is dropped and counted by kind
 in the decoder thread, so it can never kill that thread.  After failures,
 and on the first success after failures (the decoder missed references),
 a keyframe is requested (PLI), at most once per ``pli_interval`` seconds.
+
+A frame whose epoch is not installed yet (``sframe.KeyPending``: a joiner
+before its Welcome, a member before the commit) is no failure: it is held
+(``sframe.HoldBuffer``, bounded by :class:`HoldLimits`) and opened, in
+arrival order, when the session installs an epoch (:meth:`SFrameReceiverTransform.key_installed`);
+then it goes to the decoder queue like any decrypted frame, so a joiner's
+first picture comes from the keyframe its sender started with.  Held frames
+that expire (or that the bounds push out) count as
+``FailureKind.HELD_EXPIRED``.  The transform passes the time to the
+sans-I/O buffer and expires held frames on the next frame, on an install,
+and with one event-loop timer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiortc import RTCRtpReceiver, RTCRtpSender
@@ -37,7 +50,18 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from av.frame import Frame
 from av.packet import Packet
-from sframe import AuthenticationFailure, MLSSender, MLSUnprotectResult, ReplayDetected, SFrameError, UnknownKID
+from sframe import (
+    AuthenticationFailure,
+    HeldFrame,
+    HoldBuffer,
+    KeyPending,
+    MLSSender,
+    MLSUnprotectResult,
+    ReplayDetected,
+    SFrameError,
+    UnknownKID,
+)
+from sframe.hold import DEFAULT_MAX_AGE, DEFAULT_MAX_BYTES, DEFAULT_MAX_FRAMES
 
 from . import framing, seams
 from .errors import MediaError
@@ -45,6 +69,18 @@ from .framing import FrameCodec
 from .stats import FailureKind, ReceiverStats, SenderStats
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HoldLimits:
+    """How long and how much a receiver holds frames awaiting their epoch's
+    key (RFC 9605 §4.4.4); see ``sframe.HoldBuffer``."""
+
+    #: seconds a frame may wait
+    max_age: float = DEFAULT_MAX_AGE
+    max_frames: int = DEFAULT_MAX_FRAMES
+    #: bytes of ciphertext held per receiver
+    max_bytes: int = DEFAULT_MAX_BYTES
 
 
 class FrameKeys(Protocol):
@@ -241,6 +277,7 @@ class SFrameReceiverTransform:
         *,
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        hold: HoldLimits | None = HoldLimits(),
     ) -> None:
         self.receiver = receiver
         self._keys = keys
@@ -269,7 +306,15 @@ class SFrameReceiverTransform:
         #: the last unprotect result, for handle()
         self._opened: MLSUnprotectResult | None = None
         self._open_callback = self._open  # one bound method, not one per frame
-        seams.hook_receiver(receiver, self.handle)
+        #: frames awaiting their epoch's key; None: holding switched off
+        self._held: HoldBuffer[tuple[RTCRtpCodecParameters, JitterFrame]] | None = (
+            None if hold is None else HoldBuffer(
+                max_age=hold.max_age, max_frames=hold.max_frames, max_bytes=hold.max_bytes))
+        self._held_total = 0
+        self._held_opened = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._expiry: asyncio.TimerHandle | None = None
+        self._deliver = seams.hook_receiver(receiver, self.handle)
 
     def _open(self, ciphertext: bytes, metadata: bytes) -> bytes:
         """``open_`` of :mod:`media.framing`; keeps the result for :meth:`handle`
@@ -279,7 +324,18 @@ class SFrameReceiverTransform:
         return result.plaintext
 
     def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
-        """Decrypt ``frame.data`` in place; False (frame dropped) on failure."""
+        """Decrypt ``frame.data`` in place; False if the frame was dropped or
+        held (then :meth:`key_installed` may deliver it later)."""
+        held = self._held
+        if held:  # (non-empty)
+            self._expire_held(self._clock())
+        return self._open_frame(codec, frame, held)
+
+    def _open_frame(self, codec: RTCRtpCodecParameters, frame: JitterFrame,
+                    held: HoldBuffer[tuple[RTCRtpCodecParameters, JitterFrame]] | None,
+                    arrived: float | None = None) -> bool:
+        """Decrypt ``frame``, or hold it into ``held`` (arrived at
+        ``arrived``, default now) if its epoch is not installed yet."""
         mime = codec.mimeType
         try:
             if mime != self._framing_mime:  # the first frame, or another codec
@@ -289,9 +345,13 @@ class SFrameReceiverTransform:
                 self._framing_mime = mime
             plaintext = self._frame_opener(frame.data, self._open_callback)
         except (SFrameError, MediaError) as exc:
-            self._failures[failure_kind(exc)] += 1
-            self._failing = self._pli_pending = True
-            self._maybe_request_keyframe()
+            if held is not None and isinstance(exc, KeyPending):
+                if arrived is None:
+                    arrived = self._clock()
+                    self._held_total += 1
+                self._hold(held, codec, frame, arrived)
+                return False
+            self._fail(failure_kind(exc))
             return False
         if self._failing:  # the decoder missed frames: ask for a fresh start
             self._failing = False
@@ -313,6 +373,73 @@ class SFrameReceiverTransform:
         if self._pli_pending:
             self._maybe_request_keyframe()
         return True
+
+    def _fail(self, kind: FailureKind, count: int = 1) -> None:
+        """Count ``count`` dropped frames; ask for a keyframe."""
+        self._failures[kind] += count
+        self._failing = self._pli_pending = True
+        self._maybe_request_keyframe()
+
+    def _hold(self, held: HoldBuffer[tuple[RTCRtpCodecParameters, JitterFrame]],
+              codec: RTCRtpCodecParameters, frame: JitterFrame, arrived: float) -> None:
+        evicted = held.hold((codec, frame), len(frame.data), arrived)
+        if evicted:
+            self._fail(FailureKind.HELD_EXPIRED, len(evicted))
+        if self._expiry is None and held:
+            self._schedule_expiry(held)
+
+    def _schedule_expiry(self, held: HoldBuffer[tuple[RTCRtpCodecParameters, JitterFrame]]) -> None:
+        """One timer at the oldest held frame's deadline (frames may stop
+        arriving; otherwise :meth:`handle` expires them)."""
+        deadline = held.deadline
+        if deadline is None:
+            return
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()  # handle runs on the event loop
+            except RuntimeError:  # driven without one (tests): expiry waits for the next frame
+                return
+        delay = max(deadline - self._clock(), 0.0) + 0.01
+        self._expiry = self._loop.call_later(delay, self._on_expiry)
+
+    def _on_expiry(self) -> None:
+        self._expiry = None
+        held = self._held
+        if held:
+            self._expire_held(self._clock())
+            self._schedule_expiry(held)
+
+    def _expire_held(self, now: float) -> None:
+        assert self._held is not None
+        expired = self._held.expire(now)
+        if expired:
+            self._fail(FailureKind.HELD_EXPIRED, len(expired))
+
+    def key_installed(self) -> None:
+        """An epoch was installed: open the held frames that now have their
+        key, in arrival order, and hand them to the decoder; keep those
+        still waiting.  Call on the event loop (as :meth:`handle` runs)."""
+        held = self._held
+        if not held:
+            return
+        self._expire_held(self._clock())
+        waiting: list[HeldFrame[tuple[RTCRtpCodecParameters, JitterFrame]]] = held.take()
+        for entry in waiting:
+            codec, frame = entry.item
+            if self._open_frame(codec, frame, held, entry.arrived):
+                self._held_opened += 1
+                self._deliver(codec, frame)
+        if not held and self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
+    def close(self) -> None:
+        """Forget the held frames (not counted) and stop the expiry timer."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        if self._held is not None:
+            self._held.take()
 
     def _maybe_request_keyframe(self) -> None:
         if not self._pli_pending or self._kind != "video":
@@ -337,4 +464,7 @@ class SFrameReceiverTransform:
             last_rekey=self._last_rekey,
             frames_by_epoch=dict(self._by_epoch),
             keyframes_by_epoch=dict(self._keyframes_by_epoch),
+            frames_held=self._held_total,
+            frames_held_opened=self._held_opened,
+            frames_holding=0 if self._held is None else len(self._held),
         )

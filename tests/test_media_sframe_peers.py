@@ -140,10 +140,13 @@ async def test_wrong_then_unknown_then_right_key(loopback: None) -> None:
         assert video.stats().frames_decrypted == 0
         assert decoder_threads_alive(call.b)
 
-        # alice moves to epoch 2 before bob has it: the KID is unknown, not forged
+        # alice moves to epoch 2 before bob has it: the KID is not forged but
+        # not installed yet; bob holds its frames, and gives up on them after
+        # about a second (RFC 9605 §4.4.4)
         alice.install_epoch(epoch_secret(2), 2, 0, 2)
         alice.switch_sender()
-        await until(lambda: video.stats().failures[FailureKind.UNKNOWN_KID] > 10)
+        await until(lambda: video.stats().failures[FailureKind.HELD_EXPIRED] > 10)
+        assert video.stats().frames_holding > 0
         assert call.sink.decoded["video"] == 0
 
         # bob processes the commit: decryption and decoding resume

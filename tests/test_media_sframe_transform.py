@@ -161,7 +161,9 @@ async def test_failures_are_counted_by_kind_and_keyframe_requests_rate_limited()
     now = [100.0]
     alice = member(0)
     stranger = member(0, seed=b"other group")  # same epoch, wrong key
-    future = member(0, epoch=3)  # an epoch bob does not have
+    # epoch 12's KID bits read as 5 epochs behind bob's epoch 1 (E = 4): a key
+    # bob can never get, dropped at once (a next epoch's frames would be held)
+    future = member(0, epoch=12)
     bob = member(1, pli_interval=1.0, clock=lambda: now[0])
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     receiving = bob.protect_receiver(receiver)
@@ -182,6 +184,7 @@ async def test_failures_are_counted_by_kind_and_keyframe_requests_rate_limited()
         FailureKind.UNKNOWN_KID: 2,
         FailureKind.REPLAY: 0,
         FailureKind.MALFORMED: 1,
+        FailureKind.HELD_EXPIRED: 0,
     }
     assert stats.keyframe_requests == 1 and stats.frames_decrypted == 0
 
