@@ -87,6 +87,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="past epochs of each room's log kept besides the current one; older "
                              "entries are pruned, and a member catching up from before them is "
                              "refused; 0 keeps everything (default %(default)s)")
+    parser.add_argument("--log-max-bytes", type=int, default=_DEFAULTS.log_max_bytes, metavar="BYTES",
+                        help="bytes of MLS messages each room's log keeps; the oldest go first, never "
+                             "the current epoch's commit, Welcomes and proposals; 0: no limit "
+                             "(default %(default)s)")
+    parser.add_argument("--log-max-age", type=float, default=_DEFAULTS.log_max_age, metavar="SECONDS",
+                        help="seconds a log entry is kept, with the same exception; 0: no limit "
+                             "(default %(default)s)")
+    parser.add_argument("--quota-sender-bytes", type=int, default=_DEFAULTS.quota_sender_bytes,
+                        metavar="BYTES", help="bytes of application messages and proposals one sender "
+                        "may add to a room's log per epoch; 0: no limit (default %(default)s)")
+    parser.add_argument("--quota-sender-entries", type=int, default=_DEFAULTS.quota_sender_entries,
+                        metavar="N", help="application messages and proposals one sender may add per "
+                        "epoch; 0: no limit (default %(default)s)")
+    parser.add_argument("--quota-room-bytes", type=int, default=_DEFAULTS.quota_room_bytes,
+                        metavar="BYTES", help="bytes of application messages and proposals a room's "
+                        "members together may add per epoch; 0: no limit (default %(default)s)")
+    parser.add_argument("--quota-room-entries", type=int, default=_DEFAULTS.quota_room_entries,
+                        metavar="N", help="application messages and proposals a room's members together "
+                        "may add per epoch; 0: no limit (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -105,7 +124,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_unjoined_per_address=args.max_unjoined_per_address, join_timeout=args.join_timeout,
         header_timeout=args.header_timeout, allowed_hosts=tuple(args.allowed_host),
         allowed_origins=tuple(args.allowed_origin),
-        log_epochs=args.log_epochs or None)
+        log_epochs=args.log_epochs or None, log_max_bytes=args.log_max_bytes or None,
+        log_max_age=args.log_max_age or None, quota_sender_bytes=args.quota_sender_bytes or None,
+        quota_sender_entries=args.quota_sender_entries or None,
+        quota_room_bytes=args.quota_room_bytes or None, quota_room_entries=args.quota_room_entries or None)
 
 
 async def _serve(config: ServerConfig) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hosts import normalize_host, normalize_origin
+from .store import LogPolicy
 
 #: The repository's call page (web/public: the page and its built bundle,
 #: ``npm --prefix web run build``), served as the static root when it has files.
@@ -43,6 +46,21 @@ class ServerConfig:
     #: the commit that started epoch E - log_epochs is pruned (None: never).  A member
     #: catching up from before that is refused (``log_truncated``).
     log_epochs: int | None = 1000
+    #: Bytes of MLS messages each room's log keeps, and seconds an entry is kept (None: no
+    #: limit); the oldest entries go first, never what a newcomer needs to join (the commit
+    #: that started the current epoch, its Welcomes, the epoch's proposals). A member catching
+    #: up from before what went is refused (``log_truncated``).
+    log_max_bytes: int | None = 64 * 1024 * 1024
+    log_max_age: float | None = 3600.0
+    #: Per-epoch quotas on application messages and proposals (commits and Welcomes are not
+    #: counted): entries and bytes one sender, and the whole room, may add to the log within
+    #: one epoch of the room's group (None: no limit). Beyond them: ``quota_exceeded``.
+    quota_sender_bytes: int | None = 8 * 1024 * 1024
+    quota_sender_entries: int | None = 2000
+    quota_room_bytes: int | None = 64 * 1024 * 1024
+    quota_room_entries: int | None = 20_000
+    #: Seconds since the epoch: when log entries were appended (``log_max_age``); tests set it.
+    clock: Callable[[], float] = field(default=time.time, repr=False)
     secret: bytes | None = field(default=None, repr=False)
     secret_file: Path | str | None = None
     #: POST /token mints tokens for anyone who can reach it: a development
@@ -122,3 +140,10 @@ class ServerConfig:
             raise ValueError("abandon_after must not be negative")
         if self.log_epochs is not None and self.log_epochs < 1:
             raise ValueError("log_epochs must be at least 1 (None keeps every epoch)")
+        self.log_policy()  # the log's limits are valid
+
+    def log_policy(self) -> LogPolicy:
+        """What each room's log takes and keeps (quotas and pruning), for the store."""
+        return LogPolicy(epochs=self.log_epochs, max_bytes=self.log_max_bytes, max_age=self.log_max_age,
+                         sender_bytes=self.quota_sender_bytes, sender_entries=self.quota_sender_entries,
+                         room_bytes=self.quota_room_bytes, room_entries=self.quota_room_entries)

@@ -41,6 +41,8 @@ class ErrorCode(StrEnum):
     INVALID_WELCOME = "invalid_welcome"
     NOT_FOUND = "not_found"
     LOG_TRUNCATED = "log_truncated"
+    #: An application message or proposal beyond its sender's or its room's per-epoch quota.
+    QUOTA_EXCEEDED = "quota_exceeded"
     NOT_CONNECTED = "not_connected"
     REPLACED = "replaced"
     CLOSED = "closed"

@@ -44,6 +44,12 @@ class Member:
     :meth:`deliver` is the room sequencer's fast path: with nothing queued or
     being written and room in the socket's buffer, the frame is written at
     once, saving the writer task a wake-up per frame; the order is the same.
+
+    While a join's catch-up runs (``catchup``), every other frame for the
+    connection is ``held`` (counted against the same limits) and queued after
+    the catch-up's last page (:meth:`release_held`): the catch-up's own frames
+    go through :meth:`enqueue`, a page at a time, each once the one before it
+    has drained (:meth:`wait_drained`).
     """
 
     ws: web.WebSocketResponse
@@ -60,24 +66,60 @@ class Member:
     #: A frame is being written (by the writer task or by :meth:`deliver`); set when one is done.
     writing: bool = False
     written: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Frames held back while a catch-up runs (None: none runs), and their bytes.
+    held: list[str] | None = None
+    held_bytes: int = 0
+    #: The join's catch-up task, while it runs.
+    catchup: asyncio.Task[None] | None = None
+    #: Set whenever the writer has taken a frame off the queue, and when the connection closes.
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
     _close_task: asyncio.Task[None] | None = None
 
     def send(self, text: str) -> None:
-        """Queue one frame; a member too slow to drain its queue is disconnected."""
+        """Queue one frame (held while a catch-up runs); a member too slow to drain its queue
+        is disconnected."""
+        if self.held is None:
+            self.enqueue(text)
+        elif self._fits(text):
+            self.queued_bytes += len(text)
+            self.held_bytes += len(text)
+            self.held.append(text)
+
+    def enqueue(self, text: str) -> None:
+        """Queue one frame now, ahead of any held ones (the catch-up's frames)."""
+        if self._fits(text):
+            self.queued_bytes += len(text)
+            self.queue.put_nowait(text)
+
+    def _fits(self, text: str) -> bool:
+        """Whether one more frame is within the limits; if not, the connection is closed."""
         if self.closing:
-            return
-        if self.queue.qsize() >= self.max_queued or self.queued_bytes + len(text) > self.max_queued_bytes:
+            return False
+        frames = self.queue.qsize() + len(self.held or ())
+        if frames >= self.max_queued or self.queued_bytes + len(text) > self.max_queued_bytes:
             logger.warning("closing slow consumer %s in room %s (%d frames, %d bytes queued)", self.identity,
-                           self.room.name if self.room else None, self.queue.qsize(), self.queued_bytes)
+                           self.room.name if self.room else None, frames, self.queued_bytes)
             self.close(CLOSE_SLOW_CONSUMER, "slow consumer")
-            return
-        self.queued_bytes += len(text)
-        self.queue.put_nowait(text)
+            return False
+        return True
+
+    def release_held(self) -> None:
+        """End the catch-up: queue the frames held back during it, in order."""
+        held, self.held, self.held_bytes, self.catchup = self.held or [], None, 0, None
+        if not self.closing:
+            for text in held:
+                self.queue.put_nowait(text)
+
+    async def wait_drained(self, limit: int) -> None:
+        """Until at most ``limit`` bytes of queued frames wait for the socket, or the connection closes."""
+        while not self.closing and self.queued_bytes - self.held_bytes > limit:
+            self.progress.clear()
+            await self.progress.wait()
 
     async def deliver(self, text: str) -> None:
         """Write one frame now if nothing waits before it and the socket takes it at once; else queue it."""
         transport = self.transport
-        if (self.writing or self.closing or transport is None or len(text) > INLINE_FRAME_BYTES
+        if (self.writing or self.closing or transport is None or self.held is not None or len(text) > INLINE_FRAME_BYTES
                 or self.queue.qsize() or self.ws.closed):
             self.send(text)
             return
@@ -100,6 +142,7 @@ class Member:
         if self.closing:
             return
         self.closing = True
+        self.progress.set()
         self.queue.put_nowait(None)
         self._close_task = asyncio.ensure_future(self._close_after_flush(code, reason))
 
@@ -141,6 +184,7 @@ class Member:
                 if text is not None:
                     self.queued_bytes -= len(text)
                 self.queue.task_done()
+                self.progress.set()
 
 
 @dataclass(eq=False, slots=True)

@@ -11,7 +11,14 @@ requests in arrival order, writes each run of them in one store transaction
 every accepted message is durable in the :class:`~signaling.store.Store`
 before its ``ack`` is sent, and every member receives a room's log entries in
 one order. Joins pass through the same sequencer, so a joiner's catch-up and
-the live fan-out meet without gap or duplicate.
+the live fan-out meet without gap or duplicate: the sequencer registers the
+joiner between two batches and fixes the catch-up's end at the log's last
+``seq`` then; the catch-up itself (a task of its own, so that the sequencer
+goes on) reads the log up to that ``seq`` in bounded pages, one page after
+the previous one has drained from the socket's queue, while every frame the
+room produces for the joiner meanwhile is held and sent after the last page.
+Each room's log is held to per-epoch quotas and pruned by epochs, size and
+age (:class:`~signaling.store.LogPolicy`).
 
 Handshakes are PublicMessages (§6.2) and application messages
 PrivateMessages (§6.3) whose header agrees with the request envelope
@@ -52,7 +59,8 @@ from .http_api import (TOO_MANY_CONNECTIONS, TOO_MANY_FROM_ADDRESS, PathAccessLo
 from .mls_header import check_mls_header
 from .public_state import PublicState
 from .ratelimit import TokenBucket
-from .room import CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, AbandonCheck, Admission, Append, Member, Room
+from .room import (CLOSE_JOIN_TIMEOUT, CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, AbandonCheck, Admission, Append,
+                   Member, Room)
 from .sqlite_store import SQLiteStore
 from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
                     LogEntry, Outcome, ProposalRequest, RoomGroup, Store, WelcomeRecord)
@@ -70,6 +78,14 @@ _ABANDON_RETRY = 1.0
 
 #: Claimers whose claim buckets are kept; beyond it they start afresh (full buckets).
 _MAX_CLAIMERS = 10_000
+
+#: A catch-up page: at most this many entries, and no more entries once this many bytes of
+#: MLS message are in it. The next page is read once at most a page's bytes wait for the socket.
+CATCHUP_PAGE_ENTRIES = 256
+CATCHUP_PAGE_BYTES = 1024 * 1024
+
+#: Sequence numbers one count of a catch-up's entries (the join reply's ``backlog``) covers.
+_COUNT_SPAN = 50_000
 
 #: The field of an event frame that carries the entry's MLS bytes.
 _BODY_FIELD = {
@@ -107,7 +123,7 @@ class SignalingServer:
                  tokens: TokenAuthority | None = None) -> None:
         self.config = config
         self.store: Store = store or SQLiteStore(config.db_path, synchronous=config.db_synchronous,
-                                                 log_epochs=config.log_epochs)
+                                                 policy=config.log_policy(), clock=config.clock)
         self.tokens = tokens or TokenAuthority(resolve_secret(config))
         self.rooms: dict[str, Room] = {}
         self.connections: set[Member] = set()
@@ -211,7 +227,10 @@ class SignalingServer:
             self.connections.discard(member)
             if not member.closing:
                 member.closing = True
+                member.progress.set()
                 member.queue.put_nowait(None)
+            if member.catchup is not None:
+                member.catchup.cancel()
             self._forget_address(address, member)
             try:
                 await asyncio.wait_for(writer, timeout=5.0)
@@ -470,7 +489,9 @@ class SignalingServer:
             item.done.set_result(None)
 
     async def _admit(self, room: Room, item: Admission) -> None:
-        """Register a member (in the sequencer, between batches) and queue ack, backlog, presence."""
+        """Register a member (in the sequencer, between batches) and queue ack, presence, and
+        start its catch-up: entries up to the log's last ``seq`` now come from the store
+        (:meth:`_catch_up`), later ones from the live fan-out, held until the catch-up ends."""
         member, identity = item.member, item.identity
         previous = room.members.get(identity)
         if previous is None and len(room.members) >= self.config.max_participants:
@@ -478,13 +499,13 @@ class SignalingServer:
                                  limit=self.config.max_participants)
         state = await self.store.group_state(room.name)
         waiting, was_orphaned = False, self._orphaned(room)
+        after: int | None
         if item.since is None and item.epoch is None:
             if state.group_id is not None and self._orphaned(room) and self._abandoned(room.name):
                 state = await self._start_afresh(room)
             # A newcomer: replay from its latest Welcome, if one is waiting for it.
             welcome_seq = await self.store.latest_welcome_seq(room.name, identity)
-            backlog = [] if welcome_seq is None else await self.store.read_log(
-                room.name, identity, after_seq=welcome_seq - 1)
+            after = None if welcome_seq is None else welcome_seq - 1
             waiting = state.group_id is not None and welcome_seq is None
         else:
             if state.group_id is not None and (
@@ -493,8 +514,7 @@ class SignalingServer:
                 raise SignalingError(ErrorCode.LOG_TRUNCATED, "the room's log no longer holds what "
                                      "this catch-up needs; join as a newcomer",
                                      pruned_seq=state.pruned_seq)
-            backlog = await self.store.read_log(room.name, identity, after_seq=item.since or 0,
-                                                min_epoch=item.epoch)
+            after = item.since or 0
         if member.closing or member.ws.closed:
             raise SignalingError(ErrorCode.CLOSED, "the connection closed while joining")
         if previous is not None:
@@ -517,14 +537,62 @@ class SignalingServer:
                 self._note_empty(room.name)
             if state.group_id is not None:  # nobody here can add this newcomer
                 self._schedule_abandon_check(room)
-        self._ack(member, item.rid, protocol=p.PROTOCOL_VERSION, room=room.name, identity=identity,
-                  members=sorted(i for i in room.members if i != identity),
-                  group_id=None if state.group_id is None else p.b64encode(state.group_id),
-                  epoch=state.epoch, last_seq=state.last_seq, backlog=len(backlog))
-        for entry in backlog:
-            member.send(event_frame(entry))
+        reply = {"type": p.ACK, "re": item.rid, "protocol": p.PROTOCOL_VERSION, "room": room.name,
+                 "identity": identity, "members": sorted(i for i in room.members if i != identity),
+                 "group_id": None if state.group_id is None else p.b64encode(state.group_id),
+                 "epoch": state.epoch, "last_seq": state.last_seq}
+        if after is None or after >= state.last_seq:
+            member.send(p.dump_frame({**reply, "backlog": 0}))
+            logger.info("join room=%s identity=%s backlog=0", room.name, identity)
+        else:
+            member.held = []  # from now on the fan-out's frames wait for the catch-up's last page
+            member.catchup = asyncio.create_task(self._catch_up(
+                room.name, member, reply, after, state.last_seq, item.epoch, state.pruned_seq))
         self._presence(room, member, "join")
-        logger.info("join room=%s identity=%s backlog=%d", room.name, identity, len(backlog))
+
+    async def _catch_up(self, room: str, member: Member, reply: dict[str, Any], after: int, last: int,
+                        min_epoch: int | None, pruned_seq: int) -> None:
+        """Send the join reply, then the entries ``member`` may see in ``(after, last]`` a page
+        at a time, then the frames held meanwhile. Stops as soon as the connection closes;
+        a catch-up overtaken by pruning gets ``log_truncated`` and is closed (4008)."""
+        identity = member.identity or ""
+        try:
+            backlog = 0
+            for low in range(after, last, _COUNT_SPAN):
+                backlog += await self.store.count_log(room, identity, after_seq=low,
+                                                      up_to_seq=min(low + _COUNT_SPAN, last),
+                                                      min_epoch=min_epoch)
+            member.enqueue(p.dump_frame({**reply, "backlog": backlog}))
+            cursor, pages = after, 0
+            while not member.closing:
+                await member.wait_drained(CATCHUP_PAGE_BYTES)
+                if member.closing:
+                    break
+                page = await self.store.read_log(room, identity, after_seq=cursor, min_epoch=min_epoch,
+                                                 up_to_seq=last, limit=CATCHUP_PAGE_ENTRIES,
+                                                 max_bytes=CATCHUP_PAGE_BYTES)
+                state = await self.store.group_state(room)
+                if state.pruned_seq > max(cursor, pruned_seq):  # entries this page needed are gone
+                    logger.info("catch-up overtaken by pruning room=%s identity=%s", room, identity)
+                    member.enqueue(p.dump_frame({
+                        "type": p.ERROR, "re": None, "code": str(ErrorCode.LOG_TRUNCATED),
+                        "message": "the room's log pruned what this catch-up still needed; join again",
+                        "pruned_seq": state.pruned_seq}))
+                    member.close(CLOSE_SLOW_CONSUMER, "catch-up overtaken by pruning")
+                    return
+                if not page:
+                    break
+                for entry in page:
+                    member.enqueue(event_frame(entry))
+                cursor, pages = page[-1].seq, pages + 1
+            logger.info("join room=%s identity=%s backlog=%d pages=%d", room, identity, backlog, pages)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("catch-up failed in room %s", room)
+            member.close(1011, "internal server error")
+        finally:
+            member.release_held()
 
     @staticmethod
     def _orphaned(room: Room) -> bool:
@@ -690,6 +758,13 @@ class SignalingServer:
         if result.outcome is Outcome.WRONG_GROUP:
             return SignalingError(ErrorCode.WRONG_GROUP, "this room carries another group",
                                   epoch=result.epoch)
+        if result.outcome is Outcome.QUOTA_EXCEEDED:
+            assert result.quota is not None
+            quota = result.quota
+            return SignalingError(ErrorCode.QUOTA_EXCEEDED,
+                                  f"the {quota.scope}'s quota of {quota.limit} {quota.unit} in this epoch "
+                                  "is used up; wait for the next commit", scope=quota.scope, unit=quota.unit,
+                                  limit=quota.limit, epoch=result.epoch)
         return SignalingError(ErrorCode.NO_GROUP, "no group yet: its creator registers it first")
 
     def _welcomes(self, raw: object) -> tuple[WelcomeRecord, ...]:

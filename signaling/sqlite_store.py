@@ -10,20 +10,28 @@ rather than per room). Durability: WAL with ``synchronous=NORMAL`` (the
 default) keeps every committed transaction across a process kill (SIGKILL) because the WAL write
 happened before COMMIT returned; ``synchronous=FULL`` adds an fsync per commit
 and so also survives power loss.
+
+Quotas and pruning (:class:`~signaling.store.LogPolicy`) are checked and done
+inside the append's transaction: ``rooms`` keeps each room's log size and the
+current epoch's usage, ``log_usage`` each sender's, ``log.at`` when each entry
+was appended (by the store's clock). Reads are paged (``read_log`` with a
+limit): every statement handed to the store thread is bounded, so one room's
+catch-up never holds up another room's appends for longer than one page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from .store import (AppendRequest, AppendResult, ApplicationRequest, EntryKind, GroupCreateRequest,
-                    LogEntry, Outcome, ProposalRequest, RoomGroup)
+from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind,
+                    GroupCreateRequest, LogEntry, LogPolicy, Outcome, ProposalRequest, QuotaExceeded, RoomGroup)
 
 T = TypeVar("T")
 
@@ -35,7 +43,11 @@ CREATE TABLE IF NOT EXISTS rooms (
     last_seq INTEGER NOT NULL DEFAULT 0,
     pruned_seq INTEGER NOT NULL DEFAULT 0,
     pruned_epoch INTEGER NOT NULL DEFAULT -1,
-    public_group BLOB
+    public_group BLOB,
+    log_bytes INTEGER NOT NULL DEFAULT 0,
+    quota_epoch INTEGER,
+    quota_entries INTEGER NOT NULL DEFAULT 0,
+    quota_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS log (
     room TEXT NOT NULL,
@@ -46,7 +58,16 @@ CREATE TABLE IF NOT EXISTS log (
     group_id BLOB,
     recipient TEXT,
     body BLOB NOT NULL,
+    at REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (room, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS log_usage (
+    room TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (room, sender)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS log_one_commit_per_epoch ON log(room, epoch) WHERE kind = 'commit';
 CREATE INDEX IF NOT EXISTS log_welcomes ON log(room, recipient, seq) WHERE recipient IS NOT NULL;
@@ -64,11 +85,21 @@ _ADDED_ROOM_COLUMNS = {
     "pruned_seq": "INTEGER NOT NULL DEFAULT 0",
     "pruned_epoch": "INTEGER NOT NULL DEFAULT -1",
     "public_group": "BLOB",
+    "log_bytes": "INTEGER NOT NULL DEFAULT 0",
+    "quota_epoch": "INTEGER",
+    "quota_entries": "INTEGER NOT NULL DEFAULT 0",
+    "quota_bytes": "INTEGER NOT NULL DEFAULT 0",
 }
 
 _ROOM_STATE = "SELECT group_id, epoch, last_seq, pruned_seq, pruned_epoch FROM rooms WHERE room = ?"
 _LOG_COLUMNS = "room, seq, kind, sender, epoch, body, group_id, recipient"
-_INSERT_LOG = f"INSERT INTO log ({_LOG_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_LOG = f"INSERT INTO log ({_LOG_COLUMNS}, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+#: The entries of the log ``reader`` may see (see Store.read_log), after a seq, from an epoch.
+_VISIBLE = ("room = ? AND seq > ? AND seq <= ? AND epoch >= ? AND (recipient IS NULL OR recipient = ?)"
+            " AND NOT (kind = 'application' AND sender = ?)")
+#: Kinds counted by the per-epoch quotas (LogPolicy).
+_COUNTED = (ApplicationRequest, ProposalRequest)
+_NO_SEQ_LIMIT = 2**63 - 1
 
 
 def _entry(row: tuple) -> LogEntry:
@@ -80,13 +111,13 @@ class SQLiteStore:
     """A :class:`~signaling.store.Store` in one SQLite database file."""
 
     def __init__(self, path: Path | str, *, synchronous: str = "NORMAL",
-                 log_epochs: int | None = None) -> None:
-        if log_epochs is not None and log_epochs < 1:
-            raise ValueError("log_epochs must be at least 1 (None keeps every epoch)")
+                 policy: LogPolicy = LogPolicy(), clock: Callable[[], float] = time.time) -> None:
         self._path = str(path)
         self._synchronous = synchronous
-        #: epochs of log kept (see Store.append); None: the log is never pruned
-        self._log_epochs = log_epochs
+        #: what each room's log takes and keeps (see Store.append)
+        self._policy = policy
+        #: seconds (Unix time by default): when entries were appended, for ``policy.max_age``
+        self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         #: Appends waiting for the next group commit, and the task writing them.
@@ -111,6 +142,13 @@ class SQLiteStore:
         for column, declaration in _ADDED_ROOM_COLUMNS.items():
             if column not in present:
                 db.execute(f"ALTER TABLE rooms ADD COLUMN {column} {declaration}")
+        if "log_bytes" not in present:
+            db.execute("UPDATE rooms SET log_bytes = (SELECT COALESCE(SUM(length(body)), 0) FROM log"
+                       " WHERE log.room = rooms.room)")
+        if "at" not in {row[1] for row in db.execute("PRAGMA table_info(log)")}:
+            # entries of a database from before age pruning count from now on
+            db.execute("ALTER TABLE log ADD COLUMN at REAL NOT NULL DEFAULT 0")
+            db.execute("UPDATE log SET at = ?", (self._clock(),))
         self._db = db
 
     async def close(self) -> None:
@@ -137,11 +175,14 @@ class SQLiteStore:
     # -- groups and the handshake log ------------------------------------------------------
 
     @staticmethod
-    def _room_row(db: sqlite3.Connection, room: str) -> tuple[bytes | None, int | None, int]:
-        row = db.execute("SELECT group_id, epoch, last_seq FROM rooms WHERE room = ?", (room,)).fetchone()
+    def _room_row(db: sqlite3.Connection, room: str
+                  ) -> tuple[bytes | None, int | None, int, int, int | None, int, int]:
+        """group_id, epoch, last_seq, log_bytes and the quota usage (its epoch, entries, bytes)."""
+        row = db.execute("SELECT group_id, epoch, last_seq, log_bytes, quota_epoch, quota_entries,"
+                         " quota_bytes FROM rooms WHERE room = ?", (room,)).fetchone()
         if row is None:
             db.execute("INSERT INTO rooms (room) VALUES (?)", (room,))
-            return None, None, 0
+            return None, None, 0, 0, None, 0, 0
         return row
 
     async def group_state(self, room: str) -> RoomGroup:
@@ -195,14 +236,19 @@ class SQLiteStore:
                 requests: tuple[AppendRequest, ...]) -> list[AppendResult]:
         results: list[AppendResult] = []
         rows: list[LogEntry] = []
-        group_id, epoch, seq = self._room_row(db, room)
+        group_id, epoch, seq, log_bytes, quota_epoch, quota_entries, quota_bytes = self._room_row(db, room)
+        usage = _EpochUsage(db, room, -1 if epoch is None else epoch)
+        if quota_epoch == usage.epoch:
+            usage.room = [quota_entries, quota_bytes]
         public_group: bytes | None = None  # the newest accepted state, written once at the end
+        committed = False
         for request in requests:
             if isinstance(request, GroupCreateRequest):
                 if group_id is not None:
                     results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
                     continue
                 group_id, epoch, public_group = request.group_id, request.epoch, request.public_group
+                usage = _EpochUsage(db, room, epoch)
                 results.append(AppendResult(Outcome.ACCEPTED, epoch))
                 continue
             if isinstance(request, ApplicationRequest):
@@ -220,7 +266,6 @@ class SQLiteStore:
                     continue
                 entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
                                     request.proposal, group_id)]
-                public_group = request.public_group or public_group
             else:
                 if group_id is None:
                     results.append(AppendResult(Outcome.NO_GROUP, None))
@@ -228,53 +273,125 @@ class SQLiteStore:
                 if epoch != request.epoch:
                     results.append(AppendResult(Outcome.CONFLICT, epoch))
                     continue
-                epoch = request.epoch + 1
-                public_group = request.public_group or public_group
+                epoch, committed = request.epoch + 1, True
+                usage = _EpochUsage(db, room, epoch)  # a new epoch: fresh quotas
                 entries = [LogEntry(room, seq + 1, EntryKind.COMMIT, request.sender, request.epoch,
                                     request.commit, group_id)]
                 for welcome in request.welcomes:
                     entries.append(LogEntry(room, entries[-1].seq + 1, EntryKind.WELCOME,
                                             request.sender, epoch, welcome.body, group_id,
                                             welcome.recipient))
+            if isinstance(request, _COUNTED):
+                exceeded = usage.charge(self._policy, request.sender, len(entries[0].body))
+                if exceeded is not None:
+                    results.append(AppendResult(Outcome.QUOTA_EXCEEDED, epoch, quota=exceeded))
+                    continue
+            if isinstance(request, (ProposalRequest, CommitRequest)):
+                public_group = request.public_group or public_group
             rows.extend(entries)
             seq = entries[-1].seq
             results.append(AppendResult(Outcome.ACCEPTED, epoch, tuple(entries)))
+        now = self._clock()
         db.executemany(_INSERT_LOG, [(e.room, e.seq, e.kind.value, e.sender, e.epoch, e.body, e.group_id,
-                                      e.recipient) for e in rows])
+                                      e.recipient, now) for e in rows])
+        log_bytes += sum(len(e.body) for e in rows)
+        usage.write()
         db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
                    (group_id, epoch, seq, room))
         if public_group is not None:
             db.execute("UPDATE rooms SET public_group = ? WHERE room = ?", (public_group, room))
-        if self._log_epochs is not None and epoch is not None and any(
-                e.kind is EntryKind.COMMIT for e in rows):
-            self._prune(db, room, epoch - self._log_epochs - 1)
+        if self._policy.epochs is not None and epoch is not None and committed:
+            log_bytes -= self._prune_epochs(db, room, epoch - self._policy.epochs - 1)
+        if rows:
+            log_bytes -= self._prune_size_and_age(db, room, epoch, log_bytes, now)
+        db.execute("UPDATE rooms SET log_bytes = ? WHERE room = ?", (log_bytes, room))
         return results
 
     @staticmethod
-    def _prune(db: sqlite3.Connection, room: str, cutoff: int) -> None:
+    def _prune_epochs(db: sqlite3.Connection, room: str, cutoff: int) -> int:
         """Delete every entry sequenced before the commit made in epoch ``cutoff``
-        (the one that started the oldest epoch kept), after a commit."""
+        (the one that started the oldest epoch kept), after a commit; the bytes freed."""
         row = db.execute("SELECT seq FROM log WHERE room = ? AND kind = 'commit' AND epoch = ?",
                          (room, cutoff)).fetchone()
         if row is None:  # not that far yet, or pruned already
-            return
+            return 0
+        (freed,) = db.execute("SELECT COALESCE(SUM(length(body)), 0) FROM log WHERE room = ? AND seq < ?",
+                              (room, row[0])).fetchone()
         db.execute("DELETE FROM log WHERE room = ? AND seq < ?", (room, row[0]))
-        db.execute("UPDATE rooms SET pruned_seq = MAX(pruned_seq, ?), pruned_epoch = ? WHERE room = ?",
-                   (row[0] - 1, cutoff, room))
+        db.execute("UPDATE rooms SET pruned_seq = MAX(pruned_seq, ?), pruned_epoch = MAX(pruned_epoch, ?)"
+                   " WHERE room = ?", (row[0] - 1, cutoff, room))
+        return freed
+
+    def _prune_size_and_age(self, db: sqlite3.Connection, room: str, epoch: int | None,
+                            log_bytes: int, now: float) -> int:
+        """Delete the oldest entries while the log holds more than ``policy.max_bytes`` or they
+        are older than ``policy.max_age``, sparing what a newcomer needs to join (the commit
+        that started the current epoch, the epoch's Welcomes and proposals); the bytes freed."""
+        policy = self._policy
+        excess = 0 if policy.max_bytes is None else log_bytes - policy.max_bytes
+        threshold = None if policy.max_age is None else now - policy.max_age
+        oldest = db.execute("SELECT at FROM log WHERE room = ? ORDER BY seq LIMIT 1", (room,)).fetchone()
+        if oldest is None or (excess <= 0 and (threshold is None or oldest[0] >= threshold)):
+            return 0
+        # From the commit that started the current epoch on, only application messages may go.
+        started = None if epoch is None else db.execute(
+            "SELECT seq FROM log WHERE room = ? AND kind = 'commit' AND epoch = ?",
+            (room, epoch - 1)).fetchone()
+        spared_from = 0 if started is None else started[0]
+        freed, cutoff, newest_epoch = 0, 0, -1
+        rows = db.execute("SELECT seq, kind, epoch, at, length(body) FROM log WHERE room = ? ORDER BY seq",
+                          (room,))
+        for entry_seq, kind, entry_epoch, at, size in rows:
+            if freed >= excess and (threshold is None or at >= threshold):
+                break
+            if entry_seq < spared_from or kind == EntryKind.APPLICATION.value:
+                freed, cutoff = freed + size, entry_seq
+                newest_epoch = max(newest_epoch, entry_epoch)
+        rows.close()
+        if cutoff == 0:
+            return 0
+        db.execute("DELETE FROM log WHERE room = ? AND seq <= ? AND (seq < ? OR kind = 'application')",
+                   (room, cutoff, spared_from))
+        # an application message's epoch is its sender's word: never count one beyond the group's
+        pruned_epoch = newest_epoch if epoch is None else min(newest_epoch, epoch)
+        db.execute("UPDATE rooms SET pruned_seq = MAX(pruned_seq, ?), pruned_epoch = MAX(pruned_epoch, ?)"
+                   " WHERE room = ?", (cutoff, pruned_epoch, room))
+        return freed
 
     async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
-                       min_epoch: int | None = None) -> list[LogEntry]:
-        return await self._run(self._read_log, room, reader, after_seq, min_epoch)
+                       min_epoch: int | None = None, up_to_seq: int | None = None,
+                       limit: int | None = None, max_bytes: int | None = None) -> list[LogEntry]:
+        return await self._run(self._read_log, room, reader, after_seq, min_epoch, up_to_seq, limit,
+                               max_bytes)
 
-    def _read_log(self, room: str, reader: str, after_seq: int,
-                  min_epoch: int | None) -> list[LogEntry]:
+    def _read_log(self, room: str, reader: str, after_seq: int, min_epoch: int | None,
+                  up_to_seq: int | None, limit: int | None, max_bytes: int | None) -> list[LogEntry]:
         assert self._db is not None
         rows = self._db.execute(
-            f"SELECT {_LOG_COLUMNS} FROM log WHERE room = ? AND seq > ? AND epoch >= ?"
-            " AND (recipient IS NULL OR recipient = ?)"
-            " AND NOT (kind = 'application' AND sender = ?) ORDER BY seq",
-            (room, after_seq, -1 if min_epoch is None else min_epoch, reader, reader)).fetchall()
-        return [_entry(row) for row in rows]
+            f"SELECT {_LOG_COLUMNS} FROM log WHERE {_VISIBLE} ORDER BY seq LIMIT ?",
+            (room, after_seq, _NO_SEQ_LIMIT if up_to_seq is None else up_to_seq,
+             -1 if min_epoch is None else min_epoch, reader, reader, -1 if limit is None else limit))
+        entries: list[LogEntry] = []
+        size = 0
+        for row in rows:  # fetched one at a time: a page stops at max_bytes without reading further
+            entries.append(_entry(row))
+            size += len(row[5])
+            if max_bytes is not None and size >= max_bytes:
+                break
+        rows.close()
+        return entries
+
+    async def count_log(self, room: str, reader: str, *, after_seq: int, up_to_seq: int,
+                        min_epoch: int | None = None) -> int:
+        return await self._run(self._count_log, room, reader, after_seq, up_to_seq, min_epoch)
+
+    def _count_log(self, room: str, reader: str, after_seq: int, up_to_seq: int,
+                   min_epoch: int | None) -> int:
+        assert self._db is not None
+        (count,) = self._db.execute(
+            f"SELECT COUNT(*) FROM log WHERE {_VISIBLE}",
+            (room, after_seq, up_to_seq, -1 if min_epoch is None else min_epoch, reader, reader)).fetchone()
+        return count
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None:
         return await self._run(self._latest_welcome_seq, room, recipient)
@@ -300,8 +417,10 @@ class SQLiteStore:
         with self._transaction() as db:
             db.execute("DELETE FROM log WHERE room = ?", (room,))
             db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
+            db.execute("DELETE FROM log_usage WHERE room = ?", (room,))
             db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_seq = 0, pruned_epoch = -1,"
-                       " public_group = NULL WHERE room = ?", (room,))
+                       " public_group = NULL, log_bytes = 0, quota_epoch = NULL, quota_entries = 0,"
+                       " quota_bytes = 0 WHERE room = ?", (room,))
 
     # -- KeyPackage directory --------------------------------------------------------------
 
@@ -330,3 +449,44 @@ class SQLiteStore:
                 " WHERE room = ? AND identity = ? ORDER BY id LIMIT 1) RETURNING body",
                 (room, identity)).fetchone()
         return None if row is None else row[0]
+
+
+class _EpochUsage:
+    """What a room and each of its senders wrote in one epoch (the quotas of LogPolicy),
+    read from the database as needed and written back in the append's transaction."""
+
+    def __init__(self, db: sqlite3.Connection, room: str, epoch: int) -> None:
+        self._db, self._room, self.epoch = db, room, epoch
+        #: the room's [entries, bytes] this epoch
+        self.room = [0, 0]
+        #: each sender's [entries, bytes] this epoch, for those read so far
+        self._senders: dict[str, list[int]] = {}
+
+    def _sender(self, sender: str) -> list[int]:
+        usage = self._senders.get(sender)
+        if usage is None:
+            row = self._db.execute("SELECT epoch, entries, bytes FROM log_usage WHERE room = ? AND sender = ?",
+                                   (self._room, sender)).fetchone()
+            usage = self._senders[sender] = [0, 0] if row is None or row[0] != self.epoch else [row[1], row[2]]
+        return usage
+
+    def charge(self, policy: LogPolicy, sender: str, size: int) -> QuotaExceeded | None:
+        """Count one entry of ``size`` bytes from ``sender``, or the quota it would exceed."""
+        mine = self._sender(sender)
+        for scope, usage, entries, limit_bytes in (("sender", mine, policy.sender_entries, policy.sender_bytes),
+                                                   ("room", self.room, policy.room_entries, policy.room_bytes)):
+            if entries is not None and usage[0] + 1 > entries:
+                return QuotaExceeded(scope, "entries", entries)
+            if limit_bytes is not None and usage[1] + size > limit_bytes:
+                return QuotaExceeded(scope, "bytes", limit_bytes)
+        for usage in (mine, self.room):
+            usage[0] += 1
+            usage[1] += size
+        return None
+
+    def write(self) -> None:
+        self._db.execute("UPDATE rooms SET quota_epoch = ?, quota_entries = ?, quota_bytes = ? WHERE room = ?",
+                         (self.epoch, *self.room, self._room))
+        self._db.executemany(
+            "INSERT OR REPLACE INTO log_usage (room, sender, epoch, entries, bytes) VALUES (?, ?, ?, ?, ?)",
+            [(self._room, sender, self.epoch, *usage) for sender, usage in self._senders.items()])

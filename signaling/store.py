@@ -9,6 +9,10 @@ Each room also keeps the state of its keyless ``mls.PublicGroup`` (§12.4.2),
 written in the same transaction as the handshake that produced it, so that a
 restarted server validates the next handshake against the state its last
 acknowledged one left.
+
+What a room's log takes and keeps is the store's too (:class:`LogPolicy`):
+per-epoch quotas on what members may write, and pruning by epochs, size and
+age done in the transaction of the append that makes it necessary.
 """
 
 from __future__ import annotations
@@ -66,6 +70,56 @@ class Outcome(str, Enum):
     CONFLICT = "conflict"
     WRONG_GROUP = "wrong_group"
     NO_GROUP = "no_group"
+    QUOTA_EXCEEDED = "quota_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class LogPolicy:
+    """What each room's log takes within one epoch, and what it keeps (``None``: no limit).
+
+    Quotas count application messages and proposals, the entries a member may
+    send as often as it likes, per epoch of the room's group: per sender
+    (``sender_*``) and for the whole room (``room_*``), in entries and in
+    bytes of MLS message. Commits and their Welcomes are never counted (one
+    commit per epoch makes progress and starts fresh quotas), so application
+    data cannot starve the handshakes that move the group on.
+
+    Pruning: once a commit starts epoch ``E``, every entry sequenced before the
+    commit that started ``E - epochs`` goes. Besides, after each append the
+    oldest entries go while the log holds more than ``max_bytes`` of MLS
+    messages, or while they are older than ``max_age`` seconds (by the store's
+    clock), except what a newcomer needs to join: the commit that started the
+    current epoch and the epoch's Welcomes and proposals (application
+    messages of the current epoch may go).
+    """
+
+    epochs: int | None = 1000
+    max_bytes: int | None = 64 * 1024 * 1024
+    max_age: float | None = 3600.0
+    sender_bytes: int | None = 8 * 1024 * 1024
+    sender_entries: int | None = 2000
+    room_bytes: int | None = 64 * 1024 * 1024
+    room_entries: int | None = 20_000
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "max_bytes", "sender_bytes", "sender_entries", "room_bytes",
+                     "room_entries"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (None: no limit)")
+        if self.max_age is not None and self.max_age <= 0:
+            raise ValueError("max_age must be positive (None: no limit)")
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaExceeded:
+    """Which per-epoch quota of :class:`LogPolicy` a refused request would have exceeded."""
+
+    #: "sender" or "room"
+    scope: str
+    #: "bytes" or "entries"
+    unit: str
+    limit: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +189,8 @@ class AppendResult:
     outcome: Outcome
     epoch: int | None
     entries: tuple[LogEntry, ...] = ()
+    #: set with ``QUOTA_EXCEEDED``: the quota the request would have exceeded
+    quota: QuotaExceeded | None = None
 
 
 class Store(Protocol):
@@ -158,22 +214,30 @@ class Store(Protocol):
         ``epoch + 1``) take the next sequence numbers. A proposal needs the
         group at ``epoch``. An accepted request's ``public_group`` (when not
         ``None``) becomes the room's stored PublicGroup in the same
-        transaction. Application messages are always accepted.
+        transaction. Application messages and proposals within the epoch's
+        quotas are accepted (``QUOTA_EXCEEDED`` otherwise, nothing written).
 
-        A store keeping ``log_epochs`` epochs prunes, once a commit moves the
-        group to epoch ``E``, every entry sequenced before the commit that
-        started epoch ``E - log_epochs`` (``pruned_seq``, ``pruned_epoch`` of
-        :class:`RoomGroup` say what is gone).
+        The store prunes as its :class:`LogPolicy` says, in the same
+        transaction (``pruned_seq``, ``pruned_epoch`` of :class:`RoomGroup`
+        say what is gone).
         """
         ...
 
     async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
-                       min_epoch: int | None = None) -> list[LogEntry]:
-        """Entries after ``after_seq`` (and at ``min_epoch`` or later) that ``reader`` may see.
+                       min_epoch: int | None = None, up_to_seq: int | None = None,
+                       limit: int | None = None, max_bytes: int | None = None) -> list[LogEntry]:
+        """Entries after ``after_seq`` (up to ``up_to_seq``, at ``min_epoch`` or later) that
+        ``reader`` may see, in sequence order: one page of at most ``limit`` entries and
+        ``max_bytes`` bytes of MLS message (at least one entry when any is left).
 
         ``reader`` sees every commit and proposal, Welcomes addressed to it, and
-        application messages of other senders, in sequence order.
+        application messages of other senders.
         """
+        ...
+
+    async def count_log(self, room: str, reader: str, *, after_seq: int, up_to_seq: int,
+                        min_epoch: int | None = None) -> int:
+        """How many entries :meth:`read_log` would give ``reader`` in ``(after_seq, up_to_seq]``."""
         ...
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None: ...

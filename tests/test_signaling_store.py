@@ -11,7 +11,7 @@ import pytest
 
 from signaling.sqlite_store import SQLiteStore
 from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
-                             Outcome, ProposalRequest, WelcomeRecord)
+                             LogPolicy, Outcome, ProposalRequest, WelcomeRecord)
 
 GROUP = b"group-1"
 
@@ -178,7 +178,7 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
 
 
 async def test_a_store_keeping_n_epochs_prunes_what_came_before(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "pruned.db", log_epochs=2)
+    store = SQLiteStore(tmp_path / "pruned.db", policy=LogPolicy(epochs=2))
     await store.open()
     try:
         seqs = {}
@@ -203,7 +203,7 @@ async def test_a_store_keeping_n_epochs_prunes_what_came_before(tmp_path: Path) 
     finally:
         await store.close()
     with pytest.raises(ValueError):
-        SQLiteStore(tmp_path / "x.db", log_epochs=0)
+        LogPolicy(epochs=0)
 
 
 async def test_a_database_from_before_pruning_gets_the_new_columns(tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ async def test_a_database_from_before_pruning_gets_the_new_columns(tmp_path: Pat
     db.execute("INSERT INTO rooms (room, group_id, epoch, last_seq) VALUES ('r', ?, 4, 9)", (GROUP,))
     db.commit()
     db.close()
-    store = SQLiteStore(path, log_epochs=1)
+    store = SQLiteStore(path, policy=LogPolicy(epochs=1))
     await store.open()
     try:
         state = await store.group_state("r")
