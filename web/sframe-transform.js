@@ -227,7 +227,9 @@ export class SFrameMLSSession extends ErrorEventTarget {
   /**
    * @param {object} [options] as MLSKeyManager: cipherSuite (default 4), epochBits, indexBits,
    *   retainEpochs, retainSeconds, replayWindow; pliInterval (seconds between keyframe
-   *   requests after failures, default 1); worker
+   *   requests after failures, default 1); hold: how each receiver holds frames of an epoch
+   *   not installed yet (RFC 9605 §4.4.4), {maxAge, maxFrames, maxBytes} (default 1 s, 256
+   *   frames, 2 MiB) or false; worker
    */
   constructor({ cipherSuite = 4, worker, ...config } = {}) {
     super();
@@ -295,11 +297,12 @@ export class SFrameMLSSession extends ErrorEventTarget {
    * Counters: {sendingEpoch, newestEpoch, epochs, sendKeyGeneration,
    * senders: [{label, kind, codec, framesEncrypted, keyframesEncrypted, keyframesForced, framesDropped, epoch}],
    * receivers: [{label, kind, codec, framesDecrypted, keyframesDecrypted, failures: {keyID, authentication,
-   * replay, syntax}, keyframeRequests, epoch, framesByEpoch}], framesEncrypted, framesDecrypted, failures}
+   * replay, syntax, heldExpired}, keyframeRequests, epoch, framesByEpoch, framesHeld, framesHeldOpened,
+   * framesHolding}], framesEncrypted, framesDecrypted, failures}
    */
   async stats() {
     const stats = await this.endpoint.request('stats');
-    const failures = { keyID: 0, authentication: 0, replay: 0, syntax: 0 };
+    const failures = { keyID: 0, authentication: 0, replay: 0, syntax: 0, heldExpired: 0 };
     for (const receiver of stats.receivers) {
       for (const [kind, count] of Object.entries(receiver.failures)) failures[kind] += count;
     }

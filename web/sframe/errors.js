@@ -35,7 +35,7 @@ export class SFrameError extends Error {
   /**
    * @param {SFrameErrorKind} kind
    * @param {string} message never containing key material
-   * @param {{keyID?: bigint}} [details]
+   * @param {{keyID?: bigint, pending?: boolean}} [details]
    */
   constructor(kind, message, details = {}) {
     super(message);
@@ -44,5 +44,11 @@ export class SFrameError extends Error {
     this.kind = kind;
     /** @type {bigint|undefined} the KID parsed from the header ("keyID", "replay") */
     this.keyID = details.keyID;
+    /**
+     * "keyID" only: the KID names an MLS epoch not installed yet, whose key
+     * may still come (Python `sframe.KeyPending`): hold the frame and retry
+     * (RFC 9605 §4.4.4, sframe/hold.js)
+     */
+    this.pending = details.pending ?? false;
   }
 }

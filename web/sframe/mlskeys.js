@@ -369,6 +369,26 @@ export class MLSKeyManager {
     }
   }
 
+  /**
+   * Whether `kid` names an epoch not installed *yet* (its key may still
+   * come, RFC 9605 §4.4.4), from its low E epoch bits (§5.2). Before the
+   * first epoch every KID is ahead (a joiner). After it, a KID whose epoch
+   * slot holds no retained epoch is ahead when its epoch bits are
+   * 1 .. 2^(E-1) - 1 past the newest epoch's (at least 1), and hopeless
+   * otherwise: read backwards, an epoch older than every retained one.
+   * @param {bigint|number} kid
+   */
+  epochAhead(kid) {
+    const k = toU64(kid, 'KID');
+    if (this.newest === null) return true;
+    this.expire();
+    const slot = k & this.epochMask;
+    if (this.slots.has(slot)) return false;
+    const ahead = (slot - this.newest.epoch) & this.epochMask;
+    const half = (this.epochMask + 1n) >> 1n;
+    return ahead >= 1n && ahead < (half > 2n ? half : 2n);
+  }
+
   // -- frames ------------------------------------------------------------------
 
   /**
@@ -393,19 +413,24 @@ export class MLSKeyManager {
 
   /**
    * Decrypts a frame of another member: {kid, ctr, plaintext, epoch,
-   * senderIndex, context}. Kind "keyID" if its epoch is not installed (yet)
-   * or was dropped, or its sender index is this member's own or beyond the
-   * group; otherwise as SFrameContext.unprotect.
+   * senderIndex, context}. Kind "keyID" with `pending` true if its epoch is
+   * not installed yet (epochAhead: hold the frame and retry after the next
+   * install, §4.4.4); kind "keyID" if its epoch was dropped, or its sender
+   * index is this member's own or beyond the group; otherwise as
+   * SFrameContext.unprotect.
    * @param {ArrayBuffer|ArrayBufferView} ciphertext
    * @param {ArrayBuffer|ArrayBufferView} [metadata]
    */
   async unprotect(ciphertext, metadata = EMPTY) {
     const data = asBytes(ciphertext, 'ciphertext');
     const { kid } = decodeHeader(data);
-    const unknown = (reason) => new SFrameError('keyID', `KID 0x${kid.toString(16)}: ${reason}`, { keyID: kid });
+    const unknown = (reason, pending = false) => new SFrameError('keyID', `KID 0x${kid.toString(16)}: ${reason}`, { keyID: kid, pending });
     const slot = kid & this.epochMask;
     const state = this.slots.get(slot);
-    if (state === undefined) throw unknown('no MLS epoch installed for this KID');
+    if (state === undefined) {
+      if (this.epochAhead(kid)) throw unknown('its MLS epoch is not installed yet', true);
+      throw unknown('no MLS epoch installed for this KID');
+    }
     if (state.supersededAt !== null) {
       this.expire();
       if (this.slots.get(slot) !== state) throw unknown('its MLS epoch has expired');

@@ -16,6 +16,13 @@
  *   attaches a sender ("encrypt") or receiver ("decrypt") to the endpoint.
  *
  * Frames that cannot be protected are dropped, never sent in the clear.
+ *
+ * An MLS endpoint holds, per receiver, frames whose epoch is not installed
+ * yet (RFC 9605 §4.4.4: a joiner before its Welcome, a member before the
+ * commit; config `hold`: {maxAge, maxFrames, maxBytes}, or false) and
+ * opens them, in arrival order and before any later frame of that
+ * receiver, when `installEpoch` installs it. Held frames that expire (or
+ * that the bounds push out) count as `failures.heldExpired`.
  * @module sframe/worker-core
  */
 
@@ -25,6 +32,7 @@ import { SFrameContext } from './context.js';
 import { MLSKeyManager } from './mlskeys.js';
 import { frameCodec, isKeyframe, openFrame, sealFrame } from './framing.js';
 import { importBaseKey } from './keys.js';
+import { HoldBuffer } from './hold.js';
 
 const EMPTY = new Uint8Array(0);
 
@@ -38,8 +46,14 @@ const ERROR_TYPE = Object.freeze({
   replay: 'replay',
 });
 
-/** The failure counters of a receiver (Python media.stats.FailureKind: UNKNOWN_KID, AUTHENTICATION, REPLAY, MALFORMED). */
-const newFailures = () => ({ keyID: 0, authentication: 0, replay: 0, syntax: 0 });
+/**
+ * The failure counters of a receiver (Python media.stats.FailureKind: UNKNOWN_KID, AUTHENTICATION, REPLAY,
+ * MALFORMED, HELD_EXPIRED).
+ */
+const newFailures = () => ({ keyID: 0, authentication: 0, replay: 0, syntax: 0, heldExpired: 0 });
+
+/** Seconds on the worker's monotonic clock (what the hold buffer is given). */
+const now = () => performance.now() / 1000;
 
 /** An ArrayBuffer holding exactly `bytes` (what RTCEncoded*Frame.data takes). */
 function toArrayBuffer(bytes) {
@@ -113,12 +127,19 @@ class Endpoint {
     const encrypt = options.role === 'encrypt';
     const record = encrypt
       ? { kind: null, codec: null, framesEncrypted: 0, keyframesEncrypted: 0, keyframesForced: 0, framesDropped: 0, epoch: null, generation: null }
-      : { kind: null, codec: null, framesDecrypted: 0, keyframesDecrypted: 0, failures: newFailures(), keyframeRequests: 0, epoch: null, framesByEpoch: {}, lastRequest: -Infinity, pendingRequest: false };
+      : {
+        kind: null, codec: null, framesDecrypted: 0, keyframesDecrypted: 0, failures: newFailures(), keyframeRequests: 0,
+        epoch: null, framesByEpoch: {}, framesHeld: 0, framesHeldOpened: 0, framesHolding: 0,
+        lastRequest: -Infinity, pendingRequest: false, held: this.newHoldBuffer(), chain: Promise.resolve(), expiry: null,
+      };
     record.label = options.label ?? null;
     (encrypt ? this.senders : this.receivers).push(record);
     const step = encrypt ? this.encryptFrame : this.decryptFrame;
+    // A receiver's frames, and the release of its held frames, run one at a time, in order.
     const stream = new TransformStream({
-      transform: (frame, controller) => step.call(this, frame, controller, transformer, options, record),
+      transform: encrypt
+        ? (frame, controller) => step.call(this, frame, controller, transformer, options, record)
+        : (frame, controller) => this.serially(record, () => step.call(this, frame, controller, transformer, options, record)),
     });
     transformer.readable.pipeThrough(stream).pipeTo(transformer.writable).catch(() => {});
   }
@@ -143,8 +164,30 @@ class Endpoint {
     record.keyframesEncrypted += keyframe ? 1 : 0;
   }
 
+  /** Runs `task` after every earlier frame and release of `record`'s receiver. */
+  serially(record, task) {
+    const next = record.chain.then(task);
+    record.chain = next.catch(() => {});
+    return next;
+  }
+
+  /** A receiver's hold buffer, or null (TransformEndpoint, or holding off). */
+  newHoldBuffer() {
+    return null;
+  }
+
   async decryptFrame(frame, controller, transformer, options, record) {
     record.kind = isVideo(frame) ? 'video' : 'audio';
+    if (record.held !== null && record.held.length > 0) this.expireHeld(record, now());
+    await this.openOrHold({ frame, controller, transformer, options }, record, null);
+  }
+
+  /**
+   * Opens one frame and passes it on; holds it (arrived at `arrived`, or now)
+   * if its epoch is not installed yet. True if it was opened.
+   */
+  async openOrHold(item, record, arrived) {
+    const { frame, controller, transformer, options } = item;
     let plaintext;
     let epoch = null;
     let codec = null;
@@ -154,10 +197,18 @@ class Endpoint {
       ({ plaintext, epoch } = await this.open(frame, codec, asBytes(frame.data, 'frame')));
     } catch (caught) {
       const err = caught instanceof SFrameError ? caught : new SFrameError('syntax', 'the frame could not be processed');
+      if (err.pending && record.held !== null) {
+        if (arrived === null) record.framesHeld += 1;
+        const evicted = record.held.hold(item, frame.data.byteLength, arrived ?? now());
+        for (const entry of evicted) this.heldFailed(entry.item, record);
+        this.scheduleExpiry(record);
+        record.framesHolding = record.held.length;
+        return false;
+      }
       record.failures[ERROR_TYPE[err.kind] ?? 'syntax'] += 1;
       this.reportError(err, frame);
       this.afterFailure(transformer, record);
-      return;
+      return false;
     }
     const keyframe = codec !== null && codec !== 'audio' ? isKeyframe(codec, plaintext) : frame.type === 'key';
     frame.data = toArrayBuffer(plaintext);
@@ -170,13 +221,64 @@ class Endpoint {
     }
     if (keyframe) record.pendingRequest = false;
     else if (record.pendingRequest) this.afterFailure(transformer, record);
+    return true;
+  }
+
+  /** A held frame given up on (expired, or pushed out by the bounds). */
+  heldFailed(item, record) {
+    record.failures.heldExpired += 1;
+    this.reportError(new SFrameError('keyID', 'held for an MLS epoch not installed in time', { pending: true }), item.frame);
+    this.afterFailure(item.transformer, record);
+  }
+
+  expireHeld(record, at) {
+    for (const entry of record.held.expire(at)) this.heldFailed(entry.item, record);
+    record.framesHolding = record.held.length;
+  }
+
+  /** One timer per receiver at its oldest held frame's deadline (frames may stop arriving). */
+  scheduleExpiry(record) {
+    const { deadline } = record.held;
+    if (record.expiry !== null || deadline === null) return;
+    record.expiry = setTimeout(() => {
+      record.expiry = null;
+      this.serially(record, () => {
+        if (record.held.length === 0) return;
+        this.expireHeld(record, now());
+        this.scheduleExpiry(record);
+      });
+    }, Math.max(deadline - now(), 0) * 1000 + 10);
+  }
+
+  /** After an epoch install: every receiver opens what it held, in arrival order. */
+  releaseHeld() {
+    const releases = [];
+    for (const record of this.receivers) {
+      if (record.held === null || record.held.length === 0) continue;
+      releases.push(this.serially(record, async () => {
+        this.expireHeld(record, now());
+        for (const entry of record.held.take()) {
+          try {
+            if (await this.openOrHold(entry.item, record, entry.arrived)) record.framesHeldOpened += 1;
+          } catch {
+            // the receiver's stream is closed: nothing more to deliver to it
+          }
+        }
+        record.framesHolding = record.held.length;
+        if (record.held.length === 0 && record.expiry !== null) {
+          clearTimeout(record.expiry);
+          record.expiry = null;
+        }
+      }));
+    }
+    return Promise.all(releases);
   }
 
   /** Hook: keyframe requests after failures (MLS endpoint only). */
   afterFailure() {}
 
   statsOf() {
-    const strip = ({ generation, lastRequest, pendingRequest, ...rest }) => ({ ...rest });
+    const strip = ({ generation, lastRequest, pendingRequest, held, chain, expiry, ...rest }) => ({ ...rest });
     return { senders: this.senders.map(strip), receivers: this.receivers.map(strip) };
   }
 }
@@ -265,12 +367,20 @@ class MLSEndpoint extends Endpoint {
       replayWindow: config.replayWindow ?? null,
     });
     this.pliInterval = config.pliInterval ?? 1;
+    /** HoldBuffer limits of each receiver, or null (holding off) */
+    this.hold = config.hold === false ? null : { ...(config.hold ?? {}) };
+    if (this.hold !== null) new HoldBuffer(this.hold); // checks the limits now
+  }
+
+  newHoldBuffer() {
+    return this.hold === null ? null : new HoldBuffer(this.hold);
   }
 
   async handle(op, args) {
     const m = this.manager;
     if (op === 'installEpoch') {
       await m.installBaseKey(args.baseKey, args.epoch, args.ownIndex, args.groupSize, { switchSender: args.switchSender ?? false });
+      await this.releaseHeld();
     } else if (op === 'switchSender') {
       m.switchSender(args.epoch ?? null);
     } else if (op !== 'stats' && op !== 'state') {

@@ -220,9 +220,10 @@ describe('SFrameMLSSession (MLS-keyed transforms)', () => {
     await receiver.run([afterSwitch]);
     await audio.run([new FakeAudioFrame(rand(40))]);
 
-    // A frame of an epoch Bob does not have: keyID failure, keyframe request.
+    // A frame of an epoch Bob can never have (epoch 12's KID bits read as 6 epochs
+    // behind his epoch 2; a next epoch's frames would be held): keyID failure, keyframe request.
     const carol = new MLSKeyManager(1);
-    await carol.installEpoch(exporterFor(9), 9, 0, 2);
+    await carol.installEpoch(exporterFor(12), 12, 0, 2);
     const stray = await sealFrame('vp8', bytesOf(vp8()), (p, m) => carol.protect(p, m));
     assert.deepEqual(await receiver.run([new FakeVideoFrame(stray)]), []);
     await waitFor(bobErrors, 1);
@@ -235,7 +236,7 @@ describe('SFrameMLSSession (MLS-keyed transforms)', () => {
     assert.equal(a.senders.find((s) => s.kind === 'video').epoch, 2n);
     const b = await bob.stats();
     assert.equal(b.framesDecrypted, 4);
-    assert.deepEqual(b.failures, { keyID: 1, authentication: 0, replay: 0, syntax: 0 });
+    assert.deepEqual(b.failures, { keyID: 1, authentication: 0, replay: 0, syntax: 0, heldExpired: 0 });
     assert.deepEqual(b.receivers[0].framesByEpoch, { 1: 3, 2: 1 });
     assert.deepEqual(b.epochs, [1n, 2n]);
     alice.close();
