@@ -23,10 +23,10 @@ class FailureKind(enum.Enum):
     """
 
     UNKNOWN_KID = "unknown_kid"
-    HELD_EXPIRED = "held_expired"
     AUTHENTICATION = "authentication"
     REPLAY = "replay"
     MALFORMED = "malformed"
+    HELD_EXPIRED = "held_expired"
 
 
 @dataclass(frozen=True)

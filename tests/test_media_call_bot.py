@@ -55,7 +55,7 @@ async def test_bot_joins_streams_and_prints_its_summary(tmp_path: Path) -> None:
         decrypted = field(summary, "frames decrypted")
         assert field(summary, "frames received") >= decrypted > 0
         assert field(summary, "frames decoded") > 0
-        assert re.search(r"^  failures:\s+\d+ \(unknown_kid \d+, authentication 0, replay 0, malformed 0\)$",
+        assert re.search(r"^  failures:\s+\d+ \(unknown_kid \d+, authentication 0, replay 0, malformed 0, held_expired 0\)$",
                          summary, re.MULTILINE), summary
         assert re.search(r"^  epochs seen:\s+1 \(welcome, 2 members\)", summary, re.MULTILINE), summary
         assert "bot: 2 in room, 2 in group, epoch 1 |" in status  # the live status line
