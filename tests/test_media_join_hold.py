@@ -178,13 +178,17 @@ class LateWelcomePeer(CallPeer):
 
     at_welcome: dict[str, list[ReceiverStats]]
 
-    def _on_welcome(self, event: dict[str, Any]) -> None:
-        asyncio.get_running_loop().call_later(WELCOME_DELAY, self._late_welcome, event)
-
-    def _late_welcome(self, event: dict[str, Any]) -> None:
-        super()._on_welcome(event)
-        self.at_welcome = {name: [r.stats() for r in link.protection.receivers]
-                           for name, link in self.links.items()}
+    async def _handle(self, event: dict[str, Any]) -> None:
+        if event.get("type") != "welcome":
+            await super()._handle(event)
+        elif not event.get("delayed"):  # back to the inbox, later; other events go on meanwhile
+            asyncio.get_running_loop().call_later(
+                WELCOME_DELAY, self._inbox.put_nowait, {**event, "delayed": True})
+        else:
+            await super()._handle(event)
+            if self.group is not None and not hasattr(self, "at_welcome"):
+                self.at_welcome = {name: [r.stats() for r in link.protection.receivers]
+                                   for name, link in self.links.items()}
 
 
 @pytest.fixture
