@@ -202,7 +202,7 @@ export class Call extends EventTarget {
       const [remote, kind] = receiver.label.split('/');
       remotes[remote] ??= {};
       const entry = remotes[remote][kind] ??= {
-        decrypted: 0, failures: { keyID: 0, authentication: 0, replay: 0, syntax: 0 }, byEpoch: {},
+        decrypted: 0, failures: { keyID: 0, authentication: 0, replay: 0, syntax: 0, heldExpired: 0 }, byEpoch: {},
       };
       entry.decrypted += receiver.framesDecrypted;
       for (const [failure, count] of Object.entries(receiver.failures)) entry.failures[failure] += count;
