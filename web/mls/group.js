@@ -305,6 +305,19 @@ export class MLSGroupView {
     return this.#commitWith(async () => [{ proposalType: 'add', add: { keyPackage: keyPackageMessage.keyPackage } }]);
   }
 
+  /**
+   * Commits one Add (§12.1.1) per KeyPackage, all in one commit (Python's
+   * `add_many`); the output has one Welcome for all of them.
+   * @param {unknown[]} keyPackages
+   */
+  async addMany(keyPackages) {
+    if (!Array.isArray(keyPackages) || keyPackages.length === 0) {
+      throw new MLSError('invalidArgument', 'addMany takes a non-empty array of KeyPackages');
+    }
+    const messages = keyPackages.map((keyPackage) => this.#keyPackage(keyPackage));
+    return this.#commitWith(async () => messages.map((message) => ({ proposalType: 'add', add: { keyPackage: message.keyPackage } })));
+  }
+
   /** Proposes an Add (§12.1.1); a member receiving it answers with a commit (commitReceivedProposals). */
   async proposeAdd(keyPackage) {
     const keyPackageMessage = this.#keyPackage(keyPackage);
@@ -535,6 +548,16 @@ export class MLSGroupView {
       });
       return { state: newState, pending: [], result };
     });
+  }
+
+  /** Whether a commit of this client is pending (Python's `has_pending_commit`). */
+  async hasPendingCommit() {
+    return this.#operate(async (_state, record) => ({ result: record.pending.length > 0 }));
+  }
+
+  /** Drops this client's pending commit, if any (refused by the delivery service), staying in the current epoch. */
+  async discardPendingCommit() {
+    return this.#operate(async () => ({ pending: [], result: undefined }));
   }
 
   /**
