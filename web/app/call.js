@@ -1,36 +1,35 @@
 /**
  * One participant of an MLS-keyed, SFrame-encrypted mesh call: the
- * browser's CallPeer. It follows media/call_peer.py rule for rule, so that
- * browsers and Python peers form one MLS group in one room:
+ * browser's CallPeer. The membership rules (who commits, whom to add or
+ * remove, when to install and switch epochs, whom to trust) are the
+ * sans-I/O machine of membership.js, the JS port of media/membership.py
+ * (docs/membership.md); this class only drives it, as CallPeer drives the
+ * Python one:
  *
- * - **MLS membership** (RFC 9420). The first participant of a room creates
- *   its group (§11); everyone else publishes a KeyPackage (§10), a fresh one
- *   every `keyPackageInterval` while waiting for a Welcome (§12.4.3.1). One
- *   committer at a time, the present member with the lowest leaf index,
- *   commits Removes for members who left or reconnected (one per epoch),
- *   then Adds for participants present but not in the group (their newest
- *   KeyPackage). The delivery service accepts one commit per epoch (§14):
- *   after `conflict` the winning commit comes through the log and the work
- *   is retried if still needed.
- * - **Mesh**. One PeerLink per other participant present, the smaller
- *   identity offering; links follow presence, not membership.
- * - **Keys** (RFC 9605 §5.2). Each epoch goes to the one SFrameMLSSession:
- *   receivers use it at once; this member sends under it `confirmDelay`
- *   seconds after our own commit was accepted, `switchDelay` seconds after
- *   another member's commit, at once after creating or joining.
+ * - it feeds the machine the signaling events (presence, log entries, the
+ *   join and rejoin replies) and timer ticks, one at a time (`#run`);
+ * - it carries out the actions the machine returns, in order: signaling
+ *   requests (whose answers it feeds back), SFrame epoch installs and
+ *   sender switches (RFC 9605 §5.2), trust warnings, chat;
+ * - **Mesh**: one PeerLink per other participant present, the smaller
+ *   identity offering; links follow presence, not membership;
+ * - **Reconnects**: when the signaling connection drops (a server restart),
+ *   it rejoins with its log cursor (`since`) as a member, or as a newcomer
+ *   while waiting to be added, and the machine catches up from the replayed
+ *   entries; links with participants coming back are kept, so media goes on.
  *
- * Everything MLS runs in one loop, one event at a time (`#run`).
  * Events: "change" whenever the state shown to the user changes.
  * @module app/call
  */
 
-import { bytesEqual } from '../mls/bytes.js';
 import { MLSError } from '../mls/errors.js';
 import { MLS } from '../mls/mls.js';
-import { decodeCredentialBytes, decodeMessage, framingInfo } from '../mls/wire.js';
+import { defaultStore } from '../mls/store.js';
+import { decodeMessage, framingInfo } from '../mls/wire.js';
 import { SFrameError } from '../sframe/errors.js';
 import { SFrameMLSSession } from '../sframe-transform.js';
 import { PeerLink } from './link.js';
+import { Membership } from './membership.js';
 import { ErrorCode, SignalingClient, SignalingError } from './signaling.js';
 import { verificationCode } from './verification.js';
 
@@ -43,6 +42,10 @@ export const DEFAULT_OPTIONS = Object.freeze({
   keyPackageInterval: 1.0,
   retryInterval: 0.25,
   requestTimeout: 10,
+  /** rejoin for this long after the signaling connection drops (null: end the call at once) */
+  reconnectTimeout: 30,
+  /** commit an UpdatePath this often (null: never) */
+  selfUpdateInterval: null,
   // SFrame KID layout and retention (RFC 9605 §5.2): the same as the Python
   // peers' CallOptions.sframe_epoch_bits / sframe_retain_epochs
   sframeEpochBits: 8,
@@ -50,26 +53,6 @@ export const DEFAULT_OPTIONS = Object.freeze({
 });
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** The room identity a basic credential (RFC 9420 §5.3, TLS-encoded) carries, or null. */
-export function credentialIdentity(credential) {
-  try {
-    const decoded = decodeCredentialBytes(credential);
-    return decoded.credentialType === 'basic' ? utf8.decode(decoded.identity) : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The identity in a KeyPackage's leaf credential (RFC 9420 §10), or null. */
-export function keyPackageIdentity(keyPackage) {
-  try {
-    const { credential } = decodeMessage(keyPackage, ['mls_key_package'], 'KeyPackage').keyPackage.leafNode;
-    return credential.credentialType === 'basic' ? utf8.decode(credential.identity) : null;
-  } catch {
-    return null;
-  }
-}
 
 /**
  * The epoch in the header of an MLS PrivateMessage (RFC 9420 §6.3.1): the
@@ -89,6 +72,17 @@ function expected(err) {
 const AUDIT_INTERVAL_MS = 1000;
 
 const toNumber = (value) => (value === null || value === undefined ? null : Number(value));
+const seconds = () => performance.now() / 1000;
+const sleep = (s) => new Promise((resolve) => { setTimeout(resolve, s * 1000); });
+
+/** A chat text for display: the bytes as UTF-8, or a note when they are not text. */
+function chatText(bytes) {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    return `(${bytes.length} bytes, not text)`;
+  }
+}
 
 export class Call extends EventTarget {
   /**
@@ -98,67 +92,104 @@ export class Call extends EventTarget {
    * @param {string} init.token a room token (docs/protocol.md) naming this participant
    * @param {MediaStream} init.stream camera and microphone
    * @param {Partial<typeof DEFAULT_OPTIONS>} [init.options]
-   * @param {MLS} [init.mls] default: a new MLS over IndexedDB
+   * @param {object} [init.store] the MLS state and the membership record (default: IndexedDB where available)
+   * @param {MLS} [init.mls] default: a new MLS over `store`
    * @param {SFrameMLSSession} [init.session] default: a new session on the shared SFrame worker
    */
-  constructor({ wsUrl, room, token, stream, options = {}, mls, session }) {
+  constructor({ wsUrl, room, token, stream, options = {}, store, mls, session }) {
     super();
     this.options = { ...DEFAULT_OPTIONS, ...options };
     this.room = room;
     this.stream = stream;
     this.client = new SignalingClient(wsUrl, room, token, { requestTimeout: this.options.requestTimeout });
-    this.mls = mls ?? new MLS();
+    const state = store ?? defaultStore();
+    this.mls = mls ?? new MLS(state);
+    this.membership = new Membership(this.mls, {
+      store: state,
+      config: {
+        confirmDelay: this.options.confirmDelay,
+        switchDelay: this.options.switchDelay,
+        keyPackageInterval: this.options.keyPackageInterval,
+        selfUpdateInterval: this.options.selfUpdateInterval,
+        reconnectGrace: this.options.reconnectTimeout ?? 0,
+      },
+    });
     this.session = session ?? new SFrameMLSSession({
       epochBits: this.options.sframeEpochBits, retainEpochs: this.options.sframeRetainEpochs,
     });
     this.identity = '';
-    /** @type {import('../mls/group.js').MLSGroupView|null} */
-    this.group = null;
-    /** identity -> {leafIndex, clientId} of every member, as of our epoch */
-    this.members = new Map();
     /** @type {Map<string, PeerLink>} */
     this.links = new Map();
     /** @type {Map<string, MediaStream>} what each participant sends us */
     this.remoteStreams = new Map();
-    this.present = new Set();
     this.epochs = [];
     this.verification = null;
-    this.removed = false;
     this.ended = false;
-    this.conflicts = 0;
-    /** MLS application messages: {from, text, at} */
+    this.endReason = null;
+    /** chat: {from (the MLS-authenticated sender), leafIndex, text, at} */
     this.messages = [];
-    /** members who reconnected: removed, then added again */
-    this.stale = new Set();
-    /** a commit of ours sent without an answer: the log brings its echo or the winner */
-    this.awaitingEcho = false;
-    this.clientId = null;
-    this.credential = null;
-    this.roomGroup = null;
-    this.publishedAt = 0;
+    /** trust warnings of the machine: {kind, identity, leafIndex, detail, at} */
+    this.warnings = [];
+    /** successful rejoins after the signaling connection dropped */
+    this.reconnects = 0;
+    this.reconnecting = false;
     this.stopped = false;
     this.inbox = [];
     this.wake = null;
     this.ticker = null;
     this.auditor = null;
     this.loop = null;
+    this.replaced = false;
+    /** the install_epoch action waiting for its switch_sending_key */
+    this.installing = null;
+    /** the text of the chat message being sent */
+    this.sending = null;
   }
 
-  // -- life cycle ----------------------------------------------------------------
+  // -- the machine's state, as shown -----------------------------------------------
 
-  /** Joins the room, publishes a KeyPackage (or creates the group if first), opens the links. */
+  /** @returns {import('../mls/group.js').MLSGroupView|null} */
+  get group() {
+    return this.membership.group;
+  }
+
+  /** Identity -> leaf index of the members shown (trusted leaves, and changed keys not accepted yet). */
+  get members() {
+    return this.membership.members();
+  }
+
+  get present() {
+    return this.membership.present;
+  }
+
+  get roomGroup() {
+    return this.membership.roomGroup;
+  }
+
+  get removed() {
+    return this.membership.removed;
+  }
+
+  get conflicts() {
+    return this.membership.conflicts;
+  }
+
+  /** Whether `remote`'s media may be shown: it has no leaf whose changed signature key is not accepted yet. */
+  trusted(remote) {
+    return !this.membership.leaves().some((leaf) => leaf.identity === remote && leaf.flag === 'key_changed');
+  }
+
+  // -- life cycle ------------------------------------------------------------------
+
+  /** Joins the room; the machine creates the group or publishes a KeyPackage; opens the links. */
   async start() {
-    this.clientId = await this.mls.generateIdentity();
     this.client.onevent = (event) => this.#push(event);
     const reply = await this.client.connect();
     this.identity = reply.identity;
-    this.credential = await this.mls.generateCredential(this.identity);
-    this.roomGroup = reply.group_id ?? null;
-    this.present = new Set(reply.members ?? []);
-    // the smallest identity present creates the group (as after a group_reset): someone already
-    // here without a group may be waiting for a creator, or never create one
-    if (this.roomGroup === null && [...this.present].every((other) => this.identity < other)) await this.#createGroup();
-    else await this.#publishKeyPackage();
+    await this.#feed({
+      type: 'room_joined', identity: reply.identity, present: reply.members ?? [],
+      groupId: reply.group_id ?? null, epoch: reply.epoch ?? null,
+    });
     for (const remote of [...this.present].sort()) this.#openLink(remote);
     this.loop = this.#run();
     this.ticker = setInterval(() => this.#push({ type: 'tick' }), this.options.retryInterval * 1000);
@@ -178,7 +209,6 @@ export class Call extends EventTarget {
     for (const remote of [...this.links.keys()]) this.#closeLink(remote);
     this.session.close();
     if (this.group !== null) await this.group.deleteState();
-    this.group = null;
     this.ended = true;
     this.#changed();
   }
@@ -188,11 +218,16 @@ export class Call extends EventTarget {
     return new Promise((resolve, reject) => this.#push({ type: 'send', text, resolve, reject }));
   }
 
-  // -- status --------------------------------------------------------------------
+  /** Accepts the changed signature key of `identity` (after a key_changed warning): its media is shown. */
+  acceptKey(identity) {
+    return new Promise((resolve, reject) => this.#push({ type: 'accept_key', identity, resolve, reject }));
+  }
+
+  // -- status ----------------------------------------------------------------------
 
   /**
-   * A JSON-friendly snapshot: group, presence, links and the SFrame counters
-   * per remote participant and stream (from the session's stats).
+   * A JSON-friendly snapshot: group, presence, links, trust warnings and the
+   * SFrame counters per remote participant and stream (from the session's stats).
    */
   async status() {
     const stats = await this.session.stats();
@@ -223,8 +258,11 @@ export class Call extends EventTarget {
     return {
       identity: this.identity,
       room: this.room,
-      epoch: this.group === null ? null : Number(this.group.epoch),
+      groupId: this.group === null ? null : [...this.group.groupId].map((b) => b.toString(16).padStart(2, '0')).join(''),
+      epoch: this.membership.epoch,
       members: [...this.members.keys()].sort(),
+      leaves: this.membership.leaves().map(({ leafIndex, identity, flag }) => ({ leafIndex, identity, flag })),
+      blockedSenders: this.membership.blockedSenders(),
       present: [...this.present].sort(),
       verification: this.verification,
       sendingEpoch: toNumber(stats.sendingEpoch),
@@ -238,11 +276,14 @@ export class Call extends EventTarget {
       removed: this.removed,
       ended: this.ended,
       conflicts: this.conflicts,
+      connected: Boolean(this.client.connected),
+      reconnects: this.reconnects,
+      warnings: this.warnings.map((w) => ({ ...w })),
       messages: this.messages.map((m) => ({ ...m })),
     };
   }
 
-  // -- event loop ----------------------------------------------------------------
+  // -- event loop ------------------------------------------------------------------
 
   #push(event) {
     this.inbox.push(event);
@@ -271,21 +312,43 @@ export class Call extends EventTarget {
   }
 
   async #handle(event) {
+    const entry = (fields) => ({ seq: event.seq ?? 0, sender: event.from ?? '', epoch: event.epoch ?? -1, ...fields });
     switch (event.type) {
       case 'presence': await this.#onPresence(event.event, event.identity); break;
-      case 'commit': await this.#onCommit(event); break;
-      case 'welcome': await this.#onWelcome(event); break;
-      case 'group_reset': await this.#onGroupReset(); break;
-      case 'application': await this.#onApplication(event); break;
-      case 'offer': case 'answer': case 'candidate': this.#onSignal(event.type, event.from, event.data); break;
-      case 'tick': await this.#maintain(); break;
-      case 'send': await this.#send(event.text); break;
-      case 'audit': await this.#audit(); break;
-      case 'error':
-        if (event.code === ErrorCode.REPLACED) this.#end('replaced by a newer connection');
-        else console.warn(`${this.identity}: server error ${event.code}: ${event.message}`);
+      case 'commit':
+        await this.#feed(entry({ type: 'commit_delivered', groupId: event.group_id ?? null, commit: event.commit }));
         break;
-      case 'closed': this.#end('the signaling connection closed'); break;
+      case 'proposal':
+        await this.#feed(entry({ type: 'proposal_delivered', groupId: event.group_id ?? null, proposal: event.proposal }));
+        break;
+      case 'welcome':
+        await this.#feed(entry({ type: 'welcome_delivered', groupId: event.group_id ?? null, welcome: event.welcome }));
+        break;
+      case 'application':
+        await this.#feed(entry({ type: 'application_delivered', ciphertext: event.ciphertext }));
+        break;
+      case 'group_reset': await this.#feed({ type: 'group_reset' }); break;
+      case 'offer': case 'answer': case 'candidate': this.#onSignal(event.type, event.from, event.data); break;
+      case 'tick':
+        if (!this.ended && this.client.connected) await this.#feed({ type: 'tick', now: seconds() });
+        break;
+      case 'send': await this.#send(event.text); break;
+      case 'accept_key': await this.#feed({ type: 'key_accepted', identity: event.identity }); break;
+      case 'audit': await this.#audit(); break;
+      case 'reconnected': await this.#onReconnected(event.reply); break;
+      case 'reconnect_refused': await this.#feed({ type: 'reconnect_refused', code: event.code }); break;
+      case 'error':
+        if (event.code === ErrorCode.REPLACED) {
+          this.replaced = true;
+          this.#end('replaced by a newer connection');
+        } else {
+          console.warn(`${this.identity}: server error ${event.code}: ${event.message}`);
+        }
+        break;
+      case 'closed':
+        if (this.replaced || this.options.reconnectTimeout === null || this.stopped) this.#end('the signaling connection closed');
+        else this.#rejoin();
+        break;
       default: break; // unknown event types are ignored (docs/protocol.md, Versioning)
     }
   }
@@ -302,39 +365,104 @@ export class Call extends EventTarget {
     this.dispatchEvent(new Event('change'));
   }
 
-  // -- presence and mesh ---------------------------------------------------------
+  /** Gives `event` to the machine and carries out its actions, feeding the answers back. */
+  async #feed(event) {
+    for (const action of await this.membership.handle(event)) {
+      const answer = await this.#perform(action);
+      if (answer !== null) await this.#feed(answer);
+    }
+    for (const remote of [...this.links.keys()]) {
+      if (!this.present.has(remote)) this.#closeLink(remote); // links follow presence
+    }
+  }
+
+  // -- reconnecting ----------------------------------------------------------------
+
+  /**
+   * Rejoins after the connection dropped (backing off), as CallPeer.rejoin:
+   * a member catches up after its cursor; a participant not (yet) in the
+   * group joins as a newcomer. Gives up after `reconnectTimeout`.
+   */
+  async #rejoin() {
+    if (this.reconnecting) return;
+    this.reconnecting = true;
+    this.#changed();
+    const deadline = seconds() + this.options.reconnectTimeout;
+    let delay = 0.1;
+    try {
+      while (!this.stopped && seconds() + delay < deadline) {
+        await sleep(delay);
+        if (this.stopped) return;
+        const since = this.group !== null ? (this.membership.resumeCursor() ?? this.client.lastSeq) : null;
+        let reply;
+        try {
+          reply = await this.client.connect({ since });
+        } catch (err) {
+          if (err instanceof SignalingError && err.code === ErrorCode.LOG_TRUNCATED) {
+            console.warn(`${this.identity}: the room's log moved on without us; leaving`);
+            this.#push({ type: 'reconnect_refused', code: err.code });
+            return;
+          }
+          if (!(err instanceof SignalingError)) throw err;
+          delay = Math.min(2 * delay, 2.0);
+          continue;
+        }
+        console.info(`${this.identity}: reconnected, catching up after seq ${since ?? 'none (newcomer)'}`);
+        this.reconnects += 1;
+        // before the catch-up entries, which the client queued behind this
+        this.inbox.unshift({ type: 'reconnected', reply });
+        this.wake?.();
+        return;
+      }
+      if (!this.stopped) this.#push({ type: 'closed', code: null, final: true });
+    } finally {
+      this.reconnecting = false;
+    }
+  }
+
+  /** Back after an outage: which group the room carries, who is here, whether our last commit got in. */
+  async #onReconnected(reply) {
+    const before = new Set(this.present);
+    const here = (reply.members ?? []).filter((x) => x !== this.identity).sort();
+    await this.#feed({
+      type: 'reconnected', present: here, groupId: reply.group_id ?? null, epoch: reply.epoch ?? null, now: seconds(),
+    });
+    for (const remote of here) {
+      if (before.has(remote)) this.#resume(remote);
+      else this.#replaceLink(remote);
+    }
+    this.#changed();
+  }
+
+  // -- presence and mesh -----------------------------------------------------------
 
   async #onPresence(what, remote) {
     if (remote === this.identity) return;
     if (what === 'join') {
-      this.present.add(remote);
-      if (this.links.has(remote)) this.#closeLink(remote); // a rejoin replaced its old connection
-      // a member back with a new connection may have lost its state: removed, then added again
-      if (this.members.has(remote)) this.stale.add(remote);
-      this.#openLink(remote);
+      const resuming = this.membership.resuming.has(remote);
+      await this.#feed({ type: 'presence_joined', identity: remote });
+      if (resuming) this.#resume(remote);
+      else this.#replaceLink(remote);
     } else if (what === 'leave') {
-      this.present.delete(remote);
-      this.#closeLink(remote);
-      if (this.group === null && this.roomGroup === null && !this.removed
-          && [...this.present].every((other) => this.identity < other)) {
-        await this.#createGroup(); // whoever would have created the group left first
-      }
+      await this.#feed({ type: 'presence_left', identity: remote });
     }
     this.#changed();
-    await this.#reconcile();
   }
 
-  /**
-   * The server dropped the room's group, none of whose members was left to add
-   * us (docs/protocol.md, abandoned rooms): start afresh as in an empty room.
-   */
-  async #onGroupReset() {
-    if (this.group !== null) return; // (only newcomers waiting to be added are told)
-    this.roomGroup = null;
-    if ([...this.present].every((other) => this.identity < other)) await this.#createGroup();
-    else await this.#publishKeyPackage(); // the old group's KeyPackages went with it
-    this.#changed();
-    await this.#reconcile();
+  /** `remote` is back after an outage with its state: keep its link, offering afresh if the outage cut the negotiation. */
+  #resume(remote) {
+    const link = this.links.get(remote);
+    if (link === undefined) {
+      this.#openLink(remote);
+    } else if (!link.negotiated && this.identity < remote) {
+      this.#closeLink(remote);
+      this.#openLink(remote);
+    }
+  }
+
+  #replaceLink(remote) {
+    if (this.links.has(remote)) this.#closeLink(remote); // a rejoin replaced its old connection
+    this.#openLink(remote);
   }
 
   /** The link with `remote`; by default the smaller identity offers. */
@@ -407,232 +535,134 @@ export class Call extends EventTarget {
     }
   }
 
-  // -- MLS membership ------------------------------------------------------------
-
-  async #publishKeyPackage() {
-    this.publishedAt = performance.now() / 1000;
-    const keyPackage = await this.mls.generateKeyPackage(this.clientId, this.credential);
-    try {
-      await this.client.publishKeyPackages([keyPackage.content]);
-    } catch (err) {
-      if (!(err instanceof SignalingError) || err.code !== ErrorCode.TOO_MANY_KEY_PACKAGES) throw err; // plenty left: fine
-    }
-  }
-
-  /**
-   * Creates the room's group and registers it with the delivery service: its
-   * GroupInfo (with the ratchet tree) lets the server validate every later
-   * handshake. When another participant's group got there first, waits to be
-   * added to that one.
-   */
-  async #createGroup() {
-    const group = await this.mls.groupCreate(this.clientId, this.credential);
-    try {
-      await this.client.createGroup(group.groupId, Number(group.epoch), await group.groupInfo());
-    } catch (err) {
-      if (!(err instanceof SignalingError) || err.code !== ErrorCode.WRONG_GROUP) throw err;
-      console.info(`${this.identity}: the room has a group already; waiting to be added`);
-      await group.deleteState();
-      await this.#publishKeyPackage();
-      return;
-    }
-    this.group = group;
-    this.roomGroup = group.groupId;
-    await this.#epochChanged('create');
-  }
-
-  async #onCommit(event) {
-    if (this.roomGroup === null) this.roomGroup = event.group_id;
-    const group = this.group;
-    if (group === null || !(event.group_id instanceof Uint8Array) || !bytesEqual(event.group_id, group.groupId)) {
-      return; // not (yet) a member: the Welcome will bring us in
-    }
-    if (!Number.isSafeInteger(event.epoch)) return;
-    const epoch = BigInt(event.epoch);
-    if (epoch < group.epoch) return; // our own commit, applied when it was acknowledged
-    if (epoch > group.epoch) {
-      console.warn(`${this.identity}: missed commits (group at epoch ${group.epoch}, commit for ${epoch})`);
-      return;
-    }
-    const received = await group.receive(event.commit);
-    this.awaitingEcho = false;
-    if (received.removed) await this.#onRemoved();
-    else if (received.type === 'commit-processed') await this.#epochChanged('commit');
-  }
-
-  async #onWelcome(event) {
-    if (this.group !== null) return;
-    let group;
-    try {
-      group = await this.mls.groupJoin(this.clientId, event.welcome);
-    } catch (err) {
-      if (!(err instanceof MLSError)) throw err;
-      console.info(`${this.identity}: Welcome not usable: ${err.message}`); // e.g. for a KeyPackage of an earlier page
-      return;
-    }
-    this.group = group;
-    this.roomGroup = group.groupId;
-    this.removed = false;
-    await this.#epochChanged('welcome');
-  }
-
-  async #onRemoved() {
-    console.info(`${this.identity}: removed from the group at epoch ${this.group.epoch}`);
-    await this.group.deleteState();
-    this.group = null;
-    this.members = new Map();
-    this.verification = null;
-    this.removed = true;
-    this.#changed();
-  }
-
-  async #onApplication(event) {
-    if (this.group === null || !(event.ciphertext instanceof Uint8Array)) return;
-    const received = await this.group.receive(event.ciphertext);
-    if (received.type !== 'application-message-plaintext') return;
-    let text;
-    try {
-      text = utf8.decode(received.content);
-    } catch {
-      text = `(${received.content.length} bytes, not text)`;
-    }
-    // who sent it is the MLS-authenticated sender's credential, not what the server says (event.from)
-    const from = received.sender !== null ? credentialIdentity(received.sender.credential) : null;
-    this.messages.push({ from: from ?? '(unknown sender)', text, at: Date.now() / 1000 });
-    this.#changed();
-  }
-
   async #send(text) {
-    const group = this.group;
-    if (group === null) throw new MLSError('invalidOperation', 'not in the group yet');
-    const ciphertext = await group.send(text);
-    // The envelope's epoch comes from the message itself: `group.epoch` may have moved on since
-    // the state that encrypted it, and the delivery service refuses an envelope that disagrees.
-    await this.client.sendApplication(privateMessageEpoch(ciphertext.content), ciphertext.content);
-    this.messages.push({ from: this.identity, text, at: Date.now() / 1000 });
-    this.#changed();
-  }
-
-  /** Gives the group's new epoch to the SFrame session (RFC 9605 §5.2). */
-  async #epochChanged(cause) {
-    const group = this.group;
-    const details = await group.details();
-    const size = Math.max(...details.members.map((m) => m.leafIndex)) + 1;
-    const delay = { own: this.options.confirmDelay, commit: this.options.switchDelay }[cause] ?? null;
-    await this.session.installEpoch(group, details.epoch, details.leafIndex, size, { switchAfter: delay });
-    const members = new Map();
-    for (const member of details.members) {
-      const identity = credentialIdentity(member.credential);
-      if (identity !== null) members.set(identity, { leafIndex: member.leafIndex, clientId: member.clientId });
-    }
-    this.members = members;
-    this.stale = new Set([...this.stale].filter((identity) => members.has(identity)));
-    if (delay === null && this.session.state.sendingEpoch !== details.epoch) await this.session.switchSender(details.epoch);
-    this.epochs.push({ epoch: Number(details.epoch), members: details.members.length, cause, at: Date.now() / 1000 });
-    this.verification = await verificationCode(await group.epochAuthenticator());
-    console.info(`${this.identity}: epoch ${details.epoch} (${cause}), ${details.members.length} members`);
-    await this.#updateSending();
-    this.#changed();
-  }
-
-  #isCommitter() {
-    let lowest = null;
-    for (const [identity, { leafIndex }] of this.members) {
-      if ((identity === this.identity || this.present.has(identity)) && (lowest === null || leafIndex < lowest.leafIndex)) {
-        lowest = { identity, leafIndex };
-      }
-    }
-    return lowest !== null && lowest.identity === this.identity;
-  }
-
-  /** As the committer, brings the group to the participants present. */
-  async #reconcile() {
-    if (this.group === null || this.awaitingEcho || !this.#isCommitter()) return;
-    for (const identity of [...this.members.keys()].sort()) {
-      if (identity !== this.identity && (!this.present.has(identity) || this.stale.has(identity))) {
-        await this.#commitRemove(identity);
-        return; // one epoch at a time; the next tick continues
-      }
-    }
-    const joiners = [...this.present].filter((identity) => !this.members.has(identity)).sort();
-    if (joiners.length > 0) await this.#commitAdd(joiners);
-  }
-
-  async #commitRemove(identity) {
-    const output = await this.group.remove(this.members.get(identity).clientId);
-    await this.#submit(output, new Map());
-  }
-
-  /** Adds the first joiner whose KeyPackage is available (one Add per commit). */
-  async #commitAdd(joiners) {
-    for (const identity of joiners) {
-      const keyPackage = await this.#claim(identity);
-      if (keyPackage === null) continue; // not published yet: the next tick retries
-      if (keyPackageIdentity(keyPackage) !== identity) {
-        console.warn(`${this.identity}: KeyPackage of ${identity} names someone else; skipped`);
-        continue;
-      }
-      const output = await this.group.add(keyPackage);
-      await this.#submit(output, new Map([[identity, output.welcome]]));
-      return;
-    }
-  }
-
-  /**
-   * The newest KeyPackage of `identity`, or null. The directory hands out the
-   * oldest first; older ones may be of an earlier run whose keys are gone.
-   */
-  async #claim(identity) {
-    let newest = null;
-    for (;;) {
-      try {
-        newest = await this.client.claimKeyPackage(identity);
-      } catch (err) {
-        if (err instanceof SignalingError && err.code === ErrorCode.NOT_FOUND) return newest;
-        throw err;
-      }
-    }
-  }
-
-  async #maintain() {
-    if (this.ended || !this.client.connected) return;
-    await this.#reconcile();
-    const waiting = performance.now() / 1000 - this.publishedAt >= this.options.keyPackageInterval;
-    if (this.group === null && waiting) await this.#publishKeyPackage(); // still waiting: a fresh one
-  }
-
-  /**
-   * Sends our pending commit; applies it once the delivery service accepted
-   * it. A refusal leaves it unapplied (after `conflict` the winner is next in
-   * the log); without an answer, the log brings its echo or the winner.
-   */
-  async #submit(output, welcomes) {
-    const group = this.group;
+    this.sending = text;
     try {
-      await this.client.commit(group.groupId, Number(group.epoch), output.commit, welcomes);
+      await this.#feed({ type: 'send_chat', text: new TextEncoder().encode(text) });
+    } finally {
+      this.sending = null;
+    }
+  }
+
+  // -- actions ---------------------------------------------------------------------
+
+  /** Carries out one action of the machine; the answer event of a request, or null. */
+  async #perform(action) {
+    switch (action.type) {
+      case 'publish_key_package': await this.#publish(action.keyPackage); return null;
+      case 'claim_key_packages': return this.#claim(action);
+      case 'create_group':
+        return this.#request(action.request, () => this.client.createGroup(action.groupId, action.epoch, action.groupInfo));
+      case 'submit_commit': {
+        const welcomes = new Map(action.welcomes.map((w) => [w.to, w.welcome]));
+        return this.#request(action.request, () => this.client.commit(action.groupId, action.epoch, action.commit, welcomes));
+      }
+      case 'install_epoch':
+        this.installing = action;
+        this.epochs.push({ epoch: action.epoch, members: action.members.length, cause: action.cause, at: Date.now() / 1000 });
+        console.info(`${this.identity}: epoch ${action.epoch} (${action.cause}), ${action.members.length} members`);
+        return null;
+      case 'switch_sending_key': await this.#install(action); return null;
+      case 'media_trust': this.#changed(); return null;
+      case 'trust_warning':
+        this.warnings.push({
+          kind: action.kind, identity: action.identity, leafIndex: action.leafIndex, detail: action.detail, at: Date.now() / 1000,
+        });
+        console.warn(`${this.identity}: trust warning ${action.kind} about ${JSON.stringify(action.identity)} `
+          + `(leaf ${action.leafIndex}) ${action.detail}`);
+        this.#changed();
+        return null;
+      case 'chat_received':
+        this.messages.push({ from: action.sender, leafIndex: action.leafIndex, text: chatText(action.text), at: Date.now() / 1000 });
+        this.#changed();
+        return null;
+      case 'send_application':
+        // the envelope's epoch is the one in the message's header (the state that encrypted it)
+        await this.client.sendApplication(privateMessageEpoch(action.ciphertext), action.ciphertext);
+        this.messages.push({
+          from: this.identity, leafIndex: this.group?.leafIndex ?? null, text: this.sending ?? '', at: Date.now() / 1000,
+        });
+        this.#changed();
+        return null;
+      case 'group_left':
+        console.info(`${this.identity}: no longer in the group (${action.reason})`);
+        this.verification = null;
+        this.#changed();
+        return null;
+      case 'request_catch_up':
+        console.warn(`${this.identity}: missed commits (group at epoch ${action.epoch}): rejoining with catch-up`);
+        this.client.close();
+        return null;
+      case 'call_ended': this.#end(action.reason); return null;
+      default: return null;
+    }
+  }
+
+  async #publish(keyPackage) {
+    try {
+      await this.client.publishKeyPackages([keyPackage]);
     } catch (err) {
       if (!(err instanceof SignalingError)) throw err;
-      if (err.code === ErrorCode.TIMEOUT) {
-        console.warn(`${this.identity}: no answer to our commit; waiting for the log`);
-        this.awaitingEcho = true;
-        return false;
-      }
-      if (err.code === ErrorCode.CLOSED) return false;
-      if (err.code === ErrorCode.CONFLICT) {
-        this.conflicts += 1;
-      } else if (err.code === ErrorCode.WRONG_GROUP && !(this.roomGroup !== null && bytesEqual(this.roomGroup, group.groupId))) {
-        // another participant's group won the room: wait to be added to it
-        await group.deleteState();
-        this.group = null;
-        this.members = new Map();
-      } else {
-        throw err;
-      }
-      return false;
+      if (err.code !== ErrorCode.TOO_MANY_KEY_PACKAGES) console.info(`${this.identity}: KeyPackage not published: ${err.code}`);
     }
-    await group.applyPendingCommit();
-    this.roomGroup = group.groupId;
-    await this.#epochChanged('own');
-    return true;
+  }
+
+  /** Every KeyPackage the directory has for each identity, oldest first. */
+  async #claim(action) {
+    const keyPackages = [];
+    for (const identity of action.identities) {
+      const packages = [];
+      for (;;) {
+        try {
+          packages.push(await this.client.claimKeyPackage(identity));
+        } catch (err) {
+          if (!(err instanceof SignalingError)) throw err;
+          if (err.code === ErrorCode.NOT_FOUND) break;
+          if (err.code === ErrorCode.CLOSED || err.code === ErrorCode.TIMEOUT) {
+            return { type: 'request_unanswered', request: action.request };
+          }
+          return { type: 'request_refused', request: action.request, code: err.code, epoch: null };
+        }
+      }
+      keyPackages.push([identity, packages]);
+    }
+    return { type: 'key_packages_claimed', request: action.request, keyPackages };
+  }
+
+  /** Awaits one request; its outcome as the machine's answer event. */
+  async #request(number, send) {
+    let reply;
+    try {
+      reply = await send();
+    } catch (err) {
+      if (!(err instanceof SignalingError)) throw err;
+      if (err.code === ErrorCode.CLOSED || err.code === ErrorCode.TIMEOUT) {
+        console.warn(`${this.identity}: no answer to request ${number} (${err.code}); waiting for the log`);
+        return { type: 'request_unanswered', request: number };
+      }
+      if (err.code !== ErrorCode.CONFLICT && err.code !== ErrorCode.WRONG_GROUP) {
+        console.warn(`${this.identity}: request ${number} refused: ${err.code} ${err.message}`);
+      }
+      const epoch = err.details?.epoch;
+      return { type: 'request_refused', request: number, code: err.code, epoch: Number.isInteger(epoch) ? epoch : null };
+    }
+    const epoch = reply?.epoch;
+    return { type: 'request_accepted', request: number, epoch: Number.isInteger(epoch) ? epoch : null };
+  }
+
+  /** Gives the epoch to the SFrame session (RFC 9605 §5.2): receive now, send after the delay. */
+  async #install(switchAction) {
+    const install = this.installing;
+    this.installing = null;
+    if (install === null || install.epoch !== switchAction.epoch) return;
+    const delay = switchAction.after > 0 ? switchAction.after : null;
+    await this.session.installEpoch(install.exporter, BigInt(install.epoch), install.ownIndex, install.leafCount,
+      { switchAfter: delay });
+    if (delay === null && this.session.state.sendingEpoch !== BigInt(install.epoch)) {
+      await this.session.switchSender(BigInt(install.epoch));
+    }
+    this.verification = await verificationCode(await install.exporter.epochAuthenticator());
+    await this.#updateSending();
+    this.#changed();
   }
 }

@@ -6,7 +6,9 @@
  * matches, or rejects with a SignalingError for an `error` reply. Every
  * other frame the server pushes (presence, log entries, relayed WebRTC
  * signaling) goes to `onevent`; when the connection ends, `onevent` gets
- * `{type: "closed", code}`. MLS fields travel as standard base64 and are
+ * `{type: "closed", code}` (not for a connection the client dropped
+ * itself to connect again). `lastSeq` is the log cursor to rejoin with
+ * (`connect({since})`). MLS fields travel as standard base64 and are
  * Uint8Arrays on this side.
  * @module app/signaling
  */
@@ -26,6 +28,7 @@ export const ErrorCode = Object.freeze({
   CLOSED: 'closed',
   TIMEOUT: 'timeout',
   REPLACED: 'replaced',
+  LOG_TRUNCATED: 'log_truncated',
 });
 
 export class SignalingError extends Error {
@@ -141,8 +144,15 @@ export class SignalingClient {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
 
-  /** Opens the WebSocket and joins the room; resolves with the join `ack`. */
-  async connect() {
+  /**
+   * Opens the WebSocket and joins the room; resolves with the join `ack`
+   * (catch-up entries follow as events). With `since` (and/or `epoch`) the
+   * server replays the log after that cursor (docs/protocol.md, `join`);
+   * without, this is a newcomer whose cursor starts at the log's end.
+   * @param {{since?: number|null, epoch?: number|null}} [catchUp]
+   */
+  async connect({ since = null, epoch = null } = {}) {
+    this.#drop();
     const ws = new WebSocket(this.wsUrl, SUBPROTOCOL);
     this.ws = ws;
     await new Promise((resolve, reject) => {
@@ -151,10 +161,31 @@ export class SignalingClient {
     });
     ws.onerror = null;
     ws.onmessage = (event) => this.#dispatch(event.data);
-    ws.onclose = (event) => this.#closed(event.code);
-    const reply = await this.request('join', { room: this.room, token: this.token });
+    ws.onclose = (event) => this.#closed(ws, event.code);
+    const fields = { room: this.room, token: this.token };
+    if (since !== null) fields.since = since;
+    if (epoch !== null) fields.epoch = epoch;
+    let reply;
+    try {
+      reply = await this.request('join', fields);
+    } catch (err) {
+      this.#drop(); // a refused join (e.g. log_truncated) leaves nothing open behind
+      throw err;
+    }
     this.identity = reply.identity;
+    if (since === null && epoch === null) this.lastSeq = Math.max(this.lastSeq, reply.last_seq ?? 0);
     return reply;
+  }
+
+  /** Forgets the current WebSocket (its close is not reported) and closes it. */
+  #drop() {
+    const ws = this.ws;
+    if (ws === null) return;
+    this.ws = null;
+    ws.onclose = null;
+    ws.onmessage = null;
+    this.#failPending();
+    if (ws.readyState <= WebSocket.OPEN) ws.close(1000);
   }
 
   #dispatch(data) {
@@ -183,12 +214,17 @@ export class SignalingClient {
     this.onevent(frame);
   }
 
-  #closed(code) {
+  #failPending() {
     for (const request of this.pending.values()) {
       clearTimeout(request.timer);
       request.reject(new SignalingError(ErrorCode.CLOSED, 'the connection closed'));
     }
     this.pending.clear();
+  }
+
+  #closed(ws, code) {
+    if (ws !== this.ws) return; // a connection already replaced by a newer one
+    this.#failPending();
     this.onevent({ type: 'closed', code });
   }
 

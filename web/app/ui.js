@@ -1,8 +1,11 @@
 /**
- * The call view: a tile per participant (video, name, one "encrypted"
- * indicator per received stream), the epoch, the verification code, the
- * MLS text messages and the leave button. It renders a Call's state on its
- * "change" events and polls the SFrame counters for the indicators.
+ * The call view: a tile per participant (video, name, its MLS leaf, one
+ * "encrypted" indicator per received stream), the epoch, the verification
+ * code, the trust warnings of the membership machine (with "accept the new
+ * key" for a changed signature key), the MLS text messages labelled by
+ * their MLS-authenticated sender, and the leave button. It renders a Call's
+ * state on its "change" events and polls the SFrame counters for the
+ * indicators.
  * @module app/ui
  */
 
@@ -25,6 +28,22 @@ export function streamState(previous, current, lastFailureAt, now) {
   if (current.decrypted > (previous?.decrypted ?? 0)) return { state: 'ok', lastFailureAt: failedAt };
   if (current.failures.keyID > (previous?.failures.keyID ?? 0)) return { state: 'wait', lastFailureAt: failedAt };
   return { state: 'idle', lastFailureAt: failedAt };
+}
+
+const WARNING_TEXT = {
+  duplicate_identity: 'a commit gave this identity a second leaf: that leaf is not trusted and is being removed',
+  not_present: 'a commit added this identity, which never joined the room: not trusted, being removed',
+  foreign_welcome: 'a Welcome for another group than the room\'s was refused',
+  welcome_members: 'a Welcome whose members are not the room\'s participants was refused',
+  key_changed: 'this identity has another signature key than before: its media is hidden until you accept the new key',
+  sender_mismatch: 'the server named another sender for a message than the MLS-authenticated one',
+};
+
+/** One line describing a trust warning of the membership machine (docs/membership.md). */
+export function warningText(warning) {
+  const leaf = warning.leafIndex === null || warning.leafIndex === undefined ? '' : ` (leaf ${warning.leafIndex})`;
+  const what = WARNING_TEXT[warning.kind] ?? warning.kind;
+  return `${warning.identity || 'someone'}${leaf}: ${what}${warning.detail ? ` — ${warning.detail}` : ''}`;
 }
 
 const STATE_TEXT = {
@@ -52,7 +71,8 @@ class Tile {
     this.video = element('video', { autoplay: true, playsInline: true, muted: true });
     this.audio = local ? null : element('audio', { autoplay: true });
     this.badges = {};
-    const caption = element('figcaption', {}, element('span', { class: 'name' }, local ? `${identity} (you)` : identity));
+    this.leaf = element('span', { class: 'leaf' });
+    const caption = element('figcaption', {}, element('span', { class: 'name' }, local ? `${identity} (you)` : identity), this.leaf);
     for (const kind of local ? ['sending'] : ['video', 'audio']) {
       const badge = element('span', { class: 'badge idle', 'data-kind': kind }, kind);
       this.badges[kind] = badge;
@@ -79,6 +99,12 @@ class Tile {
       this.audio.srcObject = stream;
       this.audio.play().catch((err) => console.warn(`audio of ${this.identity} does not play yet: ${err.message}`));
     }
+  }
+
+  /** The MLS leaf this participant's credential holds in the group (or why it has none / is not trusted). */
+  setLeaf(text, untrusted) {
+    this.leaf.textContent = text;
+    this.node.classList.toggle('untrusted', untrusted);
   }
 
   setBadge(kind, state, title) {
@@ -119,6 +145,7 @@ export class CallView {
     this.epochText = element('span', { class: 'epoch' });
     this.membersText = element('span', { class: 'members' });
     this.notice = element('div', { class: 'notice', hidden: true });
+    this.warnings = element('ul', { class: 'warnings', role: 'alert', hidden: true });
     this.leaveButton = element('button', { type: 'button', class: 'leave' }, 'Leave');
     this.leaveButton.addEventListener('click', () => onLeave());
     this.code = element('code', { class: 'code' }, '—');
@@ -138,6 +165,7 @@ export class CallView {
       element('div', { class: 'verify' }, element('span', {}, 'Verification code'), this.code,
         element('small', {}, 'Compare it with the other participants: equal codes mean one group with the same keys.')),
       this.notice,
+      this.warnings,
       this.grid,
       element('section', { class: 'chat' }, element('h2', {}, 'Messages'), this.messages, form),
     );
@@ -178,7 +206,17 @@ export class CallView {
     this.epochText.textContent = epoch === null ? 'not in the group yet' : `epoch ${epoch}`;
     this.membersText.textContent = `${call.members.size} in the group, ${call.present.size + 1} in the room`;
     this.code.textContent = call.verification ?? '—';
-    for (const identity of call.present) this.#tile(identity).show(call.remoteStreams.get(identity) ?? null);
+    const members = call.members;
+    for (const identity of call.present) {
+      const tile = this.#tile(identity);
+      const trusted = call.trusted(identity);
+      // a changed signature key not accepted yet: its media is not shown
+      tile.show(trusted ? call.remoteStreams.get(identity) ?? null : null);
+      const leaf = members.get(identity);
+      tile.setLeaf(!trusted ? 'key changed · media hidden' : leaf === undefined ? 'not in the group' : `leaf ${leaf}`, !trusted);
+    }
+    const own = members.get(call.identity);
+    this.local.setLeaf(own === undefined ? '' : `leaf ${own}`, false);
     for (const [identity, tile] of this.tiles) {
       if (!call.present.has(identity)) {
         tile.node.remove();
@@ -186,11 +224,22 @@ export class CallView {
       }
     }
     if (call.ended && !call.stopped) this.showNotice(`Disconnected: ${call.endReason ?? 'the call ended'}`);
+    else if (call.reconnecting) this.showNotice('Reconnecting to the signaling server…');
     else if (call.removed) this.showNotice('You were removed from the group.');
     else if (call.group === null) this.showNotice('Waiting to be added to the group…');
     else this.showNotice('');
+    this.warnings.hidden = call.warnings.length === 0;
+    this.warnings.replaceChildren(...call.warnings.map((w) => {
+      const item = element('li', { 'data-kind': w.kind }, warningText(w));
+      if (w.kind === 'key_changed' && !call.trusted(w.identity)) {
+        const accept = element('button', { type: 'button', class: 'accept-key' }, 'Accept the new key');
+        accept.addEventListener('click', () => call.acceptKey(w.identity).catch((err) => this.showNotice(err.message)));
+        item.append(' ', accept);
+      }
+      return item;
+    }));
     this.messages.replaceChildren(...call.messages.map((m) => element('li', {},
-      element('b', {}, m.from), ' ', m.text)));
+      element('b', { title: m.leafIndex === null ? '' : `MLS leaf ${m.leafIndex}` }, m.from), ' ', m.text)));
   }
 
   /** Stream indicators from the SFrame counters. */

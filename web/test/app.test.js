@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { runPython, testBytes } from './python.js';
-import { credentialIdentity, keyPackageIdentity } from '../app/call.js';
+import { credentialIdentity, keyPackageIdentity } from '../app/membership.js';
 import { filterSdp, isLoopbackCandidate, loopbackMode } from '../app/loopback.js';
 import { streamState } from '../app/ui.js';
 import { verificationCode } from '../app/verification.js';
