@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import BenchmarksNotFound
+
 BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
@@ -137,6 +139,9 @@ def run_all(*, quick: bool, timeout: float, only: list[str] | None = None) -> di
 
 
 def run(args: argparse.Namespace) -> int:
+    if not BENCHMARKS_DIR.is_dir():
+        raise BenchmarksNotFound(f"no benchmarks at {BENCHMARKS_DIR}: they are not installed with the package",
+                                 "run mlscall bench from a checkout of the repository (its benchmarks/ folder)")
     if args.timeout <= 0:
         print("mlscall bench: --timeout must be positive", file=sys.stderr)
         return 2

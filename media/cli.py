@@ -2,7 +2,10 @@
 
 Each subcommand lives in the module that owns it and is imported only when
 used, so ``mlscall serve`` never loads aiortc. A module named in
-``SUBCOMMANDS`` exposes ``configure(parser)`` and ``run(args) -> int``.
+``SUBCOMMANDS`` exposes ``configure(parser)`` and ``run(args) -> int``. A
+command missing something this installation lacks (:class:`media.errors.NotInstalled`:
+the benchmarks outside a checkout, matplotlib for ``--plot``) ends with exit
+status 2, the reason and a one-line hint instead of a traceback.
 """
 
 from __future__ import annotations
@@ -11,13 +14,15 @@ import argparse
 import importlib
 import sys
 
+from .errors import NotInstalled
+
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bot": ("media.bot", "join a call as an encrypted bot peer"),
     "demo": ("media.demo", "run the end-to-end demo"),
     "serve": ("signaling.cli", "run the signaling server and MLS delivery service"),
     "stress": ("media.stress", "epoch-rekey stress run: churn, racing commits, restarts; JSON and plot"),
-    "bench": ("media.bench", "run every benchmark under benchmarks/; one JSON file and a Markdown table"),
+    "bench": ("media.bench", "run every benchmark under benchmarks/ (in a checkout); one JSON file and a Markdown table"),
 }
 
 
@@ -43,7 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         importlib.import_module(SUBCOMMANDS[command][0]).configure(subs[command])
     args = parser.parse_args(argv)
     module = importlib.import_module(args._module)
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except NotInstalled as exc:  # e.g. bench outside a checkout, --plot without matplotlib
+        print(f"mlscall {args.command}: {exc}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,3 +32,21 @@ class MalformedFrame(MediaError):
 
 class AlreadyProtected(MediaError):
     """SFrame is already attached to this RTCRtpSender or RTCRtpReceiver."""
+
+
+class NotInstalled(MediaError):
+    """A command needs something this installation lacks; ``hint`` is one
+    line saying how to get it (``mlscall`` prints it instead of a traceback)."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class BenchmarksNotFound(NotInstalled):
+    """``mlscall bench`` runs the scripts under ``benchmarks/``, which only a
+    checkout of the repository has (they are not installed with the package)."""
+
+
+class PlottingNotInstalled(NotInstalled):
+    """``--plot`` draws with matplotlib, the optional ``plots`` extra."""

@@ -44,6 +44,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import PlottingNotInstalled
 from .stats import FailureKind
 from .stress_peer import FAILURE_BIN, EpochRecord, Phase
 from .stress_run import StressData
@@ -399,8 +400,15 @@ def summary_table(document: dict[str, Any]) -> str:
 
 
 def plot(document: dict[str, Any], path: Path) -> None:
-    """Rekey latency, failures and group size over time, one PNG."""
-    import matplotlib
+    """Rekey latency, failures and group size over time, one PNG.
+
+    Raises :class:`media.errors.PlottingNotInstalled` without matplotlib (the ``plots`` extra).
+    """
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlottingNotInstalled(f"cannot write the plot {path}: matplotlib is not installed",
+                                   "pip install 'mlscall[plots]'") from None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

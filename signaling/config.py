@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .hosts import normalize_host, normalize_origin
+from .page import call_page_dir
 from .store import LogPolicy
 
-#: The repository's call page (web/public: the page and its built bundle,
-#: ``npm --prefix web run build``), served as the static root when it has files.
-DEFAULT_STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "public"
+#: The call page (the installed package's copy, else the checkout's web/public:
+#: signaling.page), served as the static root when it has files.
+DEFAULT_STATIC_DIR = call_page_dir()
 
 
 def is_loopback_host(host: str | None) -> bool:
