@@ -285,6 +285,11 @@ async def test_browser_and_bots_hold_one_encrypted_call(
     assert await page.text_content(".verify .code") == view["verification"]
     assert await page.is_visible("#call") and not await page.is_visible("#join")
     assert view["epochs"][-1]["cause"] == "welcome"  # added by the committer, alice-bot
+    assert view["warnings"] == [] and view["blockedSenders"] == [] and await page.is_hidden(".warnings")
+
+    async def labelled() -> bool:  # tiles name each participant's MLS leaf (alice-bot created the group)
+        return await page.text_content('.tile[data-identity="alice-bot"] .leaf') == "leaf 0"
+    await until(labelled, "alice-bot's tile labelled with its MLS leaf", log)
 
     # -- the bots decode the browser's fake camera (and microphone) --------------------------
     async def bots_decode() -> bool:
@@ -328,7 +333,11 @@ async def test_browser_and_bots_hold_one_encrypted_call(
                if e.kind == "application" and e.sender == BROWSER]
     assert len(entries) == 1
     ciphertext = entries[0].body
-    assert bob.group.receive(ciphertext).content == MARKER.encode()  # a member reads it
+
+
+    async def bob_reads() -> bool:  # a member reads it, from the MLS-authenticated sender
+        return any(c.sender == BROWSER and c.text == MARKER.encode() for c in bob.chat)
+    await until(bob_reads, "bob-bot's membership machine shows the page's message from carla", log)
     stored = b"".join(path.read_bytes() for path in (tmp_path / "db").iterdir() if path.is_file())
     assert ciphertext in stored  # the files hold the message...
     assert MARKER.encode() not in stored  # ...encrypted only
