@@ -97,12 +97,11 @@ class ClientRecord {
   }
 
   encode() {
-    const knownKeys = Object.fromEntries(Object.entries(this.knownKeys).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-    return JSON.stringify({
+    return pythonJson({
       client_id: toHex(this.clientId),
       group_id: this.groupId === null ? null : toHex(this.groupId),
       identity: this.identity,
-      known_keys: knownKeys,
+      known_keys: this.knownKeys,
       last_seq: this.lastSeq,
     });
   }
@@ -112,6 +111,15 @@ class ClientRecord {
     return new ClientRecord(raw.identity, fromHex(raw.client_id),
       raw.group_id === null ? null : fromHex(raw.group_id), Number(raw.last_seq), { ...raw.known_keys });
   }
+}
+
+/** JSON as Python's `json.dumps(value, sort_keys=True)` writes it (separators ", " and ": ", ASCII only). */
+function pythonJson(value) {
+  if (value === null || typeof value !== 'object') {
+    return JSON.stringify(value).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  }
+  const keys = Object.keys(value).sort();
+  return `{${keys.map((key) => `${pythonJson(key)}: ${pythonJson(value[key])}`).join(', ')}}`;
 }
 
 function fromHex(hex) {
