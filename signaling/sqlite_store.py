@@ -303,7 +303,7 @@ class SQLiteStore:
         if self._policy.epochs is not None and epoch is not None and committed:
             log_bytes -= self._prune_epochs(db, room, epoch - self._policy.epochs - 1)
         if rows:
-            log_bytes -= self._prune_size_and_age(db, room, epoch, log_bytes, now)
+            log_bytes -= self._prune_size_and_age(db, room, epoch, log_bytes, now, rows[0].seq)
         db.execute("UPDATE rooms SET log_bytes = ? WHERE room = ?", (log_bytes, room))
         return results
 
@@ -323,10 +323,11 @@ class SQLiteStore:
         return freed
 
     def _prune_size_and_age(self, db: sqlite3.Connection, room: str, epoch: int | None,
-                            log_bytes: int, now: float) -> int:
+                            log_bytes: int, now: float, appended: int) -> int:
         """Delete the oldest entries while the log holds more than ``policy.max_bytes`` or they
         are older than ``policy.max_age``, sparing what a newcomer needs to join (the commit
-        that started the current epoch, the epoch's Welcomes and proposals); the bytes freed."""
+        that started the current epoch, the epoch's Welcomes and proposals) and the entries
+        this append wrote (from seq ``appended`` on); the bytes freed."""
         policy = self._policy
         excess = 0 if policy.max_bytes is None else log_bytes - policy.max_bytes
         threshold = None if policy.max_age is None else now - policy.max_age
@@ -342,7 +343,7 @@ class SQLiteStore:
         rows = db.execute("SELECT seq, kind, epoch, at, length(body) FROM log WHERE room = ? ORDER BY seq",
                           (room,))
         for entry_seq, kind, entry_epoch, at, size in rows:
-            if freed >= excess and (threshold is None or at >= threshold):
+            if entry_seq >= appended or (freed >= excess and (threshold is None or at >= threshold)):
                 break
             if entry_seq < spared_from or kind == EntryKind.APPLICATION.value:
                 freed, cutoff = freed + size, entry_seq

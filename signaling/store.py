@@ -90,7 +90,9 @@ class LogPolicy:
     messages, or while they are older than ``max_age`` seconds (by the store's
     clock), except what a newcomer needs to join: the commit that started the
     current epoch and the epoch's Welcomes and proposals (application
-    messages of the current epoch may go).
+    messages of the current epoch may go), and the entries of that append
+    itself. So a room's log holds at most ``max_bytes`` plus the current
+    epoch's handshakes (within the room quota) plus one append.
     """
 
     epochs: int | None = 1000
@@ -227,8 +229,8 @@ class Store(Protocol):
                        min_epoch: int | None = None, up_to_seq: int | None = None,
                        limit: int | None = None, max_bytes: int | None = None) -> list[LogEntry]:
         """Entries after ``after_seq`` (up to ``up_to_seq``, at ``min_epoch`` or later) that
-        ``reader`` may see, in sequence order: one page of at most ``limit`` entries and
-        ``max_bytes`` bytes of MLS message (at least one entry when any is left).
+        ``reader`` may see, in sequence order: one page of at most ``limit`` entries that ends
+        with the entry that reaches ``max_bytes`` bytes of MLS message, if one does.
 
         ``reader`` sees every commit and proposal, Welcomes addressed to it, and
         application messages of other senders.

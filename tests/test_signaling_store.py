@@ -11,7 +11,7 @@ import pytest
 
 from signaling.sqlite_store import SQLiteStore
 from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
-                             LogPolicy, Outcome, ProposalRequest, WelcomeRecord)
+                             LogPolicy, Outcome, ProposalRequest, QuotaExceeded, WelcomeRecord)
 
 GROUP = b"group-1"
 
@@ -223,5 +223,70 @@ async def test_a_database_from_before_pruning_gets_the_new_columns(tmp_path: Pat
         assert (state.group_id, state.epoch, state.last_seq, state.pruned_seq, state.pruned_epoch) == (
             GROUP, 4, 9, 0, -1)
         assert (await commit(store, "r", "alice", GROUP, 4, b"c4")).entries[0].seq == 10
+    finally:
+        await store.close()
+
+
+async def test_read_log_pages_and_counts(store: SQLiteStore) -> None:
+    await create(store, "r")
+    for i in range(10):
+        await send(store, "r", "bob", 0, bytes(100 * (i + 1)))
+    await send(store, "r", "carol", 0, b"mine")
+    assert await store.count_log("r", "carol", after_seq=0, up_to_seq=11) == 10
+    assert await store.count_log("r", "carol", after_seq=3, up_to_seq=7) == 4
+    page = await store.read_log("r", "carol", limit=4)
+    assert [e.seq for e in page] == [1, 2, 3, 4]
+    page = await store.read_log("r", "carol", after_seq=4, max_bytes=1100)  # 500 + 600 bytes
+    assert [e.seq for e in page] == [5, 6]
+    page = await store.read_log("r", "carol", after_seq=6, up_to_seq=8, limit=10)
+    assert [e.seq for e in page] == [7, 8]
+    assert [e.seq for e in await store.read_log("r", "carol", after_seq=10)] == []  # her own message
+
+
+async def test_quotas_count_application_messages_and_proposals_per_epoch(tmp_path: Path) -> None:
+    policy = LogPolicy(sender_entries=2, sender_bytes=None, room_entries=3, room_bytes=10)
+    store = SQLiteStore(tmp_path / "quota.db", policy=policy)
+    await store.open()
+    try:
+        await create(store, "r")
+        assert (await send(store, "r", "bob", 0, b"12345")).outcome is Outcome.ACCEPTED
+        over = await send(store, "r", "carol", 0, b"123456")
+        assert (over.outcome, over.quota) == (Outcome.QUOTA_EXCEEDED, QuotaExceeded("room", "bytes", 10))
+        assert (await propose(store, "r", 0)).outcome is Outcome.ACCEPTED  # sender "a", 1 byte
+        assert (await send(store, "r", "bob", 0, b"1")).outcome is Outcome.ACCEPTED
+        over = await send(store, "r", "bob", 0, b"1")
+        assert over.quota == QuotaExceeded("sender", "entries", 2)
+        assert (await store.group_state("r")).last_seq == 3
+        big = await commit(store, "r", "alice", GROUP, 0, b"a commit beyond every quota")
+        assert big.outcome is Outcome.ACCEPTED  # commits are never counted, and start a new epoch
+        assert (await send(store, "r", "bob", 1, b"12345")).outcome is Outcome.ACCEPTED
+    finally:
+        await store.close()
+
+
+async def test_pruning_by_size_and_age_spares_what_a_newcomer_needs(tmp_path: Path) -> None:
+    now = [100.0]
+    store = SQLiteStore(tmp_path / "sized.db", policy=LogPolicy(max_bytes=1000, max_age=50.0),
+                        clock=lambda: now[0])
+    await store.open()
+    try:
+        await create(store, "r")
+        old = await send(store, "r", "bob", 0, bytes(400))
+        added = await commit(store, "r", "alice", GROUP, 0, bytes(300), (WelcomeRecord("carol", bytes(300)),))
+        assert (await store.group_state("r")).pruned_seq == 0  # 1000 bytes: not over
+        fresh = await send(store, "r", "bob", 1, bytes(200))  # 1200: the oldest message goes
+        state = await store.group_state("r")
+        assert (state.pruned_seq, state.pruned_epoch) == (old.entries[0].seq, 0)
+        assert [e.seq for e in await store.read_log("r", "carol")] == [
+            e.seq for e in (*added.entries, *fresh.entries)]
+        await send(store, "r", "bob", 1, bytes(600))  # over again: only application messages may go
+        assert [e.kind for e in await store.read_log("r", "carol")] == [
+            EntryKind.COMMIT, EntryKind.WELCOME, EntryKind.APPLICATION]
+        now[0] += 60  # everything is older than max_age now
+        last = await send(store, "r", "bob", 1, bytes(10))
+        kept = await store.read_log("r", "carol")
+        assert [e.seq for e in kept] == [*(e.seq for e in added.entries), last.entries[0].seq]
+        assert (await store.group_state("r")).pruned_seq == last.entries[0].seq - 1
+        assert await store.latest_welcome_seq("r", "carol") == added.entries[1].seq
     finally:
         await store.close()
