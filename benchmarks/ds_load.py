@@ -123,9 +123,11 @@ class Tally:
     delivered: int = 0
     in_window: int = 0
     latencies_us: list[int] = field(default_factory=list)
+    ack_latencies_us: list[int] = field(default_factory=list)
 
 
-async def _reader(ws: aiohttp.ClientWebSocketResponse, tally: Tally, offset: int) -> None:
+async def _reader(ws: aiohttp.ClientWebSocketResponse, tally: Tally, offset: int,
+                  unacked: dict[int, int]) -> None:
     async for msg in ws:
         if msg.type is not WSMsgType.TEXT:
             break
@@ -140,12 +142,15 @@ async def _reader(ws: aiohttp.ClientWebSocketResponse, tally: Tally, offset: int
                 tally.in_window += 1
         elif kind == "ack":
             tally.acks += 1
+            sent_at = unacked.pop(frame.get("re"), None)
+            if sent_at is not None:
+                tally.ack_latencies_us.append((time.monotonic_ns() - sent_at) // 1000)
         elif kind == "error":
             tally.errors += 1
 
 
 async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payload, tally: Tally,
-                  period_ns: int, phase_ns: int) -> None:
+                  period_ns: int, phase_ns: int, unacked: dict[int, int]) -> None:
     counter = 0
     due = tally.window_start + phase_ns
     while due < tally.window_end:
@@ -153,6 +158,7 @@ async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payl
         if delay > 0:
             await asyncio.sleep(delay)
         body = base64.b64encode(payload.stamped(index, counter)).decode("ascii")
+        unacked[counter] = time.monotonic_ns()
         await ws.send_str(json.dumps({"type": "application", "id": counter, "epoch": payload.epoch,
                                       "ciphertext": body}, separators=(",", ":")))
         tally.sent += 1
@@ -160,9 +166,9 @@ async def _sender(ws: aiohttp.ClientWebSocketResponse, index: int, payload: Payl
         due += period_ns
 
 
-async def _set_up(ws: aiohttp.ClientWebSocketResponse, payload: Payload) -> None:
+async def _set_up(ws: aiohttp.ClientWebSocketResponse, frames: list[dict[str, Any]]) -> None:
     """The room's first client registers the group and adds the others (each frame acknowledged)."""
-    for frame in payload.setup:
+    for frame in frames:
         await ws.send_str(json.dumps(frame))
         async with asyncio.timeout(30):
             while True:
@@ -212,19 +218,21 @@ async def worker(args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         sockets = await asyncio.gather(*(join(room, index) for room, index in members))
-        await asyncio.gather(*(_set_up(ws, payloads[room]) for ws, (room, index) in zip(sockets, members)
+        await asyncio.gather(*(_set_up(ws, payloads[room].setup) for ws, (room, index) in zip(sockets, members)
                                if index == room * args.room_size))
         offset = payloads[rooms[0]].offset
         tally = Tally(0, 0)  # nothing is sent before the window: readers see presence events only
-        readers = [asyncio.create_task(_reader(ws, tally, offset)) for ws in sockets]
+        unacked: list[dict[int, int]] = [{} for _ in sockets]  # per socket: send time by request id
+        readers = [asyncio.create_task(_reader(ws, tally, offset, pending))
+                   for ws, pending in zip(sockets, unacked)]
         print("ready", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         tally.window_start = int(line.split()[1])
         tally.window_end = tally.window_start + int(args.duration * 1e9)
         period = int(1e9 / args.rate)
         cpu0 = time.process_time()
-        await asyncio.gather(*(_sender(ws, index, payloads[room], tally, period, random.randrange(period))
-                               for ws, (room, index) in zip(sockets, members)))
+        await asyncio.gather(*(_sender(ws, index, payloads[room], tally, period, random.randrange(period),
+                                       pending) for ws, (room, index), pending in zip(sockets, members, unacked)))
         cpu = time.process_time() - cpu0
         expected = tally.sent * (args.room_size - 1)
         drain_until = time.monotonic() + args.drain
@@ -232,11 +240,87 @@ async def worker(args: argparse.Namespace) -> None:
             await asyncio.sleep(0.05)
         print(json.dumps({"sent": tally.sent, "expected": expected, "delivered": tally.delivered,
                           "in_window": tally.in_window, "acks": tally.acks, "errors": tally.errors,
-                          "cpu": cpu, "latencies_us": tally.latencies_us}), flush=True)
+                          "cpu": cpu, "latencies_us": tally.latencies_us,
+                          "ack_latencies_us": tally.ack_latencies_us}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)  # "close"
         await asyncio.wait([asyncio.ensure_future(ws.close()) for ws in sockets], timeout=5)
         for task in readers:
             task.cancel()
+
+
+# -- the flooding participant (--attack; a process of its own) --------------------------------
+
+#: Bytes of each flooding application message: its frame (base64, JSON) stays under the
+#: server's 256 KiB frame limit.
+FLOOD_BYTES = 190 * 1024
+#: Flooding messages per second: within the server's per-connection rate (200/s here).
+FLOOD_RATE = 190.0
+
+
+async def _group_member(session: aiohttp.ClientSession, url: str, secret: bytes, room: str,
+                        identity: str) -> tuple[aiohttp.ClientWebSocketResponse, Any]:
+    """A connection to ``room`` whose identity created the room's group (so a member of it)."""
+    from signaling.tokens import TokenAuthority
+    token = TokenAuthority(secret).mint(room, identity, 3600)
+    ws = await _join(session, url, json.dumps({"type": "join", "id": 0, "room": room, "token": token}))
+    mls = MLS()
+    group = mls.group_create(mls.generate_identity(), mls.generate_credential(identity))
+    await _set_up(ws, [{"type": "group.create", "id": "create", "epoch": 0,
+                        "group_id": base64.b64encode(group.group_id).decode(),
+                        "group_info": base64.b64encode(group.group_info()).decode()}])
+    return ws, group
+
+
+async def _flood(ws: aiohttp.ClientWebSocketResponse, group: Any, until_ns: int | None,
+                 count: int | None) -> dict[str, Any]:
+    """Send FLOOD_BYTES application messages at FLOOD_RATE until ``until_ns`` (or ``count`` are
+    accepted); what the server answered."""
+    frame = json.dumps({"type": "application", "epoch": group.epoch,
+                        "ciphertext": base64.b64encode(group.send(secrets.token_bytes(FLOOD_BYTES)).content)
+                        .decode()})
+    answers: dict[str, int] = {}
+    sent = 0
+
+    async def read() -> None:
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                break
+            reply = json.loads(msg.data)
+            if "re" in reply:
+                key = reply["type"] if reply["type"] == "ack" else reply.get("code", "error")
+                answers[key] = answers.get(key, 0) + 1
+                if count is not None and answers.get("ack", 0) >= count:
+                    return
+
+    reader = asyncio.create_task(read())
+    due = time.monotonic_ns()
+    while not reader.done() and (until_ns is None or due < until_ns):
+        delay = (due - time.monotonic_ns()) / 1e9
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await ws.send_str(frame.replace('"type"', f'"id":{sent},"type"', 1))
+        sent += 1
+        due += int(1e9 / FLOOD_RATE)
+    if count is not None:
+        await reader
+    else:
+        await asyncio.sleep(2.0)  # the last answers
+        reader.cancel()
+    return {"sent": sent, "answers": answers}
+
+
+async def attacker(args: argparse.Namespace) -> None:
+    """One member of a room of its own flooding it with application messages during the window."""
+    secret = Path(args.secret_file).read_bytes()
+    async with aiohttp.ClientSession() as session:
+        ws, group = await _group_member(session, args.url, secret, "attack", "mallory")
+        print("ready", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        start = int(line.split()[1])
+        await asyncio.sleep(max(0.0, (start - time.monotonic_ns()) / 1e9))
+        report = await _flood(ws, group, start + int(args.duration * 1e9), None)
+        print(json.dumps(report), flush=True)
+        await ws.close()
 
 
 # -- baseline server (a process of its own) ---------------------------------------------------
@@ -273,7 +357,8 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def _start_server(kind: str, args: argparse.Namespace, tmp: Path) -> tuple[Any, str]:
+async def _start_server(kind: str, args: argparse.Namespace, tmp: Path,
+                        extra: tuple[str, ...] = ()) -> tuple[Any, str]:
     if kind == "mlscall":
         static = tmp / "static"
         static.mkdir(exist_ok=True)
@@ -285,7 +370,8 @@ async def _start_server(kind: str, args: argparse.Namespace, tmp: Path) -> tuple
                    # every client dials from 127.0.0.1: the per-address limits must fit them all
                    "--max-connections-per-address", str(args.clients + 100),
                    "--max-unjoined-per-address", str(args.clients + 100),
-                   "--rate", str(max(200.0, 20 * args.rate)), "--burst", str(max(400, int(40 * args.rate)))]
+                   "--rate", str(max(200.0, 20 * args.rate)), "--burst", str(max(400, int(40 * args.rate))),
+                   *extra]
     else:
         command = [sys.executable, str(Path(__file__).resolve()), "--role", "baseline"]
     with (tmp / f"{kind}.log").open("wb") as log:
@@ -300,13 +386,19 @@ def _percentile(ordered: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else float("nan")
 
 
-async def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, float]:
-    """One server under the full load; its figures."""
+async def measure(kind: str, args: argparse.Namespace, tmp: Path, *, attack: bool = False) -> dict[str, float]:
+    """One server under the full load (and, with ``attack``, a flooding participant); its figures."""
     secret_file = tmp / "secret"
     secret_file.write_bytes(secrets.token_bytes(32))
     server, url = await _start_server(kind, args, tmp)
     workers: list[asyncio.subprocess.Process] = []
+    flood: dict[str, Any] = {}
     try:
+        if attack:
+            workers.append(await asyncio.create_subprocess_exec(
+                sys.executable, str(Path(__file__).resolve()), "--role", "attacker", "--url", url,
+                "--duration", str(args.duration), "--secret-file", str(secret_file), cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
         rooms = args.clients // args.room_size
         share = [rooms // args.load_procs + (i < rooms % args.load_procs) for i in range(args.load_procs)]
         first = 0
@@ -338,6 +430,10 @@ async def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, f
         for proc in workers:
             assert proc.stdout is not None
             reports.append(json.loads(await _line(proc.stdout, "a load worker", args.drain + 60)))
+        if attack:
+            flood = reports.pop(0)
+            workers[0].stdin.write(b"close\n")  # type: ignore[union-attr]
+            await _stop(workers.pop(0))
         server_work = _cpu_seconds(server.pid) - cpu0  # the window and the drain: every message's work
         for proc in workers:
             assert proc.stdin is not None
@@ -349,12 +445,18 @@ async def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, f
             await _stop(proc)
         await _stop(server)
     latencies = sorted(x for r in reports for x in r["latencies_us"])
+    ack_latencies = sorted(x for r in reports for x in r["ack_latencies_us"])
     total = {key: sum(r[key] for r in reports) for key in ("sent", "expected", "delivered", "in_window",
                                                             "acks", "errors")}
     return {
         "delivered messages/s": total["in_window"] / args.duration,
         "latency p50 (ms)": _percentile(latencies, 0.50),
         "latency p99 (ms)": _percentile(latencies, 0.99),
+        "ack p50 (ms)": _percentile(ack_latencies, 0.50),
+        "ack p99 (ms)": _percentile(ack_latencies, 0.99),
+        "flood sent": flood.get("sent", 0),
+        "flood accepted": flood.get("answers", {}).get("ack", 0),
+        "flood refused (quota)": flood.get("answers", {}).get("quota_exceeded", 0),
         "sent": total["sent"], "expected": total["expected"], "delivered": total["delivered"],
         "lost": total["expected"] - total["delivered"], "acks": total["acks"], "errors": total["errors"],
         "server cpu": server_cpu / args.duration,
@@ -363,9 +465,108 @@ async def measure(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, f
     }
 
 
+def _status_kib(pid: int, field_name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field_name + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field_name} in /proc/{pid}/status")
+
+
+async def _joined_at(session: aiohttp.ClientSession, url: str, frame: str
+                     ) -> tuple[aiohttp.ClientWebSocketResponse, dict[str, Any], float]:
+    """Join with ``frame``; the socket, the join reply and the seconds it took."""
+    start = time.monotonic()
+    ws = await session.ws_connect(url, max_msg_size=0)
+    await ws.send_str(frame)
+    reply = json.loads((await ws.receive(timeout=60)).data)
+    if reply.get("type") != "ack":
+        raise RuntimeError(f"join refused: {reply}")
+    return ws, reply, time.monotonic() - start
+
+
+async def catch_up(args: argparse.Namespace, tmp: Path, log_bytes: int) -> dict[str, float]:
+    """A room's log of ``log_bytes`` (a member's application messages), then a fresh join and a
+    catch-up from seq 0 of it: times to the ack and first entry, the server's peak RSS."""
+    secret_file = tmp / "secret"
+    secret = secrets.token_bytes(32)
+    secret_file.write_bytes(secret)
+    server, url = await _start_server("mlscall", args, tmp, ("--quota-sender-bytes", "0", "--quota-room-bytes", "0",
+                                                             "--log-max-bytes", "0"))
+    from signaling.tokens import TokenAuthority
+    tokens = TokenAuthority(secret)
+    try:
+        async with aiohttp.ClientSession() as session:
+            ws, group = await _group_member(session, url, secret, "catchup", "filler")
+            flood = await _flood(ws, group, None, -(-log_bytes // FLOOD_BYTES))
+            if flood["answers"].get("ack", 0) * FLOOD_BYTES < log_bytes:
+                raise RuntimeError(f"the log was not filled: {flood}")
+            Path(f"/proc/{server.pid}/clear_refs").write_text("5")  # VmHWM restarts from the current RSS
+            rss_before = _status_kib(server.pid, "VmRSS")
+            for name in ("first", "fresh"):  # the second is timed (the first meets the fill's checkpoint)
+                fresh, _, fresh_s = await _joined_at(session, url, json.dumps(
+                    {"type": "join", "id": 0, "room": "catchup", "token": tokens.mint("catchup", name, 600)}))
+            start = time.monotonic()
+            reader, reply, ack_s = await _joined_at(session, url, json.dumps(
+                {"type": "join", "id": 0, "room": "catchup", "since": 0,
+                 "token": tokens.mint("catchup", "reader", 600)}))
+            received = first_s = 0.0
+            entries = 0
+            while entries < reply["backlog"]:
+                msg = await reader.receive(timeout=60)
+                frame = json.loads(msg.data)
+                if "seq" in frame:
+                    entries += 1
+                    received += len(msg.data)
+                    first_s = first_s or time.monotonic() - start
+            done_s = time.monotonic() - start
+            peak = _status_kib(server.pid, "VmHWM")
+            for socket in (ws, fresh, reader):
+                await socket.close()
+    finally:
+        await _stop(server)
+    return {"log (MiB)": flood["answers"]["ack"] * FLOOD_BYTES / 2**20, "entries": entries,
+            "fresh join ack (ms)": 1000 * fresh_s, "catch-up ack (ms)": 1000 * ack_s,
+            "catch-up first entry (ms)": 1000 * first_s, "catch-up complete (s)": done_s,
+            "server RSS before (MiB)": rss_before / 1024, "server peak RSS (MiB)": peak / 1024}
+
+
+async def attack_main(args: argparse.Namespace) -> None:
+    """--attack: the load alone, then with a flooding participant; then a 50 MB catch-up."""
+    async with asyncio.timeout(args.time_limit):
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            calm = await measure("mlscall", args, Path(tmp))
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            attacked = await measure("mlscall", args, Path(tmp), attack=True)
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            caught = await catch_up(args, Path(tmp), 50 * 2**20)
+    print(f"ds_load --attack: {args.clients} clients in rooms of {args.room_size}, {args.rate:g} messages/s "
+          f"each for {args.duration:g} s; the attacker, alone in a room of its own, sends "
+          f"{FLOOD_RATE:g} application messages/s of {FLOOD_BYTES // 1024} KiB (within its rate limit)")
+    print(f"{'metric (other rooms)':24} {'attacked':>12} {'calm':>12} {'ratio':>8}")
+    headline = ("ack p50 (ms)", "ack p99 (ms)", "latency p50 (ms)", "latency p99 (ms)", "delivered messages/s")
+    for metric in headline:
+        print(f"{metric:24} {attacked[metric]:12.2f} {calm[metric]:12.2f} {attacked[metric] / calm[metric]:8.2f}")
+    for metric in ("lost", "errors", "flood sent", "flood accepted", "flood refused (quota)"):
+        print(f"{metric:24} {attacked[metric]:12,.0f} {calm[metric]:12,.0f}")
+    print(f"catch-up from seq 0 of a {caught['log (MiB)']:.0f} MiB log ({caught['entries']:.0f} entries) "
+          "against a fresh join, same server:")
+    for metric, value in caught.items():
+        print(f"  {metric:28} {value:10.1f}")
+    write_figures(args.json, "ds_load_attack", [
+        figure(metric.rsplit(" (", 1)[0], "ms", attacked[metric], calm[metric], "the same load without the attacker")
+        for metric in headline[:4]] + [
+        figure("catch-up first entry", "ms", caught["catch-up first entry (ms)"], caught["fresh join ack (ms)"],
+               "a fresh join's ack"),
+        figure("catch-up server peak RSS", "MiB", caught["server peak RSS (MiB)"], caught["server RSS before (MiB)"],
+               "the server's RSS before the catch-up")])
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.clients % args.room_size or args.clients < args.room_size:
         raise SystemExit("--clients must be a multiple of --room-size")
+    if args.attack:
+        await attack_main(args)
+        return
     async with asyncio.timeout(args.time_limit):
         if args.only is not None:  # one server alone, for profiling: no figures written
             with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
@@ -415,7 +616,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--only", choices=("mlscall", "baseline"), default=None,
                         help="measure one server alone (for profiling; no JSON)")
-    parser.add_argument("--role", choices=("main", "worker", "baseline"), default="main",
+    parser.add_argument("--attack", action="store_true",
+                        help="measure other rooms' ack and delivery latency with one participant flooding "
+                             "its room against the same load without it, then a 50 MB catch-up")
+    parser.add_argument("--role", choices=("main", "worker", "baseline", "attacker"), default="main",
                         help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--first-room", type=int, default=0, help=argparse.SUPPRESS)
@@ -428,7 +632,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace) -> Awaitable[None]:
-    return {"main": main, "worker": worker, "baseline": baseline}[args.role](args)
+    return {"main": main, "worker": worker, "baseline": baseline, "attacker": attacker}[args.role](args)
 
 
 if __name__ == "__main__":
