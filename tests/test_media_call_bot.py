@@ -8,10 +8,14 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from media.call_peer import CallPeer
 from media.sinks import TrackReport, VerifyingSink
 from media.stats import FailureKind
 from signaling.client import fetch_token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOM = "bots"

@@ -6,7 +6,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO_ROOT
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_demo_runs_an_encrypted_call_and_summarises() -> None:

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from media.bench import BENCHMARKS, markdown
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOUND = 300.0  # seconds (a bound, not a measurement)

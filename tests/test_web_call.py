@@ -125,6 +125,8 @@ async () => {
 
 StartBot = Callable[[str], Awaitable[CallPeer]]
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 
 @pytest.fixture(scope="session")
 def page_bundle() -> Path:
@@ -457,6 +459,7 @@ async def test_browser_commits_adds_and_removes(
     assert not log.errors, log.errors
 
 
+@pytest.mark.e2e
 async def test_demo_page_joins_the_bots(page_bundle: Path, browser: BrowserContext) -> None:
     """The README's first command, ``mlscall demo``: the address it prints
     serves the page, and the page joins the two bots' call."""
