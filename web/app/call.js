@@ -46,6 +46,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   reconnectTimeout: 30,
   /** commit an UpdatePath this often (null: never) */
   selfUpdateInterval: null,
+  /** waiting this long to be added while members are present, rejoin as a newcomer (null: never) */
+  rejoinAfter: 10,
   // SFrame KID layout and retention (RFC 9605 §5.2): the same as the Python
   // peers' CallOptions.sframe_epoch_bits / sframe_retain_epochs
   sframeEpochBits: 8,
@@ -112,6 +114,7 @@ export class Call extends EventTarget {
         keyPackageInterval: this.options.keyPackageInterval,
         selfUpdateInterval: this.options.selfUpdateInterval,
         reconnectGrace: this.options.reconnectTimeout ?? 0,
+        rejoinAfter: this.options.rejoinAfter,
       },
     });
     this.session = session ?? new SFrameMLSSession({
@@ -589,8 +592,9 @@ export class Call extends EventTarget {
         this.verification = null;
         this.#changed();
         return null;
-      case 'request_catch_up':
-        console.warn(`${this.identity}: missed commits (group at epoch ${action.epoch}): rejoining with catch-up`);
+      case 'rejoin':
+        // a new connection: with catch-up as a member (#rejoin), as a newcomer while waiting
+        console.warn(`${this.identity}: rejoining (${action.reason})`);
         this.client.close();
         return null;
       case 'call_ended': this.#end(action.reason); return null;

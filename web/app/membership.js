@@ -75,6 +75,8 @@ export const DEFAULT_CONFIG = Object.freeze({
   reconnectGrace: 0.0,
   /** which participants may be in the group: (identity) => boolean, null for everyone present */
   admit: null,
+  /** a newcomer waiting this long in a room whose group has members present rejoins (null for never) */
+  rejoinAfter: 10.0,
 });
 
 const sameId = (a, b) => a !== null && a !== undefined && b !== null && b !== undefined && bytesEqual(a, b);
@@ -143,6 +145,7 @@ export class Membership {
   /** @type {Map<string, number>} identity -> deadline */
   #resuming = new Map();
   #publishedAt = null;
+  #waitingSince = null;
   #now = 0;
   /** @type {Map<number, string>} leaf index -> flag of the current epoch's untrusted leaves */
   #flags = new Map();
@@ -349,6 +352,15 @@ export class Membership {
       await group.discardPendingCommit(); // the room is still at its epoch: not accepted
     }
     this.#requests.clear(); // their answers are lost with the old connection
+    const creating = this.#creating;
+    this.#creating = null;
+    if (creating !== null && sameId(creating.groupId, groupId)) {
+      await this.#created(creating); // our group.create got in
+    } else if (creating !== null) {
+      await creating.deleteState();
+      if (groupId === null && this.#smallest()) await this.#createGroup();
+      else await this.#publish();
+    }
     const members = this.members();
     for (const remote of sortedStrings(here)) {
       if (this.present.has(remote)) continue;
@@ -380,6 +392,21 @@ export class Membership {
       }
     }
     await this.#maintain();
+    this.#checkWaiting();
+  }
+
+  /** Waiting for a Welcome while members are present: after `rejoinAfter`, rejoin. */
+  #checkWaiting() {
+    const limit = this.config.rejoinAfter;
+    if (this.group !== null || this.#creating !== null || this.roomGroup === null
+        || this.present.size === 0 || limit === null || limit === undefined || this.ended) {
+      this.#waitingSince = null;
+    } else if (this.#waitingSince === null) {
+      this.#waitingSince = this.#now;
+    } else if (this.#now - this.#waitingSince >= limit) {
+      this.#waitingSince = this.#now;
+      this.#emit({ type: 'rejoin', catchUp: false, reason: `waited ${limit} s to be added` });
+    }
   }
 
   async onSelfUpdateWanted() {
@@ -431,12 +458,7 @@ export class Membership {
     if (request.kind === 'create') {
       const group = this.#creating;
       this.#creating = null;
-      this.group = group;
-      this.roomGroup = group.groupId;
-      this.removed = false;
-      this.#checked = new Map();
-      await this.#epochChanged('create');
-      await this.#reconcile();
+      await this.#created(group);
       return;
     }
     const group = this.group;
@@ -447,6 +469,16 @@ export class Membership {
     this.roomGroup = group.groupId;
     if (request.kind === 'update') this.#updateWanted = false;
     await this.#epochChanged('own');
+    await this.#reconcile();
+  }
+
+  /** The room's group is the one we created. */
+  async #created(group) {
+    this.group = group;
+    this.roomGroup = group.groupId;
+    this.removed = false;
+    this.#checked = new Map();
+    await this.#epochChanged('create');
     await this.#reconcile();
   }
 
@@ -528,7 +560,7 @@ export class Membership {
     const epoch = Number(group.epoch);
     if (event.epoch < epoch) return; // our own commit, applied when it was accepted
     if (event.epoch > epoch) {
-      this.#emit({ type: 'request_catch_up', epoch });
+      this.#emit({ type: 'rejoin', catchUp: true, reason: `a commit for epoch ${event.epoch} while at ${epoch}` });
       return;
     }
     let received;
@@ -751,11 +783,14 @@ export class Membership {
     this.#emit({ type: 'switch_sending_key', epoch, after });
   }
 
-  /** The present member shown with the lowest leaf index commits. */
+  /**
+   * The present member shown with the lowest leaf index commits (not a stale
+   * one: back on a new connection, it may have lost the group's state).
+   */
   #committer() {
     let lowest = null;
     for (const [identity, leafIndex] of this.members()) {
-      const here = identity === this.identity || this.present.has(identity) || this.#resuming.has(identity);
+      const here = identity === this.identity || (this.present.has(identity) && !this.#stale.has(identity));
       if (here && (lowest === null || leafIndex < lowest.leafIndex)) lowest = { identity, leafIndex };
     }
     return lowest !== null && lowest.identity === this.identity;
