@@ -11,6 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .errors import SignalingError
 from .public_state import PublicState
 from .ratelimit import TokenBucket
 from .store import AppendRequest
@@ -247,6 +248,28 @@ class Room:
     #: (``public_loaded``) and again after the store refused what the view had accepted
     public: PublicState | None = None
     public_loaded: bool = False
+    #: Application messages the store refused this epoch for a quota: by sender ("" for the
+    #: room's own quota), the smallest refused size (0: any size, an entry quota) and the error.
+    #: Usage only grows within an epoch, so as large a message is refused here, before its
+    #: base64 is decoded or the sequencer sees it; a commit clears it.
+    over_quota: dict[str, tuple[int, SignalingError]] = field(default_factory=dict)
+
+    def quota_refusal(self, sender: str, size: int) -> SignalingError | None:
+        """The ``quota_exceeded`` error an application message of ``size`` bytes from
+        ``sender`` would get from the store this epoch, if known already."""
+        for key in (sender, ""):
+            known = self.over_quota.get(key)
+            if known is not None and size >= known[0]:
+                return known[1]
+        return None
+
+    def note_over_quota(self, sender: str, size: int, error: SignalingError) -> None:
+        """Remember that the store refused ``size`` bytes from ``sender`` for ``error``'s quota."""
+        key = sender if error.details.get("scope") == "sender" else ""
+        smallest = 0 if error.details.get("unit") == "entries" else size
+        known = self.over_quota.get(key)
+        if known is None or smallest < known[0]:
+            self.over_quota[key] = (smallest, error)
 
     def submit(self, item: Append | Admission | AbandonCheck) -> None:
         self.pending.append(item)

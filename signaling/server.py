@@ -437,7 +437,10 @@ class SignalingServer:
         if result.outcome is not Outcome.ACCEPTED:
             logger.info("%s refused room=%s epoch=%d outcome=%s", kind, room.name, request.epoch,
                         result.outcome.value)
-            self._error(member, append.rid, self._refusal(result))
+            refusal = self._refusal(result)
+            if isinstance(request, ApplicationRequest) and result.outcome is Outcome.QUOTA_EXCEEDED:
+                room.note_over_quota(request.sender, len(request.ciphertext), refusal)
+            self._error(member, append.rid, refusal)
             return
         if isinstance(request, GroupCreateRequest):  # the others here are not members (yet)
             room.waiting = set(room.members) - {member.identity or ""}
@@ -453,6 +456,7 @@ class SignalingServer:
         await room.deliver(event_frame(first))
         if isinstance(request, CommitRequest):  # its sender is a member of the group
             room.waiting.discard(member.identity or "")
+            room.over_quota.clear()  # a new epoch: fresh quotas
         for entry in welcomes:
             room.waiting.discard(entry.recipient or "")
             recipient = room.members.get(entry.recipient or "")
@@ -612,6 +616,7 @@ class SignalingServer:
         room.public, room.public_loaded = None, True
         self._empty_since.pop(room.name, None)
         room.waiting.clear()
+        room.over_quota.clear()
         logger.info("room=%s: abandoned group dropped; newcomers start afresh", room.name)
         await room.deliver(p.dump_frame({"type": p.GROUP_RESET}))
         return await self.store.group_state(room.name)
@@ -820,6 +825,11 @@ class SignalingServer:
 
     async def _on_application(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None
+        encoded = msg.get("ciphertext")
+        if isinstance(encoded, str) and member.room.over_quota:  # refused before decoding, if known
+            refusal = member.room.quota_refusal(member.identity, len(encoded) * 3 // 4 - encoded[-2:].count("="))
+            if refusal is not None:
+                raise refusal
         request = ApplicationRequest(member.identity, self._epoch(msg), p.b64decode_field(msg, "ciphertext"))
         group_id = check_mls_header(request.ciphertext, "ciphertext", ContentType.APPLICATION, request.epoch)
         self._submit(member.room, Append(member, rid, request, group_id=group_id))

@@ -126,6 +126,10 @@ async def test_a_flood_stops_at_the_sender_quota_and_the_file_grows_by_no_more(
         await expect_error(mallory.client.send_application(mallory.view.epoch, mallory.send(payload)),
                            ErrorCode.QUOTA_EXCEEDED)
     assert (await server.server.store.group_state(ROOM)).last_seq == state.last_seq
+    small = mallory.send(b"fits")  # what is left of the quota still takes a small message
+    assert sum(sizes) + len(small) <= quota
+    assert await mallory.client.send_application(mallory.view.epoch, small) == state.last_seq + 1
+    state = await server.server.store.group_state(ROOM)
     # The stored size: the accepted ciphertexts plus at most 64 KiB (B-tree pages, row headers,
     # the quota counters; 15 KiB measured for these 35 entries).
     grown = database_bytes(db) - before
