@@ -290,3 +290,30 @@ async def test_pruning_by_size_and_age_spares_what_a_newcomer_needs(tmp_path: Pa
         assert await store.latest_welcome_seq("r", "carol") == added.entries[1].seq
     finally:
         await store.close()
+
+
+async def test_a_database_from_before_quotas_gets_its_log_sizes_and_dates(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "older.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE rooms (room TEXT PRIMARY KEY, group_id BLOB, epoch INTEGER,"
+               " last_seq INTEGER NOT NULL DEFAULT 0)")
+    db.execute("CREATE TABLE log (room TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,"
+               " sender TEXT NOT NULL, epoch INTEGER NOT NULL, group_id BLOB, recipient TEXT,"
+               " body BLOB NOT NULL, PRIMARY KEY (room, seq)) WITHOUT ROWID")
+    db.execute("INSERT INTO rooms (room, group_id, epoch, last_seq) VALUES ('r', ?, 0, 2)", (GROUP,))
+    db.executemany("INSERT INTO log (room, seq, kind, sender, epoch, body) VALUES ('r', ?, 'application',"
+                   " 'bob', 0, ?)", [(1, bytes(600)), (2, bytes(300))])
+    db.commit()
+    db.close()
+    now = [5000.0]
+    store = SQLiteStore(path, policy=LogPolicy(max_bytes=1000, max_age=100.0), clock=lambda: now[0])
+    await store.open()
+    try:
+        now[0] += 50  # the old entries count from the upgrade: not too old yet
+        await send(store, "r", "bob", 0, bytes(200))  # 1100 bytes: the oldest goes, by its size
+        assert [e.seq for e in await store.read_log("r", "carol")] == [2, 3]
+        assert (await store.group_state("r")).pruned_seq == 1
+    finally:
+        await store.close()
