@@ -122,14 +122,17 @@ async def watch(peers: Sequence[CallPeer], duration: float | None) -> None:
         loop.add_signal_handler(signum, stop.set)
     line = StatusLine(sys.stderr)
     interval = 0.5 if sys.stderr.isatty() else 1.0
+    # one deadline, checked here: an asyncio.timeout around wait_for can lose its
+    # cancellation when both expire together (Python 3.11), and never end the watch
+    deadline = None if duration is None else loop.time() + duration
     try:
-        async with asyncio.timeout(duration):
-            while not stop.is_set() and not any(peer.ended.is_set() for peer in peers):
-                line.show(" || ".join(peer.status().line() for peer in peers))
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-    except TimeoutError:
-        pass  # the duration elapsed
+        while not stop.is_set() and not any(peer.ended.is_set() for peer in peers):
+            left = interval if deadline is None else min(interval, deadline - loop.time())
+            if left <= 0:
+                break  # the duration elapsed
+            line.show(" || ".join(peer.status().line() for peer in peers))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), left)
     finally:
         line.end()
 
