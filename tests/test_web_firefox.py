@@ -214,6 +214,12 @@ async def test_firefox_and_bots_hold_one_encrypted_call(
         assert browser_decrypted(view, name) > 0
     assert browser_failures(view, "authentication") == 0 and browser_failures(view, "syntax") == 0
 
+    async def badges_say_encrypted() -> bool:
+        texts = [await page.text_content(f'.tile[data-identity="{name}"] .badge[data-kind="video"]')
+                 for name in remotes]
+        return texts == ["video encrypted", "video encrypted"]
+    await until(badges_say_encrypted, "each remote tile's video indicator saying it decrypts", log)
+
     # -- chat: an MLS application message from Firefox, read by a bot ------------------------
     await page.fill("input[name=message]", MARKER)
     await page.click(".compose button")

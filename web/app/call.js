@@ -253,6 +253,7 @@ export class Call extends EventTarget {
       links[remote] = {
         offerer: link.offerer,
         state: link.connectionState,
+        ice: link.pc.iceConnectionState,
         failed: link.failed,
         gatheredLoopback: link.gatheredLoopback,
         counters: structuredClone(link.counters),

@@ -30,6 +30,29 @@ export function streamState(previous, current, lastFailureAt, now) {
   return { state: 'idle', lastFailureAt: failedAt };
 }
 
+/**
+ * Why a participant's stream shows no decrypted media (null while it
+ * decrypts or fails to), from the Call's status(): the participant left the
+ * room, ICE (or the DTLS after it) failed, the connection is still being set
+ * up or was interrupted, no key yet (we or they are not in the group yet, or
+ * their frames are under an epoch we have not reached), or nothing arrives
+ * on a working connection.
+ * @param {object} status what Call.status() resolves to
+ * @param {string} identity
+ * @param {'ok'|'bad'|'wait'|'idle'} state the stream's streamState()
+ */
+export function missingMediaReason(status, identity, state) {
+  if (state === 'ok' || state === 'bad') return null;
+  if (!status.present.includes(identity)) return 'peer gone';
+  const link = status.links[identity];
+  if (link?.ice === 'failed') return 'ICE failed';
+  if (link?.state === 'failed') return 'connection failed';
+  if (state === 'wait' || status.epoch === null || !status.members.includes(identity)) return 'no key yet';
+  if (link === undefined || link.state === 'new' || link.state === 'connecting') return 'connecting';
+  if (link.ice === 'disconnected' || link.state === 'disconnected') return 'connection interrupted';
+  return 'no media';
+}
+
 const WARNING_TEXT = {
   duplicate_identity: 'a commit gave this identity a second leaf: that leaf is not trusted and is being removed',
   not_present: 'a commit added this identity, which never joined the room: not trusted, being removed',
@@ -114,8 +137,9 @@ class Tile {
     badge.title = title;
   }
 
-  /** Updates the stream indicators from this participant's SFrame counters. */
-  update(counters, now) {
+  /** Updates the stream indicators from the Call's status (this participant's SFrame counters and link). */
+  update(status, now) {
+    const counters = status.remotes[this.identity];
     for (const kind of ['video', 'audio']) {
       const current = counters?.[kind];
       const { state, lastFailureAt } = streamState(this.previous[kind], current, this.lastFailureAt[kind] ?? null, now);
@@ -125,6 +149,8 @@ class Tile {
         : `${current.decrypted} frames decrypted; failures: authentication ${current.failures.authentication}, `
           + `unknown key ${current.failures.keyID}, malformed ${current.failures.syntax}, replay ${current.failures.replay}`;
       this.setBadge(kind, state, title);
+      const reason = missingMediaReason(status, this.identity, state);
+      if (reason !== null) this.badges[kind].textContent = `${kind} ${reason}`;
     }
   }
 }
@@ -246,7 +272,7 @@ export class CallView {
   async poll() {
     const status = await this.call.status();
     const now = performance.now();
-    for (const [identity, tile] of this.tiles) tile.update(status.remotes[identity], now);
+    for (const tile of this.tiles.values()) tile.update(status, now);
     const sending = status.sendingEpoch !== null;
     this.local.setBadge('sending', sending ? 'ok' : 'wait', sending ? `sending under epoch ${status.sendingEpoch}` : 'no sending key yet');
     this.local.badges.sending.textContent = sending ? `sending encrypted · epoch ${status.sendingEpoch}` : 'sending · no key yet';
