@@ -22,12 +22,10 @@
  * @module app/call
  */
 
-import { MLSError } from '../mls/errors.js';
-import { MLS } from '../mls/mls.js';
-import { defaultStore } from '../mls/store.js';
+import { MLS, MLSError, defaultStore } from 'mlscall-web/mls';
+import { SFrameError } from 'mlscall-web/sframe';
+import { SFrameMLSSession } from 'mlscall-web/sframe-transform';
 import { decodeMessage, framingInfo } from '../mls/wire.js';
-import { SFrameError } from '../sframe/errors.js';
-import { SFrameMLSSession } from '../sframe-transform.js';
 import { PeerLink } from './link.js';
 import { Membership } from './membership.js';
 import { ErrorCode, SignalingClient, SignalingError } from './signaling.js';
