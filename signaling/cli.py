@@ -36,8 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--secret-file", type=Path, default=None,
                         help="token secret file, created on first run (default: DB path + .secret)")
     parser.add_argument("--static", type=Path, default=DEFAULT_STATIC_DIR,
-                        help="directory served as the static root (default: the repository's web/public, "
-                             "the call page and its bundle built by npm --prefix web run build)")
+                        help="directory served as the static root (default: the installed call page, or "
+                             "the checkout's web/public with its bundle built by npm --prefix web run build)")
     parser.add_argument("--no-token-endpoint", action="store_true",
                         help="disable POST /token (otherwise on when --host is loopback, "
                              "and answered for loopback peers only)")
