@@ -59,7 +59,7 @@ def key_package_identity(key_package: bytes) -> str | None:
 
 
 @dataclass(frozen=True)
-class Joined:
+class RoomJoined:
     """The join reply: who we are, who else is here, the room's group."""
 
     identity: str
@@ -191,7 +191,7 @@ class SendChat:
     text: bytes = field(repr=False)
 
 
-Event = (Joined | PresenceJoined | PresenceLeft | CommitDelivered | ProposalDelivered
+Event = (RoomJoined | PresenceJoined | PresenceLeft | CommitDelivered | ProposalDelivered
          | WelcomeDelivered | ApplicationDelivered | RequestAccepted | RequestRefused
          | RequestUnanswered | KeyPackagesClaimed | GroupReset | Reconnected | ReconnectRefused
          | Tick | SelfUpdateWanted | KeyAccepted | SendChat)
@@ -316,10 +316,13 @@ class GroupLeft:
 
 
 @dataclass(frozen=True)
-class RequestCatchUp:
-    """The log skipped epochs we need: rejoin with catch-up."""
+class Rejoin:
+    """Rejoin the room on a new connection: with catch-up (``catch_up``, the log skipped
+    epochs we need) or as a newcomer (waiting too long: the committer may hold a leaf of
+    ours from an earlier connection, which a new connection makes it replace)."""
 
-    epoch: int
+    catch_up: bool
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -329,7 +332,7 @@ class CallEnded:
 
 Action = (PublishKeyPackage | ClaimKeyPackages | CreateGroup | SubmitCommit | InstallEpoch
           | SwitchSendingKey | MediaTrust | TrustWarning | ChatReceived | SendApplication | GroupLeft
-          | RequestCatchUp | CallEnded)
+          | Rejoin | CallEnded)
 
 
 # -- configuration and persisted record ---------------------------------------------------
@@ -351,6 +354,9 @@ class MembershipConfig:
     reconnect_grace: float = 0.0
     #: which participants may be in the group (None: everyone present)
     admit: Callable[[str], bool] | None = None
+    #: a newcomer waiting this long in a room whose group has members present rejoins
+    #: (seconds, None for never)
+    rejoin_after: float | None = 10.0
 
 
 @dataclass
@@ -429,6 +435,7 @@ class Membership:
         self._stale: set[str] = set()
         self._resuming: dict[str, float] = {}
         self._published_at: float | None = None
+        self._waiting_since: float | None = None
         self._now = 0.0
         #: leaf index -> flag of the current epoch's untrusted leaves
         self._flags: dict[int, str] = {}
@@ -507,7 +514,7 @@ class Membership:
 
     # -- presence ------------------------------------------------------------------------
 
-    def _on_Joined(self, event: Joined) -> None:
+    def _on_RoomJoined(self, event: RoomJoined) -> None:
         self.identity = event.identity
         self._credential = self.mls.generate_credential(self.identity).content
         self._load_record()
@@ -519,6 +526,8 @@ class Membership:
         if record.group_id is not None and record.group_id == event.group_id:
             self.group = self.mls.group_get(record.group_id, record.client_id)
             if self.group is not None:
+                if self.group.has_pending_commit and event.epoch == self.group.epoch:
+                    self.group.discard_pending_commit()  # it did not get in before we stopped
                 self._checked = {leaf.leaf_index: leaf.client_id for leaf in self.leaves()}
                 self._epoch_changed("welcome")  # restarted: the state we stored
                 return
@@ -555,7 +564,7 @@ class Membership:
             self._create_group()  # whoever would have created the group left first
 
     def _on_GroupReset(self, event: GroupReset) -> None:
-        if self.group is not None:
+        if self.group is not None or self._creating is not None:
             return  # only newcomers waiting to be added are told
         self.room_group = None
         if self._smallest():
@@ -578,6 +587,15 @@ class Membership:
         if group is not None and group.has_pending_commit and event.epoch == group.epoch:
             group.discard_pending_commit()  # the room is still at its epoch: not accepted
         self._requests.clear()  # their answers are lost with the old connection
+        creating, self._creating = self._creating, None
+        if creating is not None and creating.group_id == event.group_id:
+            self._created(creating)  # our group.create got in
+        elif creating is not None:
+            creating.delete_state()
+            if event.group_id is None and self._smallest():
+                self._create_group()
+            else:
+                self._publish()
         for remote in sorted(here - self.present):
             self.present.add(remote)
             if remote in self.members():
@@ -602,6 +620,20 @@ class Membership:
                 self._update_wanted = True
                 self._next_update = self._now + interval
         self._maintain()
+        self._check_waiting()
+
+    def _check_waiting(self) -> None:
+        """Waiting for a Welcome in a room with a group: after ``rejoin_after``, rejoin (as a
+        newcomer, which the server does not count as a member of an abandoned group)."""
+        limit = self.config.rejoin_after
+        if self.group is not None or self._creating is not None or self.room_group is None \
+                or limit is None or self.ended:
+            self._waiting_since = None
+        elif self._waiting_since is None:
+            self._waiting_since = self._now
+        elif self._now - self._waiting_since >= limit:
+            self._waiting_since = self._now
+            self._emit(Rejoin(False, f"waited {limit:g} s to be added"))
 
     def _on_SelfUpdateWanted(self, event: SelfUpdateWanted) -> None:
         self._update_wanted = True
@@ -649,12 +681,7 @@ class Membership:
         if request.kind == "create":
             group, self._creating = self._creating, None
             assert group is not None
-            self.group = group
-            self.room_group = group.group_id
-            self.removed = False
-            self._checked = {}
-            self._epoch_changed("create")
-            self._reconcile()
+            self._created(group)
             return
         group = self.group
         if group is None or not group.has_pending_commit or group.epoch != request.epoch:
@@ -664,6 +691,15 @@ class Membership:
         if request.kind == "update":
             self._update_wanted = False
         self._epoch_changed("own")
+        self._reconcile()
+
+    def _created(self, group: GroupView) -> None:
+        """The room's group is the one we created."""
+        self.group = group
+        self.room_group = group.group_id
+        self.removed = False
+        self._checked = {}
+        self._epoch_changed("create")
         self._reconcile()
 
     def _on_RequestRefused(self, event: RequestRefused) -> None:
@@ -736,7 +772,7 @@ class Membership:
         if event.epoch < group.epoch:
             return  # our own commit, applied when it was accepted
         if event.epoch > group.epoch:
-            self._emit(RequestCatchUp(group.epoch))
+            self._emit(Rejoin(True, f"a commit for epoch {event.epoch} while at {group.epoch}"))
             return
         try:
             received = group.receive(event.commit)
@@ -902,9 +938,11 @@ class Membership:
         self._emit(SwitchSendingKey(details.epoch, delay))
 
     def _committer(self) -> bool:
-        """The present member shown with the lowest leaf index commits."""
+        """The present member shown with the lowest leaf index commits (not a stale one:
+        back on a new connection, it may have lost the group's state)."""
         here = {identity: leaf for identity, leaf in self.members().items()
-                if identity == self.identity or identity in self.present or identity in self._resuming}
+                if identity == self.identity
+                or (identity in self.present and identity not in self._stale)}
         return bool(here) and min(here, key=here.__getitem__) == self.identity
 
     def _reconcile(self) -> None:

@@ -262,6 +262,11 @@ async def test_member_reconnecting_without_state_is_removed_and_added_again(
     # replaces the old connection, alice sees bob join again
     bob_again = await start_peer("bob")
     await until(lambda: bob.ended.is_set(), "the old connection replaced")
+    # another signature key for bob: alice is warned and shows bob's media once she accepts it
+    await until(lambda: any(w.kind == "key_changed" and w.identity == "bob" for w in alice.warnings),
+                "alice warned of bob's new key")
+    assert not bob_again.warnings
+    alice.accept_key("bob")
     await until(lambda: same_group([alice, bob_again]) and receiving_all([alice, bob_again], 30),
                 "bob back in the call")
     assert [(e.epoch, e.members) for e in alice.epochs[-2:]] == [(before + 1, 1), (before + 2, 2)]
@@ -325,7 +330,7 @@ async def test_a_peer_away_longer_than_the_room_log_gives_up_reconnecting(start_
         raise SignalingError(ErrorCode.LOG_TRUNCATED, "away too long", pruned_seq=9)
 
     alice.client.reconnect = truncated  # type: ignore[method-assign]
-    assert await alice._reconnect(60.0) is None
+    assert await alice.rejoin(60.0) is None
     assert attempts == [1]
 
 
@@ -341,9 +346,9 @@ async def test_a_peer_still_waiting_to_be_added_reconnects_as_a_newcomer(start_p
 
     alice.client.reconnect = reconnect  # type: ignore[method-assign]
     assert alice.group is not None
-    await alice._reconnect(5.0)
-    alice.group = None  # as a newcomer waiting to be added
-    await alice._reconnect(5.0)
+    await alice.rejoin(5.0)
+    alice.membership.group = None  # as a newcomer waiting to be added
+    await alice.rejoin(5.0)
     assert asked == [{"catch_up": True}, {"catch_up": False}]
 
 

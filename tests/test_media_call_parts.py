@@ -12,9 +12,9 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
 from aiortc.jitterbuffer import JitterFrame
 from av import AudioFrame, VideoFrame
 
-from media.call_peer import credential_identity, key_package_identity
 from media.counter import COUNTER_MODULUS, CounterVideoTrack, draw_counter, read_counter
 from media.loopback import filter_sdp, is_loopback_candidate, loopback_ice
+from media.membership import credential_identity, key_package_identity
 from media.sinks import TrackReport
 from mls import MLS
 

@@ -157,7 +157,7 @@ class Harness:
         now = float(step.get("now", 0.0))
         if kind == "joined":
             group = self.room_group if step.get("group") == "room" else None
-            return self.feed(m.Joined(self.me, tuple(step.get("present", ())), group,
+            return self.feed(m.RoomJoined(self.me, tuple(step.get("present", ())), group,
                                       self.room_epoch if group is not None else None))
         if kind == "presence_joined":
             return self.feed(m.PresenceJoined(step["identity"]))
