@@ -41,6 +41,7 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from sframe import KeyPending, MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
 
+from . import membership as mm
 from .call_peer import CallPeer
 from .session import SFrameSession
 from .sinks import VerifyingSink
@@ -395,6 +396,9 @@ class ObservedPeer(CallPeer):
         #: ledger time of the crash
         self.crashed_at: float | None = None
         self._crash_on_commit = False
+        #: request number -> (epoch, ledger time) of our commits awaiting their answer
+        self._submitted: dict[int, tuple[int, float]] = {}
+        self.membership.observer = self._observe
 
     def view(self) -> PeerView:
         return PeerView(self.identity or self.name, None if self.group is None else self.group.epoch,
@@ -455,34 +459,32 @@ class ObservedPeer(CallPeer):
 
     # -- what CallPeer does, recorded ----------------------------------------------
 
-    def _epoch_changed(self, cause: str) -> None:
-        super()._epoch_changed(cause)
-        group = self.group
-        assert group is not None
-        self.ledger.epochs.append(EpochRecord(
-            self.identity, group.epoch, cause, self.ledger.now(),
-            tuple(sorted(self.member_identities())), fingerprint(group.epoch_authenticator())))
+    def _observe(self, item: mm.Event | mm.Action) -> None:
+        """The membership machine's events and actions (its observer hook), recorded."""
+        if isinstance(item, mm.InstallEpoch):
+            self.ledger.epochs.append(EpochRecord(
+                self.identity, item.epoch, item.cause, self.ledger.now(), item.members,
+                fingerprint(item.exporter.epoch_authenticator())))
+        elif isinstance(item, mm.SubmitCommit):
+            self._submitted[item.request] = (item.epoch, self.ledger.now())
+        elif isinstance(item, (mm.RequestAccepted, mm.RequestRefused, mm.RequestUnanswered)):
+            submitted = self._submitted.pop(item.request, None)
+            if submitted is not None:
+                self.ledger.commits.append(CommitRecord(self.identity, submitted[0], submitted[1],
+                                                        self.ledger.now(),
+                                                        isinstance(item, mm.RequestAccepted)))
+        elif isinstance(item, mm.Reconnected):
+            self.ledger.reconnects.append((self.identity, self.ledger.now()))
 
-    async def _submit(self, output: Any, welcomes: dict[str, bytes]) -> bool:
-        group = self.group
-        assert group is not None
-        epoch, submitted = group.epoch, self.ledger.now()
-        if self._crash_on_commit:
-            await self._submit_and_crash(group.group_id, epoch, output.commit, welcomes)
-            return False
-        accepted = await super()._submit(output, welcomes)
-        self.ledger.commits.append(CommitRecord(self.identity, epoch, submitted, self.ledger.now(),
-                                                accepted))
-        return accepted
+    async def perform(self, action: mm.Action) -> mm.Event | None:
+        if self._crash_on_commit and isinstance(action, mm.SubmitCommit):
+            await self._submit_and_crash(action)
+        return await super().perform(action)
 
-    async def _on_reconnected(self, reply: dict[str, Any]) -> None:
-        self.ledger.reconnects.append((self.identity, self.ledger.now()))
-        await super()._on_reconnected(reply)
-
-    async def _reconnect(self, timeout: float) -> dict[str, Any] | None:
+    async def rejoin(self, timeout: float) -> dict[str, Any] | None:
         if self.crashed:
             return None
-        return await super()._reconnect(timeout)
+        return await super().rejoin(timeout)
 
     # -- crashing ------------------------------------------------------------------
 
@@ -492,12 +494,14 @@ class ObservedPeer(CallPeer):
         self._crash_on_commit = True
         self.request_self_update()
 
-    async def _submit_and_crash(self, group_id: bytes, epoch: int, commit: bytes,
-                                welcomes: dict[str, bytes]) -> None:
-        sent = asyncio.ensure_future(self.client.commit(group_id, epoch, commit, welcomes=welcomes))
+    async def _submit_and_crash(self, action: mm.SubmitCommit) -> None:
+        welcomes = {w.to: w.welcome for w in action.welcomes}
+        sent = asyncio.ensure_future(self.client.commit(action.group_id, action.epoch, action.commit,
+                                                        welcomes=welcomes))
         sent.add_done_callback(lambda task: task.cancelled() or task.exception())
         await asyncio.sleep(0.01)  # the frame is written; the answer is never read
-        logger.info("%s: crashing right after submitting a commit for epoch %d", self.identity, epoch)
+        logger.info("%s: crashing right after submitting a commit for epoch %d", self.identity,
+                    action.epoch)
         asyncio.ensure_future(self.crash())
         await asyncio.Future()  # handle nothing more: the crash cancels this task
 
