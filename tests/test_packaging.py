@@ -10,6 +10,8 @@
   dependencies taken from web/node_modules), and every entry point imports
   under node; the README's first example runs against it. The declarations
   are generated from the JSDoc without errors.
+- The wheel's build hook without node/npm: a prebuilt bundle (an sdist's)
+  goes into the wheel; without one the build stops saying what to do.
 - The wheel (``pip wheel .``) carries the page; installed into a fresh
   virtual environment outside the checkout, its ``mlscall demo`` serves the
   page, which joins the bots' call and decrypts their video in headless
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -340,3 +343,50 @@ async def test_the_installed_demo_page_joins_the_bots(installed: Path, tmp_path:
     codes = re.findall(r"summary for (\S+):\n(?:  .*\n)*?  verification:\s+([\d ]+)\n", output)
     assert codes == [("alice-bot", view["verification"]), ("bob-bot", view["verification"])]
     assert not log.errors, log.errors
+
+
+# -- the wheel's build hook without node/npm ------------------------------------------------------------
+
+def source_tree(target: Path, *, bundle: bool) -> Path:
+    """The files a wheel builds from (as an sdist has them), with or without the page's bundle."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "static")
+    target.mkdir()
+    for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
+        shutil.copy2(REPO / name, target / name)
+    for package in ("mls", "sframe", "signaling", "media"):
+        shutil.copytree(REPO / package, target / package, ignore=ignore)
+    shutil.copytree(WEB / "public", target / "web" / "public",
+                    ignore=None if bundle else shutil.ignore_patterns("dist"))
+    return target
+
+
+def build_without_npm(source: Path, wheels: Path) -> subprocess.CompletedProcess[str]:
+    """``pip wheel`` with a PATH holding this Python only: no node, no npm."""
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-w", str(wheels)],
+        cwd=source, capture_output=True, text=True, timeout=BOUND, check=False,
+        env={"PATH": str(Path(sys.executable).parent), "HOME": str(source)})
+
+
+@pytest.mark.slow
+def test_without_npm_the_prebuilt_bundle_goes_into_the_wheel(tmp_path: Path) -> None:
+    source = source_tree(tmp_path / "src", bundle=True)
+    done = build_without_npm(source, tmp_path / "wheels")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (wheel,) = (tmp_path / "wheels").glob("mlscall-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"signaling/static/index.html", "signaling/static/dist/main.js",
+            "signaling/static/dist/sframe-worker.js"} <= names
+
+
+@pytest.mark.slow
+def test_without_npm_or_a_bundle_the_build_says_what_to_do(tmp_path: Path) -> None:
+    source = source_tree(tmp_path / "src", bundle=False)
+    done = build_without_npm(source, tmp_path / "wheels")
+    assert done.returncode != 0
+    output = done.stdout + done.stderr
+    assert "the call page's bundle is missing (web/public/dist/main.js, web/public/dist/sframe-worker.js)" in output
+    assert "install Node.js >= 20 and npm, run `npm --prefix web ci`" in output
+    assert not list((tmp_path / "wheels").glob("*.whl"))
