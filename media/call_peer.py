@@ -261,12 +261,16 @@ class CallPeer:
         if self._stopped:
             return
         self._stopped = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        # cancel until done: a cancellation arriving while a task awaits a link's or
+        # a sink's own cancelled task (close, detach) can be absorbed there
+        while pending := {task for task in self._tasks if not task.done()}:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.5)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            if not task.cancelled():
+                task.result()  # what a task raised, if it ended by itself
         if self.client.connected:
             with contextlib.suppress(SignalingError, asyncio.TimeoutError):
                 async with asyncio.timeout(self.options.request_timeout):
