@@ -85,6 +85,7 @@ def summary(status: CallStatus) -> str:
         f"  failures:         {status.failures_total} ({failures})",
         f"  epochs seen:      {epochs}",
         f"  commit conflicts: {status.conflicts}",
+        f"  trust warnings:   {', '.join(f'{w.kind} {w.identity}' for w in status.warnings) or 'none'}",
         f"  verification:     {status.verification or '-'}",
         f"  final epoch:      {'-' if status.epoch is None else status.epoch}"
         f"{' (removed from the group)' if status.removed else ''}",
