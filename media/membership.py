@@ -425,6 +425,8 @@ class Membership:
         self.removed = False
         #: our commits refused because another one won the epoch
         self.conflicts = 0
+        #: KeyPackages we published
+        self.key_packages_published = 0
         self.ended = False
         self._credential = b""
         self._creating: GroupView | None = None
@@ -452,6 +454,11 @@ class Membership:
     @property
     def epoch(self) -> int | None:
         return None if self.group is None else self.group.epoch
+
+    @property
+    def client_id(self) -> bytes:
+        """Our MLS client id (the hash of our signature key; empty before joining)."""
+        return b"" if self.record is None else self.record.client_id
 
     @property
     def busy(self) -> bool:
@@ -657,6 +664,7 @@ class Membership:
     def _publish(self) -> None:
         assert self.record is not None
         self._published_at = self._now
+        self.key_packages_published += 1
         package = self.mls.generate_key_package(self.record.client_id, self._credential)
         self._emit(PublishKeyPackage(package.content))
 

@@ -196,7 +196,7 @@ async def test_a_foreign_welcome_is_refused_and_the_newcomer_joins_the_real_grou
     peers = await two_in_a_call(call)
     mallory = await member_mallory(call, peers)
     carol = await call.peer("carol")
-    await until(lambda: bool(carol._published_at), "carol published a KeyPackage")
+    await until(lambda: carol.membership.key_packages_published > 0, "carol published a KeyPackage")
     # mallory (a member, so he may claim) takes carol's KeyPackage and welcomes her into a group
     # of his own, attached to a valid commit of the room's group that adds nobody
     foreign = mallory.mls.group_create(mallory.client_id, mallory.credential)
@@ -293,7 +293,7 @@ async def test_an_impostors_key_package_is_refused(call: Call) -> None:
     call.refused.discard("bob")
     alice.reconcile_soon()
     await until(lambda: converged([alice, bob]), "the real bob added")
-    assert bob.group is not None and bob.group.details().members[bob.group.leaf_index].client_id == bob._client_id
+    assert bob.group is not None and bob.group.details().members[bob.group.leaf_index].client_id == bob.membership.client_id
     await still_working(call, [alice, bob])
 
 
@@ -304,7 +304,7 @@ async def test_a_non_member_claims_no_key_package(call: Call) -> None:
     call.refused.add("carol")  # carol waits, publishing
     peers = await two_in_a_call(call)
     carol = await call.peer("carol")
-    await until(lambda: bool(carol._published_at), "carol published a KeyPackage")
+    await until(lambda: carol.membership.key_packages_published > 0, "carol published a KeyPackage")
     available = await key_packages_of(call, "carol")
     mallory = await call.mallory()
     before = await call.state()
@@ -324,7 +324,7 @@ async def test_a_claim_flood_is_rate_limited(call: Call) -> None:
     peers = await two_in_a_call(call)
     mallory = await member_mallory(call, peers)
     carol = await call.peer("carol")
-    await until(lambda: bool(carol._published_at), "carol published a KeyPackage")
+    await until(lambda: carol.membership.key_packages_published > 0, "carol published a KeyPackage")
     before = await call.state()
     codes = []
     for _ in range(60):  # as fast as the connection allows
