@@ -33,8 +33,20 @@ deliveries/s: nearly twice the 5,000 deliveries/s target, while leaving the
 load process (one core at most) enough headroom to time every delivery.
 ``--only mlscall`` runs one server alone (for profiling, no JSON).
 
+``--attack`` measures the mlscall server twice instead, under the same load:
+alone, and with one more participant (a process of its own) that created the
+group of a room of its own and floods it for the window with 190 KiB
+application messages at 190/s, within its connection's rate limit, until the
+per-epoch quota refuses them (``quota_exceeded``). It prints the other rooms'
+ack (send to ack) and delivery p50/p99 of both runs and their ratio. Then, on
+a fresh server without quotas, a member fills a room's log with 50 MB of
+application messages; a fresh join and a catch-up from seq 0 are timed (to
+the ack, to the first entry, to the last) and the server's peak RSS during
+the catch-up is read from ``/proc/PID/status`` (``VmHWM``, reset through
+``clear_refs`` before it) against its RSS before.
+
 Run: .venv/bin/python benchmarks/ds_load.py [--clients 1000] [--room-size 10] [--rate 1]
-     [--duration 10] [--load-procs 1] [--quick] [--json PATH]
+     [--duration 10] [--load-procs 1] [--quick] [--attack] [--json PATH]
 """
 
 from __future__ import annotations
@@ -490,8 +502,8 @@ async def catch_up(args: argparse.Namespace, tmp: Path, log_bytes: int) -> dict[
     secret_file = tmp / "secret"
     secret = secrets.token_bytes(32)
     secret_file.write_bytes(secret)
-    server, url = await _start_server("mlscall", args, tmp, ("--quota-sender-bytes", "0", "--quota-room-bytes", "0",
-                                                             "--log-max-bytes", "0"))
+    unlimited = ("--quota-sender-bytes", "0", "--quota-room-bytes", "0", "--log-max-bytes", "0")
+    server, url = await _start_server("mlscall", args, tmp, unlimited)
     from signaling.tokens import TokenAuthority
     tokens = TokenAuthority(secret)
     try:
@@ -553,12 +565,13 @@ async def attack_main(args: argparse.Namespace) -> None:
     for metric, value in caught.items():
         print(f"  {metric:28} {value:10.1f}")
     write_figures(args.json, "ds_load_attack", [
-        figure(metric.rsplit(" (", 1)[0], "ms", attacked[metric], calm[metric], "the same load without the attacker")
+        figure(metric.rsplit(" (", 1)[0], "ms", attacked[metric], calm[metric],
+               "the same load without the attacker")
         for metric in headline[:4]] + [
         figure("catch-up first entry", "ms", caught["catch-up first entry (ms)"], caught["fresh join ack (ms)"],
                "a fresh join's ack"),
-        figure("catch-up server peak RSS", "MiB", caught["server peak RSS (MiB)"], caught["server RSS before (MiB)"],
-               "the server's RSS before the catch-up")])
+        figure("catch-up server peak RSS", "MiB", caught["server peak RSS (MiB)"],
+               caught["server RSS before (MiB)"], "the server's RSS before the catch-up")])
 
 
 async def main(args: argparse.Namespace) -> None:

@@ -120,8 +120,8 @@ class Member:
     async def deliver(self, text: str) -> None:
         """Write one frame now if nothing waits before it and the socket takes it at once; else queue it."""
         transport = self.transport
-        if (self.writing or self.closing or transport is None or self.held is not None or len(text) > INLINE_FRAME_BYTES
-                or self.queue.qsize() or self.ws.closed):
+        if (self.writing or self.closing or transport is None or self.held is not None
+                or len(text) > INLINE_FRAME_BYTES or self.queue.qsize() or self.ws.closed):
             self.send(text)
             return
         low, high = transport.get_write_buffer_limits()

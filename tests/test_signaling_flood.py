@@ -10,7 +10,6 @@ socket closes stops reading; pruning by size and by age (a clock the test contro
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
