@@ -110,6 +110,9 @@ class CallOptions:
     #: after the signaling connection drops (not replaced by a newer one),
     #: keep trying to rejoin for this long (seconds); None ends the call
     reconnect_timeout: float | None = None
+    #: still waiting to be added after this long (seconds), rejoin as a newcomer
+    #: (docs/membership.md, "Waiting too long"; only with ``reconnect_timeout``)
+    rejoin_after: float | None = 30.0
 
     def key_manager(self) -> MLSKeyManager:
         """A fresh SFrame key manager with this call's KID layout and retention."""
@@ -121,7 +124,8 @@ class CallOptions:
             confirm_delay=self.confirm_delay, switch_delay=self.switch_delay,
             key_package_interval=self.key_package_interval,
             self_update_interval=self.self_update_interval,
-            reconnect_grace=self.reconnect_timeout or 0.0, admit=self.admit)
+            reconnect_grace=self.reconnect_timeout or 0.0, admit=self.admit,
+            rejoin_after=self.rejoin_after)
 
 
 @dataclass(frozen=True)

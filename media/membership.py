@@ -356,7 +356,7 @@ class MembershipConfig:
     admit: Callable[[str], bool] | None = None
     #: a newcomer waiting this long in a room whose group has members present rejoins
     #: (seconds, None for never)
-    rejoin_after: float | None = 10.0
+    rejoin_after: float | None = 30.0
 
 
 @dataclass
@@ -727,8 +727,10 @@ class Membership:
             group.discard_pending_commit()
         if event.code == "conflict":
             self.conflicts += 1  # the winner is next in the log; the work is retried if still needed
-        elif event.code == "wrong_group" and self.room_group != group.group_id:
-            self._forget_group()  # another participant's group won the room
+        elif event.code == "wrong_group":
+            # the room carries another group (it won the room, or ours was dropped as abandoned)
+            self._forget_group()
+            self.room_group = None
             self._emit(GroupLeft("wrong_group"))
             self._publish()
 

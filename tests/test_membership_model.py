@@ -36,6 +36,8 @@ NAMES = ("ann", "ben", "cat", "dan", "eve")
 TICK = 0.3
 #: quiet rounds (deliver everything, then one tick) within which the room must converge
 SETTLE_ROUNDS = 60
+#: the machines' timing: a waiting participant rejoins well within the settling rounds
+CONFIG = m.MembershipConfig(rejoin_after=5.0)
 
 
 @dataclass
@@ -212,7 +214,7 @@ class MembershipModel(RuleBasedStateMachine):
         """Two to five participants join one after the other."""
         for name in names:
             mls = MLS()
-            person = self.people[name] = Participant(name, mls, m.Membership(mls))
+            person = self.people[name] = Participant(name, mls, m.Membership(mls, CONFIG))
             self.connect(person, reconnect=False)
 
     @precondition(lambda self: len(self.connected()) < 5)
@@ -223,9 +225,9 @@ class MembershipModel(RuleBasedStateMachine):
         person = self.people.get(name)
         if person is None:
             mls = MLS()
-            person = self.people[name] = Participant(name, mls, m.Membership(mls))
+            person = self.people[name] = Participant(name, mls, m.Membership(mls, CONFIG))
         else:
-            person.machine = m.Membership(person.mls)  # restarted from its persisted state
+            person.machine = m.Membership(person.mls, CONFIG)  # restarted from its persisted state
         self.connect(person, reconnect=False)
 
     @precondition(lambda self: bool(self.connected()))
