@@ -283,3 +283,35 @@ async def test_pruning_by_age_with_the_servers_clock_then_log_truncated(
     reply = await watcher.connect(since=old)
     assert reply["backlog"] == 2
     await still_serves(server, clients, [alice, bob])
+
+
+async def test_a_catch_up_overtaken_by_pruning_ends_with_log_truncated(
+        make_server: MakeServer, clients: list[SignalingClient]) -> None:
+    server = await make_server(log_max_bytes=32 * MIB, quota_sender_bytes=None, quota_room_bytes=None)
+    alice, bob = await group_of(server, clients, ("alice", "bob"), ROOM)
+    first = await fill(server, "alice", alice.view.epoch, 30 * MIB, 250 * KIB)
+    token = server.server.tokens.mint(ROOM, "carol", 600)
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url, max_msg_size=0) as ws:
+        await ws.send_json({"type": "join", "id": 1, "room": ROOM, "token": token, "since": first[0].seq - 1})
+        reply = json.loads((await ws.receive(timeout=30)).data)
+        assert reply["backlog"] == len(first)
+        seqs = [json.loads((await ws.receive(timeout=30)).data)["seq"]]  # her first page is under way
+        # carol reads nothing more for now: her replay waits for her socket while the log moves on
+        await fill(server, "alice", alice.view.epoch, 24 * MIB, 250 * KIB)
+        pruned = (await server.server.store.group_state(ROOM)).pruned_seq
+        assert pruned > first[len(first) // 2].seq
+        while True:
+            msg = await ws.receive(timeout=30)
+            if msg.type is not aiohttp.WSMsgType.TEXT:
+                closed = msg
+                break
+            frame = json.loads(msg.data)
+            if frame["type"] == "error":
+                error = frame
+                continue
+            seqs.append(frame["seq"])
+    assert (closed.type, closed.data) == (aiohttp.WSMsgType.CLOSE, 4008)
+    assert seqs == [entry.seq for entry in first[:len(seqs)]]  # in order, without a gap
+    assert (error["code"], error["re"]) == ("log_truncated", None)
+    assert seqs[-1] < error["pruned_seq"] <= pruned  # it stopped where the log no longer had its entries
+    await still_serves(server, clients, [alice, bob])

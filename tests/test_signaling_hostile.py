@@ -187,7 +187,7 @@ def _strings(value: Any) -> list[str]:
 
 
 #: Protocol words an error message may name (field and type names), not echoes of a payload.
-_VOCABULARY = {word for kind, fields in SCHEMA.items() for word in (kind, *fields)} | {"key_package"}
+_VOCABULARY = {word for kind, fields in SCHEMA.items() for word in (kind, *fields)} | {"key_package", "protocol"}
 
 
 def check_reply(reply: dict[str, Any], frame: dict[str, Any] | None) -> None:
