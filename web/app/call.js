@@ -44,8 +44,8 @@ export const DEFAULT_OPTIONS = Object.freeze({
   reconnectTimeout: 30,
   /** commit an UpdatePath this often (null: never) */
   selfUpdateInterval: null,
-  /** waiting this long to be added while members are present, rejoin as a newcomer (null: never) */
-  rejoinAfter: 10,
+  /** waiting this long to be added to the room's group, rejoin as a newcomer (null: never) */
+  rejoinAfter: 30,
   // SFrame KID layout and retention (RFC 9605 §5.2): the same as the Python
   // peers' CallOptions.sframe_epoch_bits / sframe_retain_epochs
   sframeEpochBits: 8,

@@ -75,8 +75,8 @@ export const DEFAULT_CONFIG = Object.freeze({
   reconnectGrace: 0.0,
   /** which participants may be in the group: (identity) => boolean, null for everyone present */
   admit: null,
-  /** a newcomer waiting this long in a room whose group has members present rejoins (null for never) */
-  rejoinAfter: 10.0,
+  /** a newcomer waiting this long in a room that has a group rejoins (null for never) */
+  rejoinAfter: 30.0,
 });
 
 const sameId = (a, b) => a !== null && a !== undefined && b !== null && b !== undefined && bytesEqual(a, b);
@@ -181,6 +181,8 @@ export class Membership {
     this.removed = false;
     /** our commits refused because another one won the epoch */
     this.conflicts = 0;
+    /** KeyPackages we published */
+    this.keyPackagesPublished = 0;
     this.ended = false;
   }
 
@@ -189,6 +191,11 @@ export class Membership {
   /** The group's epoch (a number), or null. */
   get epoch() {
     return this.group === null ? null : Number(this.group.epoch);
+  }
+
+  /** Our MLS client id (the hash of our signature key; empty before joining). */
+  get clientId() {
+    return this.record === null ? new Uint8Array(0) : this.record.clientId;
   }
 
   /** A request of ours that changes the group is unanswered. */
@@ -287,6 +294,9 @@ export class Membership {
     if (record.groupId !== null && sameId(record.groupId, this.roomGroup)) {
       this.group = await this.mls.groupGet(record.groupId, record.clientId);
       if (this.group !== null) {
+        if (event.epoch === Number(this.group.epoch) && await this.group.hasPendingCommit()) {
+          await this.group.discardPendingCommit(); // it did not get in before we stopped
+        }
         await this.#refresh();
         this.#checked = new Map(this.#members.map((m) => [m.leafIndex, m.clientHex]));
         await this.#epochChanged('welcome'); // restarted: the state we stored
@@ -395,17 +405,22 @@ export class Membership {
     this.#checkWaiting();
   }
 
-  /** Waiting for a Welcome while members are present: after `rejoinAfter`, rejoin. */
+  /**
+   * Waiting for a Welcome in a room with a group: after `rejoinAfter`, rejoin
+   * (as a newcomer, which the server does not count as a member of an
+   * abandoned group).
+   */
   #checkWaiting() {
     const limit = this.config.rejoinAfter;
     if (this.group !== null || this.#creating !== null || this.roomGroup === null
-        || this.present.size === 0 || limit === null || limit === undefined || this.ended) {
+        || limit === null || limit === undefined || this.ended) {
       this.#waitingSince = null;
     } else if (this.#waitingSince === null) {
       this.#waitingSince = this.#now;
     } else if (this.#now - this.#waitingSince >= limit) {
       this.#waitingSince = this.#now;
-      this.#emit({ type: 'rejoin', catchUp: false, reason: `waited ${limit} s to be added` });
+      // as Python's f"{limit:g}": six significant digits
+      this.#emit({ type: 'rejoin', catchUp: false, reason: `waited ${Number(limit.toPrecision(6))} s to be added` });
     }
   }
 
@@ -432,6 +447,7 @@ export class Membership {
 
   async #publish() {
     this.#publishedAt = this.#now;
+    this.keyPackagesPublished += 1;
     const keyPackage = await this.mls.generateKeyPackage(this.record.clientId, this.#credential);
     this.#emit({ type: 'publish_key_package', keyPackage: keyPackage.content });
   }
@@ -498,8 +514,10 @@ export class Membership {
     if (Number(group.epoch) === request.epoch && await group.hasPendingCommit()) await group.discardPendingCommit();
     if (event.code === 'conflict') {
       this.conflicts += 1; // the winner is next in the log; the work is retried if still needed
-    } else if (event.code === 'wrong_group' && !sameId(this.roomGroup, group.groupId)) {
-      await this.#forgetGroup(); // another participant's group won the room
+    } else if (event.code === 'wrong_group') {
+      // the room carries another group (it won the room, or ours was dropped as abandoned)
+      await this.#forgetGroup();
+      this.roomGroup = null;
       this.#emit({ type: 'group_left', reason: 'wrong_group' });
       await this.#publish();
     }

@@ -75,3 +75,43 @@ test('a reloaded page keeps its signature key and the keys it has seen; a change
   assert.equal(python.encoded, stored); // byte for byte what Python writes
   assert.deepEqual(python.known_keys, { alice: ownClientId, bob: toHex(restarted.clientId) });
 });
+
+test('a page reloaded with a commit of its own still pending drops it when the room is at that epoch', async () => {
+  const factory = new IDBFactory();
+  const open = () => new IndexedDBStore({ name: 'page', indexedDB: factory });
+  const store = open();
+  const first = new Membership(new MLS(store), { store });
+  await aliceAddsBob(first, await keyPackageOf('bob'));
+  const [update] = await first.handle({ type: 'self_update_wanted' });
+  assert.deepEqual([update.type, update.purpose, update.epoch], ['submit_commit', 'update', 1]);
+  assert.equal(await first.group.hasPendingCommit(), true);
+  const groupId = first.group.groupId;
+  await store.close(); // reloaded before the answer came
+
+  const reopened = open();
+  const second = new Membership(new MLS(reopened), { store: reopened });
+  const actions = await second.handle({ type: 'room_joined', identity: 'alice', present: ['bob'], groupId, epoch: 1 });
+  const install = actions.find((a) => a.type === 'install_epoch');
+  assert.deepEqual([install.epoch, install.cause, install.members], [1, 'welcome', ['alice', 'bob']]);
+  assert.equal(await second.group.hasPendingCommit(), false);
+  const chat = await second.handle({ type: 'send_chat', text: 'back' });
+  assert.deepEqual(chat.map((a) => [a.type, a.epoch]), [['send_application', 1]]);
+});
+
+test('the queries clientId and keyPackagesPublished', async () => {
+  const factory = new IDBFactory();
+  const store = new IndexedDBStore({ name: 'page', indexedDB: factory });
+  const machine = new Membership(new MLS(store), { store, config: { keyPackageInterval: 1.0 } });
+  assert.deepEqual(machine.clientId, new Uint8Array(0)); // before joining
+  assert.equal(machine.keyPackagesPublished, 0);
+  const joined = await machine.handle({ type: 'room_joined', identity: 'bob', present: ['alice'], groupId: new Uint8Array([7]), epoch: 3 });
+  assert.deepEqual(joined.map((a) => a.type), ['publish_key_package']);
+  assert.equal(machine.clientId.length > 0, true);
+  assert.deepEqual(machine.clientId, machine.record.clientId);
+  assert.equal(machine.keyPackagesPublished, 1);
+  await machine.handle({ type: 'tick', now: 0.5 }); // before key_package_interval: none
+  assert.equal(machine.keyPackagesPublished, 1);
+  const ticked = await machine.handle({ type: 'tick', now: 1.0 });
+  assert.equal(ticked.filter((a) => a.type === 'publish_key_package').length, 1);
+  assert.equal(machine.keyPackagesPublished, 2);
+});

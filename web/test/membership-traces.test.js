@@ -362,7 +362,8 @@ test('the traces cover the issue', () => {
   const covered = new Set(TRACE_FILES.map((name) => JSON.parse(readFileSync(path.join(TRACES, name), 'utf8')).covers));
   for (const want of ['create', 'join_by_welcome', 'batched_adds', 'leave_remove', 'conflict_retry', 'echo',
     'reconnect_catch_up', 'self_update_timer', 'admit_policy', 'group_reset', 'log_truncated',
-    'ghost_add', 'impostor_add', 'foreign_welcome', 'changed_key', 'forged_chat_sender']) {
+    'ghost_add', 'impostor_add', 'foreign_welcome', 'changed_key', 'forged_chat_sender', 'wrong_group',
+    'waiting_rejoin']) {
     assert.ok(covered.has(want), want);
   }
 });
