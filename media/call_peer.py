@@ -19,11 +19,13 @@ A :class:`CallPeer` joins a room of the signaling server
   trust warnings.
 * **Mesh**.  One RTCPeerConnection (:class:`media.mesh.PeerLink`) per other
   participant present, the lexicographically smaller identity offering.
-  Links follow presence, not membership: media flows as soon as keys allow,
-  and a participant without the group's keys (not admitted, not yet added,
-  or removed) receives only frames it cannot decrypt.  The remote tracks of
-  a participant whose signature key changed (a ``key_changed`` trust
-  warning) reach the sinks only once the key is accepted
+  Links follow presence, not membership, but media flows on a link only
+  once its remote is a member, under an epoch it has (from the one its
+  Welcome starts): a participant not admitted, not yet added, or removed
+  gets no frame, and a joiner's first frame from each member is a keyframe
+  it can open.  The remote tracks of a participant whose signature key
+  changed (a ``key_changed`` trust warning) reach the sinks only once the
+  key is accepted
   (:meth:`CallPeer.accept_key`, or ``CallOptions.accept_key``).
 * **Keys** (RFC 9605 §5.2).  Every epoch change goes to one
   :class:`media.session.SFrameSession`: receivers use a new epoch at once;
@@ -217,6 +219,8 @@ class CallPeer:
         self._installing: mm.InstallEpoch | None = None
         #: remote tracks held back from the sinks while their sender is not trusted
         self._held_tracks: dict[str, list[MediaStreamTrack]] = {}
+        #: per linked member: (group id, the first epoch its link saw it a member in)
+        self._member_since: dict[str, tuple[bytes, int]] = {}
         #: with several sinks, each gets its own copy of every remote track
         self._relay = MediaRelay() if len(self.sinks) > 1 else None
 
@@ -621,9 +625,28 @@ class CallPeer:
             await self._feed(mm.PresenceLeft(remote))
 
     async def _sync_links(self) -> None:
-        """Links follow presence: close those of participants gone."""
+        """Links follow presence: close those of participants gone; the others
+        send only what their remote can open."""
         for remote in [r for r in self.links if r not in self.present]:
             await self._close_link(remote)
+        members = self.membership.members()
+        for remote, link in self.links.items():
+            self._gate_link(remote, link, members)
+
+    def _gate_link(self, remote: str, link: PeerLink, members: dict[str, int]) -> None:
+        """``link`` sends only under epochs ``remote`` has: none while it is no
+        member, then from the epoch in which this link first saw it a member
+        (its Welcome's, or a later one), so a joiner never gets a frame it
+        cannot open."""
+        group = self.group
+        if group is None or remote not in members:
+            self._member_since.pop(remote, None)
+            link.protection.remote_keys_from(None)
+            return
+        since = self._member_since.get(remote)
+        if since is None or since[0] != group.group_id:
+            since = self._member_since[remote] = (group.group_id, group.epoch)
+        link.protection.remote_keys_from(since[1])
 
     def _untrusted(self, remote: str) -> bool:
         """Whether a leaf of ``remote`` has a changed signature key not accepted yet."""
@@ -665,11 +688,13 @@ class CallPeer:
             ice_servers=list(self.options.ice_servers),
         )
         self.links[remote] = link
+        self._gate_link(remote, link, self.membership.members())
         return link
 
     async def _close_link(self, remote: str) -> None:
         link = self.links.pop(remote, None)
         self._held_tracks.pop(remote, None)
+        self._member_since.pop(remote, None)
         if link is None:
             return
         self._closed_stats.append(link.stats())

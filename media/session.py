@@ -20,7 +20,11 @@ Key schedule (RFC 9605 §5.2, §7.2):
   (e.g. once the delivery service confirmed the commit) or
   ``install_epoch(..., switch_after=seconds)``; the first epoch is used for
   sending at once.  Each protected video sender forces a keyframe after
-  every switch.
+  every switch;
+* a connection's senders send nothing the remote cannot open
+  (:meth:`PeerProtection.remote_keys_from`: it is no member yet, or our
+  sending epoch is older than the one its Welcome starts), and start with a
+  keyframe once it can.
 
 Attaching to aiortc (per object; unprotected peers in the same process are
 untouched)::
@@ -234,6 +238,8 @@ class PeerProtection:
         self._pc = pc
         self.senders: list[SFrameSenderTransform] = []
         self.receivers: list[SFrameReceiverTransform] = []
+        #: see remote_keys_from (0: every epoch, the default of a sender transform)
+        self._remote_from: int | None = 0
         self.update()
         pc.on("track", lambda track: self.update())
 
@@ -242,9 +248,19 @@ class PeerProtection:
         mine = {id(t.sender) for t in self.senders} | {id(t.receiver) for t in self.receivers}
         for transceiver in self._pc.getTransceivers():
             if id(transceiver.sender) not in mine:
-                self.senders.append(self._session.protect_sender(transceiver.sender))
+                sender = self._session.protect_sender(transceiver.sender)
+                sender.remote_keys_from(self._remote_from)
+                self.senders.append(sender)
             if id(transceiver.receiver) not in mine:
                 self.receivers.append(self._session.protect_receiver(transceiver.receiver))
+
+    def remote_keys_from(self, epoch: int | None) -> None:
+        """Every sender of this connection, current or future, sends only
+        under ``epoch`` or later (None: nothing, the remote is no member);
+        see :meth:`SFrameSenderTransform.remote_keys_from`."""
+        self._remote_from = epoch
+        for sender in self.senders:
+            sender.remote_keys_from(epoch)
 
     def stats(self) -> PeerStats:
         return PeerStats(

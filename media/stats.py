@@ -41,6 +41,8 @@ class SenderStats:
     keyframes_forced: int
     #: frames dropped because they could not be framed or encrypted
     frames_dropped: int
+    #: frames not sent because the remote lacked the sending epoch's key
+    frames_withheld: int
     #: MLS epoch of the last encrypted frame
     epoch: int | None
     #: when this sender first encrypted under a new epoch

@@ -10,7 +10,10 @@ into aiortc is :mod:`media.seams`; keys come from a :class:`FrameKeys`
 ``sframe.MLSKeyManager``).
 
 Sending: a frame that cannot be framed or encrypted is dropped (counted),
-never sent in the clear.  When the sending key changes (a new MLS epoch
+never sent in the clear.  A frame the remote could not open (it is not a
+member, or joined in an epoch after our sending one:
+:meth:`SFrameSenderTransform.remote_keys_from`) is withheld before it is
+encoded (counted); the first video frame sent after is a keyframe.  When the sending key changes (a new MLS epoch
 after its transition, RFC 9605 §7.2 "Video Key Frames") the next video
 frame is encoded as a keyframe.  The encoder runs in aiortc's executor
 thread, so the key switch can land while a frame is being encoded: that
@@ -113,6 +116,9 @@ class SFrameSenderTransform:
         self._sender: MLSSender | None = None
         self._keyframe_generation: int | None = None
         self._last_rekey: float | None = None
+        #: the first MLS epoch whose key the remote has (None: no member, see remote_keys_from)
+        self._remote_from: int | None = 0
+        self._withheld = 0
         seams.hook_sender(sender, self._wrap)
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
@@ -120,6 +126,33 @@ class SFrameSenderTransform:
         self._codec_name = codec.mimeType
         self._frame_sealer = framing.frame_sealer(self._codec)
         return SFrameEncoder(encoder, self._codec, self)
+
+    def remote_keys_from(self, epoch: int | None) -> None:
+        """Send only under ``epoch`` or a later one: the remote has their
+        keys (the epoch its Welcome starts).  None: the remote is no member
+        of the group, send nothing.  Withheld frames are not even encoded;
+        the first video frame sent after some were withheld is a keyframe."""
+        self._remote_from = epoch
+
+    def may_send(self) -> bool:
+        """Whether the next frame goes out (encoder thread): the remote has
+        our sending key.  If not, it is withheld (counted) and the next
+        video frame sent will be a keyframe."""
+        first = self._remote_from
+        if first is not None:
+            if first <= 0:
+                return True
+            sender = self._sender
+            try:
+                if sender is None or sender.generation != self._keys.send_key_generation:
+                    sender = self._current_sender()
+            except SFrameError:  # no sending key: seal_frame drops (and counts) the frame
+                return True
+            if sender.epoch >= first:
+                return True
+        self._withheld += 1
+        self._keyframe_generation = None  # keyframe_due: the next frame sent starts afresh
+        return False
 
     def keyframe_due(self) -> bool:
         """True once after each change of the sending key (and first frame)."""
@@ -185,6 +218,7 @@ class SFrameSenderTransform:
             keyframes_encrypted=self._keyframes,
             keyframes_forced=self._forced,
             frames_dropped=self._dropped,
+            frames_withheld=self._withheld,
             epoch=None if self._sender is None else self._sender.epoch,
             last_rekey=self._last_rekey,
         )
@@ -230,12 +264,16 @@ class SFrameEncoder(Encoder):
         return sealed
 
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
+        if not self._transform.may_send():
+            return [], 0  # no payloads: aiortc's sender sends nothing for this frame
         if self._codec is not FrameCodec.AUDIO and self._transform.keyframe_due():
             force_keyframe = True
         payloads, timestamp = self._inner.encode(frame, force_keyframe)
         return self._seal_payloads(payloads), timestamp
 
     def pack(self, packet: Packet) -> tuple[list[bytes], int]:
+        if not self._transform.may_send():
+            return [], 0
         payloads, timestamp = self._inner.pack(packet)
         return self._seal_payloads(payloads), timestamp
 

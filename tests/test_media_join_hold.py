@@ -1,5 +1,7 @@
 """No frame lost while joining: receivers hold frames of an epoch they do not
-have yet and open them when it is installed (RFC 9605 §4.4.4, §5.2).
+have yet and open them when it is installed (RFC 9605 §4.4.4, §5.2), and a
+sender sends a participant nothing before it is a member, then only under an
+epoch its Welcome gave it, starting with a keyframe.
 
 First on real aiortc receivers without a network (frames put where aiortc
 puts them, delivered frames read from the decoder's queue); then in a real
@@ -26,16 +28,17 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from conftest import until
 from media import FailureKind, SFrameSession
 from media.call_peer import CallOptions, CallPeer
-from media.framing import FrameCodec, is_keyframe
+from media.framing import FrameCodec, frame_codec, is_keyframe
 from media.sinks import VerifyingSink
 from media.stats import ReceiverStats
-from media.tracks import PatternVideoTrack
+from media.tracks import PatternVideoTrack, ToneAudioTrack
 from media.transform import HoldLimits
 from sframe import MLSKeyManager
 from signaling.config import ServerConfig
 from signaling.server import RunningServer, start_server
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+OPUS = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2, payloadType=96)
 ROOM = "join-hold"
 #: how late the joiner processes its Welcome: after the members' switch to
 #: the new epoch (CallOptions.confirm_delay, switch_delay), within the hold
@@ -169,6 +172,52 @@ async def test_holding_switched_off_drops_as_unknown_kid() -> None:
     assert stats.failures[FailureKind.UNKNOWN_KID] == 2 and stats.frames_held == 0
 
 
+async def encoded_frames(sender: RTCRtpSender, codec: RTCRtpCodecParameters, count: int) -> list[bytes | None]:
+    """What ``sender`` sends for its next ``count`` source frames (None: nothing)."""
+    out: list[bytes | None] = []
+    for _ in range(count):
+        encoded = await sender._next_encoded_frame(codec)
+        out.append(None if encoded is None else b"".join(depayload(codec, p) for p in encoded.payloads))
+    return out
+
+
+async def test_a_sender_withholds_frames_its_remote_cannot_open_then_starts_with_a_keyframe() -> None:
+    session = SFrameSession(MLSKeyManager())
+    session.install_epoch(Exporter(3), 3, 0, 2)
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    transform = session.protect_sender(sender)
+    sent = await encoded_frames(sender, VP8, 3)
+    assert all(f is not None for f in sent)
+    assert [is_keyframe(FrameCodec.VP8, f) for f in sent if f is not None] == [True, False, False]
+
+    transform.remote_keys_from(None)  # the remote is no member (any more)
+    assert await encoded_frames(sender, VP8, 2) == [None, None]
+    transform.remote_keys_from(4)  # a member from epoch 4: we still send under 3
+    assert await encoded_frames(sender, VP8, 2) == [None, None]
+    session.install_epoch(Exporter(4), 4, 0, 2)
+    assert await encoded_frames(sender, VP8, 1) == [None]  # installed, not switched to yet
+    session.switch_sender(4)
+    first, second = await encoded_frames(sender, VP8, 2)
+    assert first is not None and is_keyframe(FrameCodec.VP8, first)
+    assert second is not None and not is_keyframe(FrameCodec.VP8, second)
+    stats = transform.stats()
+    assert (stats.frames_withheld, stats.frames_encrypted, stats.epoch) == (5, 5, 4)
+    assert stats.frames_dropped == 0
+
+
+async def test_an_audio_sender_withholds_frames_too() -> None:
+    session = SFrameSession(MLSKeyManager())
+    session.install_epoch(Exporter(0), 0, 0, 2)
+    sender = RTCRtpSender(ToneAudioTrack(), FakeDtlsTransport())
+    transform = session.protect_sender(sender)
+    transform.remote_keys_from(None)
+    assert await encoded_frames(sender, OPUS, 3) == [None, None, None]
+    transform.remote_keys_from(0)
+    assert all(f is not None for f in await encoded_frames(sender, OPUS, 3))
+    stats = transform.stats()
+    assert (stats.frames_withheld, stats.frames_encrypted) == (3, 3)
+
+
 # -- a real call --------------------------------------------------------------------
 
 
@@ -206,9 +255,10 @@ StartPeer = Callable[..., Awaitable[CallPeer]]
 async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
     peers: list[CallPeer] = []
 
-    async def start(identity: str, kind: type[CallPeer] = CallPeer) -> CallPeer:
+    async def start(identity: str, kind: type[CallPeer] = CallPeer,
+                    options: CallOptions | None = None) -> CallPeer:
         token = server.server.tokens.mint(ROOM, identity, 600)
-        peer = kind(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=CallOptions())
+        peer = kind(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=options or CallOptions())
         peers.append(peer)
         await peer.start()
         return peer
@@ -254,3 +304,53 @@ async def test_a_late_welcome_loses_no_frame_from_the_first_keyframe(start_peer:
             assert stats.failures_total == at_welcome[stats.kind].failures_total, (remote, stats)
         report = video_report(carol, remote)
         assert report.missing == 0 and report.unreadable == 0 and report.out_of_order == 0, report.gaps
+
+
+class FirstFrame:
+    """Records whether the first frame reaching a receiver's decoder is a keyframe."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        target = receiver._RTCRtpReceiver__decoder_queue._target  # type: ignore[attr-defined]
+        self._put = target.put
+        target.put = self.put  # (on this queue object only)
+        self.keyframe: bool | None = None
+
+    def put(self, item: Any, *args: Any) -> None:
+        if item is not None and self.keyframe is None:
+            codec, frame = item
+            self.keyframe = is_keyframe(frame_codec(codec.mimeType), frame.data)
+        self._put(item, *args)
+
+
+async def test_no_frame_reaches_a_participant_before_it_is_a_member(start_peer: StartPeer) -> None:
+    admitted: set[str] = set()
+    alice = await start_peer("alice", options=CallOptions(admit=admitted.__contains__))
+    bob = await start_peer("bob")
+    # the link is up and alice's encoders run, but bob is not admitted: nothing goes out
+    await until(lambda: "bob" in alice.links and alice.links["bob"].connected
+                and all(s.frames_withheld > 0 for s in alice.links["bob"].stats().senders)
+                and "alice" in bob.links
+                and any(r.stats().kind == "video" for r in bob.links["alice"].protection.receivers),
+                "a link to bob, who is not a member")
+    assert bob.group is None and alice.links["bob"].stats().frames_encrypted == 0
+    assert bob.links["alice"].stats().frames_encrypted == 0  # no group, no key: bob sends nothing
+    video = next(r for r in bob.links["alice"].protection.receivers if r.stats().kind == "video")
+    first = FirstFrame(video.receiver)
+
+    admitted.add("bob")
+    alice.reconcile_soon()
+    await until(lambda: all(p.status().members == ("alice", "bob") for p in (alice, bob))
+                and all((r := video_report(p, q)) is not None and r.frames > 30
+                        for p, q in ((alice, "bob"), (bob, "alice"))), "a call of two")
+    joined = bob.epochs[0].epoch
+    assert bob.epochs[0].cause == "welcome"
+    for receiver in bob.links["alice"].protection.receivers:
+        stats = receiver.stats()
+        assert stats.failures[FailureKind.UNKNOWN_KID] == 0, stats
+        assert stats.failures[FailureKind.HELD_EXPIRED] == 0, stats
+        assert stats.failures_total == 0, stats
+        assert stats.frames_decrypted > 0 and min(stats.frames_by_epoch) >= joined
+    assert first.keyframe is True  # decodable from the first frame bob received
+    assert sum(alice.links["bob"].stats().failures.values()) == 0
+    report = video_report(bob, "alice")
+    assert report.missing == 0 and report.unreadable == 0, report.gaps
