@@ -438,6 +438,8 @@ async def test_browser_commits_adds_and_removes(
     for bot in (bob, dave):
         failures = bot.links[BROWSER].stats().failures
         assert failures[FailureKind.AUTHENTICATION] == 0 and failures[FailureKind.MALFORMED] == 0
+        # the page sent each bot nothing before adding it, then only under its Welcome's epoch
+        assert failures[FailureKind.UNKNOWN_KID] == 0 and failures[FailureKind.HELD_EXPIRED] == 0, failures
     pairs = await page.evaluate(SUCCEEDED_PAIRS)
     assert pairs and all(address in ("127.0.0.1", "::1") for _, *addresses in pairs for address in addresses)
 

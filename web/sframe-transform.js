@@ -278,6 +278,17 @@ export class SFrameMLSSession extends ErrorEventTarget {
   }
 
   /**
+   * Senders labelled `label` send only under `epoch` or a later one, the first
+   * epoch their remote has (the one its Welcome starts); null: nothing, the
+   * remote is no member. Video resumes with a keyframe.
+   * @param {string} label
+   * @param {number|bigint|null} epoch
+   */
+  async remoteKeysFrom(label, epoch) {
+    await this.endpoint.request('remoteKeysFrom', { label, epoch: epoch === null ? null : BigInt(epoch) });
+  }
+
+  /**
    * Seals every frame `sender` sends.
    * @param {RTCRtpSender} sender
    * @param {{context?: number|bigint, codec?: string, label?: string}} [options] context: KID context
@@ -295,7 +306,8 @@ export class SFrameMLSSession extends ErrorEventTarget {
 
   /**
    * Counters: {sendingEpoch, newestEpoch, epochs, sendKeyGeneration,
-   * senders: [{label, kind, codec, framesEncrypted, keyframesEncrypted, keyframesForced, framesDropped, epoch}],
+   * senders: [{label, kind, codec, framesEncrypted, keyframesEncrypted, keyframesForced, framesDropped, framesWithheld,
+   * epoch}],
    * receivers: [{label, kind, codec, framesDecrypted, keyframesDecrypted, failures: {keyID, authentication,
    * replay, syntax, heldExpired}, keyframeRequests, epoch, framesByEpoch, framesHeld, framesHeldOpened,
    * framesHolding}], framesEncrypted, framesDecrypted, failures}

@@ -143,6 +143,10 @@ export class Call extends EventTarget {
     this.replaced = false;
     /** the install_epoch action waiting for its switch_sending_key */
     this.installing = null;
+    /** per linked member: [group id (hex), the first epoch its link saw it a member in] */
+    this.memberSince = new Map();
+    /** @type {WeakMap<PeerLink, number|null>} the gate last given to each link's senders */
+    this.gates = new WeakMap();
     /** the text of the chat message being sent */
     this.sending = null;
   }
@@ -376,6 +380,32 @@ export class Call extends EventTarget {
     for (const remote of [...this.links.keys()]) {
       if (!this.present.has(remote)) this.#closeLink(remote); // links follow presence
     }
+    const members = this.members;
+    for (const remote of this.links.keys()) await this.#gateLink(remote, members);
+  }
+
+  /**
+   * The link to `remote` sends only under epochs it has (CallPeer._gate_link):
+   * nothing while it is no member, then from the epoch this link first saw it a member in.
+   */
+  async #gateLink(remote, members) {
+    const group = this.group;
+    let first = null;
+    if (group !== null && members.has(remote)) {
+      const groupId = [...group.groupId].map((b) => b.toString(16).padStart(2, '0')).join('');
+      let since = this.memberSince.get(remote);
+      if (since === undefined || since[0] !== groupId) {
+        since = [groupId, this.membership.epoch];
+        this.memberSince.set(remote, since);
+      }
+      first = since[1];
+    } else {
+      this.memberSince.delete(remote);
+    }
+    const link = this.links.get(remote);
+    if (link === undefined || this.gates.get(link) === first) return;
+    this.gates.set(link, first);
+    for (const kind of ['audio', 'video']) await this.session.remoteKeysFrom(link.label(kind), first);
   }
 
   // -- reconnecting ----------------------------------------------------------------
@@ -480,6 +510,7 @@ export class Call extends EventTarget {
       iceServers: this.options.iceServers,
     });
     this.links.set(remote, link);
+    this.#gateLink(remote, this.members).catch((err) => console.warn(`gating the link to ${remote}:`, err));
     return link;
   }
 
@@ -487,6 +518,7 @@ export class Call extends EventTarget {
     const link = this.links.get(remote);
     if (link === undefined) return;
     this.links.delete(remote);
+    this.memberSince.delete(remote);
     link.close();
     this.remoteStreams.delete(remote);
     this.#changed();
@@ -525,7 +557,9 @@ export class Call extends EventTarget {
   async #audit() {
     const sealed = new Map();
     for (const sender of (await this.session.stats()).senders) {
-      if (sender.label !== null) sealed.set(sender.label, (sealed.get(sender.label) ?? 0) + sender.framesEncrypted);
+      // withheld frames (the remote could not open them) went through the transform too
+      const handled = sender.framesEncrypted + sender.framesWithheld;
+      if (sender.label !== null) sealed.set(sender.label, (sealed.get(sender.label) ?? 0) + handled);
     }
     for (const link of this.links.values()) await link.audit(sealed);
   }

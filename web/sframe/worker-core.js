@@ -17,6 +17,13 @@
  *
  * Frames that cannot be protected are dropped, never sent in the clear.
  *
+ * An MLS endpoint sends a stream only what its remote can open: request
+ * `remoteKeysFrom {label, epoch}` lets the senders labelled `label` send
+ * only under `epoch` or a later one (the epoch the remote's Welcome starts),
+ * `epoch` null: nothing (the remote is no member). Frames held back count as
+ * `framesWithheld`; after some, a video sender asks for a keyframe and
+ * sends nothing until it comes, so the remote's first frame decodes.
+ *
  * An MLS endpoint holds, per receiver, frames whose epoch is not installed
  * yet (RFC 9605 §4.4.4: a joiner before its Welcome, a member before the
  * commit; config `hold`: {maxAge, maxFrames, maxBytes}, or false) and
@@ -126,7 +133,10 @@ class Endpoint {
     const options = transformer.options ?? {};
     const encrypt = options.role === 'encrypt';
     const record = encrypt
-      ? { kind: null, codec: null, framesEncrypted: 0, keyframesEncrypted: 0, keyframesForced: 0, framesDropped: 0, epoch: null, generation: null }
+      ? {
+        kind: null, codec: null, framesEncrypted: 0, keyframesEncrypted: 0, keyframesForced: 0, framesDropped: 0, framesWithheld: 0,
+        epoch: null, generation: null, resuming: false,
+      }
       : {
         kind: null, codec: null, framesDecrypted: 0, keyframesDecrypted: 0, failures: newFailures(), keyframeRequests: 0,
         epoch: null, framesByEpoch: {}, framesHeld: 0, framesHeldOpened: 0, framesHolding: 0,
@@ -146,6 +156,10 @@ class Endpoint {
 
   async encryptFrame(frame, controller, transformer, options, record) {
     record.kind = isVideo(frame) ? 'video' : 'audio';
+    if (this.withholds(frame, transformer, record)) {
+      record.framesWithheld += 1;
+      return;
+    }
     let out;
     let codec;
     try {
@@ -169,6 +183,11 @@ class Endpoint {
     const next = record.chain.then(task);
     record.chain = next.catch(() => {});
     return next;
+  }
+
+  /** Whether a sender's frame is held back from its remote (only an MLS endpoint gates senders). */
+  withholds(frame, transformer, record) {
+    return false;
   }
 
   /** A receiver's hold buffer, or null (TransformEndpoint, or holding off). */
@@ -278,7 +297,7 @@ class Endpoint {
   afterFailure() {}
 
   statsOf() {
-    const strip = ({ generation, lastRequest, pendingRequest, held, chain, expiry, ...rest }) => ({ ...rest });
+    const strip = ({ generation, resuming, lastRequest, pendingRequest, held, chain, expiry, ...rest }) => ({ ...rest });
     return { senders: this.senders.map(strip), receivers: this.receivers.map(strip) };
   }
 }
@@ -370,6 +389,32 @@ class MLSEndpoint extends Endpoint {
     /** HoldBuffer limits of each receiver, or null (holding off) */
     this.hold = config.hold === false ? null : { ...(config.hold ?? {}) };
     if (this.hold !== null) new HoldBuffer(this.hold); // checks the limits now
+    /** sender label -> the first epoch its remote has (bigint), or null: send nothing; absent: every epoch */
+    this.gates = new Map();
+  }
+
+  /**
+   * Withholds frames the sender's remote cannot open (not a member, or our sending
+   * epoch older than its first); once it can, video waits for a keyframe, asked for.
+   */
+  withholds(frame, transformer, record) {
+    const first = record.label === null ? undefined : this.gates.get(record.label);
+    const epoch = this.manager.sendingEpoch;
+    if (first === null || (first !== undefined && epoch !== null && BigInt(epoch) < first)) {
+      record.resuming = true;
+      return true;
+    }
+    if (!record.resuming || !isVideo(frame) || frame.type === 'key' || typeof transformer.generateKeyFrame !== 'function') {
+      record.resuming = false;
+      return false;
+    }
+    if (record.resuming === true) {
+      record.resuming = 'asked';
+      record.keyframesForced += 1;
+      record.generation = this.manager.sendKeyGeneration; // this keyframe also starts the current key
+      transformer.generateKeyFrame().catch(() => {});
+    }
+    return true;
   }
 
   newHoldBuffer() {
@@ -383,6 +428,8 @@ class MLSEndpoint extends Endpoint {
       await this.releaseHeld();
     } else if (op === 'switchSender') {
       m.switchSender(args.epoch ?? null);
+    } else if (op === 'remoteKeysFrom') {
+      this.gates.set(String(args.label), args.epoch === null ? null : BigInt(args.epoch));
     } else if (op !== 'stats' && op !== 'state') {
       throw new SFrameError('invalidParameter', `unknown request ${op}`);
     }

@@ -81,7 +81,7 @@ class FakeRtpEndpoint {
   /** Frames the worker has handled so far, and how many it let through. */
   counts() {
     const r = this.record;
-    if ('framesEncrypted' in r) return { handled: r.framesEncrypted + r.framesDropped, passed: r.framesEncrypted };
+    if ('framesEncrypted' in r) return { handled: r.framesEncrypted + r.framesDropped + r.framesWithheld, passed: r.framesEncrypted };
     const failed = Object.values(r.failures).reduce((a, b) => a + b, 0);
     return { handled: r.framesDecrypted + failed, passed: r.framesDecrypted };
   }
