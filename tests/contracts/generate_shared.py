@@ -25,7 +25,7 @@ HERE = Path(__file__).parent
 U64_MAX = (1 << 64) - 1
 
 
-def test_bytes(label: str, length: int) -> bytes:
+def filler(label: str, length: int) -> bytes:
     """Deterministic filler bytes (test data, not key material)."""
     out = b""
     counter = 0
@@ -50,19 +50,19 @@ def verification_code(authenticator: bytes) -> str:
 def verification_fixture() -> dict[str, Any]:
     authenticators = [
         ("one byte", b"\x01"),
-        ("16 bytes", test_bytes("auth16", 16)),
-        ("32 bytes (SHA-256 suites)", test_bytes("auth32", 32)),
-        ("32 bytes differing in the last bit", test_bytes("auth32", 31) + bytes([test_bytes("auth32", 32)[31] ^ 1])),
-        ("48 bytes (SHA-384 suites)", test_bytes("auth48", 48)),
-        ("64 bytes (SHA-512 suites)", test_bytes("auth64", 64)),
+        ("16 bytes", filler("auth16", 16)),
+        ("32 bytes (SHA-256 suites)", filler("auth32", 32)),
+        ("32 bytes differing in the last bit", filler("auth32", 31) + bytes([filler("auth32", 32)[31] ^ 1])),
+        ("48 bytes (SHA-384 suites)", filler("auth48", 48)),
+        ("64 bytes (SHA-512 suites)", filler("auth64", 64)),
         ("32 zero bytes", bytes(32)),
         ("32 bytes 0xff", b"\xff" * 32),
     ]
     # a code with a group below 1000 (two leading zeros kept)
     seed = 0
-    while min(int(g) for g in verification_code(test_bytes(f"pad{seed}", 32)).split()) >= 1000:
+    while min(int(g) for g in verification_code(filler(f"pad{seed}", 32)).split()) >= 1000:
         seed += 1
-    authenticators.append(("a group with leading zeros", test_bytes(f"pad{seed}", 32)))
+    authenticators.append(("a group with leading zeros", filler(f"pad{seed}", 32)))
     cases: list[dict[str, Any]] = [
         {"name": name, "epoch_authenticator": auth.hex(), "code": verification_code(auth)}
         for name, auth in authenticators
@@ -161,9 +161,9 @@ def escape(data: bytes) -> bytes:
 def fake_sframe(plaintext: bytes, label: str, zero_runs: bytes = b"") -> bytes:
     """A stand-in SFrame ciphertext: 2-byte header, body, 16-byte tag; ``zero_runs``
     overwrite the start of the body so the ciphertext holds start-code patterns."""
-    body = bytearray(test_bytes(label, len(plaintext)))
+    body = bytearray(filler(label, len(plaintext)))
     body[:len(zero_runs)] = zero_runs[:len(body)]
-    return b"\x9a\x05" + bytes(body) + test_bytes(label + "tag", 16)
+    return b"\x9a\x05" + bytes(body) + filler(label + "tag", 16)
 
 
 def vp8_case(name: str, frame: bytes) -> dict[str, Any]:
@@ -198,12 +198,12 @@ def h264_case(name: str, units: list[bytes], start_codes: list[bytes], zero_runs
 
 
 def codec_fixture() -> dict[str, Any]:
-    key = bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01]) + test_bytes("vp8key", 40)
-    delta = bytes([0x31, 0x0E, 0x00]) + test_bytes("vp8delta", 30)
+    key = bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A, 0x80, 0x02, 0xE0, 0x01]) + filler("vp8key", 40)
+    delta = bytes([0x31, 0x0E, 0x00]) + filler("vp8delta", 30)
     sc4, sc3 = b"\x00\x00\x00\x01", b"\x00\x00\x01"
     sps, pps = b"\x67\x42\xc0\x1f\xda\x01\x40\x16\xec\x04", b"\x68\xce\x3c\x80"
-    idr = b"\x65" + test_bytes("idr", 60) + b"\x80"
-    slice_ = b"\x41" + test_bytes("p-slice", 25) + b"\x80"
+    idr = b"\x65" + filler("idr", 60) + b"\x80"
+    slice_ = b"\x41" + filler("p-slice", 25) + b"\x80"
     frames: list[dict[str, Any]] = [
         vp8_case("VP8 keyframe: 10 bytes clear", key),
         vp8_case("VP8 keyframe of exactly 10 bytes: empty plaintext", key[:10]),
@@ -227,10 +227,10 @@ def codec_fixture() -> dict[str, Any]:
          "seal_error": "MalformedFrame"},
         {"name": "H.264 empty NAL unit between two start codes", "codec": "h264",
          "frame": (sc4 + sc4 + idr).hex(), "keyframe": True, "seal_error": "MalformedFrame"},
-        {"name": "Opus frame: encrypted whole", "codec": "audio", "frame": test_bytes("opus", 80).hex(),
-         "keyframe": False, "plaintext": test_bytes("opus", 80).hex(), "metadata": "",
-         "sframe": fake_sframe(test_bytes("opus", 80), "opus").hex(),
-         "wire": fake_sframe(test_bytes("opus", 80), "opus").hex()},
+        {"name": "Opus frame: encrypted whole", "codec": "audio", "frame": filler("opus", 80).hex(),
+         "keyframe": False, "plaintext": filler("opus", 80).hex(), "metadata": "",
+         "sframe": fake_sframe(filler("opus", 80), "opus").hex(),
+         "wire": fake_sframe(filler("opus", 80), "opus").hex()},
         {"name": "Opus frame of 1 byte (DTX)", "codec": "audio", "frame": "f8", "keyframe": False,
          "plaintext": "f8", "metadata": "", "sframe": fake_sframe(b"\xf8", "dtx").hex(),
          "wire": fake_sframe(b"\xf8", "dtx").hex()},
