@@ -1,8 +1,9 @@
 /**
  * The call page's pure parts: the verification code's argument check (its
  * values: tests/contracts/verification_code.json, contracts-shared.test.js),
- * loopback candidate filtering (against media.loopback), credential and KeyPackage identities, and the stream
- * indicator's states. The page as a whole runs in tests/test_web_call.py.
+ * loopback candidate filtering (against media.loopback), credential and
+ * KeyPackage identities, and the stream indicator's states. The page as a
+ * whole runs in tests/test_web_call.py.
  */
 
 import { test } from 'node:test';
