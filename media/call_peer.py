@@ -79,8 +79,11 @@ class CallOptions:
 
     #: gather and accept 127.0.0.1 ICE candidates only (local calls)
     loopback: bool = True
-    #: STUN/TURN servers when not in loopback mode
+    #: STUN/TURN servers (in loopback mode only those on a loopback address); when
+    #: empty, those of the signaling server's join reply (``ice_servers``)
     ice_servers: tuple[RTCIceServer, ...] = ()
+    #: use TURN relay candidates only (ICE transport policy "relay"; tests of a TURN server)
+    relay_only: bool = False
     #: sender transition after our own commit is confirmed (seconds)
     confirm_delay: float = 0.2
     #: sender transition after another member's commit (seconds)
@@ -128,6 +131,25 @@ class CallOptions:
             self_update_interval=self.self_update_interval,
             reconnect_grace=self.reconnect_timeout or 0.0, admit=self.admit,
             rejoin_after=self.rejoin_after)
+
+
+def ice_servers_from_reply(reply: dict[str, Any]) -> list[RTCIceServer]:
+    """The STUN/TURN servers of a join reply's ``ice_servers`` (docs/protocol.md);
+    a malformed entry is left out."""
+    entries = reply.get("ice_servers")
+    servers = []
+    for entry in entries if isinstance(entries, list) else ():
+        fields = entry if isinstance(entry, dict) else {}
+        urls, username, credential = fields.get("urls"), fields.get("username"), fields.get("credential")
+        if isinstance(urls, str):
+            urls = [urls]
+        if (not isinstance(urls, list) or not urls or not all(isinstance(u, str) for u in urls)
+                or not isinstance(username, (str, type(None)))
+                or not isinstance(credential, (str, type(None)))):
+            logger.warning("ignoring a malformed ice_servers entry in the join reply")
+            continue
+        servers.append(RTCIceServer(urls=urls, username=username, credential=credential))
+    return servers
 
 
 @dataclass(frozen=True)
@@ -685,7 +707,8 @@ class CallPeer:
             signal=signal,
             on_track=on_track,
             loopback=self.options.loopback,
-            ice_servers=list(self.options.ice_servers),
+            ice_servers=list(self.options.ice_servers) or ice_servers_from_reply(self.client.join_reply),
+            relay_only=self.options.relay_only,
         )
         self.links[remote] = link
         self._gate_link(remote, link, self.membership.members())

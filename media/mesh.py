@@ -24,6 +24,7 @@ from typing import Any
 from aiortc import (
     RTCConfiguration,
     RTCIceServer,
+    RTCIceTransportPolicy,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -32,6 +33,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av.frame import Frame
 from av.packet import Packet
+
+from signaling.config import is_loopback_host
 
 from .counter import CounterVideoTrack
 from .loopback import filter_sdp, is_loopback_candidate, loopback_ice
@@ -98,8 +101,32 @@ class MediaSources:
                 track.stop()
 
 
+def ice_server_host(url: str) -> str:
+    """The host of a STUN/TURN URI (RFC 7064/7065: ``scheme:host[:port][?transport=...]``)."""
+    rest = url.split(":", 1)[1] if ":" in url else url
+    rest = rest.split("?", 1)[0]
+    if rest.startswith("["):
+        return rest[1:].split("]", 1)[0]
+    return rest.split(":", 1)[0]
+
+
+def usable_ice_servers(servers: list[RTCIceServer], loopback: bool) -> list[RTCIceServer]:
+    """``servers``, or in loopback mode only those whose every URI names a loopback
+    address (a local call asks no server elsewhere)."""
+    if not loopback:
+        return list(servers)
+    def on_loopback(server: RTCIceServer) -> bool:
+        urls = [server.urls] if isinstance(server.urls, str) else server.urls
+        return all(is_loopback_host(ice_server_host(url)) for url in urls)
+    return [server for server in servers if on_loopback(server)]
+
+
 class PeerLink:
-    """The RTCPeerConnection with one other participant."""
+    """The RTCPeerConnection with one other participant.
+
+    ``relay_only`` gathers and uses TURN relay candidates only (aiortc's
+    ``iceTransportPolicy="relay"``), as tests of a TURN deployment do.
+    """
 
     def __init__(
         self,
@@ -112,6 +139,7 @@ class PeerLink:
         on_track: Callable[[MediaStreamTrack], None],
         loopback: bool,
         ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
     ) -> None:
         self.remote = remote
         self.offerer = offerer
@@ -119,8 +147,9 @@ class PeerLink:
         self._tracks = tracks
         self._signal = signal
         self._loopback = loopback
-        servers = [] if loopback or ice_servers is None else ice_servers
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+        policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self.pc = RTCPeerConnection(RTCConfiguration(
+            iceServers=usable_ice_servers(ice_servers or [], loopback), iceTransportPolicy=policy))
         self.protection: PeerProtection = session.protect_peer_connection(self.pc)
         self.pc.on("track", on_track)
         self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .config import DEFAULT_STATIC_DIR, ServerConfig, is_loopback_host
 from .server import start_server
+from .turn import TurnCredentials, load_turn_secret
 
 _DEFAULTS = ServerConfig()
 
@@ -106,12 +107,30 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quota-room-entries", type=int, default=_DEFAULTS.quota_room_entries,
                         metavar="N", help="application messages and proposals a room's members together "
                         "may add per epoch; 0: no limit (default %(default)s)")
+    parser.add_argument("--turn-uri", action="append", default=[], metavar="URI",
+                        help="a TURN server handed to every admitted participant, e.g. "
+                             "turn:turn.example.org:3478?transport=udp (repeatable; needs --turn-secret-file)")
+    parser.add_argument("--turn-secret-file", type=Path, default=None, metavar="PATH",
+                        help="file holding the secret shared with the TURN server (coturn's "
+                             "static-auth-secret); participants get credentials derived from it")
+    parser.add_argument("--turn-ttl", type=int, default=3600, metavar="SECONDS",
+                        help="seconds each TURN credential stays valid (default %(default)s)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
 
+def turn_from_args(args: argparse.Namespace) -> TurnCredentials | None:
+    """The TURN credentials the options ask for (``ValueError`` when incomplete)."""
+    if not args.turn_uri and args.turn_secret_file is None:
+        return None
+    if not args.turn_uri or args.turn_secret_file is None:
+        raise ValueError("--turn-uri and --turn-secret-file go together")
+    return TurnCredentials(tuple(args.turn_uri), load_turn_secret(args.turn_secret_file), args.turn_ttl)
+
+
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
+        turn=turn_from_args(args),
         host=args.host, port=args.port, db_path=args.db, db_synchronous=args.db_sync,
         secret_file=args.secret_file or Path(f"{args.db}.secret"),
         token_endpoint=is_loopback_host(args.host) and not args.no_token_endpoint,

@@ -11,6 +11,7 @@ from pathlib import Path
 from .hosts import normalize_host, normalize_origin
 from .page import call_page_dir
 from .store import LogPolicy
+from .turn import TurnCredentials
 
 #: The call page (the installed package's copy, else the checkout's web/public:
 #: signaling.page), served as the static root when it has files.
@@ -68,6 +69,9 @@ class ServerConfig:
     #: convenience, only ever answered for loopback peers.
     token_endpoint: bool = True
     static_dir: Path | str | None = DEFAULT_STATIC_DIR
+    #: TURN servers and their shared secret: each admitted participant gets short-lived
+    #: credentials in its join reply (``ice_servers``, signaling.turn); None: no TURN.
+    turn: TurnCredentials | None = None
 
     # Limits (each violation gets a typed error reply, see docs/protocol.md).
     max_message_bytes: int = 256 * 1024

@@ -545,6 +545,8 @@ class SignalingServer:
                  "identity": identity, "members": sorted(i for i in room.members if i != identity),
                  "group_id": None if state.group_id is None else p.b64encode(state.group_id),
                  "epoch": state.epoch, "last_seq": state.last_seq}
+        if self.config.turn is not None:
+            reply["ice_servers"] = [self.config.turn.issue(identity)]
         if after is None or after >= state.last_seq:
             member.send(p.dump_frame({**reply, "backlog": 0}))
             logger.info("join room=%s identity=%s backlog=0", room.name, identity)

@@ -34,7 +34,10 @@ import { verificationCode } from './verification.js';
 /** As media.call_peer.CallOptions (seconds). */
 export const DEFAULT_OPTIONS = Object.freeze({
   loopback: true,
+  /** STUN/TURN servers; when empty, those of the join reply (`ice_servers`, docs/protocol.md) */
   iceServers: [],
+  /** 'relay': TURN relay candidates only (tests of a TURN server) */
+  iceTransportPolicy: 'all',
   confirmDelay: 0.2,
   switchDelay: 0.3,
   keyPackageInterval: 1.0,
@@ -61,6 +64,20 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  */
 export function privateMessageEpoch(message) {
   return Number(framingInfo(decodeMessage(message, ['mls_private_message'], 'application message')).epoch);
+}
+
+/**
+ * The STUN/TURN servers of a join reply's `ice_servers` (docs/protocol.md), as
+ * media.call_peer.ice_servers_from_reply: a malformed entry is left out.
+ */
+export function iceServersFromReply(reply) {
+  const entries = Array.isArray(reply.ice_servers) ? reply.ice_servers : [];
+  const optional = (value) => value === undefined || value === null || typeof value === 'string';
+  return entries.filter((entry) => {
+    const urls = entry !== null && typeof entry === 'object' ? [entry.urls].flat() : [];
+    return urls.length > 0 && urls.every((url) => typeof url === 'string')
+      && optional(entry.username) && optional(entry.credential);
+  });
 }
 
 /** Errors of the call's parts that a step may meet and survive (media/call_peer.py logs them). */
@@ -119,6 +136,8 @@ export class Call extends EventTarget {
       epochBits: this.options.sframeEpochBits, retainEpochs: this.options.sframeRetainEpochs,
     });
     this.identity = '';
+    /** the ICE servers of the last join reply (used when options.iceServers is empty) */
+    this.serverIceServers = [];
     /** @type {Map<string, PeerLink>} */
     this.links = new Map();
     /** @type {Map<string, MediaStream>} what each participant sends us */
@@ -191,6 +210,7 @@ export class Call extends EventTarget {
     this.client.onevent = (event) => this.#push(event);
     const reply = await this.client.connect();
     this.identity = reply.identity;
+    this.serverIceServers = iceServersFromReply(reply);
     await this.#feed({
       type: 'room_joined', identity: reply.identity, present: reply.members ?? [],
       groupId: reply.group_id ?? null, epoch: reply.epoch ?? null,
@@ -455,6 +475,7 @@ export class Call extends EventTarget {
   /** Back after an outage: which group the room carries, who is here, whether our last commit got in. */
   async #onReconnected(reply) {
     const before = new Set(this.present);
+    this.serverIceServers = iceServersFromReply(reply);
     const here = (reply.members ?? []).filter((x) => x !== this.identity).sort();
     await this.#feed({
       type: 'reconnected', present: here, groupId: reply.group_id ?? null, epoch: reply.epoch ?? null, now: seconds(),
@@ -507,7 +528,8 @@ export class Call extends EventTarget {
       signal: (kind, data) => this.#signal(remote, kind, data),
       onTrack: (track) => this.#onTrack(remote, track),
       loopback: this.options.loopback,
-      iceServers: this.options.iceServers,
+      iceServers: this.options.iceServers.length > 0 ? this.options.iceServers : this.serverIceServers,
+      iceTransportPolicy: this.options.iceTransportPolicy,
     });
     this.links.set(remote, link);
     this.#gateLink(remote, this.members).catch((err) => console.warn(`gating the link to ${remote}:`, err));

@@ -15,6 +15,24 @@ const SFRAME_CONTEXT = 0;
 /** Frames an encoder may be ahead of its SFrame transform (in flight) before audit() objects. */
 const AUDIT_SLACK = 15;
 
+/** The host of a STUN/TURN URI (RFC 7064/7065: `scheme:host[:port][?transport=...]`). */
+export function iceServerHost(url) {
+  const rest = url.slice(url.indexOf(':') + 1).split('?')[0];
+  return rest.startsWith('[') ? rest.slice(1, rest.indexOf(']')) : rest.split(':')[0];
+}
+
+/**
+ * `servers`, or in loopback mode only those whose every URL names a loopback
+ * address (a local call asks no server elsewhere), as media/mesh.py's usable_ice_servers.
+ * @param {RTCIceServer[]} servers
+ * @param {boolean} loopback
+ */
+export function usableIceServers(servers, loopback) {
+  if (!loopback) return servers;
+  const onLoopback = (host) => host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  return servers.filter((server) => [server.urls].flat().every((url) => onLoopback(iceServerHost(url))));
+}
+
 export class PeerLink {
   /**
    * @param {string} remote the other participant's identity
@@ -26,9 +44,12 @@ export class PeerLink {
    * @param {(kind: string, data: unknown) => Promise<void>} options.signal relays to `remote`
    * @param {(track: MediaStreamTrack) => void} options.onTrack
    * @param {boolean} options.loopback
-   * @param {RTCIceServer[]} [options.iceServers]
+   * @param {RTCIceServer[]} [options.iceServers] (in loopback mode only those on loopback are used)
+   * @param {RTCIceTransportPolicy} [options.iceTransportPolicy] 'relay': TURN relay candidates only
    */
-  constructor(remote, { offerer, session, stream, sending, signal, onTrack, loopback, iceServers = [] }) {
+  constructor(remote, {
+    offerer, session, stream, sending, signal, onTrack, loopback, iceServers = [], iceTransportPolicy = 'all',
+  }) {
     this.remote = remote;
     this.offerer = offerer;
     this.session = session;
@@ -36,7 +57,7 @@ export class PeerLink {
     this.sending = sending;
     this.signal = signal;
     this.loopback = loopback;
-    this.pc = new RTCPeerConnection({ iceServers: loopback ? [] : iceServers });
+    this.pc = new RTCPeerConnection({ iceServers: usableIceServers(iceServers, loopback), iceTransportPolicy });
     /** @type {Set<RTCRtpTransceiver>} */
     this.protected = new Set();
     /** candidates gathered before our description went out */
