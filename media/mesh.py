@@ -9,7 +9,8 @@ per other participant, every sender and receiver SFrame-protected.
   (RFC 8829) goes through the signaling relay; the offerer is decided by
   the caller (deterministically, so two peers never offer to each other).
   In loopback mode the link gathers 127.0.0.1 only and drops every
-  non-loopback candidate it sends or receives (:mod:`media.loopback`).
+  non-loopback candidate it sends or receives (:mod:`media.loopback`);
+  of the STUN/TURN servers it is given, it uses only those on loopback.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """TURN credentials (signaling.turn, draft-uberti-behave-turn-rest-00 §2.2): their
-derivation, the join reply's ``ice_servers``, and a relay-only call through a real
-coturn ``turnserver`` this test starts on 127.0.0.1 (no other STUN/TURN server is
-ever contacted: every ICE server here is that loopback one)."""
+derivation, the join reply's ``ice_servers``, and relay-only calls (two CallPeers;
+the call page in Debian's Chromium with a CallPeer bot) through a real coturn
+``turnserver`` this test starts on 127.0.0.1 (no other STUN/TURN server is ever
+contacted: every ICE server here is that loopback one)."""
 
 from __future__ import annotations
 
@@ -335,4 +336,95 @@ async def test_expired_credentials_connect_no_media(tmp_path: Path, coturn: Cotu
     finally:
         for peer in peers:
             await peer.stop()
+        await running.close()
+
+
+# -- the page through the relay ----------------------------------------------------------------
+
+#: Forces the page's peer connections to relay-only ICE (the Call option
+#: ``iceTransportPolicy: 'relay'``, which the page's main.js does not expose)
+#: and records the configuration each one got, to show its ICE servers came
+#: from the join reply.
+RELAY_ONLY_PAGE = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  window.__pcConfigs = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(config) {
+      window.__pcConfigs.push(JSON.parse(JSON.stringify(config)));
+      super({ ...config, iceTransportPolicy: 'relay' });
+    }
+  };
+})();
+"""
+
+#: Local and remote candidate types of the page's succeeded ICE pairs.
+PAGE_PAIR_TYPES = """
+async () => {
+  const pairs = [];
+  for (const [remote, link] of window.mlscall.call.links) {
+    const stats = await link.pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.state === 'succeeded' && s.nominated) {
+        pairs.push([remote, stats.get(s.localCandidateId).candidateType,
+                    stats.get(s.remoteCandidateId).candidateType]);
+      }
+    });
+  }
+  return pairs;
+}
+"""
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_page_and_bot_call_through_coturn(tmp_path: Path, coturn: Coturn) -> None:
+    from playwright.async_api import async_playwright
+
+    from signaling.config import DEFAULT_STATIC_DIR
+    from test_web_call import CHROMIUM, CHROMIUM_FLAGS, browser_decrypted, page_status
+
+    build = subprocess.run(["npm", "--prefix", str(Path(__file__).resolve().parent.parent / "web"), "run",
+                            "--silent", "build"], capture_output=True, text=True, timeout=120, check=False)
+    assert build.returncode == 0, build.stderr[-2000:]
+    running = await start_server(ServerConfig(port=0, db_path=tmp_path / "calls.db", secret=b"k" * 32,
+                                              static_dir=DEFAULT_STATIC_DIR, turn=coturn.credentials()))
+    bot = CallPeer(running.ws_url, "webturn", running.server.tokens.mint("webturn", "alice-bot", 600),
+                   sinks=[VerifyingSink()], options=CallOptions(relay_only=True))
+    try:
+        await bot.start()
+        async with async_playwright() as playwright:
+            context = await playwright.chromium.launch_persistent_context(
+                str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+                permissions=["camera", "microphone"])
+            try:
+                await context.add_init_script(RELAY_ONLY_PAGE)
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(f"{running.url}/?room=webturn&video=320x240")
+                await page.fill("input[name=name]", "carla")
+                await page.click("button[name=join]")
+                verifying = bot.sinks[0]
+                assert isinstance(verifying, VerifyingSink)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + 30
+                while not (min(verifying.frames("carla", kind) for kind in ("audio", "video")) >= 30
+                           and browser_decrypted(await page_status(page), "alice-bot") >= 30):
+                    assert not errors, errors
+                    assert loop.time() < deadline, "no media both ways through the relay within 30 s"
+                    await asyncio.sleep(0.1)
+                configs = await page.evaluate("window.__pcConfigs")
+                assert configs and all(
+                    [server["urls"] for server in config["iceServers"]] == [[coturn.uri]]
+                    and config["iceServers"][0]["username"].endswith(":carla") for config in configs)
+                pairs = await page.evaluate(PAGE_PAIR_TYPES)
+                assert pairs and {tuple(pair) for pair in pairs} == {("alice-bot", "relay", "relay")}
+                assert selected_pair_types(bot, "carla") == {("relay", "relay")}
+                stats = bot.links["carla"].stats()
+                assert stats.frames_decrypted >= 60 and sum(stats.failures.values()) == 0
+            finally:
+                await context.close()
+    finally:
+        await bot.stop()
         await running.close()
