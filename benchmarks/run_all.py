@@ -1,6 +1,6 @@
 """Run every benchmark and write one JSON file and a Markdown table.
 
-The same as ``mlscall bench`` (media/bench.py, which documents the options).
+The same as ``mlscall bench`` (media/cli/bench.py, which documents the options).
 Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--json bench.json] [--markdown bench.md]``
 """
 

@@ -17,6 +17,10 @@
     ``sframe`` never mls/signaling/media, ``signaling`` never media.
 (d) One class per name: every module-level ``class X`` in mls, sframe,
     signaling and media is unique.
+(e) The tools live apart from the library: the ``mlscall`` command and its
+    subcommands in ``media/cli/``, the stress runner in ``media/stress/``.
+    The library (every other module of ``media/``) never imports a tool, and
+    a tool takes only public names (no leading underscore) from the library.
 
 Every checker is a function of source text, and each is first shown to flag
 a planted violation, so a checker that can no longer fail fails its test.
@@ -53,6 +57,8 @@ UPWARD = {
     "signaling": frozenset({"media"}),
 }
 PACKAGES = ("mls", "sframe", "signaling", "media")
+#: the tool subpackages of media (the rest of media/ is the library)
+TOOL_PACKAGES = frozenset({"media.cli", "media.stress"})
 #: benchmarks of the mls internals themselves, which may import them
 INTERNAL_BENCHMARKS = frozenset({"benchmarks/mls_bench.py", "benchmarks/mls_group_bench.py"})
 
@@ -181,6 +187,29 @@ def duplicate_classes(sources: Iterable[tuple[str, str]]) -> dict[str, list[str]
     return {name: places for name, places in where.items() if len(places) > 1}
 
 
+def _is_tool(module: str) -> bool:
+    return any(module == tool or module.startswith(f"{tool}.") for tool in TOOL_PACKAGES)
+
+
+def library_imports_of_tools(source: str, path: str) -> list[str]:
+    """(e) Imports of a tool module by a library module of ``media``."""
+    if _is_tool(_module_name(path)):
+        return []
+    return [f"line {line}: {module}" for module, line in imported_modules(source, path) if _is_tool(module)]
+
+
+def private_library_names(source: str, path: str) -> list[str]:
+    """(e) Underscore names a tool module imports from a library module of ``media``."""
+    problems: list[str] = []
+    for node in ast.walk(ast.parse(source, path)):
+        if isinstance(node, ast.ImportFrom):
+            module = _resolve(node, path)
+            if _top(module) == "media" and not _is_tool(module):
+                problems += [f"line {node.lineno}: {module}.{alias.name}" for alias in node.names
+                             if alias.name.startswith("_")]
+    return problems
+
+
 # -- the files ---------------------------------------------------------------------------------
 
 def _python_files(*folders: str) -> list[str]:
@@ -194,6 +223,8 @@ def _read(path: str) -> str:
 BENCHMARKS = [path for path in _python_files("benchmarks") if path not in INTERNAL_BENCHMARKS]
 ADAPTER_FILES = _python_files("signaling", "media") + BENCHMARKS
 CORE_FILES = _python_files("mls", "sframe")
+TOOL_FILES = _python_files("media/cli", "media/stress")
+LIBRARY_FILES = [path for path in _python_files("media") if path not in TOOL_FILES]
 JS_TESTS = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "web" / "test").glob("*.js"))
 
 
@@ -203,6 +234,8 @@ def test_the_file_lists_cover_the_layers() -> None:
     assert "web/test/python.js" in JS_TESTS
     assert {"benchmarks/ds_load.py", "benchmarks/signaling_bench.py"} <= set(ADAPTER_FILES)
     assert INTERNAL_BENCHMARKS <= set(_python_files("benchmarks"))  # the exemptions name real files
+    assert {"media/cli/__init__.py", "media/cli/bot.py", "media/stress/run.py"} <= set(TOOL_FILES)
+    assert {"media/call_peer.py", "media/transform.py"} <= set(LIBRARY_FILES)
 
 
 # -- (a) the public mls API only ---------------------------------------------------------------
@@ -279,3 +312,29 @@ def test_checker_flags_duplicate_classes() -> None:
 
 def test_one_class_per_name() -> None:
     assert duplicate_classes((path, _read(path)) for path in _python_files(*PACKAGES)) == {}
+
+
+# -- (e) the tools apart from the library ------------------------------------------------------
+
+def test_checker_flags_tools_in_the_library() -> None:
+    planted = "from .cli.bot import summary\nimport media.stress.run\nfrom media import stress\n"
+    assert library_imports_of_tools(planted, "media/x.py") == [
+        "line 1: media.cli.bot", "line 2: media.stress.run", "line 3: media.stress"]
+    assert library_imports_of_tools("from ..cli.bot import StatusLine\n", "media/stress/x.py") == []
+    assert library_imports_of_tools("from .call_peer import CallPeer\n", "media/x.py") == []
+
+
+def test_checker_flags_private_library_names_in_tools() -> None:
+    planted = "from ..call_peer import CallPeer, _leaf_of\nfrom media.transform import _Hold\n"
+    assert private_library_names(planted, "media/cli/x.py") == [
+        "line 1: media.call_peer._leaf_of", "line 2: media.transform._Hold"]
+    assert private_library_names("from .peer import _bin\nfrom ..sinks import VerifyingSink\n",
+                                 "media/stress/x.py") == []
+
+
+def test_the_library_imports_no_tool() -> None:
+    assert {path: found for path in LIBRARY_FILES if (found := library_imports_of_tools(_read(path), path))} == {}
+
+
+def test_tools_take_only_public_library_names() -> None:
+    assert {path: found for path in TOOL_FILES if (found := private_library_names(_read(path), path))} == {}

@@ -78,9 +78,9 @@ def test_without_an_installed_page_the_checkout_serves_its_own(tmp_path: Path) -
 
 def test_bench_outside_a_checkout_says_where_it_works(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    import media.bench
+    import media.cli.bench
 
-    monkeypatch.setattr(media.bench, "BENCHMARKS_DIR", tmp_path / "site-packages" / "benchmarks")
+    monkeypatch.setattr(media.cli.bench, "BENCHMARKS_DIR", tmp_path / "site-packages" / "benchmarks")
     report = tmp_path / "bench.json"
     assert main(["bench", "--quick", "--json", str(report)]) == 2
     err = capsys.readouterr().err
@@ -91,11 +91,11 @@ def test_bench_outside_a_checkout_says_where_it_works(
     ]
     assert not report.exists()
     with pytest.raises(BenchmarksNotFound):
-        media.bench.run(media.bench.argparse.Namespace(timeout=1.0))
+        media.cli.bench.run(media.cli.bench.argparse.Namespace(timeout=1.0))
 
 
 def test_plot_without_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from media.stress_report import plot
+    from media.stress.report import plot
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
     target = tmp_path / "stress.png"

@@ -25,7 +25,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import hashes, hmac
 
 from media.call_peer import CallOptions, CallPeer
-from media.stress_server import ServerProcess
+from media.stress.server import ServerProcess
 from signaling import protocol as p
 from signaling.client import SignalingClient, fetch_token
 from signaling.config import ServerConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from media.bench import BENCHMARKS, markdown
+from media.cli.bench import BENCHMARKS, markdown
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,8 +14,8 @@ from sframe import MLSKeyManager, UnknownKID
 from media.call_peer import CallOptions
 from media.counter import CounterVideoTrack, read_counter
 from media.stats import FailureKind
-from media.stress_hosts import RemotePeer, WorkerError, WorkerProcess
-from media.stress_peer import (
+from media.stress.hosts import RemotePeer, WorkerError, WorkerProcess
+from media.stress.peer import (
     FAILURE_BIN,
     CommitRecord,
     EpochRecord,
@@ -24,7 +24,7 @@ from media.stress_peer import (
     PeerView,
     Phase,
 )
-from media.stress_worker import WorkerSetup
+from media.stress.worker import WorkerSetup
 from media.tracks import ToneAudioTrack
 
 

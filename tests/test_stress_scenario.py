@@ -1,4 +1,4 @@
-"""Scenario files of ``mlscall stress`` (media.scenario): both formats, and
+"""Scenario files of ``mlscall stress`` (media.stress.scenario): both formats, and
 every kind of bad input refused with a ScenarioError naming the place."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from media.errors import MediaError
-from media.scenario import Action, Scenario, ScenarioError
-from media.stress_run import StressConfig
+from media.stress.scenario import Action, Scenario, ScenarioError
+from media.stress.run import StressConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

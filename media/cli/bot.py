@@ -33,9 +33,9 @@ from signaling.client import fetch_token
 from signaling.config import is_loopback_host
 from signaling.errors import SignalingError
 
-from .call_peer import CallOptions, CallPeer, CallStatus
-from .mesh import MediaSources
-from .sinks import RecordingSink, Sink, VerifyingSink
+from ..call_peer import CallOptions, CallPeer, CallStatus
+from ..mesh import MediaSources
+from ..sinks import RecordingSink, Sink, VerifyingSink
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

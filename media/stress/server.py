@@ -19,9 +19,9 @@ from typing import IO
 
 from signaling.tokens import TokenAuthority, load_or_create_secret
 
-from .errors import MediaError
+from ..errors import MediaError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 #: bound of a start (seconds)
 START_TIMEOUT = 30.0
 TOKEN_TTL = 3600

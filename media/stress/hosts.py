@@ -1,10 +1,10 @@
 """Where the peers of a stress run live: in the run's process
 (:class:`LocalPeer`) or in worker processes (:class:`RemotePeer` through a
-:class:`WorkerProcess`, see :mod:`media.stress_worker`).  The driver
-(:mod:`media.stress_run`) sees the same handle either way: start, end (leave
+:class:`WorkerProcess`, see :mod:`media.stress.worker`).  The driver
+(:mod:`media.stress.run`) sees the same handle either way: start, end (leave
 or crash), ask for a self-update or a crash after the next commit, and a
 :class:`PeerView` of the peer's state (for a remote peer, the worker's
-latest, at most :data:`media.stress_worker.STATE_INTERVAL` old).
+latest, at most :data:`media.stress.worker.STATE_INTERVAL` old).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import signal
 import sys
 from typing import Any, Protocol
 
-from .call_peer import CallOptions
-from .errors import MediaError
-from .mesh import MediaSources
-from .sinks import VerifyingSink
-from .stress_peer import Ledger, ObservedPeer, PeerTotals, PeerView
-from .stress_server import REPO_ROOT
-from .stress_worker import WorkerSetup, read_message, write_message
-from .transform import HoldLimits
+from ..call_peer import CallOptions
+from ..errors import MediaError
+from ..mesh import MediaSources
+from ..sinks import VerifyingSink
+from ..transform import HoldLimits
+from .peer import Ledger, ObservedPeer, PeerTotals, PeerView
+from .server import REPO_ROOT
+from .worker import WorkerSetup, read_message, write_message
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ class LocalPeer:
 
 
 class WorkerProcess:
-    """``python -m media.stress_worker`` as a child process, and its peers' views."""
+    """``python -m media.stress.worker`` as a child process, and its peers' views."""
 
     def __init__(self, index: int, setup: WorkerSetup, ledger: Ledger) -> None:
         self.index = index
@@ -106,7 +106,7 @@ class WorkerProcess:
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "media.stress_worker", cwd=REPO_ROOT,
+            sys.executable, "-m", "media.stress.worker", cwd=REPO_ROOT,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
         self._send(self.setup)
         self._reader = asyncio.ensure_future(self._read())

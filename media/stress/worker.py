@@ -3,9 +3,9 @@
 One Python process cannot carry many aiortc peers: at 8 peers (56
 RTCPeerConnections) its event loop is saturated and frames wait in queues
 for seconds.  ``mlscall stress --processes K`` therefore spreads the peers
-over K workers (``python -m media.stress_worker``), each with its own event
+over K workers (``python -m media.stress.worker``), each with its own event
 loop, while the run's process only drives and records
-(:mod:`media.stress_hosts`).
+(:mod:`media.stress.hosts`).
 
 Protocol, over the worker's stdin and stdout (length-prefixed pickles of
 plain dicts; both ends are this program, the pipe never leaves the
@@ -35,11 +35,11 @@ from typing import Any
 import aiohttp
 from signaling.errors import SignalingError
 
-from .call_peer import CallOptions
-from .mesh import MediaSources
-from .sinks import VerifyingSink
-from .stress_peer import Ledger, ObservedPeer
-from .transform import HoldLimits
+from ..call_peer import CallOptions
+from ..mesh import MediaSources
+from ..sinks import VerifyingSink
+from ..transform import HoldLimits
+from .peer import Ledger, ObservedPeer
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ async def serve(timeout: float = 20.0) -> None:
     transport, protocol = await loop.connect_write_pipe(
         lambda: asyncio.streams.FlowControlMixin(), channel)  # type: ignore[attr-defined]
     writer = asyncio.StreamWriter(transport, protocol, None, loop)  # type: ignore[arg-type]
-    # a media.stress_worker.WorkerSetup (this file also runs as __main__: no isinstance)
+    # a media.stress.worker.WorkerSetup (this file also runs as __main__: no isinstance)
     setup: WorkerSetup | None = await read_message(reader)
     if setup is None:
         return

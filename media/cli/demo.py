@@ -25,10 +25,10 @@ from signaling.client import fetch_token
 from signaling.config import ServerConfig
 from signaling.server import start_server
 
+from ..call_peer import CallOptions, CallPeer
+from ..mesh import MediaSources
+from ..sinks import VerifyingSink
 from .bot import summary, watch
-from .call_peer import CallOptions, CallPeer
-from .mesh import MediaSources
-from .sinks import VerifyingSink
 
 BOT_NAMES = ("alice-bot", "bob-bot", "carol-bot", "dave-bot")
 

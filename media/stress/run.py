@@ -3,7 +3,7 @@ scripted events, sampled until the run ends by itself.
 
 Phases, each bounded in time:
 
-1. *warm-up*: the server starts (a child process, :mod:`media.stress_server`,
+1. *warm-up*: the server starts (a child process, :mod:`media.stress.server`,
    unless an external one is given), ``peers`` participants join one by one
    and the run waits until they form one group, every sender on its epoch
    and media decrypting everywhere;
@@ -18,10 +18,10 @@ Phases, each bounded in time:
 4. every peer stops (its final statistics kept), then the server.
 
 The peers run in this process (``processes == 1``) or spread over worker
-processes (:mod:`media.stress_hosts`, :mod:`media.stress_worker`), each new
+processes (:mod:`media.stress.hosts`, :mod:`media.stress.worker`), each new
 one on the worker hosting the fewest; the driver is the same either way.
 
-What happened is in :class:`StressData`; :mod:`media.stress_report` turns it
+What happened is in :class:`StressData`; :mod:`media.stress.report` turns it
 into figures, JSON and a plot.
 """
 
@@ -42,15 +42,15 @@ import aiohttp
 from signaling.client import fetch_token
 from signaling.errors import SignalingError
 
-from .bot import ws_url_for
-from .call_peer import CallOptions
-from .errors import MediaError
+from ..cli.bot import ws_url_for
+from ..call_peer import CallOptions
+from ..errors import MediaError
+from ..transform import HoldLimits
+from .hosts import LocalPeer, PeerHandle, RemotePeer, WorkerError, WorkerProcess
+from .peer import Ledger, PeerTotals, PeerView, Phase
 from .scenario import Action, Scenario, ScenarioError, ScenarioEvent
-from .stress_hosts import LocalPeer, PeerHandle, RemotePeer, WorkerError, WorkerProcess
-from .stress_peer import Ledger, PeerTotals, PeerView, Phase
-from .stress_server import ServerProcess
-from .stress_worker import WorkerSetup
-from .transform import HoldLimits
+from .server import ServerProcess
+from .worker import WorkerSetup
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class StressConfig:
     room: str = "stress"
     seed: int = 1
     #: processes hosting the peers: 1 runs them in the run's own process,
-    #: more start that many workers (media.stress_worker)
+    #: more start that many workers (media.stress.worker)
     processes: int = field(default_factory=lambda: os.cpu_count() or 1)
     switch_delay: float = CallOptions.switch_delay
     confirm_delay: float = CallOptions.confirm_delay

@@ -8,7 +8,7 @@
 Starts a signaling server (a child process on 127.0.0.1 with a temporary
 database, so it can be killed and restarted) unless ``--server`` is given,
 runs the call peers on loopback (spread over ``--processes`` worker
-processes, :mod:`media.stress_worker`, or in this process with
+processes, :mod:`media.stress.worker`, or in this process with
 ``--processes 1``), drives churn, racing
 self-updates and the scenario's events (docs/stress.md), shows a status
 line on stderr while it runs and prints a summary table on stdout at the
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from signaling.errors import SignalingError
 
-from .bot import StatusLine
-from .errors import MediaError
+from ..cli.bot import StatusLine
+from ..errors import MediaError
+from .report import analyze, plot, summary_table, write_json
+from .run import StressConfig, StressError, StressRun
 from .scenario import Scenario, ScenarioError
-from .stress_report import analyze, plot, summary_table, write_json
-from .stress_run import StressConfig, StressError, StressRun
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import MediaError
+from ..errors import MediaError
 
 #: bounds that keep a scripted run finite
 MAX_EVENTS = 1000

@@ -44,10 +44,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from .errors import PlottingNotInstalled
-from .stats import FailureKind
-from .stress_peer import FAILURE_BIN, EpochRecord, Phase
-from .stress_run import StressData
+from ..errors import PlottingNotInstalled
+from ..stats import FailureKind
+from .peer import FAILURE_BIN, EpochRecord, Phase
+from .run import StressData
 
 #: the issue's targets, reported (never asserted as timings)
 TARGET_P95_MS = 200.0

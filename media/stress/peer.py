@@ -41,12 +41,12 @@ from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from sframe import KeyPending, MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
 
-from . import membership as mm
-from .call_peer import CallPeer
-from .session import SFrameSession
-from .sinks import VerifyingSink
-from .stats import FailureKind
-from .transform import HoldLimits, SFrameReceiverTransform
+from .. import membership as mm
+from ..call_peer import CallPeer
+from ..session import SFrameSession
+from ..sinks import VerifyingSink
+from ..stats import FailureKind
+from ..transform import HoldLimits, SFrameReceiverTransform
 
 logger = logging.getLogger(__name__)
 

@@ -14,15 +14,15 @@ import argparse
 import importlib
 import sys
 
-from .errors import NotInstalled
+from ..errors import NotInstalled
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "bot": ("media.bot", "join a call as an encrypted bot peer"),
-    "demo": ("media.demo", "run the end-to-end demo"),
+    "bot": ("media.cli.bot", "join a call as an encrypted bot peer"),
+    "demo": ("media.cli.demo", "run the end-to-end demo"),
     "serve": ("signaling.cli", "run the signaling server and MLS delivery service"),
     "stress": ("media.stress", "epoch-rekey stress run: churn, racing commits, restarts; JSON and plot"),
-    "bench": ("media.bench", "run every benchmark under benchmarks/ (in a checkout); one JSON file and a Markdown table"),
+    "bench": ("media.cli.bench", "run every benchmark under benchmarks/ (in a checkout); one JSON file and a Markdown table"),
 }
 
 
@@ -54,6 +54,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mlscall {args.command}: {exc}\nhint: {exc.hint}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())
