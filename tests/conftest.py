@@ -17,6 +17,8 @@ BOUND = 30.0
 #: the connection address of each ``a=candidate`` line of an SDP
 CANDIDATE = re.compile(r"^a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", re.MULTILINE)
 SHARED = REPO_ROOT.parent / "shared"
+#: the fixtures shared with the JS tests (tests/contracts/README.md)
+CONTRACTS = REPO_ROOT / "tests" / "contracts"
 
 
 @pytest.fixture(scope="session")

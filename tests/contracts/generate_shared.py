@@ -2,7 +2,7 @@
 and codec_clear_bytes.json (see README.md in this folder).
 
 Run once (``.venv/bin/python tests/contracts/generate_shared.py``); the
-outputs are committed and read by tests/test_contracts_shared.py and
+outputs are committed and read by tests/project/test_contracts_shared.py and
 web/test/contracts-shared.test.js.  The expected values are computed here
 from the rules as written (RFC 5869 HKDF from ``cryptography`` for the
 verification code, RFC 9605 §5.2 integer arithmetic for the KID, the framing

@@ -3,7 +3,7 @@
  * values: tests/contracts/verification_code.json, contracts-shared.test.js),
  * loopback candidate filtering (against media.loopback), credential and
  * KeyPackage identities, and the stream indicator's states. The page as a
- * whole runs in tests/test_web_call.py.
+ * whole runs in tests/web/test_web_call.py.
  */
 
 import { test } from 'node:test';

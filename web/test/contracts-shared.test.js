@@ -1,6 +1,6 @@
 /**
  * Shared contracts of Python and JS (tests/contracts/, README.md there), case
- * by case; tests/test_contracts_shared.py runs the same files against Python:
+ * by case; tests/project/test_contracts_shared.py runs the same files against Python:
  * - verification_code.json: verificationCode (app/verification.js) of an
  *   epoch authenticator (RFC 9420 §8.7);
  * - kid_layout.json: the SFrame KID of an MLS sender (RFC 9605 §5.2) by

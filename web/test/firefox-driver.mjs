@@ -1,5 +1,5 @@
 /**
- * Drives one page of Debian's Firefox ESR for tests/test_web_firefox.py:
+ * Drives one page of Debian's Firefox ESR for tests/web/test_web_firefox.py:
  * headless, over WebDriver BiDi with puppeteer-core (no browser download, no
  * geckodriver), with the prefs that give fake media and loopback ICE and keep
  * the profile off the network (../shared/DESIGN.md "Browsers").
@@ -125,7 +125,7 @@ async function main(profile) {
 if (!process.env.NODE_TEST_CONTEXT) {
   const profile = process.argv[2];
   if (!profile) {
-    process.stderr.write('usage: node test/firefox-driver.mjs PROFILE_DIR (run by tests/test_web_firefox.py)\n');
+    process.stderr.write('usage: node test/firefox-driver.mjs PROFILE_DIR (run by tests/web/test_web_firefox.py)\n');
     process.exit(2);
   }
   main(profile).catch((error) => {

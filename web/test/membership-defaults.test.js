@@ -1,7 +1,7 @@
 /**
  * The membership machine's defaults (docs/membership.md) against
  * tests/contracts/membership_defaults.json, which also pins Python's
- * MembershipConfig() (tests/test_membership_defaults.py): DEFAULT_CONFIG of
+ * MembershipConfig() (tests/membership/test_membership_defaults.py): DEFAULT_CONFIG of
  * web/app/membership.js, what a machine built without a config uses, and the
  * page's Call options that it passes on unchanged.
  */

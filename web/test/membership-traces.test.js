@@ -1,7 +1,7 @@
 /**
  * The membership machine's trace files (tests/contracts/membership/, format
  * in docs/membership.md) against the JS port (web/app/membership.js), as
- * tests/test_membership_traces.py runs them against Python's: the scripted
+ * tests/membership/test_membership_traces.py runs them against Python's: the scripted
  * participants are played with the JS MLS Web API (one MLS object each), the
  * delivery service's part (the room's group and epoch, sequence numbers,
  * fan-out, Welcome routing) by this harness, and the actions the machine

@@ -1,7 +1,7 @@
 /**
  * The MLS Web API contract (tests/contracts/): the JS API runs the same
  * calls, results and error codes as the Python `mls` API
- * (tests/test_mls_api_contract.py runs the same files). Field and method
+ * (tests/mls/test_mls_api_contract.py runs the same files). Field and method
  * names of the contract are snake_case; here they are camelCase.
  */
 

@@ -1,7 +1,7 @@
 /**
  * Frames held until their MLS epoch is installed (RFC 9605 §4.4.4, §5.2):
  * the cases of tests/contracts/sframe_hold.json (shared with
- * tests/test_sframe_hold.py) against MLSKeyManager and HoldBuffer; the same
+ * tests/sframe/test_sframe_hold.py) against MLSKeyManager and HoldBuffer; the same
  * cases with every frame sealed by Python and opened here after the delayed
  * install, and the reverse; then the MLS worker endpoint
  * (web/sframe/worker-core.js) holding a receiver's frames and releasing them
@@ -150,7 +150,7 @@ describe('sframe_hold.json: frames held until their epoch is installed', () => {
 describe('sframe_hold.json across languages: sealed by one, opened by the other after a delayed install', () => {
   const PYTHON = String.raw`
 import json, sys
-sys.path.insert(0, "tests")
+sys.path[:0] = ["tests/sframe", "tests"]  # the test module, and the conftest it imports
 from test_sframe_hold import CASES, Receiver, Sender
 
 job = json.load(sys.stdin)

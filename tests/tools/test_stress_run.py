@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from conftest import REPO_ROOT
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BOUND = 240.0  # seconds the whole run may take (a bound, not a measurement)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -1,6 +1,6 @@
 """The call page in headless Firefox ESR with aiortc bots, end to end on 127.0.0.1.
 
-The same call as tests/test_web_call.py's first test, in Debian's
+The same call as tests/web/test_web_call.py's first test, in Debian's
 ``firefox-esr`` instead of Chromium: the signaling server (in process,
 ephemeral port) serves the page, two :class:`media.call_peer.CallPeer` bots
 and the browser form one MLS group, SFrame-encrypted media flows both ways
@@ -49,11 +49,12 @@ from media.stats import FailureKind
 from media.verification import verification_code
 from signaling.server import RunningServer
 
+from conftest import REPO_ROOT
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parent.parent
 FIREFOX = Path("/usr/bin/firefox-esr")
-DRIVER = REPO / "web" / "test" / "firefox-driver.mjs"
+DRIVER = REPO_ROOT / "web" / "test" / "firefox-driver.mjs"
 BOUND = 60.0  # seconds for Firefox to start (a bound, not a measurement)
 
 
@@ -156,7 +157,7 @@ async def firefox(tmp_path: Path) -> AsyncIterator[FirefoxPage]:
     profile = tmp_path / "firefox-profile"
     profile.mkdir()
     process = await asyncio.create_subprocess_exec(
-        node, str(DRIVER), str(profile), cwd=REPO / "web",
+        node, str(DRIVER), str(profile), cwd=REPO_ROOT / "web",
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, start_new_session=True)
     page = FirefoxPage(process)
     try:

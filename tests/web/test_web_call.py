@@ -38,8 +38,9 @@ from media.verification import verification_code
 from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.server import RunningServer, start_server
 
-REPO = Path(__file__).resolve().parent.parent
-ARTIFACTS = REPO / "artifacts"
+from conftest import REPO_ROOT
+
+ARTIFACTS = REPO_ROOT / "artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu",
@@ -133,7 +134,7 @@ def page_bundle() -> Path:
     """Bundle the page (esbuild, about a second) so the test runs today's sources."""
     npm = shutil.which("npm")
     assert npm is not None, "npm is needed to bundle the call page (see .ci/setup)"
-    proc = subprocess.run([npm, "--prefix", str(REPO / "web"), "run", "--silent", "build"],
+    proc = subprocess.run([npm, "--prefix", str(REPO_ROOT / "web"), "run", "--silent", "build"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     bundle = DEFAULT_STATIC_DIR / "dist" / "main.js"
@@ -467,7 +468,7 @@ async def test_demo_page_joins_the_bots(page_bundle: Path, browser: BrowserConte
     serves the page, and the page joins the two bots' call."""
     demo = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "media.cli", "demo", "--port", "0", "--duration", "60", "--self-update", "600",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:
         assert demo.stdout is not None
         address = None

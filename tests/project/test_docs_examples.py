@@ -25,8 +25,9 @@ import pytest
 
 from media.cli import SUBCOMMANDS, build_parser
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs"
+from conftest import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
 PAGES = ("architecture.md", "mls.md", "sframe.md", "media.md", "deployment.md")
 PROJECT_PACKAGES = {"mls", "sframe", "signaling", "media"}
 
@@ -102,7 +103,7 @@ def test_relative_links_resolve(page: str) -> None:
 def _imports(package: str) -> set[str]:
     """Top-level module names imported anywhere in ``package`` (absolute imports only)."""
     names: set[str] = set()
-    for source in (ROOT / package).rglob("*.py"):
+    for source in (REPO_ROOT / package).rglob("*.py"):
         tree = ast.parse(source.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -38,8 +38,9 @@ from media.cli import main
 from media.errors import BenchmarksNotFound, PlottingNotInstalled
 from signaling.page import CHECKOUT_DIR, call_page_dir
 
-REPO = Path(__file__).resolve().parent.parent
-WEB = REPO / "web"
+from conftest import REPO_ROOT
+
+WEB = REPO_ROOT / "web"
 BOUND = 120.0  # seconds for a build or an install (a bound, not a measurement)
 
 
@@ -116,7 +117,7 @@ def test_stress_without_matplotlib_writes_all_but_the_plot(tmp_path: Path) -> No
     done = subprocess.run(
         [sys.executable, "-c", hide_matplotlib, "stress", "--peers", "2", "--duration", "4", "--churn", "0",
          "--update-interval", "0", "--processes", "1", "--json", str(result), "--plot", str(image)],
-        cwd=REPO, capture_output=True, text=True, timeout=BOUND, check=False)
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stdout.startswith("stress: 2 peers"), done.stdout
     assert json.loads(result.read_text(encoding="utf-8"))["config"]["peers"] == 2
@@ -238,7 +239,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     virtual environment; its dependencies are this environment's (a .pth line: no network)."""
     wheels = tmp_path_factory.mktemp("wheels")
     run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-q", "-w", str(wheels)], cwd=REPO)
+         "--disable-pip-version-check", "-q", "-w", str(wheels)], cwd=REPO_ROOT)
     (wheel,) = wheels.glob("mlscall-*.whl")
     venv = tmp_path_factory.mktemp("venv")
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv)
@@ -352,9 +353,9 @@ def source_tree(target: Path, *, bundle: bool) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "static")
     target.mkdir()
     for name in ("setup.py", "pyproject.toml", "MANIFEST.in", "README.md"):
-        shutil.copy2(REPO / name, target / name)
+        shutil.copy2(REPO_ROOT / name, target / name)
     for package in ("mls", "sframe", "signaling", "media"):
-        shutil.copytree(REPO / package, target / package, ignore=ignore)
+        shutil.copytree(REPO_ROOT / package, target / package, ignore=ignore)
     shutil.copytree(WEB / "public", target / "web" / "public",
                     ignore=None if bundle else shutil.ignore_patterns("dist"))
     return target

@@ -13,7 +13,8 @@ from media.errors import MediaError
 from media.stress.scenario import Action, Scenario, ScenarioError
 from media.stress.run import StressConfig
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import REPO_ROOT
+
 
 LINES = """
 # ten joins within one second, then trouble

@@ -15,7 +15,8 @@ from mls.vectors import deserialization as deserialization_vectors
 from mls.vectors import messages as messages_vectors
 from mls.errors import DecodeError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import REPO_ROOT
+
 MLS_VECTORS = REPO_ROOT.parent / "shared" / "vectors" / "mls"
 EXPECTED_COUNTS = {"messages.json": 300, "deserialization.json": 14}
 

@@ -12,9 +12,10 @@ import pytest
 
 from media.cli.bench import BENCHMARKS, markdown
 
+from conftest import REPO_ROOT
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BOUND = 300.0  # seconds (a bound, not a measurement)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import FrozenInstanceError
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,9 @@ from mls.inspection import (
     inspect_welcome,
 )
 
-MLS_VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "mls"
+from conftest import SHARED
+
+MLS_VECTORS = SHARED / "vectors" / "mls"
 
 
 def _load(name: str) -> list[dict[str, Any]]:

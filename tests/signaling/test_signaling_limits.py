@@ -1,4 +1,4 @@
-"""Review follow-ups of the signaling server (real sockets on 127.0.0.1).
+"""The signaling server's limits on bodies, token lifetimes, slow readers and connections (real sockets on 127.0.0.1).
 
 - HTTP bodies are parsed like WebSocket frames: nesting beyond 32 levels is a
   JSON ``bad_message`` (never a plain-text 500), oversized bodies a JSON 413
@@ -30,6 +30,8 @@ from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.ratelimit import TokenBucket
 from signaling.room import CLOSE_SLOW_CONSUMER, Member
 from signaling.server import RunningServer
+
+from conftest import REPO_ROOT
 
 SECRET = b"R-followups-secret-0123456789abcd"
 ROOM = "followups"
@@ -332,6 +334,6 @@ def test_static_root_is_web_public_in_help_and_docs() -> None:
     cli.configure(parser)
     static_help = next(action.help for action in parser._actions if "--static" in action.option_strings)
     assert static_help is not None and "web/public" in static_help
-    docs = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    docs = (REPO_ROOT / "docs" / "protocol.md").read_text()
     static_row = next(line for line in docs.splitlines() if line.startswith("| `GET /<path>`"))
     assert "`web/public`" in static_row and "`web/`" not in static_row

@@ -27,7 +27,7 @@ import aioice.turn
 import pytest
 from aiortc import RTCIceServer
 
-from conftest import CANDIDATE, until
+from conftest import CANDIDATE, REPO_ROOT, until
 from media.call_peer import CallOptions, CallPeer, ice_servers_from_reply
 from media.mesh import ice_server_host, usable_ice_servers
 from media.sinks import VerifyingSink
@@ -384,7 +384,7 @@ async def test_page_and_bot_call_through_coturn(tmp_path: Path, coturn: Coturn) 
     from signaling.config import DEFAULT_STATIC_DIR
     from test_web_call import CHROMIUM, CHROMIUM_FLAGS, browser_decrypted, page_status
 
-    build = subprocess.run(["npm", "--prefix", str(Path(__file__).resolve().parent.parent / "web"), "run",
+    build = subprocess.run(["npm", "--prefix", str(REPO_ROOT / "web"), "run",
                             "--silent", "build"], capture_output=True, text=True, timeout=120, check=False)
     assert build.returncode == 0, build.stderr[-2000:]
     running = await start_server(ServerConfig(port=0, db_path=tmp_path / "calls.db", secret=b"k" * 32,

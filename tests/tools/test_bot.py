@@ -15,9 +15,10 @@ from media.sinks import TrackReport, VerifyingSink
 from media.stats import FailureKind
 from signaling.client import fetch_token
 
+from conftest import REPO_ROOT
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 ROOM = "bots"
 BOUND = 60.0  # seconds before a wait gives up (a bound, not a measurement)
 

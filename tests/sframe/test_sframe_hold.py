@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +29,9 @@ from sframe import (
 )
 from sframe.mls_keys import index_bits_for
 
-FIXTURE = json.loads((Path(__file__).parent / "contracts" / "sframe_hold.json").read_text())
+from conftest import CONTRACTS
+
+FIXTURE = json.loads((CONTRACTS / "sframe_hold.json").read_text())
 DEFAULTS: dict[str, Any] = FIXTURE["defaults"]
 
 

@@ -4,7 +4,6 @@ re-encodes to the same bytes) or raises ``DecodeError`` -- never another excepti
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,7 +12,9 @@ import mls.wire as wire
 from mls.errors import DecodeError
 from mls.wire import ContentType, ExtensionContent, PrivateMessageContent, WireStruct
 
-MLS_VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "mls"
+from conftest import SHARED
+
+MLS_VECTORS = SHARED / "vectors" / "mls"
 
 #: Every struct of ``mls.wire`` that can be decoded on its own.
 STRUCTS: list[type[WireStruct]] = sorted(

@@ -48,12 +48,14 @@ from mls.wire.key_package import KeyPackage
 from mls.wire.proposals import Add, Commit, ProposalOrRef, Update
 from mls.wire.welcome import GroupInfo, GroupSecrets, Welcome
 
+from conftest import SHARED
+
 SUITE = cipher_suite(1)
 
 # --- official vectors: the public view follows every epoch a member follows -------------------
 
 PASSIVE_FILES = {"passive-client-handling-commit.json": 91, "passive-client-welcome.json": 56}
-_SHARED_VECTORS = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "mls"
+_SHARED_VECTORS = SHARED / "vectors" / "mls"
 
 
 def _cases() -> list[tuple[str, int]]:

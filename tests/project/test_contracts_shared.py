@@ -13,7 +13,6 @@ web/test/contracts-shared.test.js runs the same files against web/.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +34,8 @@ from media.verification import verification_code
 from sframe import MLSKeyManager, mls_kid
 from sframe.mls_keys import index_bits_for
 
-CONTRACTS = Path(__file__).parent / "contracts"
+from conftest import CONTRACTS
+
 VERIFICATION = json.loads((CONTRACTS / "verification_code.json").read_text())
 KID = json.loads((CONTRACTS / "kid_layout.json").read_text())
 CODEC = json.loads((CONTRACTS / "codec_clear_bytes.json").read_text())

@@ -18,7 +18,8 @@ from ds_participant import Participant
 from signaling.client import SignalingClient, fetch_token
 from signaling.errors import ErrorCode, SignalingError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import REPO_ROOT
+
 ROOM = "call"
 
 

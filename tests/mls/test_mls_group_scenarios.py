@@ -1,6 +1,6 @@
 """Group life cycles through the public ``mls`` API (RFC 9420 §12, §14, §15.3).
 
-Complements tests/test_mls_group_api.py with the scenarios that need more
+Complements tests/mls/test_mls_group_api.py with the scenarios that need more
 than one step: adding many members at once, several members proposing in
 the same epoch (and proposals that arrive too late), application messages
 delivered out of order within the retention window, what a member can and

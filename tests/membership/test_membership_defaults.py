@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, fields
-from pathlib import Path
 from typing import Any
 
 from media.call_peer import CallOptions
 from media.membership import MembershipConfig
 
+from conftest import CONTRACTS
+
 DEFAULTS: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "contracts" / "membership_defaults.json").read_text())["defaults"]
+    (CONTRACTS / "membership_defaults.json").read_text())["defaults"]
 
 
 def test_the_fixture_names_every_field_of_the_config() -> None:

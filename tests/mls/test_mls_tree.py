@@ -42,6 +42,8 @@ from mls.wire.proposals import UpdatePath, UpdatePathNode
 from mls.wire.tree import Capabilities, LeafNode, Lifetime, ParentNode
 from mls.wire.tree import RatchetTreeExtension
 
+from conftest import SHARED
+
 TREE_OPERATIONS_CASES = 5
 TREE_VALIDATION_CASES = 98
 TREEKEM_CASES = 77
@@ -51,7 +53,7 @@ SUITE = cipher_suite(1)
 
 @cache
 def _load(name: str) -> list[dict[str, Any]]:
-    path = Path(__file__).resolve().parent.parent.parent / "shared" / "vectors" / "mls" / name
+    path = SHARED / "vectors" / "mls" / name
     cases: list[dict[str, Any]] = json.loads(path.read_text())
     return cases
 

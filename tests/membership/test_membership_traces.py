@@ -20,7 +20,9 @@ from mls import MLS, GroupView
 
 from media import membership as m
 
-TRACES = Path(__file__).parent / "contracts" / "membership"
+from conftest import CONTRACTS
+
+TRACES = CONTRACTS / "membership"
 
 
 def action_name(action: object) -> str:

@@ -32,9 +32,9 @@ import ast
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from conftest import REPO_ROOT
+
 
 #: the public names of the mls package (everything else under mls. is internal)
 PUBLIC_MLS = frozenset({"mls", "mls.errors", "mls.inspection"})
@@ -88,7 +88,7 @@ def _resolve(node: ast.ImportFrom, path: str) -> str:
 
 def _submodule(package: str, name: str) -> bool:
     """True when ``package.name`` is a module of this project (``from mls import wire``)."""
-    folder = ROOT.joinpath(*package.split("."))
+    folder = REPO_ROOT.joinpath(*package.split("."))
     return (folder / name).is_dir() or (folder / f"{name}.py").is_file()
 
 
@@ -213,11 +213,11 @@ def private_library_names(source: str, path: str) -> list[str]:
 # -- the files ---------------------------------------------------------------------------------
 
 def _python_files(*folders: str) -> list[str]:
-    return sorted(str(path.relative_to(ROOT)) for folder in folders for path in (ROOT / folder).rglob("*.py"))
+    return sorted(str(path.relative_to(REPO_ROOT)) for folder in folders for path in (REPO_ROOT / folder).rglob("*.py"))
 
 
 def _read(path: str) -> str:
-    return (ROOT / path).read_text(encoding="utf-8")
+    return (REPO_ROOT / path).read_text(encoding="utf-8")
 
 
 BENCHMARKS = [path for path in _python_files("benchmarks") if path not in INTERNAL_BENCHMARKS]
@@ -225,7 +225,7 @@ ADAPTER_FILES = _python_files("signaling", "media") + BENCHMARKS
 CORE_FILES = _python_files("mls", "sframe")
 TOOL_FILES = _python_files("media/cli", "media/stress")
 LIBRARY_FILES = [path for path in _python_files("media") if path not in TOOL_FILES]
-JS_TESTS = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "web" / "test").glob("*.js"))
+JS_TESTS = sorted(str(path.relative_to(REPO_ROOT)) for path in (REPO_ROOT / "web" / "test").glob("*.js"))
 
 
 def test_the_file_lists_cover_the_layers() -> None:

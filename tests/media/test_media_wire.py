@@ -1,7 +1,7 @@
 """The RTP payloads on the wire are SFrame ciphertext (issue 6).
 
 A real call over 127.0.0.1 (two aiortc peers, ``SFrameSession`` on each,
-as in tests/test_media_sframe_peers.py): ``a`` sends VP8 video (the test
+as in tests/media/test_media_sframe_peers.py): ``a`` sends VP8 video (the test
 pattern with its drawn-in counter) and Opus audio to ``b``.  Captured:
 
 * every RTP packet ``a`` sends, as it leaves the packetizer:

@@ -12,7 +12,8 @@ import pytest
 
 from sframe.vectors import check_case, iter_cases, run_file
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from conftest import REPO_ROOT
+
 SFRAME_VECTORS = REPO_ROOT.parent / "shared" / "vectors" / "sframe"
 FILES = ("test-vectors.json", "test-vectors-head.json", "test-vectors-aes256.json")
 EXPECTED_COUNTS = {

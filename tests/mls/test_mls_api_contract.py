@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +15,8 @@ from mls import MLS, GroupConfig, GroupView
 from mls.errors import MLSError
 from mls.wire.enums import WireFormat
 
-CONTRACTS = Path(__file__).parent / "contracts"
+from conftest import CONTRACTS
+
 API = json.loads((CONTRACTS / "mls_api.json").read_text())
 ERROR_CODES = json.loads((CONTRACTS / "mls_error_codes.json").read_text())["codes"]
 
