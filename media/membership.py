@@ -31,19 +31,10 @@ from dataclasses import dataclass, field
 
 from mls import MLS, GroupView
 from mls.errors import MLSError
-from mls.inspection import inspect_credential, inspect_key_package
+from mls.inspection import credential_identity, inspect_key_package
 
 #: the MLS storage namespace of the client records (one per identity)
 RECORD_NAMESPACE = "mlscall.membership"
-
-
-def credential_identity(credential: bytes) -> str | None:
-    """The room identity a basic credential (RFC 9420 §5.3) carries, or None."""
-    try:
-        identity = inspect_credential(credential).identity
-        return None if identity is None else identity.decode()
-    except (MLSError, UnicodeDecodeError):
-        return None
 
 
 def key_package_identity(key_package: bytes) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from mls.crypto import KEY_PACKAGE_REF_LABEL, cipher_suite
-from mls.errors import InvalidArgumentTypeError, ValidationError
+from mls.errors import InvalidArgumentTypeError, MLSError, ValidationError
 from mls.wire.credentials import Credential
 from mls.wire.enums import ContentType, CredentialType, SenderType, WireFormat
 from mls.wire.framing import PrivateMessage, PublicMessage
@@ -42,6 +42,7 @@ __all__ = [
     "SenderType",
     "WelcomeSummary",
     "WireFormat",
+    "credential_identity",
     "inspect_credential",
     "inspect_group_info",
     "inspect_key_package",
@@ -189,3 +190,16 @@ def inspect_group_info(data: BytesLike) -> GroupInfoSummary:
 def inspect_credential(data: BytesLike) -> CredentialSummary:
     """An encoded ``Credential`` (§5.3), as ``MLS.generate_credential`` returns it."""
     return _credential(Credential.decode(_as_wire(data, "Credential")))
+
+
+def credential_identity(data: BytesLike) -> str | None:
+    """The identity of an encoded basic Credential (§5.3) as UTF-8 text; ``None`` for anything
+    else (malformed bytes, another credential type, an identity that is not UTF-8).
+
+    The name an application (mlscall: the room token's identity) binds to a leaf.
+    """
+    try:
+        identity = inspect_credential(data).identity
+        return None if identity is None else identity.decode()
+    except (MLSError, UnicodeDecodeError):
+        return None

@@ -28,19 +28,10 @@ from collections.abc import Container, Sequence
 
 from mls import GroupConfig, PublicGroup, PublicMember
 from mls.errors import MLSError
-from mls.inspection import SenderType, WireFormat, inspect_credential, inspect_message, inspect_welcome
+from mls.inspection import SenderType, WireFormat, credential_identity, inspect_message, inspect_welcome
 
 from .errors import ErrorCode, SignalingError
 from .store import WelcomeRecord
-
-
-def credential_identity(credential: bytes) -> str | None:
-    """The identity of an encoded basic Credential (§5.3.1) as text, else ``None``."""
-    try:
-        identity = inspect_credential(credential).identity
-        return None if identity is None else identity.decode()
-    except (MLSError, UnicodeDecodeError):
-        return None
 
 
 def _invalid(err: MLSError, what: str) -> SignalingError:

@@ -14,7 +14,8 @@ from av import AudioFrame, VideoFrame
 
 from media.counter import COUNTER_MODULUS, CounterVideoTrack, draw_counter, read_counter
 from media.loopback import filter_sdp, is_loopback_candidate, loopback_ice
-from media.membership import credential_identity, key_package_identity
+from media.membership import key_package_identity
+from mls.inspection import credential_identity
 from media.sinks import TrackReport
 from mls import MLS
 

@@ -19,6 +19,7 @@ import pytest
 from mls import MLS, GroupView
 
 from media import membership as m
+from mls.inspection import credential_identity
 
 from conftest import CONTRACTS
 
@@ -274,7 +275,7 @@ class Harness:
         elif "remove" in commits:
             leaf = commits.get("leaf")
             victims = [x for x in group.details().members
-                       if m.credential_identity(x.credential) == commits["remove"]
+                       if credential_identity(x.credential) == commits["remove"]
                        and (leaf is None or x.leaf_index == leaf)]
             output = group.remove(victims[0].client_id)
         else:

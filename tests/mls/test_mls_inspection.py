@@ -22,6 +22,7 @@ from mls.inspection import (
     CredentialType,
     SenderType,
     WireFormat,
+    credential_identity,
     inspect_credential,
     inspect_group_info,
     inspect_key_package,
@@ -171,6 +172,15 @@ def test_unknown_credential_type_has_no_identity() -> None:
     summary = inspect_credential(encoded)
     assert summary.credential_type == 0x0F00 and summary.identity is None
     assert summary.encoded == encoded
+
+
+def test_credential_identity_is_text_or_none(call: Call) -> None:
+    assert credential_identity(call.alice_credential) == "alice"
+    not_text = (1).to_bytes(2, "big") + bytes([2]) + b"\xff\xfe"  # a basic credential, identity not UTF-8
+    assert inspect_credential(not_text).identity == b"\xff\xfe"
+    unknown_type = (0x0F00).to_bytes(2, "big") + bytes([3]) + b"xyz"
+    for encoded in (not_text, unknown_type, b"", b"\x00", call.key_package):
+        assert credential_identity(encoded) is None
 
 
 def test_summaries_are_frozen(call: Call) -> None:
