@@ -1,0 +1,117 @@
+"""Raw aiortc peers for the Janus tests (DESIGN.md, "Scale"; issue 16).
+
+A publisher (sendonly audio + video, no SFrame: these tests are about the
+transport through Janus, not about encryption) and a multistream subscriber
+(recvonly, ``bundlePolicy=MAX_BUNDLE``, RTX stripped from Janus's offer since
+aiortc 1.16 drops RTX when several publishers share one connection).  Both
+gather on 127.0.0.1 only and never negotiate the audio-level header extension.
+The ``janus`` fixture starts a private Janus (media.cli.janus) per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.cli.janus import JanusProcess
+from media.loopback import filter_sdp, loopback_ice
+from media.tracks import PatternVideoTrack, ToneAudioTrack
+
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+
+@pytest.fixture
+def janus(tmp_path: Path) -> Iterator[JanusProcess]:
+    """A private Janus on loopback (shim cached under the test's tmp folder), stopped after the test."""
+    process = JanusProcess(tmp_path / "janus", cache_dir=tmp_path / "cache")
+    process.start()
+    yield process
+    process.stop()
+
+
+def strip_audio_level(sdp: str) -> str:
+    """``sdp`` without the audio-level RTP header extension (plaintext-derived metadata)."""
+    return "".join(line for line in sdp.splitlines(keepends=True)
+                   if not (line.startswith("a=extmap:") and AUDIO_LEVEL in line))
+
+
+def strip_rtx(sdp: str) -> str:
+    """``sdp`` without RTX: its payload types, their rtpmap/fmtp/rtcp-fb lines, FID groups and SSRCs."""
+    rtx_types = set(re.findall(r"^a=rtpmap:(\d+) rtx/", sdp, re.MULTILINE))
+    rtx_ssrcs = {fid.split()[1] for fid in re.findall(r"^a=ssrc-group:FID (\d+ \d+)", sdp, re.MULTILINE)}
+    kept = []
+    for line in sdp.splitlines(keepends=True):
+        if line.startswith("m="):
+            fields = line.rstrip("\r\n").split(" ")
+            line = " ".join(fields[:3] + [pt for pt in fields[3:] if pt not in rtx_types]) + "\r\n"
+        elif re.match(r"a=(rtpmap|fmtp|rtcp-fb):(\d+)[ \r\n]", line) and line.split(":")[1].split()[0] in rtx_types:
+            continue
+        elif line.startswith("a=ssrc-group:FID"):
+            continue
+        elif line.startswith("a=ssrc:") and line[7:].split()[0] in rtx_ssrcs:
+            continue
+        kept.append(line)
+    return "".join(kept)
+
+
+class Publisher:
+    """One sendonly connection with a pattern video and a tone audio track."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver(ToneAudioTrack(), direction="sendonly")
+        self.pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
+
+    async def offer(self) -> str:
+        """The complete offer (ICE gathered on 127.0.0.1)."""
+        with loopback_ice():
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        return strip_audio_level(self.pc.localDescription.sdp)
+
+    async def accept(self, answer: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(filter_sdp(answer), "answer"))
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+class Subscriber:
+    """One recvonly multistream connection; counts the frames received per mid."""
+
+    def __init__(self) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+        self.frames: Counter[str] = Counter()
+        self._readers: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        mid = next(t.mid for t in self.pc.getTransceivers() if t.receiver.track is track)
+        self._readers.append(asyncio.ensure_future(self._read(str(mid), track)))
+
+    async def _read(self, mid: str, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                await track.recv()
+                self.frames[mid] += 1
+        except MediaStreamError:
+            return
+
+    async def answer(self, offer: str) -> str:
+        """Answer Janus's offer (RTX and audio-level stripped); returns the complete answer."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(strip_audio_level(strip_rtx(filter_sdp(offer))),
+                                                                 "offer"))
+        with loopback_ice():
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        await self.pc.close()
