@@ -49,6 +49,10 @@ class ErrorCode(StrEnum):
     #: Client side: the transport failed under a request (reset, or dropped without a close
     #: frame); the request may or may not have reached the server.
     CONNECTION_LOST = "connection_lost"
+    #: The room has no SFU, or the server lost its SFU (Janus) for now.
+    SFU_UNAVAILABLE = "sfu_unavailable"
+    #: The SFU (Janus) refused a request; ``janus_code`` says why.
+    SFU_REFUSED = "sfu_refused"
     INTERNAL = "internal"
 
 
