@@ -377,8 +377,8 @@ class SignalingServer:
     async def _public_state(self, room: Room) -> PublicState | None:
         """The room's keyless view of its group, read from the store when not in memory."""
         if not room.public_loaded:
-            encoded = await self.store.public_group(room.name)
-            room.public = None if encoded is None else PublicState.load(encoded)
+            stored = await self.store.public_group(room.name)
+            room.public = None if stored is None else PublicState.load(stored[0])
             room.public_loaded = True
         return room.public
 
@@ -747,8 +747,8 @@ class SignalingServer:
         live = self.rooms.get(room)
         if live is not None and live.public_loaded:
             return live.public is not None and live.public.is_member(identity)
-        encoded = await self.store.public_group(room)
-        return encoded is not None and PublicState.load(encoded).is_member(identity)
+        stored = await self.store.public_group(room)
+        return stored is not None and PublicState.load(stored[0]).is_member(identity)
 
     async def _on_keypackage_claim(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         assert member.room is not None and member.identity is not None

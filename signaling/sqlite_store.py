@@ -17,23 +17,35 @@ current epoch's usage, ``log_usage`` each sender's, ``log.at`` when each entry
 was appended (by the store's clock). Reads are paged (``read_log`` with a
 limit): every statement handed to the store thread is bounded, so one room's
 catch-up never holds up another room's appends for longer than one page.
+
+One instance only: the feed (:class:`~signaling.store.FeedItem`) is
+in-process, published after each transaction commits in ``seq`` order and
+before the appends it wrote return; presence and heartbeats live in memory
+(the one instance is alive while the store is open), and so does when each
+room was last left empty (a restart reads as everyone having left then).
+The identities admitted to each room and the public view's version are in
+the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind,
-                    GroupCreateRequest, LogEntry, LogPolicy, Outcome, ProposalRequest, QuotaExceeded, RoomGroup)
+from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem,
+                    GroupCreateRequest, LogEntry, LogPolicy, Outcome, Presence, ProposalRequest,
+                    QuotaExceeded, RoomGroup)
 
 T = TypeVar("T")
+
+logger = logging.getLogger("signaling")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rooms (
@@ -47,8 +59,14 @@ CREATE TABLE IF NOT EXISTS rooms (
     log_bytes INTEGER NOT NULL DEFAULT 0,
     quota_epoch INTEGER,
     quota_entries INTEGER NOT NULL DEFAULT 0,
-    quota_bytes INTEGER NOT NULL DEFAULT 0
+    quota_bytes INTEGER NOT NULL DEFAULT 0,
+    public_version INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS admitted (
+    room TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    PRIMARY KEY (room, identity)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS log (
     room TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -89,9 +107,11 @@ _ADDED_ROOM_COLUMNS = {
     "quota_epoch": "INTEGER",
     "quota_entries": "INTEGER NOT NULL DEFAULT 0",
     "quota_bytes": "INTEGER NOT NULL DEFAULT 0",
+    "public_version": "INTEGER NOT NULL DEFAULT 0",
 }
 
-_ROOM_STATE = "SELECT group_id, epoch, last_seq, pruned_seq, pruned_epoch FROM rooms WHERE room = ?"
+_ROOM_STATE = ("SELECT group_id, epoch, last_seq, pruned_seq, pruned_epoch, public_version FROM rooms"
+               " WHERE room = ?")
 _LOG_COLUMNS = "room, seq, kind, sender, epoch, body, group_id, recipient"
 _INSERT_LOG = f"INSERT INTO log ({_LOG_COLUMNS}, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 #: The entries of the log ``reader`` may see (see Store.read_log), after a seq, from an epoch.
@@ -121,8 +141,14 @@ class SQLiteStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         self._db: sqlite3.Connection | None = None
         #: Appends waiting for the next group commit, and the task writing them.
-        self._appends: list[tuple[str, tuple[AppendRequest, ...], asyncio.Future[list[AppendResult]]]] = []
+        self._appends: list[tuple[str, tuple[AppendRequest, ...], str,
+                                  asyncio.Future[list[AppendResult]]]] = []
         self._committer: asyncio.Task[None] | None = None
+        #: The feed's handler of each subscribed room.
+        self._feeds: dict[str, Callable[[FeedItem], None]] = {}
+        #: Who is connected to each room (by identity), and since when each room has been empty.
+        self._presence: dict[str, dict[str, Presence]] = {}
+        self._empty_since: dict[str, float] = {}
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -176,13 +202,14 @@ class SQLiteStore:
 
     @staticmethod
     def _room_row(db: sqlite3.Connection, room: str
-                  ) -> tuple[bytes | None, int | None, int, int, int | None, int, int]:
-        """group_id, epoch, last_seq, log_bytes and the quota usage (its epoch, entries, bytes)."""
+                  ) -> tuple[bytes | None, int | None, int, int, int | None, int, int, int]:
+        """group_id, epoch, last_seq, log_bytes, the quota usage (its epoch, entries, bytes) and
+        the public view's version."""
         row = db.execute("SELECT group_id, epoch, last_seq, log_bytes, quota_epoch, quota_entries,"
-                         " quota_bytes FROM rooms WHERE room = ?", (room,)).fetchone()
+                         " quota_bytes, public_version FROM rooms WHERE room = ?", (room,)).fetchone()
         if row is None:
             db.execute("INSERT INTO rooms (room) VALUES (?)", (room,))
-            return None, None, 0, 0, None, 0, 0
+            return None, None, 0, 0, None, 0, 0, 0
         return row
 
     async def group_state(self, room: str) -> RoomGroup:
@@ -193,9 +220,10 @@ class SQLiteStore:
         row = self._db.execute(_ROOM_STATE, (room,)).fetchone()
         return RoomGroup(None, None, 0) if row is None else RoomGroup(*row)
 
-    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+    async def append(self, room: str, requests: Sequence[AppendRequest], *,
+                     origin: str = "") -> list[AppendResult]:
         waiter: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
-        self._appends.append((room, tuple(requests), waiter))
+        self._appends.append((room, tuple(requests), origin, waiter))
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._group_commit())
         return await waiter
@@ -206,10 +234,15 @@ class SQLiteStore:
             batch, self._appends = self._appends, []
             outcomes: list[list[AppendResult] | Exception]
             try:
-                outcomes = await self._run(self._append_rooms, [(room, reqs) for room, reqs, _ in batch])
+                outcomes = await self._run(self._append_rooms, [(room, reqs) for room, reqs, _, _ in batch])
             except Exception as exc:  # the transaction itself failed: nothing of the batch was written
                 outcomes = [exc] * len(batch)
-            for (_, _, waiter), outcome in zip(batch, outcomes):
+            for (room, _, origin, _), outcome in zip(batch, outcomes):  # committed: publish, in seq order
+                if not isinstance(outcome, Exception):
+                    for result in outcome:
+                        if result.entries:
+                            self._publish(room, FeedItem(result.entries, None, origin))
+            for (_, _, _, waiter), outcome in zip(batch, outcomes):
                 if waiter.done():  # its caller was cancelled
                     continue
                 if isinstance(outcome, Exception):
@@ -236,7 +269,8 @@ class SQLiteStore:
                 requests: tuple[AppendRequest, ...]) -> list[AppendResult]:
         results: list[AppendResult] = []
         rows: list[LogEntry] = []
-        group_id, epoch, seq, log_bytes, quota_epoch, quota_entries, quota_bytes = self._room_row(db, room)
+        (group_id, epoch, seq, log_bytes, quota_epoch, quota_entries, quota_bytes,
+         version) = self._room_row(db, room)
         usage = _EpochUsage(db, room, -1 if epoch is None else epoch)
         if quota_epoch == usage.epoch:
             usage.room = [quota_entries, quota_bytes]
@@ -248,6 +282,8 @@ class SQLiteStore:
                     results.append(AppendResult(Outcome.WRONG_GROUP, epoch))
                     continue
                 group_id, epoch, public_group = request.group_id, request.epoch, request.public_group
+                if public_group is not None:
+                    version += 1
                 usage = _EpochUsage(db, room, epoch)
                 results.append(AppendResult(Outcome.ACCEPTED, epoch))
                 continue
@@ -264,6 +300,9 @@ class SQLiteStore:
                 if epoch != request.epoch:
                     results.append(AppendResult(Outcome.CONFLICT, epoch))
                     continue
+                if request.public_version is not None and request.public_version != version:
+                    results.append(AppendResult(Outcome.STALE_VIEW, epoch))
+                    continue
                 entries = [LogEntry(room, seq + 1, EntryKind.PROPOSAL, request.sender, epoch,
                                     request.proposal, group_id)]
             else:
@@ -272,6 +311,9 @@ class SQLiteStore:
                     continue
                 if epoch != request.epoch:
                     results.append(AppendResult(Outcome.CONFLICT, epoch))
+                    continue
+                if request.public_version is not None and request.public_version != version:
+                    results.append(AppendResult(Outcome.STALE_VIEW, epoch))
                     continue
                 epoch, committed = request.epoch + 1, True
                 usage = _EpochUsage(db, room, epoch)  # a new epoch: fresh quotas
@@ -286,8 +328,9 @@ class SQLiteStore:
                 if exceeded is not None:
                     results.append(AppendResult(Outcome.QUOTA_EXCEEDED, epoch, quota=exceeded))
                     continue
-            if isinstance(request, (ProposalRequest, CommitRequest)):
-                public_group = request.public_group or public_group
+            if isinstance(request, (ProposalRequest, CommitRequest)) and request.public_group is not None:
+                public_group = request.public_group
+                version += 1
             rows.extend(entries)
             seq = entries[-1].seq
             results.append(AppendResult(Outcome.ACCEPTED, epoch, tuple(entries)))
@@ -299,7 +342,8 @@ class SQLiteStore:
         db.execute("UPDATE rooms SET group_id = ?, epoch = ?, last_seq = ? WHERE room = ?",
                    (group_id, epoch, seq, room))
         if public_group is not None:
-            db.execute("UPDATE rooms SET public_group = ? WHERE room = ?", (public_group, room))
+            db.execute("UPDATE rooms SET public_group = ?, public_version = ? WHERE room = ?",
+                       (public_group, version, room))
         if self._policy.epochs is not None and epoch is not None and committed:
             log_bytes -= self._prune_epochs(db, room, epoch - self._policy.epochs - 1)
         if rows:
@@ -403,13 +447,27 @@ class SQLiteStore:
                                (room, recipient)).fetchone()
         return row[0]
 
-    async def public_group(self, room: str) -> bytes | None:
+    async def public_group(self, room: str) -> tuple[bytes, int] | None:
         return await self._run(self._public_group, room)
 
-    def _public_group(self, room: str) -> bytes | None:
+    def _public_group(self, room: str) -> tuple[bytes, int] | None:
         assert self._db is not None
-        row = self._db.execute("SELECT public_group FROM rooms WHERE room = ?", (room,)).fetchone()
-        return None if row is None else row[0]
+        row = self._db.execute("SELECT public_group, public_version FROM rooms WHERE room = ?",
+                               (room,)).fetchone()
+        return None if row is None or row[0] is None else (row[0], row[1])
+
+    async def read_entries(self, room: str, *, after_seq: int, up_to_seq: int | None = None,
+                           limit: int | None = None) -> list[LogEntry]:
+        return await self._run(self._read_entries, room, after_seq, up_to_seq, limit)
+
+    def _read_entries(self, room: str, after_seq: int, up_to_seq: int | None,
+                      limit: int | None) -> list[LogEntry]:
+        assert self._db is not None
+        rows = self._db.execute(
+            f"SELECT {_LOG_COLUMNS} FROM log WHERE room = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+            (room, after_seq, _NO_SEQ_LIMIT if up_to_seq is None else up_to_seq,
+             -1 if limit is None else limit)).fetchall()
+        return [_entry(row) for row in rows]
 
     async def reset_group(self, room: str) -> None:
         await self._run(self._reset_group, room)
@@ -419,9 +477,72 @@ class SQLiteStore:
             db.execute("DELETE FROM log WHERE room = ?", (room,))
             db.execute("DELETE FROM key_packages WHERE room = ?", (room,))
             db.execute("DELETE FROM log_usage WHERE room = ?", (room,))
+            db.execute("DELETE FROM admitted WHERE room = ?", (room,))
             db.execute("UPDATE rooms SET group_id = NULL, epoch = NULL, pruned_seq = 0, pruned_epoch = -1,"
-                       " public_group = NULL, log_bytes = 0, quota_epoch = NULL, quota_entries = 0,"
-                       " quota_bytes = 0 WHERE room = ?", (room,))
+                       " public_group = NULL, public_version = public_version + 1, log_bytes = 0,"
+                       " quota_epoch = NULL, quota_entries = 0, quota_bytes = 0 WHERE room = ?", (room,))
+
+    # -- the feed (in-process: this store serves one instance) ------------------------------
+
+    def _publish(self, room: str, item: FeedItem) -> None:
+        handler = self._feeds.get(room)
+        if handler is None:
+            return
+        try:
+            handler(item)
+        except Exception:
+            logger.exception("feed handler of room %s failed", room)
+
+    async def subscribe(self, room: str, handler: Callable[[FeedItem], None]) -> None:
+        self._feeds[room] = handler
+
+    async def unsubscribe(self, room: str) -> None:
+        self._feeds.pop(room, None)
+
+    async def signal(self, room: str, message: dict[str, Any], origin: str) -> None:
+        self._publish(room, FeedItem((), message, origin))
+
+    # -- admission and presence --------------------------------------------------------------
+
+    async def admit(self, room: str, identity: str) -> None:
+        await self._run(self._admit, room, identity)
+
+    def _admit(self, room: str, identity: str) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR IGNORE INTO admitted (room, identity) VALUES (?, ?)", (room, identity))
+
+    async def admitted(self, room: str) -> frozenset[str]:
+        return await self._run(self._admitted, room)
+
+    def _admitted(self, room: str) -> frozenset[str]:
+        assert self._db is not None
+        return frozenset(row[0] for row in self._db.execute(
+            "SELECT identity FROM admitted WHERE room = ?", (room,)))
+
+    async def set_presence(self, room: str, identity: str, instance: str, waiting: bool) -> None:
+        self._presence.setdefault(room, {})[identity] = Presence(instance, waiting)
+
+    async def drop_presence(self, room: str, identity: str, instance: str) -> None:
+        present = self._presence.get(room)
+        if present is not None and identity in present and present[identity].instance == instance:
+            del present[identity]
+            if not present:
+                del self._presence[room]
+
+    async def presence(self, room: str) -> dict[str, Presence]:
+        return dict(self._presence.get(room, {}))
+
+    async def heartbeat(self, instance: str, ttl: float) -> None:
+        """Nothing to note: the one instance of this store is alive while the store is open."""
+
+    async def empty_since(self, room: str) -> float | None:
+        return self._empty_since.get(room)
+
+    async def set_empty_since(self, room: str, when: float | None) -> None:
+        if when is None:
+            self._empty_since.pop(room, None)
+        else:
+            self._empty_since[room] = when
 
     # -- KeyPackage directory --------------------------------------------------------------
 

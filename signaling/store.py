@@ -13,14 +13,25 @@ acknowledged one left.
 What a room's log takes and keeps is the store's too (:class:`LogPolicy`):
 per-epoch quotas on what members may write, and pruning by epochs, size and
 age done in the transaction of the append that makes it necessary.
+
+Several server instances may share one store (Redis; SQLite serves one
+instance): the store is then also how they reach each other. Each room has a
+*feed* (:class:`FeedItem`) carrying every accepted append's entries in
+``seq`` order and the instances' signals (presence, relay, replace, group
+reset), the identities admitted to the room, who is connected where
+(:class:`Presence`, kept only while its instance heartbeats) and since when
+the room's group has had no member connected (the abandoned-room rule). The
+stored public view carries a version, so that an instance validating a
+proposal against a view another instance has moved on gets
+``Outcome.STALE_VIEW`` instead of overwriting it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class EntryKind(str, Enum):
@@ -63,6 +74,9 @@ class RoomGroup:
     pruned_seq: int = 0
     #: the log still holds every entry of the epochs after this one (-1: of every epoch)
     pruned_epoch: int = -1
+    #: the version of the stored public view: incremented by every write of it (a
+    #: handshake's ``public_group``, a group creation, :meth:`Store.reset_group`)
+    public_version: int = 0
 
 
 class Outcome(str, Enum):
@@ -71,6 +85,33 @@ class Outcome(str, Enum):
     WRONG_GROUP = "wrong_group"
     NO_GROUP = "no_group"
     QUOTA_EXCEEDED = "quota_exceeded"
+    #: the request's ``public_version`` is not the stored view's: another instance changed
+    #: the view since this one read it (validate again against the stored view)
+    STALE_VIEW = "stale_view"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedItem:
+    """One item of a room's feed, seen by every instance subscribed to the room.
+
+    ``entries`` are the log entries one accepted append produced, in ``seq``
+    order (empty for a signal); ``signal`` a JSON-able message between
+    instances that is not in the log (presence, relay, replace, group reset,
+    SFU notices); ``origin`` the instance id that caused the item.
+    """
+
+    entries: tuple[LogEntry, ...] = ()
+    signal: dict[str, Any] | None = None
+    origin: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Where an identity of a room is connected: the ``instance`` holding its connection,
+    and whether it waits, a newcomer, for a member of the group to add it."""
+
+    instance: str
+    waiting: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +190,9 @@ class CommitRequest:
 
     ``public_group`` is the room's PublicGroup after the commit (``to_bytes``),
     stored with it; ``None`` leaves the stored state as it is (a server that
-    does not validate, benchmarks only).
+    does not validate, benchmarks only). ``public_version`` is the version of
+    the stored view it was derived from (``None``: not checked); the store
+    refuses the request with ``STALE_VIEW`` when the stored version differs.
     """
 
     sender: str
@@ -158,18 +201,22 @@ class CommitRequest:
     commit: bytes = field(repr=False)
     welcomes: tuple[WelcomeRecord, ...] = ()
     public_group: bytes | None = field(default=None, repr=False)
+    public_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ProposalRequest:
-    """A standalone proposal (§12.1) sent in ``epoch``; ``public_group`` as for a commit
-    (the PublicGroup caches the proposal until the epoch's commit)."""
+    """A standalone proposal (§12.1) sent in ``epoch``; ``public_group`` and
+    ``public_version`` as for a commit (the PublicGroup caches the proposal until the
+    epoch's commit, so two instances accepting proposals in one epoch must not overwrite
+    each other's view)."""
 
     sender: str
     group_id: bytes
     epoch: int
     proposal: bytes = field(repr=False)
     public_group: bytes | None = field(default=None, repr=False)
+    public_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +251,8 @@ class Store(Protocol):
 
     async def group_state(self, room: str) -> RoomGroup: ...
 
-    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+    async def append(self, room: str, requests: Sequence[AppendRequest], *,
+                     origin: str = "") -> list[AppendResult]:
         """Apply ``requests`` in order, atomically and durably; one result per request.
 
         A group creation is accepted iff the room has no group (else
@@ -214,15 +262,33 @@ class Store(Protocol):
         wins, later ones get ``CONFLICT`` with the current epoch. The commit
         moves the group to ``epoch + 1``; it and then its Welcomes (at
         ``epoch + 1``) take the next sequence numbers. A proposal needs the
-        group at ``epoch``. An accepted request's ``public_group`` (when not
-        ``None``) becomes the room's stored PublicGroup in the same
-        transaction. Application messages and proposals within the epoch's
-        quotas are accepted (``QUOTA_EXCEEDED`` otherwise, nothing written).
+        group at ``epoch``. A commit or proposal whose ``public_version`` is
+        not ``None`` and differs from the stored view's version (after the
+        group and epoch checks) gets ``STALE_VIEW``, nothing written. An
+        accepted request's ``public_group`` (when not ``None``) becomes the
+        room's stored PublicGroup in the same transaction, and the view's
+        version goes up by one per such request (a group creation's too), so
+        the next request of the same call derived from this one's view
+        carries ``public_version + 1``. Application messages and proposals
+        within the epoch's quotas are accepted (``QUOTA_EXCEEDED`` otherwise,
+        nothing written).
 
         The store prunes as its :class:`LogPolicy` says, in the same
         transaction (``pruned_seq``, ``pruned_epoch`` of :class:`RoomGroup`
         say what is gone).
+
+        Each accepted request with entries publishes one :class:`FeedItem`
+        (its entries, ``origin``) on the room's feed, in ``seq`` order, in the
+        same atomic step that assigns the seqs (or, SQLite, right after the
+        transaction commits and before this returns).
         """
+        ...
+
+    async def read_entries(self, room: str, *, after_seq: int, up_to_seq: int | None = None,
+                           limit: int | None = None) -> list[LogEntry]:
+        """Every entry (whoever may read it, Welcomes included) after ``after_seq`` up to
+        ``up_to_seq``, in sequence order, at most ``limit``: the fan-out fills a feed's gaps
+        with these."""
         ...
 
     async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
@@ -244,14 +310,70 @@ class Store(Protocol):
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None: ...
 
-    async def public_group(self, room: str) -> bytes | None:
-        """The room's stored PublicGroup (``PublicGroup.to_bytes``), ``None`` without a group."""
+    async def public_group(self, room: str) -> tuple[bytes, int] | None:
+        """The room's stored PublicGroup (``PublicGroup.to_bytes``) and its version, ``None``
+        without a group."""
         ...
 
     async def reset_group(self, room: str) -> None:
-        """Forget the room's group: its log entries, KeyPackages and PublicGroup go, the room
-        has no group again and nothing pruned (a catch-up meets the new group, not a refusal);
-        sequence numbers keep counting up."""
+        """Forget the room's group: its log entries, KeyPackages, PublicGroup (its version goes
+        up by one) and admitted identities go, the room has no group again and nothing pruned
+        (a catch-up meets the new group, not a refusal); sequence numbers keep counting up."""
+        ...
+
+    # -- the feed: fan-out and signals across instances --------------------------------------
+
+    async def subscribe(self, room: str, handler: Callable[[FeedItem], None]) -> None:
+        """Until :meth:`unsubscribe`, call ``handler`` (synchronously, from the store's own
+        reader, in order) with every :class:`FeedItem` of ``room`` from any instance, this
+        one included. One handler per room; subscribing again replaces it. Items may be lost
+        (a reconnect): a consumer fills the seq gaps with :meth:`read_entries`."""
+        ...
+
+    async def unsubscribe(self, room: str) -> None:
+        """Stop the feed of ``room`` for this instance."""
+        ...
+
+    async def signal(self, room: str, message: dict[str, Any], origin: str) -> None:
+        """Publish ``message`` (JSON-able) as a FeedItem without entries to every instance
+        subscribed to ``room``, this one included."""
+        ...
+
+    # -- admission and presence across instances ---------------------------------------------
+
+    async def admit(self, room: str, identity: str) -> None:
+        """Remember that ``identity`` joined ``room`` with a valid token: a commit may add it."""
+        ...
+
+    async def admitted(self, room: str) -> frozenset[str]:
+        """The identities admitted to ``room`` since its group was last reset."""
+        ...
+
+    async def set_presence(self, room: str, identity: str, instance: str, waiting: bool) -> None:
+        """``identity`` is connected to ``room`` through ``instance`` (``waiting``: a newcomer
+        waiting to be added); replaces any earlier presence of the identity."""
+        ...
+
+    async def drop_presence(self, room: str, identity: str, instance: str) -> None:
+        """Forget the presence of ``identity`` if ``instance`` still holds it."""
+        ...
+
+    async def presence(self, room: str) -> dict[str, Presence]:
+        """Who is connected to ``room``, by identity: only through instances alive
+        (:meth:`heartbeat`)."""
+        ...
+
+    async def heartbeat(self, instance: str, ttl: float) -> None:
+        """``instance`` is alive for ``ttl`` more seconds."""
+        ...
+
+    async def empty_since(self, room: str) -> float | None:
+        """Since when (seconds, the config clock) ``room`` has had none of its group's members
+        connected on any instance, if noted (:meth:`set_empty_since`)."""
+        ...
+
+    async def set_empty_since(self, room: str, when: float | None) -> None:
+        """Note (``None``: forget) since when ``room`` has had no member of its group connected."""
         ...
 
     async def publish_key_packages(self, room: str, identity: str,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from signaling.sqlite_store import SQLiteStore
-from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
-                             LogPolicy, Outcome, ProposalRequest, QuotaExceeded, WelcomeRecord)
+from signaling.store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem,
+                             GroupCreateRequest, LogPolicy, Outcome, Presence, ProposalRequest, QuotaExceeded,
+                             WelcomeRecord)
 
 GROUP = b"group-1"
 
@@ -51,10 +52,10 @@ async def test_group_creation_then_commits_with_compare_and_set(store: SQLiteSto
     assert (early.outcome, early.entries) == (Outcome.NO_GROUP, ())  # its creator registers it first
     created = await create(store, "r", 3)
     assert (created.outcome, created.epoch, created.entries) == (Outcome.ACCEPTED, 3, ())
-    assert await store.public_group("r") == b"public@create"
+    assert await store.public_group("r") == (b"public@create", 1)
     other = await create(store, "r", 0, b"mallory's group", b"public@mallory")
     assert (other.outcome, other.epoch) == (Outcome.WRONG_GROUP, 3)
-    assert await store.public_group("r") == b"public@create"
+    assert await store.public_group("r") == (b"public@create", 1)
     first = await commit(store, "r", "alice", GROUP, 3, b"c3", (WelcomeRecord("bob", b"w"),))
     assert first.outcome is Outcome.ACCEPTED and first.epoch == 4
     assert [(e.seq, e.kind, e.epoch, e.recipient) for e in first.entries] == [
@@ -72,22 +73,107 @@ async def test_group_creation_then_commits_with_compare_and_set(store: SQLiteSto
 async def test_the_public_group_moves_only_with_an_accepted_handshake(store: SQLiteStore) -> None:
     await create(store, "r")
     assert (await commit(store, "r", "alice", GROUP, 0, b"c0", public=b"public@1")).outcome is Outcome.ACCEPTED
-    assert await store.public_group("r") == b"public@1"
+    assert await store.public_group("r") == (b"public@1", 2)
     assert (await commit(store, "r", "bob", GROUP, 0, b"late", public=b"public@late")).outcome is Outcome.CONFLICT
     (wrong,) = await store.append("r", [ProposalRequest("bob", b"other", 1, b"p", b"public@other")])
     assert wrong.outcome is Outcome.WRONG_GROUP
-    assert await store.public_group("r") == b"public@1"
+    assert await store.public_group("r") == (b"public@1", 2)
     (proposal,) = await store.append("r", [ProposalRequest("bob", GROUP, 1, b"p", b"public@1+p")])
-    assert proposal.outcome is Outcome.ACCEPTED and await store.public_group("r") == b"public@1+p"
+    assert proposal.outcome is Outcome.ACCEPTED and await store.public_group("r") == (b"public@1+p", 3)
     # several in one transaction: the state of the last accepted one is what stays
     results = await store.append("r", [CommitRequest("alice", GROUP, 1, b"c1", (), b"public@2"),
                                        CommitRequest("bob", GROUP, 1, b"loser", (), b"public@loser"),
                                        ApplicationRequest("alice", 2, b"m")])
     assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.CONFLICT, Outcome.ACCEPTED]
-    assert await store.public_group("r") == b"public@2"
+    assert await store.public_group("r") == (b"public@2", 4)
     assert await store.public_group("elsewhere") is None
     await store.reset_group("r")
-    assert await store.public_group("r") is None and (await create(store, "r", 0, b"new")).epoch == 0
+    assert await store.public_group("r") is None and (await store.group_state("r")).public_version == 5
+    assert (await create(store, "r", 0, b"new")).epoch == 0
+    assert await store.public_group("r") == (b"public@create", 6)
+
+
+async def test_a_handshake_derived_from_an_older_view_is_stale(store: SQLiteStore) -> None:
+    await create(store, "r")  # version 1
+    (first,) = await store.append("r", [ProposalRequest("bob", GROUP, 0, b"p1", b"public+p1", 1)])
+    assert first.outcome is Outcome.ACCEPTED and await store.public_group("r") == (b"public+p1", 2)
+    # derived from version 1 too (another instance's view before p1): refused, nothing written
+    (stale,) = await store.append("r", [ProposalRequest("carol", GROUP, 0, b"p2", b"public+p2", 1)])
+    assert (stale.outcome, stale.entries) == (Outcome.STALE_VIEW, ())
+    stale_commit = await store.append("r", [CommitRequest("carol", GROUP, 0, b"c", (), b"public@1", 1)])
+    assert stale_commit[0].outcome is Outcome.STALE_VIEW
+    assert await store.public_group("r") == (b"public+p1", 2)
+    assert (await store.group_state("r")).last_seq == 1
+    # a wrong epoch is a conflict first, whatever the version
+    (late,) = await store.append("r", [CommitRequest("carol", GROUP, 5, b"c", (), b"x", 1)])
+    assert late.outcome is Outcome.CONFLICT
+    # one call: each request carries the version its predecessor's view left
+    results = await store.append("r", [ProposalRequest("carol", GROUP, 0, b"p2", b"public+p1+p2", 2),
+                                       CommitRequest("bob", GROUP, 0, b"c0", (), b"public@1", 3)])
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED, Outcome.ACCEPTED]
+    assert await store.public_group("r") == (b"public@1", 4)
+
+
+async def test_the_feed_carries_each_append_in_seq_order_before_it_returns(store: SQLiteStore) -> None:
+    seen: list[FeedItem] = []
+    await store.subscribe("r", seen.append)
+    await create(store, "r")
+    assert seen == []  # a group creation logs nothing
+    results = await asyncio.gather(
+        store.append("r", [CommitRequest("alice", GROUP, 0, b"c0", (WelcomeRecord("bob", b"w"),))],
+                     origin="one"),
+        store.append("r", [ApplicationRequest("alice", 1, b"m1"), ApplicationRequest("alice", 1, b"m2")],
+                     origin="two"),
+        store.append("other", [ApplicationRequest("x", 0, b"elsewhere")], origin="one"))
+    assert [[e.seq for e in item.entries] for item in seen] == [[1, 2], [3], [4]]
+    assert [item.origin for item in seen] == ["one", "two", "two"]
+    assert [e.body for item in seen for e in item.entries] == [b"c0", b"w", b"m1", b"m2"]
+    assert tuple(seen[0].entries) == results[0][0].entries
+    await store.signal("r", {"type": "presence"}, "one")
+    assert seen[-1] == FeedItem((), {"type": "presence"}, "one")
+    await store.unsubscribe("r")
+    await send(store, "r", "alice", 1, b"m3")
+    assert len(seen) == 4
+    # every entry, whoever may read it (the Welcome, alice's own messages)
+    assert [e.seq for e in await store.read_entries("r", after_seq=1)] == [2, 3, 4, 5]
+    assert [e.seq for e in await store.read_entries("r", after_seq=1, up_to_seq=3)] == [2, 3]
+    assert [e.seq for e in await store.read_entries("r", after_seq=0, limit=2)] == [1, 2]
+
+
+async def test_admitted_identities_last_until_the_group_is_reset(tmp_path: Path) -> None:
+    path = tmp_path / "admitted.db"
+    s = SQLiteStore(path)
+    await s.open()
+    await s.admit("r", "alice")
+    await s.admit("r", "bob")
+    await s.admit("r", "alice")
+    await s.admit("other", "carol")
+    await s.close()
+    s = SQLiteStore(path)
+    await s.open()
+    try:
+        assert await s.admitted("r") == frozenset({"alice", "bob"})
+        await s.reset_group("r")
+        assert await s.admitted("r") == frozenset() and await s.admitted("other") == frozenset({"carol"})
+    finally:
+        await s.close()
+
+
+async def test_presence_is_dropped_only_by_the_instance_holding_it(store: SQLiteStore) -> None:
+    await store.heartbeat("a", 5.0)
+    await store.set_presence("r", "alice", "a", False)
+    await store.set_presence("r", "bob", "a", True)
+    assert await store.presence("r") == {"alice": Presence("a", False), "bob": Presence("a", True)}
+    await store.set_presence("r", "alice", "b", False)  # a newer connection elsewhere
+    await store.drop_presence("r", "alice", "a")  # the older one leaving takes nothing away
+    assert (await store.presence("r"))["alice"] == Presence("b", False)
+    await store.drop_presence("r", "alice", "b")
+    assert await store.presence("r") == {"bob": Presence("a", True)} and await store.presence("x") == {}
+    assert await store.empty_since("r") is None
+    await store.set_empty_since("r", 12.5)
+    assert await store.empty_since("r") == 12.5
+    await store.set_empty_since("r", None)
+    assert await store.empty_since("r") is None
 
 
 async def test_concurrent_commits_one_winner(store: SQLiteStore) -> None:
@@ -169,7 +255,7 @@ async def test_reopen_keeps_everything(tmp_path: Path) -> None:
     s = SQLiteStore(path)
     await s.open()
     try:
-        assert (await s.group_state("r")).epoch == 1 and await s.public_group("r") == b"public@1"
+        assert (await s.group_state("r")).epoch == 1 and await s.public_group("r") == (b"public@1", 2)
         assert [e.body for e in await s.read_log("r", "bob")] == [b"c0", b"m"]
         assert await s.claim_key_package("r", "bob") == b"k"
         assert (await commit(s, "r", "bob", GROUP, 0, b"late")).outcome is Outcome.CONFLICT
