@@ -54,7 +54,7 @@ from sframe import KeyManagementError, MLSExporter, MLSKeyManager, MLSSender, ML
 
 from . import seams
 from .stats import PeerStats
-from .transform import HoldLimits, SFrameReceiverTransform, SFrameSenderTransform
+from .transform import FrameKeys, HoldLimits, SFrameReceiverTransform, SFrameSenderTransform
 
 logger = logging.getLogger(__name__)
 
@@ -202,10 +202,13 @@ class SFrameSession:
         (RFC 9605 §5.2) of this stream."""
         return SFrameSenderTransform(sender, self, context=context)
 
-    def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
-        """Open every frame ``receiver`` receives before it is decoded."""
+    def protect_receiver(self, receiver: RTCRtpReceiver, *, keys: FrameKeys | None = None) -> SFrameReceiverTransform:
+        """Open every frame ``receiver`` receives before it is decoded;
+        ``keys``: this session's keys seen through a wrapper (e.g. one that
+        attributes each frame to its sender, media.sfu), default the session."""
         return self._track(SFrameReceiverTransform(
-            receiver, self, pli_interval=self._pli_interval, clock=self._clock, hold=self._hold
+            receiver, self if keys is None else keys, pli_interval=self._pli_interval,
+            clock=self._clock, hold=self._hold
         ))
 
     def _track(self, transform: SFrameReceiverTransform) -> SFrameReceiverTransform:

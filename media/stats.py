@@ -92,6 +92,9 @@ class PeerStats:
     newest_epoch: int | None
     #: when this member last switched its sending key
     last_rekey: float | None
+    #: SFU subscriber connection: streams whose frames carried the KID of another
+    #: member than the one first attributed or claimed by the server (media.sfu)
+    streams_relabelled: int = 0
 
     @property
     def frames_encrypted(self) -> int:

@@ -119,6 +119,9 @@ class SFrameSenderTransform:
         #: the first MLS epoch whose key the remote has (None: no member, see remote_keys_from)
         self._remote_from: int | None = 0
         self._withheld = 0
+        #: ``limit(requested)``: whether to answer a keyframe request (a PLI or FIR)
+        #: now (media.sfu.KeyframeLimiter; runs in the encoder thread); None: always
+        self.keyframe_requests: Callable[[bool], bool] | None = None
         seams.hook_sender(sender, self._wrap)
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
@@ -266,8 +269,12 @@ class SFrameEncoder(Encoder):
     def encode(self, frame: Frame, force_keyframe: bool = False) -> tuple[list[bytes], int]:
         if not self._transform.may_send():
             return [], 0  # no payloads: aiortc's sender sends nothing for this frame
-        if self._codec is not FrameCodec.AUDIO and self._transform.keyframe_due():
-            force_keyframe = True
+        if self._codec is not FrameCodec.AUDIO:
+            limit = self._transform.keyframe_requests
+            if limit is not None:
+                force_keyframe = limit(force_keyframe)
+            if self._transform.keyframe_due():
+                force_keyframe = True
         payloads, timestamp = self._inner.encode(frame, force_keyframe)
         return self._seal_payloads(payloads), timestamp
 
