@@ -1,9 +1,10 @@
-"""``mlscall stress``: epoch-rekey stress run of an encrypted mesh call.
+"""``mlscall stress``: epoch-rekey stress run of an encrypted call (mesh, or through an SFU).
 
 ::
 
     mlscall stress --peers 8 --duration 60 --churn 0.5 --update-interval 5 \\
         [--scenario FILE] [--server URL] [--json out.json] [--plot out.png]
+        [--sfu [--sfu-above N]]
 
 Starts a signaling server (a child process on 127.0.0.1 with a temporary
 database, so it can be killed and restarted) unless ``--server`` is given,
@@ -12,7 +13,9 @@ processes, :mod:`media.stress.worker`, or in this process with
 ``--processes 1``), drives churn, racing
 self-updates and the scenario's events (docs/stress.md), shows a status
 line on stderr while it runs and prints a summary table on stdout at the
-end.  Exit status 0 when the run completed (whatever its figures), 1 when
+end, with each participant's CPU, upstream bytes and delivered frames.
+``--sfu`` starts a private Janus too (:mod:`media.cli.janus`) and the server
+with ``--sfu``, so the call's media goes through it (issue 16).  Exit status 0 when the run completed (whatever its figures), 1 when
 it could not run, 2 for bad options or scenario.
 """
 
@@ -27,7 +30,8 @@ from pathlib import Path
 from signaling.errors import SignalingError
 
 from ..cli.bot import StatusLine
-from ..errors import MediaError
+from ..cli.janus import JanusError
+from ..errors import MediaError, NotInstalled
 from .report import analyze, plot, summary_table, write_json
 from .run import StressConfig, StressError, StressRun
 from .scenario import Scenario, ScenarioError
@@ -64,6 +68,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold", type=float, default=defaults.hold, metavar="SECONDS",
                         help="how long receivers hold frames of an epoch not installed yet "
                              "(RFC 9605 §4.4.4); 0: not at all (default %(default)s)")
+    parser.add_argument("--sfu", action="store_true",
+                        help="send the media through a private Janus (needs /usr/bin/janus)")
+    parser.add_argument("--sfu-above", type=int, default=defaults.sfu_above, metavar="N",
+                        help="with --sfu: through Janus once more than N participants are "
+                             "connected (default %(default)s: always)")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot")
     parser.add_argument("--log-level", default="error",
@@ -77,7 +86,7 @@ def config_from_args(args: argparse.Namespace) -> StressConfig:
         update_interval=args.update_interval or None, racers=args.racers, scenario=scenario,
         server=args.server, room=args.room, seed=args.seed, processes=args.processes,
         switch_delay=args.switch_delay,
-        confirm_delay=args.confirm_delay, hold=args.hold)
+        confirm_delay=args.confirm_delay, hold=args.hold, sfu=args.sfu, sfu_above=args.sfu_above)
 
 
 async def _run(config: StressConfig) -> dict[str, object]:
@@ -100,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         document = asyncio.run(_run(config))
-    except (MediaError, SignalingError, OSError) as exc:
+    except NotInstalled:
+        raise  # exit status 2 and a hint (media.cli.main)
+    except (MediaError, SignalingError, OSError, JanusError) as exc:
         print(f"mlscall stress: {exc}", file=sys.stderr)
         return 1
     print(summary_table(document), flush=True)

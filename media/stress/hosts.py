@@ -18,10 +18,9 @@ from typing import Any, Protocol
 
 from ..call_peer import CallOptions
 from ..errors import MediaError
-from ..mesh import MediaSources
 from ..sinks import VerifyingSink
 from ..transform import HoldLimits
-from .peer import Ledger, ObservedPeer, PeerTotals, PeerView
+from .peer import Ledger, ObservedPeer, PeerTotals, PeerTraffic, PeerView, counting_sources
 from .server import REPO_ROOT
 from .worker import WorkerSetup, read_message, write_message
 
@@ -62,7 +61,7 @@ class LocalPeer:
     def create(cls, identity: str, ledger: Ledger, ws_url: str, room: str, token: str,
                options: CallOptions, hold: HoldLimits | None = HoldLimits()) -> LocalPeer:
         return cls(identity, ObservedPeer(ledger, ws_url, room, token, name=identity,
-                                          sources=MediaSources.synthetic(), sinks=[VerifyingSink()],
+                                          sources=counting_sources(), sinks=[VerifyingSink()],
                                           options=options, hold=hold))
 
     async def start(self, timeout: float) -> None:
@@ -82,6 +81,9 @@ class LocalPeer:
 
     def crash_after_next_commit(self) -> None:
         self.peer.crash_after_next_commit()
+
+    async def traffic(self) -> PeerTraffic:
+        return await self.peer.traffic()
 
 
 class WorkerProcess:
@@ -103,6 +105,16 @@ class WorkerProcess:
     def __repr__(self) -> str:
         pid = None if self._process is None else self._process.pid
         return f"WorkerProcess({self.index}, pid={pid}, peers={len(self.hosted)})"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    async def traffic(self, timeout: float) -> list[PeerTraffic]:
+        """A :class:`PeerTraffic` of each peer it hosts."""
+        answer = await self.request("traffic", "traffic", "", timeout)
+        traffic: list[PeerTraffic] = answer["traffic"]
+        return traffic
 
     async def start(self) -> None:
         self._process = await asyncio.create_subprocess_exec(

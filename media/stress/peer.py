@@ -19,6 +19,11 @@
   not installed yet and opened (RFC 9605 §4.4.4) or gave up on
   (``FailureKind.HELD_EXPIRED``);
 * reconnections of its signaling connection;
+* its media traffic on demand (:meth:`ObservedPeer.traffic`): video frames
+  its source produced, video frames it decoded from each other member, and
+  bytes sent on its RTP transports (every RTCPeerConnection it holds, mesh
+  links or SFU connections), for the per-participant figures of
+  ``benchmarks/sfu_vs_mesh.py``;
 
 and can be killed without leaving (:meth:`ObservedPeer.crash`), at once or
 right after it submitted its next commit.
@@ -36,15 +41,20 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from aiortc import RTCRtpReceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver
+from aiortc.stats import RTCTransportStats
+from av import VideoFrame
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from sframe import KeyPending, MLSExporter, MLSKeyManager, MLSUnprotectResult, UnknownKID
 
 from .. import membership as mm
 from ..call_peer import CallPeer
+from ..counter import CounterVideoTrack
+from ..mesh import MediaSources
 from ..session import SFrameSession
 from ..sinks import VerifyingSink
+from ..tracks import ToneAudioTrack
 from ..stats import FailureKind
 from ..transform import HoldLimits, SFrameReceiverTransform
 
@@ -263,6 +273,47 @@ class PeerTotals:
     video_unreadable: int = 0
 
 
+@dataclass(frozen=True)
+class PeerTraffic:
+    """A peer's media counters at one moment (picklable): differences of two
+    snapshots give its rates over the time between them."""
+
+    identity: str
+    #: ledger time of the snapshot
+    at: float
+    #: video frames its source produced (what it had to send, at 30 frames/s)
+    video_produced: int
+    #: remote identity -> video frames decoded from it
+    video_decoded: dict[str, int]
+    #: bytes sent on its RTP transports (DTLS/SRTP datagrams: media and RTCP)
+    bytes_sent: int
+    #: frames its SFrame senders encrypted (every copy, on every connection)
+    frames_encrypted: int
+
+
+class CountingVideoTrack(CounterVideoTrack):
+    """The test pattern with its counter, counting the frames it produced."""
+
+    def __init__(self, width: int = 96, height: int = 64) -> None:
+        super().__init__(width, height)
+        self.produced = 0
+
+    def make_frame(self, index: int) -> VideoFrame:
+        self.produced += 1
+        return super().make_frame(index)
+
+
+def counting_sources() -> MediaSources:
+    """:meth:`MediaSources.synthetic` whose video counts the frames it produced."""
+    return MediaSources(ToneAudioTrack(), CountingVideoTrack())
+
+
+async def bytes_sent(connection: RTCPeerConnection) -> int:
+    """Bytes sent on the transports of ``connection`` (its ``transport`` stats)."""
+    report = await connection.getStats()
+    return sum(stats.bytesSent for stats in report.values() if isinstance(stats, RTCTransportStats))
+
+
 def fingerprint(authenticator: bytes) -> str:
     """A short public digest of an epoch_authenticator, for comparison only."""
     return hashlib.sha256(authenticator).digest()[:8].hex()
@@ -417,6 +468,24 @@ class ObservedPeer(CallPeer):
                         unreadable += report.unreadable
         return PeerTotals(status.frames_sent, status.frames_received, status.frames_decrypted,
                           status.frames_decoded, status.conflicts, status.epoch, missing, unreadable)
+
+    def connections(self) -> list[RTCPeerConnection]:
+        """Every RTCPeerConnection this peer holds now."""
+        return [link.pc for link in self.links.values()]
+
+    async def traffic(self) -> PeerTraffic:
+        """Its media counters now (:class:`PeerTraffic`)."""
+        video = self.sources.video
+        produced = video.produced if isinstance(video, CountingVideoTrack) else 0
+        decoded: dict[str, int] = {}
+        for sink in self.sinks:
+            if isinstance(sink, VerifyingSink):
+                for remote, report in sink.all_reports():
+                    if report.kind == "video":
+                        decoded[remote] = decoded.get(remote, 0) + report.frames
+        sent = sum([await bytes_sent(connection) for connection in self.connections()])
+        return PeerTraffic(self.identity or self.name, self.ledger.now(), produced, decoded, sent,
+                           sum(peer.frames_encrypted for peer in self.link_stats()))
 
     async def end(self, how: str, timeout: float) -> PeerTotals:
         """Crash (``how == "crash"``) or stop, within ``timeout`` seconds; the totals.

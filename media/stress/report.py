@@ -33,7 +33,10 @@ the warm-up are included, with negative times):
 * a join's *time to media* runs from the join until the joiner decrypted a
   frame from every other member present throughout (those in the call
   before it and for ``STABLE_S`` seconds after; joins that lasted less are
-  left out).
+  left out);
+* the *media* figures (CPU, upstream bytes and delivered frames per
+  participant, between the start and the end of the measured phase) are
+  :func:`media.stress.traffic.media_figures`'s.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from ..errors import PlottingNotInstalled
 from ..stats import FailureKind
 from .peer import FAILURE_BIN, EpochRecord, Phase
 from .run import StressData
+from .traffic import media_figures
 
 #: the issue's targets, reported (never asserted as timings)
 TARGET_P95_MS = 200.0
@@ -307,10 +311,12 @@ def analyze(data: StressData) -> dict[str, Any]:
             "switch_delay_s": config.switch_delay, "confirm_delay_s": config.confirm_delay,
             "hold_s": config.hold,
             "seed": config.seed, "processes": config.processes, "server": data.server_url,
+            "sfu": config.sfu, "sfu_above": config.sfu_above, "janus": data.janus_url,
             "scenario": [{"at": e.at, "event": e.describe()}
                          for e in (config.scenario.events if config.scenario else ())],
         },
         "summary": summary,
+        "media": media_figures(data.traffic[0], data.traffic[-1]) if len(data.traffic) >= 2 else None,
         "epochs": epochs,
         "peers": peers,
         "restarts": restarts,
@@ -341,6 +347,29 @@ def _join_line(peer: dict[str, Any]) -> str:
             f"{peer['lost_joining']:>6}")
 
 
+def _media_lines(media: dict[str, Any] | None) -> list[str]:
+    """The summary table's media figures (none before the measured phase ended)."""
+    if media is None:
+        return []
+    cpu = media["cpu_per_s"]
+    infra = ", ".join(f"{role} {_fmt(share)}" for role, share in cpu.items() if role != "peers")
+    pairs = len(media["pairs"])
+    return [
+        f"media over the measured phase ({media['seconds']:g} s, {media['participants']} participants):",
+        f"{'':2}{'CPU per participant (cores)':38}{_fmt(media['cpu_per_participant']):>28}",
+        *([f"{'':4}(infrastructure, cores: {infra})"] if infra else []),
+        f"{'':2}{'upstream per participant':38}"
+        f"{_fmt(_kbps(media['upstream_bytes_per_s_per_participant']), ' kbit/s'):>28}",
+        f"{'':2}{'video delivered / sent, min / mean':38}"
+        f"{_fmt(media['delivery_min']) + ' / ' + _fmt(media['delivery_mean']):>28}",
+        f"{'':2}{'pairs receiving video':38}{str(media['pairs_receiving']) + ' / ' + str(pairs):>28}",
+    ]
+
+
+def _kbps(bytes_per_s: float | None) -> float | None:
+    return None if bytes_per_s is None else round(bytes_per_s * 8 / 1000, 1)
+
+
 def summary_table(document: dict[str, Any]) -> str:
     """The end-of-run table (plain text)."""
     s, c = document["summary"], document["config"]
@@ -351,7 +380,8 @@ def summary_table(document: dict[str, Any]) -> str:
     mark = {True: "ok", False: "MISSED"}
     lines = [
         f"stress: {c['peers']} peers, {c['duration_s']:g} s, churn {c['churn_per_s']:g}/s, "
-        f"self-updates every {_fmt(c['update_interval_s'], ' s')} by {c['racers']}",
+        f"self-updates every {_fmt(c['update_interval_s'], ' s')} by {c['racers']}"
+        + (f", through Janus above {c['sfu_above']} participants" if c["sfu"] else ", mesh"),
         f"{'':2}{'measure':38}{'value':>28}",
         f"{'':2}{'epochs (measured, incomplete)':38}"
         f"{'{} ({}, {})'.format(s['epochs'], s['epochs_measured'], s['epochs_incomplete']):>28}",
@@ -391,6 +421,7 @@ def summary_table(document: dict[str, Any]) -> str:
         + (f" ({f['unknown_kid_late']} arrived after their epoch was evicted: transport delay)"
            if f["unknown_kid_late"] else ""),
         f"  all epoch authenticators equal:  {mark[t['all_agree']]}",
+        *_media_lines(document["media"]),
         f"joins (holding {_fmt(c['hold_s'], ' s') if c['hold_s'] else 'off'}):",
         f"{'':2}{'peer':8}{'joined s':>10}{'media from all ms':>19}{'held opened':>13}"
         f"{'expired':>9}{'lost':>6}",

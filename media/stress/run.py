@@ -17,6 +17,12 @@ Phases, each bounded in time:
    participant to reach the same epoch, sending under it;
 4. every peer stops (its final statistics kept), then the server.
 
+Every peer's media traffic and the processes' CPU are sampled when the
+measured phase begins and when it ends (:mod:`media.stress.traffic`).
+With ``sfu`` the run starts a private Janus (:class:`media.cli.janus.JanusProcess`)
+and the server with ``--sfu`` (issue 16): the room's media goes through it
+once more than ``sfu_above`` participants are connected.
+
 The peers run in this process (``processes == 1``) or spread over worker
 processes (:mod:`media.stress.hosts`, :mod:`media.stress.worker`), each new
 one on the worker hosting the fewest; the driver is the same either way.
@@ -43,6 +49,7 @@ from signaling.client import fetch_token
 from signaling.errors import SignalingError
 
 from ..cli.bot import ws_url_for
+from ..cli.janus import JanusProcess
 from ..call_peer import CallOptions
 from ..errors import MediaError
 from ..transform import HoldLimits
@@ -50,6 +57,7 @@ from .hosts import LocalPeer, PeerHandle, RemotePeer, WorkerError, WorkerProcess
 from .peer import Ledger, PeerTotals, PeerView, Phase
 from .scenario import Action, Scenario, ScenarioError, ScenarioEvent
 from .server import ServerProcess
+from .traffic import TrafficSample, cpu_of
 from .worker import WorkerSetup
 
 logger = logging.getLogger(__name__)
@@ -95,6 +103,10 @@ class StressConfig:
     reconnect_timeout: float = 10.0
     warmup_timeout: float = 60.0
     settle_timeout: float = 15.0
+    #: send the room's media through a private Janus (issue 16)
+    sfu: bool = False
+    #: with ``sfu``: the room goes through Janus above this many participants (0: always)
+    sfu_above: int = 0
 
     def hold_limits(self) -> HoldLimits | None:
         """How receivers hold frames awaiting their epoch (None: off)."""
@@ -116,6 +128,10 @@ class StressConfig:
             raise StressError("--processes must be within 1..64")
         if not 0 <= self.hold <= 10:
             raise StressError("--hold must be within 0..10 seconds")
+        if self.sfu and self.server is not None:
+            raise StressError("--sfu starts its own Janus and server: it cannot use --server")
+        if not 0 <= self.sfu_above <= 64:
+            raise StressError("--sfu-above must be within 0..64")
         scenario = self.scenario
         if scenario is not None:
             if scenario.last_time > self.duration:
@@ -183,6 +199,10 @@ class StressData:
     #: seconds the settle phase took, None if it did not converge
     settled_in: float | None = None
     server_url: str = ""
+    #: media traffic when the measured phase began and when it ended
+    traffic: list[TrafficSample] = field(default_factory=list)
+    #: the private Janus's HTTP API (``sfu`` runs)
+    janus_url: str | None = None
 
 
 class StressRun:
@@ -197,6 +217,7 @@ class StressRun:
         self._rng = random.Random(config.seed)
         self._ledger = Ledger()
         self._server: ServerProcess | None = None
+        self._janus: JanusProcess | None = None
         self._workers: list[WorkerProcess] = []
         self._ws_url = ""
         self._peers: list[PeerRecord] = []
@@ -222,7 +243,12 @@ class StressRun:
         if self.config.server is not None:
             url = self.config.server.rstrip("/")
         else:
-            self._server = ServerProcess(workdir / "server")
+            sfu = None
+            if self.config.sfu:
+                self._janus = JanusProcess(workdir / "janus")
+                await asyncio.to_thread(self._janus.start)
+                sfu = self._data.janus_url = self._janus.url
+            self._server = ServerProcess(workdir / "server", sfu=sfu, sfu_above=self.config.sfu_above)
             url = await self._server.start()
         self._ws_url = ws_url_for(url)
         if self.config.processes > 1:
@@ -245,7 +271,9 @@ class StressRun:
                               f"{config.warmup_timeout:g} s")
         data.phase_start = data.warmup = self._ledger.now()
         self._event("call formed: measured phase begins")
+        await self._sample_traffic()
         await self._measure()
+        await self._sample_traffic()
         await self._drain()
         self._event("settling")
         data.settled_in = await self._until(self._settled, config.settle_timeout)
@@ -339,6 +367,23 @@ class StressRun:
         self._data.samples.append(Sample(
             self._ledger.now(), len(views), newest[1], newest[0],
             {v.identity: v.frames_decrypted for v in views}))
+
+    async def _sample_traffic(self) -> None:
+        """Every live peer's :class:`PeerTraffic` and the processes' CPU, now."""
+        at = self._ledger.now()
+        cpu = {"peers": cpu_of([worker.pid for worker in self._workers] if self._workers
+                               else [os.getpid()])}
+        if self._server is not None:
+            cpu["server"] = cpu_of([self._server.pid])
+        if self._janus is not None:
+            cpu["janus"] = cpu_of([self._janus.pid])
+        if self._workers:
+            answers = await asyncio.gather(*(w.traffic(PEER_TIMEOUT) for w in self._workers),
+                                           return_exceptions=True)
+            peers = [t for answer in answers if isinstance(answer, list) for t in answer]
+        else:
+            peers = [await r.peer.traffic() for r in self._live() if isinstance(r.peer, LocalPeer)]
+        self._data.traffic.append(TrafficSample(at, peers, cpu))
 
     # -- participants --------------------------------------------------------------------
 
@@ -530,3 +575,5 @@ class StressRun:
         await asyncio.gather(*(worker.stop() for worker in self._workers), return_exceptions=True)
         if self._server is not None:
             await self._server.stop()
+        if self._janus is not None:
+            await asyncio.to_thread(self._janus.stop)

@@ -4,6 +4,8 @@
 a database in a directory of its own, reads the ``listening on URL`` line,
 and can be killed with SIGKILL (no clean shutdown: whatever was not durable
 is lost, as after a crash) and restarted on the same database and port.
+Given a Janus (``sfu``), the server sends the room's media through it
+(issue 16).
 Tokens are minted from the server's secret file, which survives restarts,
 so participants can be given tokens while the server is down.
 """
@@ -34,8 +36,14 @@ class ServerStartError(MediaError):
 class ServerProcess:
     """``mlscall serve`` as a child process on 127.0.0.1."""
 
-    def __init__(self, directory: Path, *, port: int = 0, log_level: str = "warning") -> None:
+    def __init__(self, directory: Path, *, port: int = 0, log_level: str = "warning",
+                 sfu: str | None = None, sfu_above: int = 0) -> None:
+        """``sfu``: the Janus HTTP API base the server sends rooms through once
+        more than ``sfu_above`` participants are connected (``mlscall serve
+        --sfu URL --sfu-above N``); None for mesh calls only."""
         self.directory = directory
+        self.sfu = sfu
+        self.sfu_above = sfu_above
         self.db = directory / "stress.db"
         self.port = port
         self.log_level = log_level
@@ -74,12 +82,13 @@ class ServerProcess:
         self.directory.mkdir(parents=True, exist_ok=True)
         static = self.directory / "no-static"
         static.mkdir(exist_ok=True)
+        sfu = [] if self.sfu is None else ["--sfu", self.sfu, "--sfu-above", str(self.sfu_above)]
         if self._log is None:
             self._log = open(self.directory / "server.log", "ab")  # noqa: SIM115 (closed in stop)
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "media.cli", "serve", "--host", "127.0.0.1",
             "--port", str(self.port), "--db", str(self.db), "--static", str(static),
-            "--log-level", self.log_level,
+            "--log-level", self.log_level, *sfu,
             cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=self._log,
             stdin=asyncio.subprocess.DEVNULL)
         assert self._process.stdout is not None

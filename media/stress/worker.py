@@ -10,8 +10,9 @@ loop, while the run's process only drives and records
 Protocol, over the worker's stdin and stdout (length-prefixed pickles of
 plain dicts; both ends are this program, the pipe never leaves the
 machine): the run sends a :class:`WorkerSetup` first, then commands
-``join``, ``end``, ``update``, ``crash_after_commit`` and ``quit``; the
-worker answers ``joined`` and ``ended`` and, every :data:`STATE_INTERVAL`
+``join``, ``end``, ``update``, ``crash_after_commit``, ``traffic`` and
+``quit``; the worker answers ``joined``, ``ended`` and ``traffic`` (a
+:class:`PeerTraffic` of each of its peers) and, every :data:`STATE_INTERVAL`
 seconds and before each answer, sends ``state``: a :class:`PeerView` of
 each of its peers and its ledger's records since the last ``state``
 (:meth:`Ledger.drain`).  Times are on the run's clock: the ledger's
@@ -36,10 +37,9 @@ import aiohttp
 from signaling.errors import SignalingError
 
 from ..call_peer import CallOptions
-from ..mesh import MediaSources
 from ..sinks import VerifyingSink
 from ..transform import HoldLimits
-from .peer import Ledger, ObservedPeer
+from .peer import Ledger, ObservedPeer, PeerTraffic, counting_sources
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class Worker:
                                    message["timeout"]))
         elif op == "end":
             self._spawn(self._end(identity, message["how"], message["timeout"]))
+        elif op == "traffic":
+            self._spawn(self._traffic())
         elif (peer := self.peers.get(identity)) is not None:
             if op == "update":
                 peer.request_self_update()
@@ -105,7 +107,7 @@ class Worker:
 
     async def _join(self, identity: str, token: str, options: CallOptions, timeout: float) -> None:
         peer = ObservedPeer(self.ledger, self.setup.ws_url, self.setup.room, token, name=identity,
-                            sources=MediaSources.synthetic(), sinks=[VerifyingSink()], options=options,
+                            sources=counting_sources(), sinks=[VerifyingSink()], options=options,
                             hold=self.setup.hold)
         self.peers[identity] = peer
         error = None
@@ -115,6 +117,11 @@ class Worker:
             error = type(exc).__name__
         self.flush()
         write_message(self._writer, {"op": "joined", "identity": identity, "error": error})
+
+    async def _traffic(self) -> None:
+        peers = list(self.peers.values())
+        traffic: list[PeerTraffic] = [await peer.traffic() for peer in peers if not peer.crashed]
+        write_message(self._writer, {"op": "traffic", "identity": "", "traffic": traffic})
 
     async def _end(self, identity: str, how: str, timeout: float) -> None:
         peer = self.peers.get(identity)

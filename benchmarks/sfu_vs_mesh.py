@@ -1,0 +1,299 @@
+"""Mesh vs SFU on this machine: how many participants a call holds (issue 16).
+
+The same call, each point a short stress run (:mod:`media.stress`: a
+signaling server, aiortc call peers on loopback spread over worker
+processes, MLS and SFrame as in every call; no churn, no self-updates),
+once as a full mesh and once through a private Janus (``--sfu``: the
+server sends the room through it; Janus forwards SFrame ciphertext it
+cannot read).  Per point, between the start and the end of its measured
+phase (:mod:`media.stress.traffic`):
+
+* CPU per participant: CPU time of the worker processes hosting the peers
+  over the wall time, per participant (the server's and Janus's CPU are
+  shown apart: infrastructure, not a participant's device);
+* upstream per participant: bytes it sent on its RTP transports per second;
+* delivery: video frames each receiver decoded from each sender per second,
+  as a fraction of the frames the sender's source produced (30 per second);
+  the minimum over every receiving pair, and the mean.
+
+Then, for each topology, the largest call in which every participant still
+receives at least ``--bar`` (90 %) of every other participant's frames: the
+search goes upward from 4 participants (or the bound, if lower) in steps of ``--step``, bounded by
+``--mesh-max`` and ``--sfu-max``, and stops at the first size that misses
+the bar (a call that never forms within ``--warmup`` seconds misses it too;
+if 4 misses, it goes down to 2).  Targets: the SFU holds at least twice the
+mesh's participants (SFU-max / mesh-max >= 2), and upstream per participant
+stays flat as the call grows (upstream at the largest table size over the
+smallest, 1 for a flat line; a mesh grows with the participants).
+
+Every figure comes from this one run on this machine; a shared machine's
+other work weighs on them (the core count is printed).
+
+Run: ``.venv/bin/python benchmarks/sfu_vs_mesh.py [--sizes 4,8,12] [--seconds 12]
+[--step 2] [--mesh-max 12] [--sfu-max 16] [--bar 0.9] [--topologies mesh,sfu]
+[--processes N] [--warmup S] [--json PATH] [--plot PNG]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_json import figure  # noqa: E402
+from media.cli.janus import JanusError  # noqa: E402
+from media.errors import MediaError, NotInstalled  # noqa: E402
+from media.stress.report import analyze  # noqa: E402
+from media.stress.run import StressConfig, StressRun  # noqa: E402
+from signaling.errors import SignalingError  # noqa: E402
+
+TOPOLOGIES = ("mesh", "sfu")
+#: the search starts here (the issue's smallest call)
+SEARCH_FROM = 4
+#: the issue's targets
+TARGET_RATIO = 2.0
+
+
+@dataclass
+class Point:
+    """One call of one topology and size."""
+
+    topology: str
+    participants: int
+    wall_s: float
+    #: why the call could not be measured (None: it was)
+    error: str | None = None
+    #: :func:`media.stress.traffic.media_figures` of its measured phase
+    media: dict[str, Any] | None = None
+
+    @property
+    def delivery_min(self) -> float:
+        if self.media is None or self.media["delivery_min"] is None:
+            return 0.0
+        return float(self.media["delivery_min"])
+
+    def passes(self, bar: float) -> bool:
+        return self.error is None and self.delivery_min >= bar
+
+    def row(self) -> dict[str, Any]:
+        return {"topology": self.topology, "participants": self.participants,
+                "wall_s": round(self.wall_s, 1), "error": self.error, "media": self.media}
+
+
+class Bench:
+    """The runs of one benchmark, each (topology, size) at most once."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.points: dict[tuple[str, int], Point] = {}
+
+    def point(self, topology: str, participants: int) -> Point:
+        key = (topology, participants)
+        if key not in self.points:
+            print(f"  {topology} with {participants} participants ...", file=sys.stderr, flush=True)
+            self.points[key] = self._measure(topology, participants)
+            print(f"    {self._status(self.points[key])}", file=sys.stderr, flush=True)
+        return self.points[key]
+
+    def _status(self, point: Point) -> str:
+        if point.error is not None:
+            return f"not measured: {point.error} ({point.wall_s:.0f} s)"
+        return (f"delivery min {point.delivery_min:.3f}, "
+                f"{'passes' if point.passes(self.args.bar) else 'misses'} the bar ({point.wall_s:.0f} s)")
+
+    def _measure(self, topology: str, participants: int) -> Point:
+        args = self.args
+        config = StressConfig(peers=participants, duration=args.seconds, churn=0.0,
+                              update_interval=None, processes=args.processes,
+                              room=f"bench-{topology}-{participants}",
+                              warmup_timeout=args.warmup, settle_timeout=5.0,
+                              sfu=topology == "sfu", sfu_above=0)
+        started = time.monotonic()
+        try:
+            data = asyncio.run(StressRun(config).run())
+        except NotInstalled:
+            raise
+        except (MediaError, SignalingError, OSError, JanusError) as exc:
+            return Point(topology, participants, time.monotonic() - started, str(exc) or type(exc).__name__)
+        return Point(topology, participants, time.monotonic() - started, media=analyze(data)["media"])
+
+    def largest(self, topology: str, bound: int) -> int:
+        """The largest call passing the bar (0 if none down to 2)."""
+        start = size = min(SEARCH_FROM, bound)
+        best = 0
+        while size <= bound and self.point(topology, size).passes(self.args.bar):
+            best = size
+            size += self.args.step
+        if best == 0:
+            for size in range(start - 1, 1, -1):
+                if self.point(topology, size).passes(self.args.bar):
+                    return size
+        return best
+
+
+def _kbps(bytes_per_s: float | None) -> str:
+    return "-" if bytes_per_s is None else f"{bytes_per_s * 8 / 1000:.0f}"
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(points: list[Point], bar: float) -> str:
+    lines = [f"{'topology':9}{'peers':>6}{'CPU/peer':>10}{'server':>8}{'janus':>7}"
+             f"{'up kbit/s':>11}{'deliv min':>11}{'mean':>7}{'pairs':>9}  {'bar':4}",
+             f"{'':9}{'':>6}{'(cores)':>10}{'(cores)':>8}{'':>7}{'per peer':>11}"]
+    for p in sorted(points, key=lambda p: (p.topology, p.participants)):
+        if p.media is None:
+            lines.append(f"{p.topology:9}{p.participants:>6}  not measured: {p.error}")
+            continue
+        m, cpu = p.media, p.media["cpu_per_s"]
+        lines.append(
+            f"{p.topology:9}{p.participants:>6}{_num(m['cpu_per_participant']):>10}"
+            f"{_num(cpu.get('server'), 2):>8}{_num(cpu.get('janus'), 2):>7}"
+            f"{_kbps(m['upstream_bytes_per_s_per_participant']):>11}{_num(m['delivery_min']):>11}"
+            f"{_num(m['delivery_mean']):>7}{str(m['pairs_receiving']) + '/' + str(len(m['pairs'])):>9}"
+            f"  {'ok' if p.passes(bar) else 'miss'}")
+    return "\n".join(lines)
+
+
+def upstream_growth(bench: Bench, topology: str, sizes: list[int]) -> float | None:
+    """Upstream per participant at the largest size over the smallest."""
+    first, last = bench.points.get((topology, sizes[0])), bench.points.get((topology, sizes[-1]))
+    if first is None or last is None or first.media is None or last.media is None:
+        return None
+    low = first.media["upstream_bytes_per_s_per_participant"]
+    high = last.media["upstream_bytes_per_s_per_participant"]
+    return None if not low or high is None else high / low
+
+
+def plot(points: list[Point], bar: float, path: Path) -> None:
+    """CPU, upstream and delivery against participants, one line per topology."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_cpu, ax_up, ax_delivery) = plt.subplots(1, 3, figsize=(13, 4))
+    fig.suptitle(f"mesh vs SFU on {os.cpu_count()} cores (mlscall, aiortc peers on loopback)")
+    for topology in TOPOLOGIES:
+        rows = sorted((p for p in points if p.topology == topology and p.media is not None),
+                      key=lambda p: p.participants)
+        if not rows:
+            continue
+        xs = [p.participants for p in rows]
+        ax_cpu.plot(xs, [p.media["cpu_per_participant"] for p in rows], marker="o", label=topology)
+        ax_up.plot(xs, [p.media["upstream_bytes_per_s_per_participant"] * 8 / 1000 for p in rows],
+                   marker="o", label=topology)
+        ax_delivery.plot(xs, [p.delivery_min for p in rows], marker="o", label=topology)
+    ax_cpu.set_ylabel("CPU per participant (cores)")
+    ax_up.set_ylabel("upstream per participant (kbit/s)")
+    ax_delivery.set_ylabel("video delivered / sent, worst pair")
+    ax_delivery.axhline(bar, color="tab:red", linestyle=":", label=f"bar {bar:g}")
+    ax_delivery.set_ylim(0, 1.05)
+    ax_cpu.set_ylim(bottom=0)
+    ax_up.set_ylim(bottom=0)
+    for axis in (ax_cpu, ax_up, ax_delivery):
+        axis.set_xlabel("participants")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_sizes(text: str) -> list[int]:
+    sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not sizes or sizes[0] < 2:
+        raise argparse.ArgumentTypeError("sizes must be integers >= 2")
+    return sizes
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=parse_sizes, default=[4, 8, 12],
+                        help="participants of the table's calls (default 4,8,12)")
+    parser.add_argument("--seconds", type=float, default=12.0,
+                        help="measured seconds per call (default %(default)s)")
+    parser.add_argument("--step", type=int, default=2, help="search step (default %(default)s)")
+    parser.add_argument("--mesh-max", type=int, default=12, help="search bound, mesh (default %(default)s)")
+    parser.add_argument("--sfu-max", type=int, default=16, help="search bound, SFU (default %(default)s)")
+    parser.add_argument("--bar", type=float, default=0.9,
+                        help="delivered fraction every pair must reach (default %(default)s)")
+    parser.add_argument("--topologies", default="mesh,sfu", help="mesh, sfu or both (default %(default)s)")
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="worker processes hosting the peers (default: the CPU count, %(default)s)")
+    parser.add_argument("--warmup", type=float, default=45.0,
+                        help="seconds a call may take to form (default %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures and points as JSON")
+    parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot (needs matplotlib)")
+    args = parser.parse_args()
+    topologies = [t.strip() for t in args.topologies.split(",") if t.strip()]
+    if not topologies or any(t not in TOPOLOGIES for t in topologies) or args.step < 1:
+        parser.error("--topologies takes mesh, sfu or mesh,sfu; --step at least 1")
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+
+    bench = Bench(args)
+    bounds = {"mesh": args.mesh_max, "sfu": args.sfu_max}
+    started = time.monotonic()
+    print(f"mesh vs SFU: {os.cpu_count()} cores, {args.seconds:g} s per call, "
+          f"{args.processes} worker processes", file=sys.stderr, flush=True)
+    try:
+        for size in args.sizes:
+            for topology in topologies:
+                bench.point(topology, size)
+        largest = {t: bench.largest(t, bounds[t]) for t in topologies}
+    except NotInstalled as exc:
+        print(f"sfu_vs_mesh: {exc}\nhint: {exc.hint}", file=sys.stderr)
+        return 2
+    points = list(bench.points.values())
+
+    print(f"mesh vs SFU on this machine: {os.cpu_count()} cores, {args.seconds:g} s measured per call, "
+          f"whole run {time.monotonic() - started:.0f} s")
+    print(table(points, args.bar))
+    print(f"largest call with every pair >= {args.bar:.0%} of frames delivered "
+          f"(searched upward in steps of {args.step}):")
+    for topology in topologies:
+        print(f"  {topology}: {largest[topology]} participants "
+              f"(searched {min(SEARCH_FROM, bounds[topology])}..{bounds[topology]})")
+    figures = []
+    if set(topologies) == set(TOPOLOGIES):
+        ratio = largest["sfu"] / largest["mesh"] if largest["mesh"] else None
+        verdict = "-" if ratio is None else ("ok" if ratio >= TARGET_RATIO else "MISSED")
+        print(f"SFU-max / mesh-max: {_num(ratio, 2)} (target >= {TARGET_RATIO:g}) {verdict}")
+        if ratio is not None:
+            figures.append(figure("participants held at the bar, SFU / mesh", "x", ratio,
+                                  TARGET_RATIO, "target"))
+    span = f"{args.sizes[-1]}-peer / {args.sizes[0]}-peer"
+    for topology in topologies:
+        growth = upstream_growth(bench, topology, args.sizes)
+        flat = "" if topology != "sfu" else " (target: flat, 1)"
+        print(f"upstream per participant, {span}, {topology}: {_num(growth, 2)}{flat}")
+        if growth is not None:
+            figures.append(figure(f"upstream per participant {span}, {topology}", "x", growth, 1.0,
+                                  "flat"))
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "benchmark": "sfu_vs_mesh", "figures": figures, "cores": os.cpu_count(),
+            "largest": largest, "points": [p.row() for p in points]}, indent=1) + "\n", encoding="utf-8")
+        print(f"results: {args.json}")
+    if args.plot is not None:
+        try:
+            plot(points, args.bar, args.plot)
+        except ImportError:
+            print("sfu_vs_mesh: --plot needs matplotlib (pip install 'mlscall[plots]')", file=sys.stderr)
+            return 2
+        print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
