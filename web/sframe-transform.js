@@ -289,6 +289,17 @@ export class SFrameMLSSession extends ErrorEventTarget {
   }
 
   /**
+   * The receivers labelled `label` now carry another stream (an SFU gave
+   * their m-line to another publisher): they are named `to` and count their
+   * frames' senders (KID sender indices) afresh.
+   * @param {string} label
+   * @param {string} to
+   */
+  async relabelReceiver(label, to) {
+    await this.endpoint.request('relabelReceiver', { label, to });
+  }
+
+  /**
    * Seals every frame `sender` sends.
    * @param {RTCRtpSender} sender
    * @param {{context?: number|bigint, codec?: string, label?: string}} [options] context: KID context
@@ -310,7 +321,8 @@ export class SFrameMLSSession extends ErrorEventTarget {
    * epoch}],
    * receivers: [{label, kind, codec, framesDecrypted, keyframesDecrypted, failures: {keyID, authentication,
    * replay, syntax, heldExpired}, keyframeRequests, epoch, framesByEpoch, framesHeld, framesHeldOpened,
-   * framesHolding}], framesEncrypted, framesDecrypted, failures}
+   * framesHolding, senderIndex, firstSenderIndex, framesBySender}], framesEncrypted, framesDecrypted, failures}
+   * (senderIndex: the KID's sender index of the last frame opened, RFC 9605 §5.2)
    */
   async stats() {
     const stats = await this.endpoint.request('stats');

@@ -13,6 +13,14 @@
  *   sender switches (RFC 9605 §5.2), trust warnings, chat;
  * - **Mesh**: one PeerLink per other participant present, the smaller
  *   identity offering; links follow presence, not membership;
+ * - **SFU** (the join reply's `topology`, or a `topology` event while live,
+ *   which closes the mesh links): SfuLinks, one publishing and one
+ *   subscribing connection through the server's Janus (app/sfu.js);
+ *   `sfu.feeds` resubscribes, `sfu.down` shows the media interrupted,
+ *   `sfu.up` and a signaling rejoin republish and resubscribe; every
+ *   received stream is attributed by its frames' KIDs, and one carrying
+ *   another member's KID than first, or than the server's `from`, raises
+ *   a trust warning (`sfu_kid_changed`, `sfu_from_mismatch`);
  * - **Reconnects**: when the signaling connection drops (a server restart),
  *   it rejoins with its log cursor (`since`) as a member, or as a newcomer
  *   while waiting to be added, and the machine catches up from the replayed
@@ -28,6 +36,7 @@ import { SFrameMLSSession } from 'mlscall-web/sframe-transform';
 import { decodeMessage, framingInfo } from '../mls/wire.js';
 import { PeerLink } from './link.js';
 import { Membership } from './membership.js';
+import { SfuLinks } from './sfu.js';
 import { ErrorCode, SignalingClient, SignalingError } from './signaling.js';
 import { verificationCode } from './verification.js';
 
@@ -142,6 +151,10 @@ export class Call extends EventTarget {
     this.links = new Map();
     /** @type {Map<string, MediaStream>} what each participant sends us */
     this.remoteStreams = new Map();
+    /** 'mesh' or 'sfu' (the join reply's `topology`; a room never goes back to mesh while live) */
+    this.topology = 'mesh';
+    /** @type {SfuLinks|null} the media links in an SFU room */
+    this.sfu = null;
     this.epochs = [];
     this.verification = null;
     this.ended = false;
@@ -211,11 +224,13 @@ export class Call extends EventTarget {
     const reply = await this.client.connect();
     this.identity = reply.identity;
     this.serverIceServers = iceServersFromReply(reply);
+    if (reply.topology === 'sfu') this.topology = 'sfu';
     await this.#feed({
       type: 'room_joined', identity: reply.identity, present: reply.members ?? [],
       groupId: reply.group_id ?? null, epoch: reply.epoch ?? null,
     });
-    for (const remote of [...this.present].sort()) this.#openLink(remote);
+    if (this.topology === 'sfu') this.#startSfu();
+    else for (const remote of [...this.present].sort()) this.#openLink(remote);
     this.loop = this.#run();
     this.ticker = setInterval(() => this.#push({ type: 'tick' }), this.options.retryInterval * 1000);
     this.auditor = setInterval(() => this.#push({ type: 'audit' }), AUDIT_INTERVAL_MS);
@@ -232,6 +247,7 @@ export class Call extends EventTarget {
     await this.loop;
     await this.client.leave();
     for (const remote of [...this.links.keys()]) this.#closeLink(remote);
+    this.sfu?.close();
     this.session.close();
     if (this.group !== null) await this.group.deleteState();
     this.ended = true;
@@ -256,15 +272,31 @@ export class Call extends EventTarget {
    */
   async status() {
     const stats = await this.session.stats();
+    this.#attribute(stats.receivers);
     const remotes = {};
-    for (const receiver of stats.receivers) {
-      if (receiver.label === null) continue;
-      const [remote, kind] = receiver.label.split('/');
+    const entryOf = (remote, kind) => {
       remotes[remote] ??= {};
-      const entry = remotes[remote][kind] ??= {
+      return remotes[remote][kind] ??= {
         decrypted: 0, failures: { keyID: 0, authentication: 0, replay: 0, syntax: 0, heldExpired: 0 }, byEpoch: {},
       };
+    };
+    for (const receiver of stats.receivers) {
+      if (receiver.label === null || receiver.label.startsWith('sfu/')) continue;
+      const [remote, kind] = receiver.label.split('/');
+      const entry = entryOf(remote, kind);
       entry.decrypted += receiver.framesDecrypted;
+      for (const [failure, count] of Object.entries(receiver.failures)) entry.failures[failure] += count;
+      for (const [epoch, count] of Object.entries(receiver.framesByEpoch)) {
+        entry.byEpoch[epoch] = (entry.byEpoch[epoch] ?? 0) + count;
+      }
+    }
+    // SFU streams: frames counted under the member whose KID they carry, failures under the stream's member
+    for (const receiver of stats.receivers) {
+      const stream = this.sfu?.attribution.streams.get(receiver.label);
+      if (stream === undefined || stream.kind === null) continue;
+      for (const [identity, frames] of stream.framesBy) entryOf(identity, stream.kind).decrypted += frames;
+      if (stream.identity === null) continue;
+      const entry = entryOf(stream.identity, stream.kind);
       for (const [failure, count] of Object.entries(receiver.failures)) entry.failures[failure] += count;
       for (const [epoch, count] of Object.entries(receiver.framesByEpoch)) {
         entry.byEpoch[epoch] = (entry.byEpoch[epoch] ?? 0) + count;
@@ -298,6 +330,8 @@ export class Call extends EventTarget {
       failures: stats.failures,
       remotes,
       links,
+      topology: this.topology,
+      sfu: this.sfu === null ? null : this.sfu.status(),
       epochs: this.epochs.map((e) => ({ ...e })),
       removed: this.removed,
       ended: this.ended,
@@ -354,7 +388,13 @@ export class Call extends EventTarget {
         await this.#feed(entry({ type: 'application_delivered', ciphertext: event.ciphertext }));
         break;
       case 'group_reset': await this.#feed({ type: 'group_reset' }); break;
-      case 'offer': case 'answer': case 'candidate': this.#onSignal(event.type, event.from, event.data); break;
+      case 'offer': case 'answer': case 'candidate':
+        if (this.topology === 'mesh') this.#onSignal(event.type, event.from, event.data);
+        break;
+      case 'topology': if (event.topology === 'sfu') this.#toSfu(); break;
+      case 'sfu.feeds': this.sfu?.setFeeds(event.feeds); break;
+      case 'sfu.down': this.sfu?.interrupt(); break;
+      case 'sfu.up': this.sfu?.restart(); break;
       case 'tick':
         if (!this.ended && this.client.connected) await this.#feed({ type: 'tick', now: seconds() });
         break;
@@ -480,6 +520,13 @@ export class Call extends EventTarget {
     await this.#feed({
       type: 'reconnected', present: here, groupId: reply.group_id ?? null, epoch: reply.epoch ?? null, now: seconds(),
     });
+    if (reply.topology === 'sfu' || this.topology === 'sfu') {
+      // the server detached our SFU handles with the old connection: publish and subscribe again
+      if (this.topology === 'sfu') this.sfu?.restart();
+      else this.#toSfu();
+      this.#changed();
+      return;
+    }
     for (const remote of here) {
       if (before.has(remote)) this.#resume(remote);
       else this.#replaceLink(remote);
@@ -494,8 +541,10 @@ export class Call extends EventTarget {
     if (what === 'join') {
       const resuming = this.membership.resuming.has(remote);
       await this.#feed({ type: 'presence_joined', identity: remote });
-      if (resuming) this.#resume(remote);
-      else this.#replaceLink(remote);
+      if (this.topology === 'mesh') { // in an SFU room its media comes with sfu.feeds
+        if (resuming) this.#resume(remote);
+        else this.#replaceLink(remote);
+      }
     } else if (what === 'leave') {
       await this.#feed({ type: 'presence_left', identity: remote });
     }
@@ -578,12 +627,86 @@ export class Call extends EventTarget {
   /** Every link checks that its encoders' output went through SFrame (PeerLink.audit). */
   async #audit() {
     const sealed = new Map();
-    for (const sender of (await this.session.stats()).senders) {
+    const stats = await this.session.stats();
+    this.#attribute(stats.receivers);
+    for (const sender of stats.senders) {
       // withheld frames (the remote could not open them) went through the transform too
       const handled = sender.framesEncrypted + sender.framesWithheld;
       if (sender.label !== null) sealed.set(sender.label, (sealed.get(sender.label) ?? 0) + handled);
     }
     for (const link of this.links.values()) await link.audit(sealed);
+    await this.sfu?.audit(sealed);
+  }
+
+  // -- SFU -------------------------------------------------------------------------
+
+  #startSfu() {
+    this.sfu = new SfuLinks({
+      request: (type, fields) => this.client.request(type, fields),
+      session: this.session,
+      stream: this.stream,
+      sending: this.session.state.sendingEpoch !== null,
+      loopback: this.options.loopback,
+      iceServers: this.options.iceServers.length > 0 ? this.options.iceServers : this.serverIceServers,
+      iceTransportPolicy: this.options.iceTransportPolicy,
+      onChange: () => {
+        this.#showSfuStreams();
+        this.#changed();
+      },
+    });
+    this.sfu.start();
+  }
+
+  /** The room went SFU while live (`topology` event): mesh links close, media moves to the SFU. */
+  #toSfu() {
+    if (this.topology === 'sfu' && this.sfu !== null) return;
+    this.topology = 'sfu';
+    for (const remote of [...this.links.keys()]) this.#closeLink(remote);
+    this.#startSfu();
+    this.#changed();
+  }
+
+  /** The MLS credential's identity of leaf `leafIndex` in our group, or null. */
+  #identityOfLeaf(leafIndex) {
+    return this.membership.leaves().find((leaf) => leaf.leafIndex === leafIndex)?.identity ?? null;
+  }
+
+  /** Attributes the SFU streams by their frames' KIDs; a flag raised is a trust warning. */
+  #attribute(receivers) {
+    if (this.sfu === null) return;
+    const before = new Map([...this.sfu.attribution.streams].map(([label, s]) => [label, s.identity]));
+    for (const flag of this.sfu.attribution.observe(receivers, (index) => this.#identityOfLeaf(index))) {
+      const detail = flag.kind === 'kid_changed'
+        ? `a stream first sent by ${flag.firstIdentity} (SFU feed ${flag.feed}) carries frames under its KID`
+        : `the server says SFU feed ${flag.feed} is ${flag.from}'s, its frames carry this member's KID`;
+      this.warnings.push({ kind: `sfu_${flag.kind}`, identity: flag.identity, leafIndex: flag.leafIndex, detail, at: Date.now() / 1000 });
+      console.warn(`${this.identity}: SFU stream ${flag.label}: ${flag.kind}, ${detail} (${flag.identity})`);
+      this.#changed();
+    }
+    const moved = [...this.sfu.attribution.streams].some(([label, s]) => before.get(label) !== s.identity);
+    if (moved) {
+      this.#showSfuStreams();
+      this.#changed();
+    }
+  }
+
+  /** remoteStreams from the SFU's tracks, each under the member whose KID its frames carry. */
+  #showSfuStreams() {
+    if (this.sfu === null) return;
+    const wanted = this.sfu.tracksByIdentity();
+    for (const [identity, stream] of this.remoteStreams) {
+      const tracks = wanted.get(identity) ?? [];
+      for (const track of stream.getTracks()) if (!tracks.includes(track)) stream.removeTrack(track);
+      if (tracks.length === 0) this.remoteStreams.delete(identity);
+    }
+    for (const [identity, tracks] of wanted) {
+      let stream = this.remoteStreams.get(identity);
+      if (stream === undefined) {
+        stream = new MediaStream();
+        this.remoteStreams.set(identity, stream);
+      }
+      for (const track of tracks) if (!stream.getTracks().includes(track)) stream.addTrack(track);
+    }
   }
 
   async #updateSending() {
@@ -591,6 +714,7 @@ export class Call extends EventTarget {
     for (const link of this.links.values()) {
       if (link.sending !== sending) await link.setSending(sending);
     }
+    if (this.sfu !== null && this.sfu.sending !== sending) await this.sfu.setSending(sending);
   }
 
   async #send(text) {

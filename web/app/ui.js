@@ -44,7 +44,9 @@ export function streamState(previous, current, lastFailureAt, now) {
 export function missingMediaReason(status, identity, state) {
   if (state === 'ok' || state === 'bad') return null;
   if (!status.present.includes(identity)) return 'peer gone';
-  const link = status.links[identity];
+  if (status.sfu?.interrupted) return 'media server interrupted';
+  // in an SFU room every stream comes on the one subscribing connection
+  const link = status.sfu ? status.sfu.subscriber ?? undefined : status.links[identity];
   if (link?.ice === 'failed') return 'ICE failed';
   if (link?.state === 'failed') return 'connection failed';
   if (state === 'wait' || status.epoch === null || !status.members.includes(identity)) return 'no key yet';
@@ -60,6 +62,8 @@ const WARNING_TEXT = {
   welcome_members: 'a Welcome whose members are not the room\'s participants was refused',
   key_changed: 'this identity has another signature key than before: its media is hidden until you accept the new key',
   sender_mismatch: 'the server named another sender for a message than the MLS-authenticated one',
+  sfu_kid_changed: 'an SFU stream first sent by another member now carries this member\'s frames (SFrame KID): shown as this member\'s',
+  sfu_from_mismatch: 'the server named another sender for an SFU stream than the member whose SFrame KID its frames carry',
 };
 
 /** One line describing a trust warning of the membership machine (docs/membership.md). */
@@ -233,8 +237,11 @@ export class CallView {
     this.membersText.textContent = `${call.members.size} in the group, ${call.present.size + 1} in the room`;
     this.code.textContent = call.verification ?? '—';
     const members = call.members;
+    // tiles whose media came on an SFU stream that was flagged (another member's KID, or not the server's `from`)
+    const flagged = new Set(call.warnings.filter((w) => w.kind.startsWith('sfu_')).map((w) => w.identity));
     for (const identity of call.present) {
       const tile = this.#tile(identity);
+      tile.node.classList.toggle('relabelled', flagged.has(identity));
       const trusted = call.trusted(identity);
       // a changed signature key not accepted yet: its media is not shown
       tile.show(trusted ? call.remoteStreams.get(identity) ?? null : null);
@@ -251,6 +258,7 @@ export class CallView {
     }
     if (call.ended && !call.stopped) this.showNotice(`Disconnected: ${call.endReason ?? 'the call ended'}`);
     else if (call.reconnecting) this.showNotice('Reconnecting to the signaling server…');
+    else if (call.sfu?.interrupted) this.showNotice('The media server is interrupted: the call resumes when it is back.');
     else if (call.removed) this.showNotice('You were removed from the group.');
     else if (call.group === null) this.showNotice('Waiting to be added to the group…');
     else this.showNotice('');

@@ -24,6 +24,12 @@
  * `framesWithheld`; after some, a video sender asks for a keyframe and
  * sends nothing until it comes, so the remote's first frame decodes.
  *
+ * An MLS endpoint counts, per receiver, who sent the frames it opened: the
+ * sender index of their KID (`senderIndex`, the last; `firstSenderIndex`;
+ * `framesBySender`), what an SFU participant attributes streams by, never
+ * the SFU's word. Request `relabelReceiver {label, to}` renames receivers
+ * whose m-line now carries another stream and counts their senders afresh.
+ *
  * An MLS endpoint holds, per receiver, frames whose epoch is not installed
  * yet (RFC 9605 §4.4.4: a joiner before its Welcome, a member before the
  * commit; config `hold`: {maxAge, maxFrames, maxBytes}, or false) and
@@ -140,6 +146,7 @@ class Endpoint {
       : {
         kind: null, codec: null, framesDecrypted: 0, keyframesDecrypted: 0, failures: newFailures(), keyframeRequests: 0,
         epoch: null, framesByEpoch: {}, framesHeld: 0, framesHeldOpened: 0, framesHolding: 0,
+        senderIndex: null, firstSenderIndex: null, framesBySender: {},
         lastRequest: -Infinity, pendingRequest: false, held: this.newHoldBuffer(), chain: Promise.resolve(), expiry: null,
       };
     record.label = options.label ?? null;
@@ -209,11 +216,12 @@ class Endpoint {
     const { frame, controller, transformer, options } = item;
     let plaintext;
     let epoch = null;
+    let senderIndex = null;
     let codec = null;
     try {
       codec = this.framing(frame, options);
       record.codec = codec;
-      ({ plaintext, epoch } = await this.open(frame, codec, asBytes(frame.data, 'frame')));
+      ({ plaintext, epoch, senderIndex } = await this.open(frame, codec, asBytes(frame.data, 'frame')));
     } catch (caught) {
       const err = caught instanceof SFrameError ? caught : new SFrameError('syntax', 'the frame could not be processed');
       if (err.pending && record.held !== null) {
@@ -237,6 +245,12 @@ class Endpoint {
     if (epoch !== null) {
       record.epoch = epoch;
       record.framesByEpoch[epoch] = (record.framesByEpoch[epoch] ?? 0) + 1;
+    }
+    if (senderIndex !== null) {
+      // who sent it: the KID's sender index (RFC 9605 §5.2), whatever the stream is said to carry
+      record.senderIndex = senderIndex;
+      record.firstSenderIndex ??= senderIndex;
+      record.framesBySender[senderIndex] = (record.framesBySender[senderIndex] ?? 0) + 1;
     }
     if (keyframe) record.pendingRequest = false;
     else if (record.pendingRequest) this.afterFailure(transformer, record);
@@ -370,7 +384,9 @@ class TransformEndpoint extends Endpoint {
 
   async open(frame, codec, data) {
     const open = async (ct, md) => (await this.ctx.unprotect(ct, md)).plaintext;
-    return { plaintext: codec === null ? await open(data, EMPTY) : await openFrame(codec, data, open), epoch: null };
+    return {
+      plaintext: codec === null ? await open(data, EMPTY) : await openFrame(codec, data, open), epoch: null, senderIndex: null,
+    };
   }
 }
 
@@ -430,6 +446,8 @@ class MLSEndpoint extends Endpoint {
       m.switchSender(args.epoch ?? null);
     } else if (op === 'remoteKeysFrom') {
       this.gates.set(String(args.label), args.epoch === null ? null : BigInt(args.epoch));
+    } else if (op === 'relabelReceiver') {
+      this.relabelReceiver(String(args.label), String(args.to));
     } else if (op !== 'stats' && op !== 'state') {
       throw new SFrameError('invalidParameter', `unknown request ${op}`);
     }
@@ -463,13 +481,30 @@ class MLSEndpoint extends Endpoint {
 
   async open(frame, codec, data) {
     let epoch = null;
+    let senderIndex = null;
     const open = async (ct, md) => {
       const result = await this.manager.unprotect(ct, md);
       epoch = result.epoch;
+      senderIndex = result.senderIndex;
       return result.plaintext;
     };
     const plaintext = await openFrame(codec, data, open);
-    return { plaintext, epoch };
+    return { plaintext, epoch, senderIndex };
+  }
+
+  /**
+   * The receivers labelled `label` now carry another stream, named `to` (an
+   * SFU gave their m-line to another publisher): who sent their frames
+   * (sender indices) is counted afresh.
+   */
+  relabelReceiver(label, to) {
+    for (const record of this.receivers) {
+      if (record.label !== label) continue;
+      record.label = to;
+      record.senderIndex = null;
+      record.firstSenderIndex = null;
+      record.framesBySender = {};
+    }
   }
 
   /** Asks the remote sender for a keyframe, at most once per pliInterval seconds. */
