@@ -35,8 +35,10 @@ A :class:`CallPeer` joins a room of the signaling server
 
 **Reconnection** (with ``reconnect_timeout``): when the signaling connection
 drops the peer rejoins, catching up on the room log after the last ``seq``
-it received; media keeps flowing meanwhile (the mesh is peer to peer), and
-links with participants still reconnecting are kept.
+it received; given several server addresses (instances sharing one store,
+docs/deployment.md) it tries the next one in turn.  Media keeps flowing
+meanwhile (the mesh is peer to peer), and links with participants still
+reconnecting are kept.
 
 Everything MLS runs in one task, one event at a time, so group state is
 never touched concurrently; WebRTC negotiation runs in each link's task.
@@ -208,7 +210,7 @@ class CallPeer:
 
     def __init__(
         self,
-        ws_url: str,
+        ws_url: str | Sequence[str],
         room: str,
         token: str,
         *,

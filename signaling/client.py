@@ -19,6 +19,14 @@ WebRTC signaling, errors without ``re``) lands in an event queue, read with
 :meth:`next_event` or ``async for event in client``. Fields carrying MLS bytes
 are ``bytes`` in replies and events. :meth:`reconnect` rejoins and asks for
 everything after the last ``seq`` received (and, when given, from an epoch on).
+
+**Failover.** The client takes one WebSocket address or several (instances of
+one deployment sharing a store, docs/deployment.md). A connection the server
+or the network ended moves the client to the next address, round robin, and
+opening a connection tries each address once from the current one, so
+:meth:`reconnect` after a dropped connection reaches another instance and
+catches up there from its cursor. Backing off between attempts is the
+caller's (``CallPeer.rejoin``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -39,9 +47,14 @@ from .errors import ErrorCode, SignalingError
 class SignalingClient:
     """One participant's connection to one room."""
 
-    def __init__(self, ws_url: str, room: str, token: str, *,
+    def __init__(self, ws_url: str | Sequence[str], room: str, token: str, *,
                  session: aiohttp.ClientSession | None = None) -> None:
-        self.ws_url = ws_url
+        urls = (ws_url,) if isinstance(ws_url, str) else tuple(ws_url)
+        if not urls or not all(isinstance(url, str) and url for url in urls):
+            raise ValueError("ws_url must be one WebSocket address or a non-empty sequence of them")
+        #: the addresses tried in turn (one instance each, or one load balancer)
+        self.ws_urls = urls
+        self._current = 0
         self.room = room
         self._token = token
         self._session = session
@@ -56,6 +69,14 @@ class SignalingClient:
         self.identity: str | None = None
         self.join_reply: dict[str, Any] = {}
 
+    @property
+    def ws_url(self) -> str:
+        """The address in use (or tried next)."""
+        return self.ws_urls[self._current]
+
+    def _rotate(self) -> None:
+        self._current = (self._current + 1) % len(self.ws_urls)
+
     def __repr__(self) -> str:
         return f"SignalingClient(room={self.room!r}, identity={self.identity!r}, last_seq={self.last_seq})"
 
@@ -65,8 +86,7 @@ class SignalingClient:
         """Open the WebSocket and join; the join ``ack`` (catch-up events follow in the queue)."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
-        self._ws = await self._session.ws_connect(self.ws_url, protocols=(p.SUBPROTOCOL,),
-                                                  max_msg_size=0)
+        self._ws = await self._open(self._session)
         self._reader = asyncio.create_task(self._read_loop(self._ws))
         fields: dict[str, Any] = {"room": self.room, "token": self._token}
         if since is not None:
@@ -78,6 +98,15 @@ class SignalingClient:
         if since is None and epoch is None:  # a newcomer: its cursor starts at the log's end
             self.last_seq = max(self.last_seq, self.join_reply.get("last_seq") or 0)
         return self.join_reply
+
+    async def _open(self, session: aiohttp.ClientSession) -> aiohttp.ClientWebSocketResponse:
+        """A WebSocket to the current address, else to each next one in turn (one round);
+        the last address's failure when none answers."""
+        for _ in range(len(self.ws_urls) - 1):
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                return await session.ws_connect(self.ws_url, protocols=(p.SUBPROTOCOL,), max_msg_size=0)
+            self._rotate()
+        return await session.ws_connect(self.ws_url, protocols=(p.SUBPROTOCOL,), max_msg_size=0)
 
     async def reconnect(self, *, epoch: int | None = None, catch_up: bool = True) -> dict[str, Any]:
         """Drop the connection if open and rejoin, catching up after :attr:`last_seq`
@@ -93,12 +122,13 @@ class SignalingClient:
             self._session = None
 
     async def _drop(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
+        ws, reader = self._ws, self._reader
+        self._ws = self._reader = None  # before closing: the reader sees an end we chose
+        if ws is not None:
+            await ws.close()
+        if reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        self._ws = self._reader = None
+                await reader
 
     async def __aenter__(self) -> SignalingClient:
         await self.connect()
@@ -131,6 +161,8 @@ class SignalingClient:
                 if not future.done():
                     future.set_exception(error)
             self._pending.clear()
+            if ws is self._ws:  # ended by the server or the network: the next attempt goes elsewhere
+                self._rotate()
             self.events.put_nowait({"type": "closed", "code": ws.close_code})
 
     def _dispatch(self, frame: dict[str, Any]) -> None:

@@ -2,8 +2,8 @@
 
 ::
 
-    mlscall bot --server http://127.0.0.1:8080 --room standup --name bot \\
-        [--video FILE] [--record PATH] [--duration S]
+    mlscall bot --server http://127.0.0.1:8080 [--server http://127.0.0.1:8081 ...] \\
+        --room standup --name bot [--video FILE] [--record PATH] [--duration S]
 
 The bot joins the room as a :class:`media.call_peer.CallPeer`, streams the
 test pattern and a tone (or ``--video FILE`` through aiortc's
@@ -13,7 +13,12 @@ stdout when it ends (after ``--duration`` seconds, on SIGINT/SIGTERM, or
 when the server closes the connection).  Without ``--token`` it asks the
 development server's loopback-only ``POST /token`` for one.  ICE uses
 127.0.0.1 only when the server is on a loopback address (``--loopback`` /
-``--no-loopback`` override).
+``--no-loopback`` override).  Several ``--server`` addresses are instances of
+one deployment sharing a store (docs/deployment.md): the bot joins the
+first that answers and, when its instance goes away, rejoins the next one
+and catches up there (within ``--reconnect-timeout``, 30 s by default with
+several servers; with one, the bot ends when the server closes unless it
+is given).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 from signaling.client import fetch_token
 from signaling.config import is_loopback_host
 from signaling.errors import SignalingError
@@ -37,11 +43,15 @@ from ..call_peer import CallOptions, CallPeer, CallStatus
 from ..mesh import MediaSources
 from ..sinks import RecordingSink, Sink, VerifyingSink
 
+#: seconds a bot given several servers keeps trying to rejoin one (``--reconnect-timeout``)
+DEFAULT_FAILOVER_TIMEOUT = 30.0
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``mlscall bot`` to ``parser``."""
-    parser.add_argument("--server", required=True,
-                        help="signaling server base URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--server", required=True, action="append",
+                        help="signaling server base URL, e.g. http://127.0.0.1:8080; repeat it for "
+                             "several instances of one deployment (tried in turn)")
     parser.add_argument("--room", required=True, help="room to join")
     parser.add_argument("--name", required=True, help="identity in the room")
     parser.add_argument("--token", default=None,
@@ -54,8 +64,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds before leaving (default: until interrupted)")
     parser.add_argument("--self-update", type=float, default=None, metavar="S",
                         help="commit an MLS self-update every S seconds (post-compromise security)")
+    parser.add_argument("--reconnect-timeout", type=float, default=None, metavar="S",
+                        help="after losing the server, keep trying to rejoin (the next --server) for S "
+                             "seconds (default: 30 with several servers, else end the call)")
     parser.add_argument("--loopback", action=argparse.BooleanOptionalAction, default=None,
-                        help="use 127.0.0.1 ICE candidates only (default: when the server is loopback)")
+                        help="use 127.0.0.1 ICE candidates only (default: when every server is loopback)")
     parser.add_argument("--log-level", default="warning",
                         choices=("debug", "info", "warning", "error"))
 
@@ -138,17 +151,30 @@ async def watch(peers: Sequence[CallPeer], duration: float | None) -> None:
         line.end()
 
 
+async def first_token(servers: Sequence[str], room: str, identity: str) -> str:
+    """A token minted by the first of ``servers`` that answers (the instances share its secret)."""
+    for server in servers[:-1]:
+        with contextlib.suppress(aiohttp.ClientError, OSError):
+            return await fetch_token(server, room, identity)
+    return await fetch_token(servers[-1], room, identity)
+
+
 async def _call(args: argparse.Namespace) -> int:
-    server = args.server.rstrip("/")
-    ws_url = ws_url_for(server)
-    token = args.token or await fetch_token(server, args.room, args.name)
-    loopback = args.loopback if args.loopback is not None else is_loopback_host(urlsplit(server).hostname)
+    servers = [server.rstrip("/") for server in args.server]
+    ws_urls = [ws_url_for(server) for server in servers]
+    token = args.token or await first_token(servers, args.room, args.name)
+    loopback = (args.loopback if args.loopback is not None
+                else all(is_loopback_host(urlsplit(server).hostname) for server in servers))
+    reconnect_timeout = args.reconnect_timeout
+    if reconnect_timeout is None and len(servers) > 1:
+        reconnect_timeout = DEFAULT_FAILOVER_TIMEOUT
     sources = MediaSources.from_file(args.video) if args.video else MediaSources.synthetic()
     sinks: list[Sink] = [VerifyingSink()]
     if args.record:
         sinks.append(RecordingSink(args.record))
-    options = CallOptions(loopback=loopback, self_update_interval=args.self_update)
-    peer = CallPeer(ws_url, args.room, token, sources=sources, sinks=sinks, options=options)
+    options = CallOptions(loopback=loopback, self_update_interval=args.self_update,
+                          reconnect_timeout=reconnect_timeout)
+    peer = CallPeer(ws_urls, args.room, token, sources=sources, sinks=sinks, options=options)
 
     await peer.start()
     try:

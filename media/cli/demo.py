@@ -10,6 +10,11 @@ view; on ``--duration`` expiry or Ctrl-C it prints each bot's summary.
 
 Everything stays on loopback: the server binds 127.0.0.1 and the bots use
 127.0.0.1 ICE candidates only.
+
+With ``--server URL`` (repeatable; loopback addresses of running
+``mlscall serve`` instances sharing one store, docs/deployment.md) the demo
+starts no server: the bots spread over the given instances (bot *i* starts
+at the *i*-th) and, when one goes away, rejoin through the next.
 """
 
 from __future__ import annotations
@@ -20,15 +25,16 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from signaling.client import fetch_token
-from signaling.config import ServerConfig
+from signaling.config import ServerConfig, is_loopback_host
+from signaling.errors import SignalingError
 from signaling.server import start_server
 
 from ..call_peer import CallOptions, CallPeer
 from ..mesh import MediaSources
 from ..sinks import VerifyingSink
-from .bot import summary, watch
+from .bot import DEFAULT_FAILOVER_TIMEOUT, first_token, summary, watch, ws_url_for
 
 BOT_NAMES = ("alice-bot", "bob-bot", "carol-bot", "dave-bot")
 
@@ -46,32 +52,59 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="seconds to run (default: until Ctrl-C)")
     parser.add_argument("--self-update", type=float, default=15.0, metavar="S",
                         help="each bot commits an MLS self-update every S seconds (default %(default)s)")
+    parser.add_argument("--server", action="append", default=None, metavar="URL",
+                        help="a running instance on loopback to use instead of starting a server "
+                             "(e.g. http://127.0.0.1:8080); repeat it for several instances")
     parser.add_argument("--log-level", default="warning",
                         choices=("debug", "info", "warning", "error"))
 
 
-async def _demo(args: argparse.Namespace, db: Path) -> int:
-    print("starting the signaling server on 127.0.0.1 ...", file=sys.stderr, flush=True)
-    server = await start_server(ServerConfig(host="127.0.0.1", port=args.port, db_path=db,
-                                             secret_file=Path(f"{db}.secret")))
+async def _bots(args: argparse.Namespace, servers: list[str]) -> list[CallPeer]:
+    """Start the bots, bot *i* at the *i*-th of ``servers`` (base URLs) and then the next ones."""
     peers: list[CallPeer] = []
+    reconnect_timeout = DEFAULT_FAILOVER_TIMEOUT if len(servers) > 1 else None
     try:
-        for name in BOT_NAMES[:args.bots]:
+        for i, name in enumerate(BOT_NAMES[:args.bots]):
             print(f"starting bot {name} ...", file=sys.stderr, flush=True)
-            token = await fetch_token(server.url, args.room, name)
-            peer = CallPeer(server.ws_url, args.room, token, sources=MediaSources.synthetic(),
-                            sinks=[VerifyingSink()],
-                            options=CallOptions(loopback=True, self_update_interval=args.self_update))
+            mine = servers[i % len(servers):] + servers[:i % len(servers)]
+            token = await first_token(mine, args.room, name)
+            peer = CallPeer([ws_url_for(server) for server in mine], args.room, token,
+                            sources=MediaSources.synthetic(), sinks=[VerifyingSink()],
+                            options=CallOptions(loopback=True, self_update_interval=args.self_update,
+                                                reconnect_timeout=reconnect_timeout))
             await peer.start()
             peers.append(peer)
-        print(f"\nThe call is running. Open {server.url}/?room={args.room} in a browser to join it.\n"
+    except BaseException:
+        for peer in peers:
+            await peer.stop()
+        raise
+    return peers
+
+
+async def _demo(args: argparse.Namespace, db: Path) -> int:
+    servers = [server.rstrip("/") for server in args.server or ()]
+    for server in servers:
+        ws_url_for(server)  # a ValueError for anything but an http(s)/ws(s) URL
+        if not is_loopback_host(urlsplit(server).hostname):
+            raise ValueError(f"the demo stays on loopback: {server!r}")
+    running = None
+    if not servers:
+        print("starting the signaling server on 127.0.0.1 ...", file=sys.stderr, flush=True)
+        running = await start_server(ServerConfig(host="127.0.0.1", port=args.port, db_path=db,
+                                                  secret_file=Path(f"{db}.secret")))
+        servers = [running.url]
+    peers: list[CallPeer] = []
+    try:
+        peers = await _bots(args, servers)
+        print(f"\nThe call is running. Open {servers[0]}/?room={args.room} in a browser to join it.\n"
               "Press Ctrl-C to end.\n", flush=True)
         await watch(peers, args.duration)
     finally:
         statuses = [peer.status() for peer in peers]
         for peer in peers:
             await peer.stop()
-        await server.close()
+        if running is not None:
+            await running.close()
     for status in statuses:
         print(summary(status), flush=True)
     return 0
@@ -84,6 +117,6 @@ def run(args: argparse.Namespace) -> int:
         db = args.db or Path(tmp) / "demo.db"
         try:
             return asyncio.run(_demo(args, db))
-        except OSError as exc:
+        except (ValueError, SignalingError, OSError) as exc:
             print(f"mlscall demo: {exc}", file=sys.stderr)
             return 1

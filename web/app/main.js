@@ -2,7 +2,10 @@
  * The call page: a join form (name and room, prefilled from `?room=` and
  * `?name=`), then the call view. Query parameters: `room`, `name`,
  * `loopback=1|0` (default: on when the page comes from a loopback host),
- * `video=WIDTHxHEIGHT` (camera size asked for). A room token comes in the
+ * `video=WIDTHxHEIGHT` (camera size asked for), `servers=` (the signaling
+ * instances to use and fail over between, comma-separated paths or URLs on
+ * this page's origin, e.g. `servers=/a/ws,/b/ws`; default: this page's
+ * server). A room token comes in the
  * URL fragment, `#token=...` (never the query string, which reaches server
  * logs): it is taken out of the address bar and history at once; without
  * one the development server's loopback-only `POST /token` mints one.
@@ -14,7 +17,7 @@
 
 import { Call } from './call.js';
 import { loopbackMode } from './loopback.js';
-import { defaultWsUrl, fetchToken, takeFragmentToken } from './signaling.js';
+import { fetchToken, takeFragmentToken, wsUrlsFromParam } from './signaling.js';
 import { CallView } from './ui.js';
 
 const fragmentToken = takeFragmentToken();
@@ -44,9 +47,10 @@ let stream = null;
 let view = null;
 
 async function join(name, room) {
+  const wsUrls = wsUrlsFromParam(params.get('servers'));
   stream = await navigator.mediaDevices.getUserMedia({ audio: true, video: videoConstraints() });
   const token = fragmentToken ?? await fetchToken(location.origin, room, name);
-  const call = new Call({ wsUrl: defaultWsUrl(), room, token, stream, options: { loopback: loopbackMode() } });
+  const call = new Call({ wsUrl: wsUrls, room, token, stream, options: { loopback: loopbackMode() } });
   window.mlscall.call = call;
   await call.start();
   const query = new URLSearchParams(location.search);

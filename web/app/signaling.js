@@ -10,6 +10,13 @@
  * itself to connect again). `lastSeq` is the log cursor to rejoin with
  * (`connect({since})`). MLS fields travel as standard base64 and are
  * Uint8Arrays on this side.
+ *
+ * Failover: the client takes one WebSocket address or several (instances of
+ * one deployment sharing a store, docs/deployment.md). A connection the
+ * server or the network ended moves it to the next address, round robin, and
+ * `connect()` tries each address once from the current one; so the call's
+ * rejoin (which backs off, bounded by its reconnect timeout) reaches another
+ * instance and catches up there from `lastSeq`.
  * @module app/signaling
  */
 
@@ -29,6 +36,7 @@ export const ErrorCode = Object.freeze({
   TIMEOUT: 'timeout',
   REPLACED: 'replaced',
   LOG_TRUNCATED: 'log_truncated',
+  BAD_ADDRESS: 'bad_address',
 });
 
 export class SignalingError extends Error {
@@ -116,15 +124,50 @@ export function defaultWsUrl(location = globalThis.location) {
   return `${scheme}//${location.host}/ws`;
 }
 
+/**
+ * The WebSocket addresses of the page's `servers=` parameter (comma-separated),
+ * or the page's own server without one. Each entry is a path (`/a/ws`) or an
+ * absolute http(s)/ws(s) URL and must be on the page's own origin (the room
+ * token goes to it): instances of one deployment behind one origin, e.g. a
+ * reverse proxy routing `/a/ws` and `/b/ws` to two instances.
+ * @param {string|null} value the parameter's value
+ * @param {{href: string, protocol: string, host: string}} [location]
+ * @returns {string[]}
+ */
+export function wsUrlsFromParam(value, location = globalThis.location) {
+  const entries = (value ?? '').split(',').map((entry) => entry.trim()).filter((entry) => entry !== '');
+  if (entries.length === 0) return [defaultWsUrl(location)];
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return entries.map((entry) => {
+    let url;
+    try {
+      url = new URL(entry, location.href);
+    } catch {
+      throw new SignalingError(ErrorCode.BAD_ADDRESS, `not a server address: ${entry}`);
+    }
+    const own = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol];
+    if (own !== scheme || url.host !== location.host || url.username !== '' || url.password !== '') {
+      throw new SignalingError(ErrorCode.BAD_ADDRESS, `a server address must be on this page's origin: ${entry}`);
+    }
+    return `${scheme}//${url.host}${url.pathname}`;
+  });
+}
+
 export class SignalingClient {
   /**
-   * @param {string} wsUrl
+   * @param {string|string[]} wsUrl one WebSocket address or several, tried in turn
    * @param {string} room
    * @param {string} token
    * @param {{requestTimeout?: number}} [options] seconds before a request gives up (default 10)
    */
   constructor(wsUrl, room, token, { requestTimeout = 10 } = {}) {
-    this.wsUrl = wsUrl;
+    const urls = typeof wsUrl === 'string' ? [wsUrl] : [...wsUrl];
+    if (urls.length === 0 || !urls.every((url) => typeof url === 'string' && url !== '')) {
+      throw new TypeError('wsUrl must be one WebSocket address or a non-empty list of them');
+    }
+    /** the addresses tried in turn */
+    this.wsUrls = Object.freeze(urls);
+    this.current = 0;
     this.room = room;
     this.token = token;
     this.requestTimeout = requestTimeout;
@@ -140,6 +183,15 @@ export class SignalingClient {
     this.onevent = () => {};
   }
 
+  /** The address in use (or tried next). */
+  get wsUrl() {
+    return this.wsUrls[this.current];
+  }
+
+  #rotate() {
+    this.current = (this.current + 1) % this.wsUrls.length;
+  }
+
   get connected() {
     return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
   }
@@ -153,13 +205,7 @@ export class SignalingClient {
    */
   async connect({ since = null, epoch = null } = {}) {
     this.#drop();
-    const ws = new WebSocket(this.wsUrl, SUBPROTOCOL);
-    this.ws = ws;
-    await new Promise((resolve, reject) => {
-      ws.onopen = resolve;
-      ws.onerror = () => reject(new SignalingError(ErrorCode.CLOSED, `cannot connect to ${this.wsUrl}`));
-    });
-    ws.onerror = null;
+    const ws = await this.#open();
     ws.onmessage = (event) => this.#dispatch(event.data);
     ws.onclose = (event) => this.#closed(ws, event.code);
     const fields = { room: this.room, token: this.token };
@@ -175,6 +221,30 @@ export class SignalingClient {
     this.identity = reply.identity;
     if (since === null && epoch === null) this.lastSeq = Math.max(this.lastSeq, reply.last_seq ?? 0);
     return reply;
+  }
+
+  /**
+   * A WebSocket open to the current address, else to each next one in turn
+   * (one round); SignalingError closed when none answers.
+   */
+  async #open() {
+    for (let attempt = 0; ; attempt += 1) {
+      const url = this.wsUrl;
+      const ws = new WebSocket(url, SUBPROTOCOL);
+      this.ws = ws;
+      try {
+        await new Promise((resolve, reject) => {
+          ws.onopen = resolve;
+          ws.onerror = () => reject(new SignalingError(ErrorCode.CLOSED, `cannot connect to ${url}`));
+        });
+        ws.onerror = null;
+        return ws;
+      } catch (err) {
+        if (this.ws === ws) this.ws = null;
+        if (attempt === this.wsUrls.length - 1) throw err;
+        this.#rotate();
+      }
+    }
   }
 
   /** Forgets the current WebSocket (its close is not reported) and closes it. */
@@ -224,6 +294,7 @@ export class SignalingClient {
 
   #closed(ws, code) {
     if (ws !== this.ws) return; // a connection already replaced by a newer one
+    this.#rotate(); // ended by the server or the network: the next attempt goes elsewhere
     this.#failPending();
     this.onevent({ type: 'closed', code });
   }
