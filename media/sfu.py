@@ -35,13 +35,32 @@ the rules here keep it that way:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamTrack
 from sframe import MLSSender, MLSUnprotectResult
 
-from .transform import FrameKeys
+from .loopback import filter_sdp, loopback_ice
+from .mesh import MediaSources, usable_ice_servers
+from .session import PeerProtection, SFrameSession
+from .stats import PeerStats, ReceiverStats
+from .transform import FrameKeys, SFrameReceiverTransform
+
+logger = logging.getLogger(__name__)
 
 #: RFC 6464 client-to-mixer audio level: derived from the clear audio
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
@@ -264,3 +283,312 @@ class AttributingKeys:
         result = self._keys.unprotect(ciphertext, metadata)
         self.attribution.observe(result)
         return result
+
+
+# -- the two connections -----------------------------------------------------------
+
+#: ``request(type, **fields)``: one signaling request, its ack's fields
+#: (``SignalingClient.request``; raises ``SignalingError`` when refused)
+SfuRequest = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def subscribed_streams(ack: dict[str, Any]) -> list[SubscribedStream]:
+    """The active audio and video streams of an ``sfu.subscribe`` ack
+    (malformed entries are left out)."""
+    entries = ack.get("streams")
+    streams = []
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict) or entry.get("active", True) is False:
+            continue
+        mid, feed, claimed, kind = entry.get("mid"), entry.get("feed"), entry.get("from"), entry.get("kind")
+        if isinstance(mid, str) and isinstance(feed, int) and isinstance(claimed, str) \
+                and kind in ("audio", "video"):
+            streams.append(SubscribedStream(mid, feed, claimed, kind))
+    return streams
+
+
+def _jsep_sdp(ack: dict[str, Any], kind: str) -> str | None:
+    jsep = ack.get("jsep")
+    if jsep is None:
+        return None
+    if not isinstance(jsep, dict) or jsep.get("type") != kind or not isinstance(jsep.get("sdp"), str):
+        raise ValueError(f"malformed {kind} from the server")
+    return jsep["sdp"]
+
+
+class SfuLinks:
+    """This peer's publishing and subscribing connections through the SFU.
+
+    Negotiations run one at a time in the links' own task (the caller's
+    membership work never waits for the SFU): :meth:`start` publishes,
+    :meth:`want` subscribes to the room's feeds (each ``sfu.feeds`` event),
+    :meth:`interrupt` marks the links down (``sfu.down``) and :meth:`resume`
+    publishes afresh on a new connection once the SFU is back (``sfu.up``;
+    the feeds to subscribe to come with the next :meth:`want`).  Remote
+    tracks go to ``on_track(identity, track)`` once the stream's first frame
+    says, by its KID, whose it is.
+    """
+
+    def __init__(
+        self,
+        *,
+        session: SFrameSession,
+        sources: MediaSources,
+        ready: Callable[[], bool],
+        request: SfuRequest,
+        identify: Identify,
+        on_track: Callable[[str, MediaStreamTrack], None],
+        on_relabelled: Callable[[StreamRelabelled], None] | None = None,
+        loopback: bool = True,
+        ice_servers: list[RTCIceServer] | None = None,
+        relay_only: bool = False,
+        keyframe_interval: float = KEYFRAME_INTERVAL,
+    ) -> None:
+        self._session = session
+        self._sources = sources
+        self._ready = ready
+        self._request = request
+        self._identify = identify
+        self._on_track = on_track
+        self._on_relabelled = on_relabelled
+        self._loopback = loopback
+        self._ice_servers = usable_ice_servers(ice_servers or [], loopback)
+        self._policy = RTCIceTransportPolicy.RELAY if relay_only else RTCIceTransportPolicy.ALL
+        self._keyframe_interval = keyframe_interval
+        #: our published feed (None until published)
+        self.feed: int | None = None
+        #: the SFU was lost (``sfu.down``) and the links not renegotiated yet
+        self.interrupted = False
+        #: flagged streams, in order (see StreamRelabelled)
+        self.relabelled: list[StreamRelabelled] = []
+        #: why the last negotiation failed, if it did
+        self.failed: str | None = None
+        self._publisher: RTCPeerConnection | None = None
+        self._publishing: PeerProtection | None = None
+        self._publisher_tracks: list[MediaStreamTrack] = []
+        self._subscriber: RTCPeerConnection | None = None
+        #: per mid of the subscriber connection: its receiver transform and keys
+        self._receivers: dict[str, tuple[SFrameReceiverTransform, AttributingKeys]] = {}
+        self._pending_tracks: dict[str, MediaStreamTrack] = {}
+        self._attached: set[str] = set()
+        self._wanted: tuple[int, ...] = ()
+        self._subscribed: tuple[int, ...] = ()
+        self._closed_stats: list[PeerStats] = []
+        #: commands queued or running
+        self._busy = 0
+        self._jobs: asyncio.Queue[str] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"SfuLinks(feed={self.feed}, subscribed={list(self._subscribed)}, interrupted={self.interrupted})"
+
+    # -- commands (any time; carried out in order by the links' task) ------------
+
+    def start(self) -> None:
+        """Publish (once the task runs)."""
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+            self._queue("publish")
+
+    def want(self, feeds: Sequence[int]) -> None:
+        """Subscribe to ``feeds`` (the room's published feeds; ours is left out)."""
+        self._wanted = tuple(sorted({f for f in feeds if isinstance(f, int)}))
+        self._queue("subscribe")
+
+    def interrupt(self) -> None:
+        """The SFU is gone (``sfu.down``): the links carry nothing until :meth:`resume`."""
+        self.interrupted = True
+
+    def resume(self) -> None:
+        """The SFU is back (``sfu.up``): publish and subscribe afresh."""
+        self._queue("resume")
+
+    def _queue(self, job: str) -> None:
+        self._busy += 1
+        self._jobs.put_nowait(job)
+
+    @property
+    def negotiating(self) -> bool:
+        """Whether commands are still waiting or running."""
+        return self._busy > 0
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._close_connections()
+
+    # -- status ------------------------------------------------------------------
+
+    @property
+    def streams(self) -> dict[str, StreamAttribution]:
+        """Per mid of the subscriber connection: who sent its frames."""
+        return {mid: keys.attribution for mid, (_, keys) in self._receivers.items()}
+
+    def receiver_stats(self) -> dict[str, tuple[StreamAttribution, ReceiverStats]]:
+        """Per mid: the stream's attribution and its receiver's SFrame stats."""
+        return {mid: (keys.attribution, transform.stats()) for mid, (transform, keys) in self._receivers.items()}
+
+    def stats(self) -> list[PeerStats]:
+        """SFrame stats of both connections, former ones (before a resume) included."""
+        current = []
+        if self._publishing is not None:
+            current.append(self._publishing.stats())
+        if self._subscriber is not None:
+            current.append(self._subscriber_stats())
+        return self._closed_stats + current
+
+    def _subscriber_stats(self) -> PeerStats:
+        return PeerStats(
+            senders=(), receivers=tuple(t.stats() for t, _ in self._receivers.values()),
+            sending_epoch=self._session.sending_epoch, newest_epoch=self._session.newest_epoch,
+            last_rekey=self._session.last_rekey,
+            streams_relabelled=sum(keys.attribution.flagged for _, keys in self._receivers.values()))
+
+    # -- negotiation -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            try:
+                if job == "publish":
+                    await self._publish()
+                elif job == "subscribe":
+                    await self._subscribe()
+                elif job == "resume":
+                    await self._close_connections()
+                    self._subscribed = self._wanted = ()
+                    self.interrupted = False
+                    await self._publish()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a refusal or a broken SFU must not end the call
+                self.failed = f"{job}: {type(exc).__name__}: {exc}"
+                logger.warning("SFU %s failed: %s", job, self.failed)
+            finally:
+                self._busy -= 1
+
+    def _configuration(self) -> RTCConfiguration:
+        return RTCConfiguration(iceServers=list(self._ice_servers), iceTransportPolicy=self._policy,
+                                bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+    async def _local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> str:
+        """Set ``description`` locally (ICE gathered completely: no trickle) and
+        return its SDP as sent: without audio level (and non-loopback candidates)."""
+        if self._loopback:
+            with loopback_ice():
+                await pc.setLocalDescription(description)
+        else:
+            await pc.setLocalDescription(description)
+        sdp = pc.localDescription.sdp
+        return without_audio_level(filter_sdp(sdp) if self._loopback else sdp)
+
+    def _remote(self, sdp: str, kind: str) -> RTCSessionDescription:
+        sdp = without_audio_level(filter_sdp(sdp) if self._loopback else sdp)
+        return RTCSessionDescription(without_rtx(sdp) if kind == "offer" else sdp, kind)
+
+    async def _publish(self) -> None:
+        pc = self._publisher = RTCPeerConnection(self._configuration())
+        self._publisher_tracks = self._sources.subscribe(self._ready)
+        for track in self._publisher_tracks:
+            pc.addTransceiver(track, direction="sendonly")
+        self._publishing = self._session.protect_peer_connection(pc)
+        for sender in self._publishing.senders:
+            if sender.sender.kind == "video":
+                sender.keyframe_requests = KeyframeLimiter(self._keyframe_interval)
+        offer = await self._local(pc, await pc.createOffer())
+        ack = await self._request("sfu.publish", jsep={"type": "offer", "sdp": offer})
+        feed, answer = ack.get("feed"), _jsep_sdp(ack, "answer")
+        if not isinstance(feed, int) or answer is None:
+            raise ValueError("malformed sfu.publish ack")
+        self.feed = feed
+        await pc.setRemoteDescription(self._remote(answer, "answer"))
+        self.failed = None
+
+    async def _subscribe(self) -> None:
+        wanted = tuple(f for f in self._wanted if f != self.feed)
+        if wanted == self._subscribed or self.interrupted:
+            return
+        ack = await self._request("sfu.subscribe", feeds=list(wanted))
+        self._subscribed = wanted
+        streams = {stream.mid: stream for stream in subscribed_streams(ack)}
+        offer = _jsep_sdp(ack, "offer")
+        if offer is not None:
+            pc = self._subscriber
+            if pc is None:
+                pc = self._subscriber = RTCPeerConnection(self._configuration())
+                pc.on("track", lambda track: self._track_arrived(pc, track))
+            await pc.setRemoteDescription(self._remote(offer, "offer"))
+            self._protect(pc, streams)
+            answer = await self._local(pc, await pc.createAnswer())
+            await self._request("sfu.start", jsep={"type": "answer", "sdp": answer})
+        elif self._subscriber is not None:
+            self._protect(self._subscriber, streams)
+        self.failed = None
+
+    def _protect(self, pc: RTCPeerConnection, streams: dict[str, SubscribedStream]) -> None:
+        """Every receiver of the subscriber connection opens its frames with keys
+        that attribute them; a stream now on another feed gets a fresh attribution."""
+        for transceiver in pc.getTransceivers():
+            mid = transceiver.mid
+            stream = streams.get(mid) if mid is not None else None
+            if stream is None:
+                continue
+            known = self._receivers.get(stream.mid)
+            if known is not None and known[0].receiver is transceiver.receiver:
+                if known[1].attribution.stream != stream:
+                    self._attached.discard(stream.mid)
+                    known[1].attribution = self._attribution(stream)
+                continue
+            keys = AttributingKeys(self._session, self._attribution(stream))
+            transform = self._session.protect_receiver(transceiver.receiver, keys=keys)
+            self._receivers[stream.mid] = (transform, keys)
+
+    def _attribution(self, stream: SubscribedStream) -> StreamAttribution:
+        return StreamAttribution(stream, self._identify, self._attributed, self._relabelled)
+
+    def _track_arrived(self, pc: RTCPeerConnection, track: MediaStreamTrack) -> None:
+        mid = next((t.mid for t in pc.getTransceivers() if t.receiver.track is track), None)
+        if mid is None:
+            return
+        self._pending_tracks[mid] = track
+        known = self._receivers.get(mid)
+        if known is not None and known[1].attribution.first is not None:
+            self._attributed(known[1].attribution)
+
+    def _attributed(self, attribution: StreamAttribution) -> None:
+        """A stream's first frame named its sender: its track goes to ``on_track``."""
+        mid = attribution.stream.mid
+        track = self._pending_tracks.get(mid)
+        if track is None or attribution.first is None or mid in self._attached:
+            return
+        self._attached.add(mid)
+        self._on_track(attribution.first, track)
+
+    def _relabelled(self, event: StreamRelabelled) -> None:
+        self.relabelled.append(event)
+        logger.warning("SFU stream %s (feed %d, said to be %r) carries frames of %r (leaf %d)",
+                       event.mid, event.feed, event.claimed, event.sender, event.sender_index)
+        if self._on_relabelled is not None:
+            self._on_relabelled(event)
+
+    async def _close_connections(self) -> None:
+        if self._publishing is not None:
+            self._closed_stats.append(self._publishing.stats())
+        if self._subscriber is not None:
+            self._closed_stats.append(self._subscriber_stats())
+        for transform, _ in self._receivers.values():
+            transform.close()
+        self._receivers.clear()
+        self._pending_tracks.clear()
+        self._attached.clear()
+        for pc in (self._publisher, self._subscriber):
+            if pc is not None:
+                await pc.close()
+        for track in self._publisher_tracks:
+            track.stop()
+        self._publisher = self._subscriber = None
+        self._publishing = None
+        self._publisher_tracks = []
+        self.feed = None

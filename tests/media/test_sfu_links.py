@@ -6,27 +6,43 @@
   wrapper of a real aiortc VP8 sender;
 * attribution by SFrame KID on the receive path: real SFrame frames of two
   members sealed by their own sessions, fed to one subscribed receiver,
-  where the stream switches from one member's KID to the other's.
+  where the stream switches from one member's KID to the other's;
+* :class:`media.sfu.SfuLinks` of three members through a private Janus
+  (tests/sfu_room.py stands in for the server's bridge): everyone decodes
+  everyone, attributed by KID, no audio level or RTX negotiated; and the
+  same call through a stand-in that swaps two feeds' labels.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections import Counter
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
-from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket
+from aiortc import RTCDtlsTransport
+from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp, unpack_header_extensions
 
-from conftest import CONTRACTS, SeededExporter
+from janus_peers import janus  # noqa: F401  (fixture)
+from sfu_room import StandInRoom
+
+from conftest import CONTRACTS, SeededExporter, until
+from media.cli.janus import JanusProcess
 from media.framing import frame_codec, is_keyframe
+from media.mesh import MediaSources
 from media.session import SFrameSession
 from media.sfu import (
     AUDIO_LEVEL_URI,
     AttributingKeys,
     KeyframeLimiter,
+    SfuLinks,
     StreamAttribution,
     StreamRelabelled,
     SubscribedStream,
@@ -219,3 +235,145 @@ async def test_a_frame_of_a_leaf_no_member_holds_is_flagged_and_not_attached() -
     deliver(receiver, await sealed_frames(alice, 2))
     assert attributed == [] and attribution.flagged
     assert [(r.sender, r.sender_index) for r in relabelled] == [(None, 0)]
+
+
+# -- SfuLinks through a private Janus ----------------------------------------------
+
+
+class Member:
+    """One SfuLinks of a call whose three members share epoch 1 (seeded keys),
+    reading every remote track it is given."""
+
+    LEAVES = {0: "alice", 1: "bob", 2: "carol"}
+
+    def __init__(self, index: int, room: StandInRoom) -> None:
+        self.identity = self.LEAVES[index]
+        self.session = SFrameSession(MLSKeyManager())
+        self.session.install_epoch(SeededExporter(b"sfu"), 1, index, 3)
+        self.sources = MediaSources.synthetic(64, 48)
+        #: (identity, kind) -> frames decoded from tracks given under that identity
+        self.decoded: Counter[tuple[str, str]] = Counter()
+        self._readers: list[asyncio.Task[None]] = []
+        self.links = SfuLinks(session=self.session, sources=self.sources, ready=lambda: True,
+                              request=room.member(self.identity), identify=self.LEAVES.get,
+                              on_track=self._on_track)
+
+    def _on_track(self, identity: str, track: MediaStreamTrack) -> None:
+        async def read() -> None:
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    await track.recv()
+                    self.decoded[(identity, track.kind)] += 1
+        self._readers.append(asyncio.ensure_future(read()))
+
+    def receiving_from(self, others: list[str], frames: int) -> bool:
+        return all(self.decoded[(o, kind)] >= frames for o in others for kind in ("audio", "video"))
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            reader.cancel()
+        await self.links.close()
+        self.sources.stop()
+        self.session.close()
+
+
+@pytest.fixture
+async def room(janus: JanusProcess) -> AsyncIterator[StandInRoom]:
+    stand_in = StandInRoom(janus.url)
+    await stand_in.open()
+    yield stand_in
+    await stand_in.close()
+
+
+async def call_of_three(room: StandInRoom) -> list[Member]:
+    members = [Member(index, room) for index in range(3)]
+    for member in members:
+        member.links.start()
+    await until(lambda: len(room.live_feeds()) == 3, "three feeds published")
+    for member in members:
+        member.links.want(room.live_feeds())
+    return members
+
+
+def capture_rtp(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every RTP packet any connection sends, on its way to SRTP."""
+    packets: list[bytes] = []
+    send_rtp = RTCDtlsTransport._send_rtp
+
+    async def recording(self: RTCDtlsTransport, data: bytes) -> None:
+        if not is_rtcp(data):
+            packets.append(data)
+        await send_rtp(self, data)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_send_rtp", recording)
+    return packets
+
+
+def ssrc_of(packet: bytes) -> int:
+    return int.from_bytes(packet[8:12], "big")
+
+
+def extension_ids(packet: bytes) -> set[int]:
+    """The header extension ids of an RTP packet (RFC 3550 §5.3.1, RFC 8285)."""
+    if not packet[0] & 0x10:
+        return set()
+    start = 12 + 4 * (packet[0] & 0x0F)
+    profile = int.from_bytes(packet[start:start + 2], "big")
+    length = 4 * int.from_bytes(packet[start + 2:start + 4], "big")
+    return {x_id for x_id, _ in unpack_header_extensions(profile, packet[start + 4:start + 4 + length])}
+
+
+@pytest.mark.e2e
+async def test_three_members_through_janus_receive_each_other_attributed_by_kid(
+        room: StandInRoom, monkeypatch: pytest.MonkeyPatch) -> None:
+    packets = capture_rtp(monkeypatch)
+    members = await call_of_three(room)
+    try:
+        names = [m.identity for m in members]
+        await until(lambda: all(m.receiving_from([n for n in names if n != m.identity], 10) for m in members),
+                    "everyone decodes everyone's audio and video")
+        for member in members:
+            streams = member.links.streams
+            assert len(streams) == 4
+            assert all(a.first == a.stream.claimed and not a.flagged for a in streams.values())
+            assert {a.first for a in streams.values()} == set(names) - {member.identity}
+            assert member.links.relabelled == [] and member.links.failed is None
+            assert all(stats.failures_total == 0 for _, stats in member.links.receiver_stats().values())
+            assert " rtx/" not in member.links._subscriber.remoteDescription.sdp
+            assert member.links.stats()[-1].streams_relabelled == 0
+        # the audio level was offered to Janus by no one, so it answered none and
+        # no audio packet carries it (aiortc's id for it is 2; the mid, id 1, is there)
+        assert len(room.client_sdps) == 6 and len(room.janus_sdps) >= 6
+        assert not any(AUDIO_LEVEL_URI in sdp for sdp in room.client_sdps + room.janus_sdps)
+        audio_ssrcs = {t.sender._ssrc for m in members for t in m.links._publisher.getTransceivers()
+                       if t.kind == "audio"}
+        audio = [p for p in packets if ssrc_of(p) in audio_ssrcs]
+        assert len(audio) > 50 and all(extension_ids(p) == {1} for p in audio)
+    finally:
+        for member in members:
+            await member.close()
+
+
+@pytest.mark.e2e
+async def test_feeds_swapped_by_the_sfu_are_flagged_and_attributed_by_kid(room: StandInRoom) -> None:
+    feeds: dict[str, int] = {}
+
+    def swap(feed: int, claimed: str) -> str:  # alice's feed said to be bob's and the reverse
+        return {"alice": "bob", "bob": "alice"}.get(claimed, claimed)
+
+    room.relabel = swap
+    members = await call_of_three(room)
+    try:
+        alice, bob, carol = members
+        await until(lambda: carol.receiving_from(["alice", "bob"], 10), "carol decodes alice and bob")
+        feeds = {member: feed for feed, member in room.publishers.items()}
+        flagged = {(e.feed, e.claimed, e.sender) for e in carol.links.relabelled}
+        assert flagged == {(feeds["alice"], "bob", "alice"), (feeds["bob"], "alice", "bob")}
+        # the tracks went to the sinks under the KID's member, not the server's word
+        assert {(a.stream.feed, a.first) for a in carol.links.streams.values()} == \
+            {(feeds["alice"], "alice"), (feeds["bob"], "bob")}
+        assert carol.links.stats()[-1].streams_relabelled == 4  # audio and video of both
+        assert all(not e.sender == "carol" for e in alice.links.relabelled + bob.links.relabelled)
+    finally:
+        for member in members:
+            await member.close()
