@@ -153,6 +153,10 @@ class JanusSession:
             raise SfuUnavailable(f"Janus sent no event for {body['janus']} within {REQUEST_TIMEOUT} s") from None
         finally:
             self._pending.pop(transaction, None)
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # retrieved: a loss that failed it was raised above
+            else:
+                waiter.cancel()
 
     def _checked(self, reply: dict[str, Any]) -> dict[str, Any]:
         if reply.get("janus") == "error":
@@ -196,8 +200,8 @@ class JanusSession:
             handle.dispatch(event)
 
     def _lose(self, reason: str) -> None:
-        if self.lost is not None:
-            return
+        if self.lost is not None or self.session_id is None:
+            return  # already lost, or never created (create() raises instead)
         self.lost = reason
         logger.warning("lost the Janus session: %s", reason)
         self._fail_pending(reason)
@@ -214,15 +218,17 @@ class VideoRoomHandle:
     """One attached ``janus.plugin.videoroom`` handle.
 
     ``webrtc_up`` is set when Janus reports the handle's PeerConnection up
-    (``webrtcup``; a publisher's feed can be subscribed only after it);
-    ``on_hangup`` is called when Janus reports it closed.
+    (``webrtcup``; a publisher's feed can be subscribed only after it) and
+    cleared on ``hangup``; ``on_event`` sees every unsolicited event of the
+    handle (e.g. ``hangup``, or a subscriber's ``updated`` offer after a feed
+    it watched went away).
     """
 
     def __init__(self, session: JanusSession, handle_id: int) -> None:
         self.session = session
         self.handle_id = handle_id
         self.webrtc_up = asyncio.Event()
-        self.on_hangup: Callable[[], None] | None = None
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     def dispatch(self, event: dict[str, Any]) -> None:
         """An unsolicited event for this handle (from the session's long poll)."""
@@ -230,8 +236,8 @@ class VideoRoomHandle:
             self.webrtc_up.set()
         elif event.get("janus") == "hangup":
             self.webrtc_up.clear()
-            if self.on_hangup is not None:
-                self.on_hangup()
+        if self.on_event is not None:
+            self.on_event(event)
 
     async def request(self, body: dict[str, Any], jsep: Jsep | None = None) -> tuple[dict[str, Any], Jsep | None]:
         """Send a VideoRoom request; its plugin answer and jsep (raises :class:`SfuError`)."""

@@ -11,7 +11,6 @@ The ``janus`` fixture starts a private Janus (media.cli.janus) per test.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,10 +21,8 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.cli.janus import JanusProcess
 from media.loopback import filter_sdp, loopback_ice
+from media.sfu import without_audio_level, without_rtx
 from media.tracks import PatternVideoTrack, ToneAudioTrack
-
-AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
-
 
 @pytest.fixture
 def janus(tmp_path: Path) -> Iterator[JanusProcess]:
@@ -34,31 +31,6 @@ def janus(tmp_path: Path) -> Iterator[JanusProcess]:
     process.start()
     yield process
     process.stop()
-
-
-def strip_audio_level(sdp: str) -> str:
-    """``sdp`` without the audio-level RTP header extension (plaintext-derived metadata)."""
-    return "".join(line for line in sdp.splitlines(keepends=True)
-                   if not (line.startswith("a=extmap:") and AUDIO_LEVEL in line))
-
-
-def strip_rtx(sdp: str) -> str:
-    """``sdp`` without RTX: its payload types, their rtpmap/fmtp/rtcp-fb lines, FID groups and SSRCs."""
-    rtx_types = set(re.findall(r"^a=rtpmap:(\d+) rtx/", sdp, re.MULTILINE))
-    rtx_ssrcs = {fid.split()[1] for fid in re.findall(r"^a=ssrc-group:FID (\d+ \d+)", sdp, re.MULTILINE)}
-    kept = []
-    for line in sdp.splitlines(keepends=True):
-        if line.startswith("m="):
-            fields = line.rstrip("\r\n").split(" ")
-            line = " ".join(fields[:3] + [pt for pt in fields[3:] if pt not in rtx_types]) + "\r\n"
-        elif re.match(r"a=(rtpmap|fmtp|rtcp-fb):(\d+)[ \r\n]", line) and line.split(":")[1].split()[0] in rtx_types:
-            continue
-        elif line.startswith("a=ssrc-group:FID"):
-            continue
-        elif line.startswith("a=ssrc:") and line[7:].split()[0] in rtx_ssrcs:
-            continue
-        kept.append(line)
-    return "".join(kept)
 
 
 class Publisher:
@@ -73,7 +45,7 @@ class Publisher:
         """The complete offer (ICE gathered on 127.0.0.1)."""
         with loopback_ice():
             await self.pc.setLocalDescription(await self.pc.createOffer())
-        return strip_audio_level(self.pc.localDescription.sdp)
+        return without_audio_level(self.pc.localDescription.sdp)
 
     async def accept(self, answer: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(filter_sdp(answer), "answer"))
@@ -105,7 +77,7 @@ class Subscriber:
 
     async def answer(self, offer: str) -> str:
         """Answer Janus's offer (RTX and audio-level stripped); returns the complete answer."""
-        await self.pc.setRemoteDescription(RTCSessionDescription(strip_audio_level(strip_rtx(filter_sdp(offer))),
+        await self.pc.setRemoteDescription(RTCSessionDescription(without_audio_level(without_rtx(filter_sdp(offer))),
                                                                  "offer"))
         with loopback_ice():
             await self.pc.setLocalDescription(await self.pc.createAnswer())

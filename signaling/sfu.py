@@ -1,0 +1,391 @@
+"""The server's bridge to its SFU: each room's topology, Janus room, feeds and members' handles.
+
+Issue 16 (docs/protocol.md, "SFU"): a room is a mesh until more than
+``sfu_above`` participants are connected, then it goes through Janus for as
+long as it is live.  Janus forwards SFrame ciphertext it cannot read (RFC 9605
+§4.1, §9.1) and its API stays private to the server: members negotiate through
+the signaling connection with ``sfu.publish``, ``sfu.subscribe`` and
+``sfu.start``, and learn ``sfu.feeds``, ``sfu.down`` and ``sfu.up`` as pushed
+events.  The bridge creates each room's Janus room in end-to-end-encrypted mode
+(``require_e2ee``, a random numeric id and a random secret it keeps) on first
+use, detaches a member's handles when it leaves and destroys the Janus room
+when the last member has left.  Who sent a frame is decided by the SFrame KID
+at the receivers; ``from`` here is only what the server believes.
+
+When the Janus session dies (Janus crashed, restarted, or stopped answering)
+every member of an SFU room gets ``sfu.down``; the bridge polls Janus until a
+new session can be created, re-creates the Janus rooms of live SFU rooms and
+pushes ``sfu.up``, after which members republish and resubscribe (MLS is
+untouched).
+
+The server calls :meth:`SfuBridge.joined`, :meth:`SfuBridge.left` and
+:meth:`SfuBridge.handle`; the bridge pushes frames through the ``send``
+callback it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ErrorCode, SignalingError
+from .janus import JanusSession, Jsep, SfuError, SfuUnavailable, VideoRoomHandle
+
+logger = logging.getLogger("signaling.sfu")
+
+MESH = "mesh"
+SFU = "sfu"
+#: publishers a Janus room admits (one per member; far above what a room holds)
+ROOM_PUBLISHERS = 256
+#: seconds between attempts to reach a lost Janus
+RECOVERY_INTERVAL = 0.5
+#: seconds a publisher has to bring its PeerConnection up before its feed is given up
+PUBLISH_BOUND = 60.0
+#: largest feed id a client may name (Janus's ids are random 53-bit integers)
+MAX_FEED = 2**53
+
+#: ``send(room, identity or None for every member, frame)``
+Send = Callable[[str, str | None, dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class SfuMember:
+    """One member's Janus handles: its publisher (and feed) and its multistream subscriber."""
+
+    publisher: VideoRoomHandle | None = None
+    feed: int | None = None
+    subscriber: VideoRoomHandle | None = None
+    #: feeds the subscriber handle receives, as the bridge asked Janus
+    subscribed: set[int] = field(default_factory=set)
+    #: Janus's description of the subscriber's streams (mid, type, feed_id, active)
+    streams: list[dict[str, Any]] = field(default_factory=list)
+    #: an offer Janus pushed on its own (a watched feed went away), for the next sfu.subscribe
+    pending_offer: Jsep | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(eq=False)
+class SfuRoom:
+    """A live room: its topology, members and, once used, its Janus room."""
+
+    topology: str = MESH
+    members: dict[str, SfuMember] = field(default_factory=dict)
+    janus_room: int | None = None
+    secret: str = field(default="", repr=False)
+    owner: VideoRoomHandle | None = None
+    #: published feeds whose PeerConnection is up: feed -> identity
+    feeds: dict[int, str] = field(default_factory=dict)
+    #: members were told ``sfu.down`` (or the room went SFU while Janus was down) and await ``sfu.up``
+    down: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class SfuBridge:
+    """Rooms' topologies and their Janus state, for one signaling server and one Janus."""
+
+    def __init__(self, url: str, above: int, send: Send) -> None:
+        if above < 0:
+            raise ValueError("sfu_above must be 0 or more")
+        self.url = url
+        self.above = above
+        self.send = send
+        self.rooms: dict[str, SfuRoom] = {}
+        self.janus: JanusSession | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def up(self) -> bool:
+        """True while the bridge holds a live Janus session."""
+        return self.janus is not None and self.janus.alive
+
+    async def start(self) -> None:
+        """Connect to Janus; if it does not answer, keep trying in the background."""
+        try:
+            await self._connect()
+        except SfuUnavailable:
+            logger.warning("Janus at the configured URL does not answer; SFU rooms wait for it")
+            self._recovery = asyncio.create_task(self._recover())
+
+    async def close(self) -> None:
+        """Destroy the Janus rooms and session; stop background work."""
+        self._closed = True
+        for task in [self._recovery, *self._tasks]:
+            if task is not None:
+                task.cancel()
+        if self.up:
+            for room in self.rooms.values():
+                await self._destroy_janus_room(room)
+        if self.janus is not None:
+            await self.janus.destroy()
+
+    def topology(self, room: str) -> str:
+        """``"sfu"`` or ``"mesh"`` for a live room (``"mesh"`` for an unknown one)."""
+        state = self.rooms.get(room)
+        return state.topology if state is not None else MESH
+
+    async def joined(self, room: str, identity: str, count: int) -> str:
+        """``identity`` joined ``room``, which now has ``count`` connected participants: its topology.
+
+        A room goes SFU once ``count`` exceeds ``sfu_above`` and stays SFU while
+        live; the members already there get a ``topology`` event.
+        """
+        state = self.rooms.setdefault(room, SfuRoom())
+        state.members.setdefault(identity, SfuMember())
+        if state.topology == MESH and count > self.above:
+            state.topology = SFU
+            state.down = not self.up
+            for other in [m for m in state.members if m != identity]:
+                await self.send(room, other, {"type": "topology", "topology": SFU})
+        return state.topology
+
+    async def left(self, room: str, identity: str) -> None:
+        """``identity`` left ``room``: detach its handles; destroy the Janus room after the last member."""
+        state = self.rooms.get(room)
+        if state is None or identity not in state.members:
+            return
+        member = state.members.pop(identity)
+        async with member.lock:
+            had_feed = await self._unpublish(state, member)
+            await self._detach(member.subscriber)
+            member.subscriber = None
+        if not state.members:
+            self.rooms.pop(room, None)
+            async with state.lock:
+                await self._destroy_janus_room(state)
+        elif had_feed:
+            await self._push_feeds(room, state)
+
+    async def handle(self, room: str, identity: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Answer one ``sfu.*`` request of a joined member: the fields of its ack."""
+        state = self.rooms.get(room)
+        member = state.members.get(identity) if state is not None else None
+        if state is None or member is None:
+            raise SignalingError(ErrorCode.NOT_MEMBER, "only a joined member of this room may use its SFU")
+        if state.topology != SFU:
+            raise SignalingError(ErrorCode.SFU_UNAVAILABLE, "this room is a mesh")
+        if not self.up:
+            raise SfuUnavailable("the SFU is down; wait for sfu.up")
+        kind = message.get("type")
+        async with member.lock:
+            if kind == "sfu.publish":
+                return await self._publish(room, state, identity, member, _jsep(message, "offer"))
+            if kind == "sfu.subscribe":
+                return await self._subscribe(state, member, _feeds(message))
+            if kind == "sfu.start":
+                return await self._start(member, _jsep(message, "answer"))
+        raise SignalingError(ErrorCode.UNKNOWN_TYPE, f"unknown SFU request {str(kind)[:40]!r}")
+
+    # -- requests ---------------------------------------------------------
+
+    async def _publish(self, room: str, state: SfuRoom, identity: str, member: SfuMember,
+                       offer: Jsep) -> dict[str, Any]:
+        janus_room = await self._janus_room(state)
+        if await self._unpublish(state, member):  # a republish replaces the member's feed
+            await self._push_feeds(room, state)
+        handle = await self._attach()
+        try:
+            feed, answer = await handle.publish(janus_room, offer)
+        except SfuError:
+            await self._detach(handle)
+            raise
+        member.publisher, member.feed = handle, feed
+        handle.on_event = lambda event: self._on_publisher_event(room, state, member, handle, event)
+        self._spawn(self._announce_when_up(room, state, identity, member, handle, feed))
+        return {"jsep": answer, "feed": feed}
+
+    async def _subscribe(self, state: SfuRoom, member: SfuMember, wanted: set[int]) -> dict[str, Any]:
+        if member.feed is not None and member.feed in wanted:
+            raise SignalingError(ErrorCode.BAD_MESSAGE, "a member does not subscribe to its own feed")
+        wanted &= set(state.feeds)  # feeds gone since the client's sfu.feeds are dropped
+        janus_room = await self._janus_room(state)
+        offer: Jsep | None
+        if member.subscriber is None:
+            if not wanted:
+                return {"jsep": None, "streams": []}
+            handle = await self._attach()
+            try:
+                streams, offer = await handle.join_subscriber(janus_room, sorted(wanted))
+            except SfuError:
+                await self._detach(handle)
+                raise
+            member.subscriber = handle
+            handle.on_event = lambda event: self._on_subscriber_event(member, handle, event)
+        else:
+            member.subscribed &= set(state.feeds)
+            add, drop = wanted - member.subscribed, member.subscribed - wanted
+            if add or drop:
+                streams, offer = await member.subscriber.update(sorted(add), sorted(drop))
+            else:
+                streams, offer = [], member.pending_offer
+                if offer is None:
+                    return {"jsep": None, "streams": self._streams(state, member.streams)}
+        member.subscribed = wanted
+        member.pending_offer = None
+        if streams:
+            member.streams = streams
+        return {"jsep": offer, "streams": self._streams(state, member.streams)}
+
+    async def _start(self, member: SfuMember, answer: Jsep) -> dict[str, Any]:
+        if member.subscriber is None:
+            raise SignalingError(ErrorCode.BAD_MESSAGE, "sfu.start answers an offer from sfu.subscribe")
+        await member.subscriber.start(answer)
+        return {}
+
+    @staticmethod
+    def _streams(state: SfuRoom, streams: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Janus's subscriber streams as the ack lists them (active audio and video of known feeds)."""
+        return [{"mid": str(s["mid"]), "feed": int(s["feed_id"]), "from": state.feeds[int(s["feed_id"])],
+                 "kind": s["type"]}
+                for s in streams
+                if s.get("active", True) and s.get("type") in ("audio", "video")
+                and int(s.get("feed_id", 0)) in state.feeds]
+
+    # -- Janus state --------------------------------------------------------
+
+    async def _connect(self) -> None:
+        session = JanusSession(self.url, on_lost=self._on_lost)
+        await session.create()
+        self.janus = session
+
+    async def _attach(self) -> VideoRoomHandle:
+        if self.janus is None:
+            raise SfuUnavailable("the SFU is down; wait for sfu.up")
+        return await self.janus.attach()
+
+    async def _janus_room(self, state: SfuRoom) -> int:
+        """The room's Janus room, created (end-to-end-encrypted mode) on first use."""
+        async with state.lock:
+            if state.janus_room is None:
+                owner = await self._attach()
+                room_id, secret = 1 + secrets.randbelow(MAX_FEED - 1), secrets.token_hex(16)
+                try:
+                    await owner.create_room(room_id, secret, publishers=ROOM_PUBLISHERS)
+                except SfuError:
+                    await self._detach(owner)
+                    raise
+                state.owner, state.janus_room, state.secret = owner, room_id, secret
+            return state.janus_room
+
+    async def _destroy_janus_room(self, state: SfuRoom) -> None:
+        if state.janus_room is not None and state.owner is not None and self.up:
+            try:
+                await state.owner.destroy_room(state.janus_room, state.secret)
+            except SfuError as err:
+                logger.warning("could not destroy a Janus room: %s", err.code)
+            await self._detach(state.owner)
+        state.janus_room, state.owner, state.secret = None, None, ""
+
+    async def _unpublish(self, state: SfuRoom, member: SfuMember) -> bool:
+        """Detach the member's publisher; True if the room's announced feeds changed."""
+        feed, handle = member.feed, member.publisher
+        member.feed, member.publisher = None, None
+        await self._detach(handle)
+        return feed is not None and state.feeds.pop(feed, None) is not None
+
+    async def _detach(self, handle: VideoRoomHandle | None) -> None:
+        if handle is None:
+            return
+        handle.on_event = None
+        try:
+            await handle.detach()
+        except SfuError:
+            pass  # Janus lost it already
+
+    async def _announce_when_up(self, room: str, state: SfuRoom, identity: str, member: SfuMember,
+                                handle: VideoRoomHandle, feed: int) -> None:
+        """Announce ``feed`` once Janus has its media (subscribing earlier fails with "no such feed")."""
+        try:
+            await asyncio.wait_for(handle.webrtc_up.wait(), PUBLISH_BOUND)
+        except asyncio.TimeoutError:
+            return  # the publisher never connected (or Janus was lost): nothing to announce
+        if member.publisher is handle and self.rooms.get(room) is state:
+            state.feeds[feed] = identity
+            await self._push_feeds(room, state)
+
+    async def _push_feeds(self, room: str, state: SfuRoom) -> None:
+        feeds = [{"feed": feed, "from": who} for feed, who in sorted(state.feeds.items())]
+        await self.send(room, None, {"type": "sfu.feeds", "feeds": feeds})
+
+    def _on_publisher_event(self, room: str, state: SfuRoom, member: SfuMember, handle: VideoRoomHandle,
+                            event: dict[str, Any]) -> None:
+        if event.get("janus") == "hangup" and member.publisher is handle and member.feed is not None:
+            if state.feeds.pop(member.feed, None) is not None:
+                self._spawn(self._push_feeds(room, state))
+
+    @staticmethod
+    def _on_subscriber_event(member: SfuMember, handle: VideoRoomHandle, event: dict[str, Any]) -> None:
+        jsep = event.get("jsep")
+        if member.subscriber is handle and isinstance(jsep, dict) and jsep.get("type") == "offer":
+            member.pending_offer = jsep
+            streams = event.get("plugindata", {}).get("data", {}).get("streams")
+            if isinstance(streams, list):
+                member.streams = streams
+
+    # -- loss and recovery ---------------------------------------------------
+
+    def _on_lost(self, reason: str) -> None:
+        if self._closed:
+            return
+        logger.warning("the SFU is down (%s)", reason)
+        self.janus = None
+        down = []
+        for name, state in self.rooms.items():
+            state.janus_room, state.owner, state.secret = None, None, ""
+            state.feeds.clear()
+            for member in state.members.values():
+                member.publisher = member.subscriber = None
+                member.feed, member.pending_offer = None, None
+                member.subscribed = set()
+                member.streams = []
+            if state.topology == SFU:
+                state.down = True
+                down.append(name)
+        for name in down:
+            self._spawn(self.send(name, None, {"type": "sfu.down"}))
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Poll Janus until a session can be created; re-create the Janus rooms of SFU
+        rooms told ``sfu.down``; push ``sfu.up`` to them.  Lost again meanwhile: start over."""
+        while not self._closed:
+            try:
+                if not self.up:
+                    await self._connect()
+                    logger.info("the SFU is back")
+                for name, state in list(self.rooms.items()):
+                    if state.down and self.rooms.get(name) is state:
+                        await self._janus_room(state)
+                        state.down = False
+                        await self.send(name, None, {"type": "sfu.up"})
+                return
+            except SfuError as err:
+                logger.debug("the SFU is still down: %s", err.code)
+                await asyncio.sleep(RECOVERY_INTERVAL)
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _jsep(message: dict[str, Any], kind: str) -> Jsep:
+    jsep = message.get("jsep")
+    if not (isinstance(jsep, dict) and jsep.get("type") == kind and isinstance(jsep.get("sdp"), str)
+            and jsep["sdp"]):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, f"jsep must be an {kind} with its sdp")
+    return {"type": kind, "sdp": jsep["sdp"]}
+
+
+def _feeds(message: dict[str, Any]) -> set[int]:
+    feeds = message.get("feeds")
+    if not (isinstance(feeds, list) and len(feeds) <= ROOM_PUBLISHERS
+            and all(type(f) is int and 0 < f < MAX_FEED for f in feeds)):
+        raise SignalingError(ErrorCode.BAD_MESSAGE, "feeds must be a list of feed ids")
+    return set(feeds)

@@ -1,0 +1,229 @@
+"""The server's SFU bridge (signaling.sfu; issue 16, docs/protocol.md "SFU").
+
+The topology decision and refusals need no Janus.  Against a private Janus
+(media.cli.janus): two members publish and subscribe through the bridge with
+raw aiortc connections and receive each other's media; the Janus room refuses
+a direct publish without e2ee; a SIGKILLed Janus gives ``sfu.down``, its
+restart ``sfu.up`` and members publish again; the Janus room is destroyed
+after the last member leaves.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
+
+from conftest import until
+from media.cli.janus import JanusProcess
+from signaling.errors import ErrorCode, SignalingError
+from signaling.janus import JanusSession, SfuRefused
+from signaling.sfu import SfuBridge
+
+ROOM = "room-a"
+
+
+class Pushed:
+    """The frames a bridge pushed: (room, identity or None for all, frame)."""
+
+    def __init__(self) -> None:
+        self.frames: list[tuple[str, str | None, dict[str, Any]]] = []
+
+    async def __call__(self, room: str, identity: str | None, frame: dict[str, Any]) -> None:
+        self.frames.append((room, identity, frame))
+
+    def of(self, kind: str) -> list[tuple[str, str | None, dict[str, Any]]]:
+        return [entry for entry in self.frames if entry[2]["type"] == kind]
+
+
+@pytest.fixture
+def pushed() -> Pushed:
+    return Pushed()
+
+
+@pytest.fixture
+async def bridge(janus: JanusProcess, pushed: Pushed) -> AsyncIterator[SfuBridge]:
+    sfu = SfuBridge(janus.url, above=0, send=pushed)
+    await sfu.start()
+    yield sfu
+    await sfu.close()
+
+
+async def test_topology_goes_sfu_above_the_threshold_and_stays(pushed: Pushed) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=2, send=pushed)  # never contacted
+    assert await sfu.joined(ROOM, "alice", 1) == "mesh"
+    assert await sfu.joined(ROOM, "bob", 2) == "mesh"
+    assert pushed.frames == []
+    assert await sfu.joined(ROOM, "carol", 3) == "sfu"
+    assert pushed.frames == [(ROOM, "alice", {"type": "topology", "topology": "sfu"}),
+                             (ROOM, "bob", {"type": "topology", "topology": "sfu"})]
+    await sfu.left(ROOM, "carol")
+    assert await sfu.joined(ROOM, "dave", 3) == "sfu" and sfu.topology(ROOM) == "sfu"  # never back while live
+    assert await sfu.joined("room-b", "erin", 1) == "mesh"
+    for who in ("alice", "bob", "dave"):
+        await sfu.left(ROOM, who)
+    assert sfu.topology(ROOM) == "mesh"  # the call ended: a new call starts as a mesh
+    with pytest.raises(ValueError):
+        SfuBridge("http://127.0.0.1:9/janus", above=-1, send=pushed)
+
+
+async def test_refusals_without_janus(pushed: Pushed) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=1, send=pushed)
+    await sfu.joined(ROOM, "alice", 1)
+    offer = {"type": "sfu.publish", "jsep": {"type": "offer", "sdp": "v=0\r\n"}}
+    with pytest.raises(SignalingError) as mesh:
+        await sfu.handle(ROOM, "alice", offer)
+    assert mesh.value.code == ErrorCode.SFU_UNAVAILABLE
+    with pytest.raises(SignalingError) as stranger:
+        await sfu.handle(ROOM, "mallory", offer)
+    assert stranger.value.code == ErrorCode.NOT_MEMBER
+    with pytest.raises(SignalingError) as elsewhere:
+        await sfu.handle("room-b", "alice", offer)
+    assert elsewhere.value.code == ErrorCode.NOT_MEMBER
+    await sfu.joined(ROOM, "bob", 2)
+    with pytest.raises(SignalingError) as down:  # SFU room, Janus never reached
+        await sfu.handle(ROOM, "alice", offer)
+    assert down.value.code == ErrorCode.SFU_UNAVAILABLE
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("message", [
+    {"type": "sfu.publish"},
+    {"type": "sfu.publish", "jsep": {"type": "answer", "sdp": "v=0\r\n"}},
+    {"type": "sfu.publish", "jsep": {"type": "offer", "sdp": 5}},
+    {"type": "sfu.subscribe", "feeds": "1"},
+    {"type": "sfu.subscribe", "feeds": [1.5]},
+    {"type": "sfu.subscribe", "feeds": [True]},
+    {"type": "sfu.subscribe", "feeds": [-1]},
+    {"type": "sfu.start", "jsep": {"type": "answer", "sdp": "v=0\r\n"}},  # nothing to answer yet
+    {"type": "sfu.nothing"},
+])
+async def test_bad_requests_are_refused(bridge: SfuBridge, message: dict[str, Any]) -> None:
+    await bridge.joined(ROOM, "alice", 1)
+    with pytest.raises(SignalingError) as refused:
+        await bridge.handle(ROOM, "alice", message)
+    assert refused.value.code in (ErrorCode.BAD_MESSAGE, ErrorCode.UNKNOWN_TYPE)
+
+
+async def _publish(bridge: SfuBridge, who: str, publisher: Publisher) -> int:
+    ack = await bridge.handle(ROOM, who, {"type": "sfu.publish", "jsep": {"type": "offer",
+                                                                         "sdp": await publisher.offer()}})
+    assert ack["jsep"]["type"] == "answer" and isinstance(ack["feed"], int)
+    await publisher.accept(ack["jsep"]["sdp"])
+    return int(ack["feed"])
+
+
+async def _subscribe(bridge: SfuBridge, who: str, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
+    ack = await bridge.handle(ROOM, who, {"type": "sfu.subscribe", "feeds": feeds})
+    if ack["jsep"] is not None:
+        answer = await subscriber.answer(ack["jsep"]["sdp"])
+        assert await bridge.handle(ROOM, who, {"type": "sfu.start", "jsep": {"type": "answer", "sdp": answer}}) == {}
+    return list(ack["streams"])
+
+
+def _announced(pushed: Pushed) -> dict[int, str]:
+    """The last ``sfu.feeds`` event: feed -> from."""
+    feeds = pushed.of("sfu.feeds")
+    return {f["feed"]: f["from"] for f in feeds[-1][2]["feeds"]} if feeds else {}
+
+
+async def _exists(url: str, room: int) -> bool:
+    probe = JanusSession(url)
+    await probe.create()
+    try:
+        data, _ = await (await probe.attach()).request({"request": "exists", "room": room})
+        return bool(data["exists"])
+    finally:
+        await probe.destroy()
+
+
+@pytest.mark.e2e
+async def test_two_members_exchange_media_through_the_bridge(bridge: SfuBridge, pushed: Pushed,
+                                                             janus: JanusProcess) -> None:
+    names = ("alice", "bob")
+    publishers = {who: Publisher() for who in names}
+    subscribers = {who: Subscriber() for who in names}
+    try:
+        for count, who in enumerate(names, 1):
+            assert await bridge.joined(ROOM, who, count) == "sfu"
+        feeds = {who: await _publish(bridge, who, publishers[who]) for who in names}
+        await until(lambda: _announced(pushed) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}, "both feeds")
+        assert all(identity is None for _, identity, _ in pushed.of("sfu.feeds"))
+
+        janus_room = bridge.rooms[ROOM].janus_room
+        assert janus_room is not None and await _exists(janus.url, janus_room)
+        with pytest.raises(SignalingError) as own:
+            await bridge.handle(ROOM, "alice", {"type": "sfu.subscribe", "feeds": [feeds["alice"]]})
+        assert own.value.code == ErrorCode.BAD_MESSAGE
+
+        for me, other in (("alice", "bob"), ("bob", "alice")):
+            streams = await _subscribe(bridge, me, subscribers[me], [feeds[other]])
+            assert sorted(s["kind"] for s in streams) == ["audio", "video"]
+            assert {(s["feed"], s["from"]) for s in streams} == {(feeds[other], other)}
+        for me in names:
+            await until(lambda: len(subscribers[me].frames) == 2 and min(subscribers[me].frames.values()) >= 10,
+                        f"{me} receives the other's audio and video")
+        again = await bridge.handle(ROOM, "alice", {"type": "sfu.subscribe", "feeds": [feeds["bob"]]})
+        assert again["jsep"] is None and len(again["streams"]) == 2  # nothing changed
+
+        # A direct publish without e2ee into the bridge's Janus room is refused by Janus itself.
+        raw = JanusSession(janus.url)
+        await raw.create()
+        clear = Publisher()
+        try:
+            with pytest.raises(SfuRefused) as refused:
+                await (await raw.attach()).request(
+                    {"request": "joinandconfigure", "room": janus_room, "ptype": "publisher"},
+                    {"type": "offer", "sdp": await clear.offer()})
+            assert refused.value.janus_code == 433
+        finally:
+            await clear.close()
+            await raw.destroy()
+
+        await bridge.left(ROOM, "bob")
+        await until(lambda: _announced(pushed) == {feeds["alice"]: "alice"}, "bob's feed withdrawn")
+        assert await _exists(janus.url, janus_room)
+        await bridge.left(ROOM, "alice")
+        assert ROOM not in bridge.rooms
+        assert not await _exists(janus.url, janus_room)
+    finally:
+        for peer in [*publishers.values(), *subscribers.values()]:
+            await peer.close()
+
+
+@pytest.mark.e2e
+async def test_janus_killed_and_restarted(bridge: SfuBridge, pushed: Pushed, janus: JanusProcess) -> None:
+    publisher = Publisher()
+    try:
+        await bridge.joined(ROOM, "alice", 1)
+        await bridge.joined(ROOM, "bob", 2)
+        await _publish(bridge, "alice", publisher)
+        first_room = bridge.rooms[ROOM].janus_room
+        janus.kill()
+        await until(lambda: pushed.of("sfu.down") == [(ROOM, None, {"type": "sfu.down"})], "sfu.down")
+        with pytest.raises(SignalingError) as down:
+            await bridge.handle(ROOM, "bob", {"type": "sfu.subscribe", "feeds": []})
+        assert down.value.code == ErrorCode.SFU_UNAVAILABLE
+        janus.start()
+        await until(lambda: pushed.of("sfu.up") == [(ROOM, None, {"type": "sfu.up"})], "sfu.up")
+        state = bridge.rooms[ROOM]
+        assert state.janus_room is not None and state.janus_room != first_room
+        assert await _exists(janus.url, state.janus_room)
+
+        await publisher.close()
+        publisher = Publisher()  # the client republishes on a new connection
+        feed = await _publish(bridge, "alice", publisher)
+        await until(lambda: _announced(pushed) == {feed: "alice"}, "alice's new feed")
+    finally:
+        await publisher.close()
+
+
+async def test_secret_stays_out_of_reprs(pushed: Pushed) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=0, send=pushed)
+    await sfu.joined(ROOM, "alice", 1)
+    state = sfu.rooms[ROOM]
+    state.secret = secrets.token_hex(16)
+    assert state.secret not in repr(state)
