@@ -291,11 +291,12 @@ export class Call extends EventTarget {
       }
     }
     // SFU streams: frames counted under the member whose KID they carry, failures under the stream's member
+    for (const [identity, kinds] of this.sfu?.attribution.framesByIdentity() ?? []) {
+      for (const [kind, frames] of kinds) entryOf(identity, kind).decrypted += frames;
+    }
     for (const receiver of stats.receivers) {
       const stream = this.sfu?.attribution.streams.get(receiver.label);
-      if (stream === undefined || stream.kind === null) continue;
-      for (const [identity, frames] of stream.framesBy) entryOf(identity, stream.kind).decrypted += frames;
-      if (stream.identity === null) continue;
+      if (stream === undefined || stream.identity === null) continue;
       const entry = entryOf(stream.identity, stream.kind);
       for (const [failure, count] of Object.entries(receiver.failures)) entry.failures[failure] += count;
       for (const [epoch, count] of Object.entries(receiver.framesByEpoch)) {

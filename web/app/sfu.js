@@ -98,6 +98,8 @@ export class StreamAttribution {
     this.streams = new Map();
     /** flags raised so far: frames under another member's KID than the first, or than `from` */
     this.counters = { kidChanged: 0, fromMismatch: 0 };
+    /** frames of streams no longer subscribed, per identity and kind (counts never go back) */
+    this.retired = new Map();
   }
 
   /** The worker label of the stream of `feed` on m-line `mid`. */
@@ -117,20 +119,51 @@ export class StreamAttribution {
   setStreams(streams) {
     const next = new Map();
     for (const stream of Array.isArray(streams) ? streams : []) {
-      if (stream === null || typeof stream !== 'object' || typeof stream.mid !== 'string' || !Number.isInteger(stream.feed)) continue;
+      if (stream === null || typeof stream !== 'object' || typeof stream.mid !== 'string' || !Number.isInteger(stream.feed)
+        || (stream.kind !== 'audio' && stream.kind !== 'video')) continue;
       const label = StreamAttribution.label(stream.mid, stream.feed);
+      if (next.has(label)) continue;
       next.set(label, this.streams.get(label) ?? {
         mid: stream.mid,
         feed: stream.feed,
         from: typeof stream.from === 'string' ? stream.from : null,
-        kind: stream.kind === 'audio' || stream.kind === 'video' ? stream.kind : null,
+        kind: stream.kind,
         firstIdentity: null,
         identity: null,
         framesBy: new Map(),
         flags: new Set(),
       });
     }
+    for (const [label, stream] of this.streams) {
+      if (next.has(label)) continue;
+      for (const [identity, frames] of stream.framesBy) {
+        const key = `${identity}/${stream.kind}`;
+        this.retired.set(key, (this.retired.get(key) ?? 0) + frames);
+      }
+    }
     this.streams = next;
+  }
+
+  /**
+   * Frames opened per identity and kind, by KID: on the current streams
+   * and on those no longer subscribed.
+   * @returns {Map<string, Map<string, number>>} identity -> kind -> frames
+   */
+  framesByIdentity() {
+    const totals = new Map();
+    const add = (identity, kind, frames) => {
+      if (!totals.has(identity)) totals.set(identity, new Map());
+      const kinds = totals.get(identity);
+      kinds.set(kind, (kinds.get(kind) ?? 0) + frames);
+    };
+    for (const [key, frames] of this.retired) {
+      const at = key.lastIndexOf('/');
+      add(key.slice(0, at), key.slice(at + 1), frames);
+    }
+    for (const stream of this.streams.values()) {
+      for (const [identity, frames] of stream.framesBy) add(identity, stream.kind, frames);
+    }
+    return totals;
   }
 
   /**

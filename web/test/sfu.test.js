@@ -152,7 +152,10 @@ test('a leaf not in our view yet is attributed later, not flagged', () => {
 
 test('streams follow the subscribe acks: an m-line given to another feed is another stream', () => {
   const a = new StreamAttribution();
-  a.setStreams([{ mid: '0', feed: 11, from: 'alice', kind: 'audio' }, null, { mid: 3, feed: 1 }, { mid: '5', feed: 'x' }]);
+  a.setStreams([
+    { mid: '0', feed: 11, from: 'alice', kind: 'audio' }, null, { mid: 3, feed: 1, kind: 'audio' },
+    { mid: '5', feed: 'x', kind: 'audio' }, { mid: '6', feed: 1, kind: 'data' },
+  ]);
   assert.deepEqual([...a.streams.keys()], ['sfu/0/11']);
   a.observe([receiver('sfu/0/11', { 1: 2 })], identityOf);
   a.setStreams([{ mid: '0', feed: 11, from: 'alice', kind: 'audio' }, { mid: '1', feed: 12, from: 'bob', kind: 'audio' }]);
@@ -160,6 +163,12 @@ test('streams follow the subscribe acks: an m-line given to another feed is anot
   a.setStreams([{ mid: '0', feed: 13, from: 'bob', kind: 'audio' }]);
   assert.deepEqual([...a.streams.keys()], ['sfu/0/13']);
   assert.equal(a.identityOf('sfu/0/13'), null);
+  a.observe([receiver('sfu/0/13', { 2: 5 })], identityOf);
+  // counts never go back: frames of streams no longer subscribed stay counted
+  const totals = (m) => Object.fromEntries([...m].map(([identity, kinds]) => [identity, Object.fromEntries(kinds)]));
+  assert.deepEqual(totals(a.framesByIdentity()), { alice: { audio: 2 }, bob: { audio: 5 } });
+  a.setStreams([]);
+  assert.deepEqual(totals(a.framesByIdentity()), { alice: { audio: 2 }, bob: { audio: 5 } });
   // receivers of other labels (a mesh link, a closed stream) are not this attribution's
   assert.deepEqual(a.observe([receiver('sfu/0/11', { 1: 9 }), receiver('bob/audio', { 2: 1 })], identityOf), []);
   assert.equal(a.identityOf('sfu/0/13'), null);

@@ -1,0 +1,290 @@
+"""The call page in an SFU room: headless Chromium and CallPeer bots through a private Janus (issue 16).
+
+The signaling server (in process, ephemeral port) is configured with a
+private Janus on loopback (media.cli.janus, the ``janus`` fixture of
+tests/janus_peers.py) and ``sfu_above=0``, so every room goes through the
+SFU.  The page publishes on one connection and subscribes to every other
+member's streams on another, negotiated through the signaling connection
+(``sfu.*``); the bots and the page form one MLS group; each decodes the
+others' SFrame-encrypted media, which Janus forwards without a key.  The
+page labels each received stream by the KIDs of its frames (the sender's
+leaf, hence its MLS credential), never by the server's ``from``: a
+WebSocket stand-in that swaps the ``from`` of the server's SFU messages is
+flagged, and the tiles still show each bot's own video.
+
+Chromium is Debian's (/usr/bin/chromium), driven by Playwright; Janus is
+Debian's /usr/bin/janus; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import BrowserContext, Page, WebSocketRoute
+
+from media.call_peer import CallPeer
+from media.cli.janus import JanusProcess
+from media.sinks import VerifyingSink
+from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
+from signaling.server import RunningServer, start_server
+
+from janus_peers import janus  # noqa: F401  (the private Janus fixture)
+from test_web_call import (  # noqa: F401  (fixtures and the page helpers of the mesh test)
+    READ_TILES, BrowserLog, browser, join, one_group, open_page, page_bundle, page_status, sink, until)
+
+ROOM = "sfuroom"
+BROWSER = "carla"
+AUDIO_LEVEL = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+#: The SDP of the page's two SFU connections, local and remote.
+SFU_SDP = """
+() => {
+  const sfu = window.mlscall.call.sfu;
+  return [sfu.publisher, sfu.subscriber].flatMap((pc) => [pc.localDescription.sdp, pc.remoteDescription.sdp]);
+}
+"""
+
+#: The addresses of the page's SFU candidate pairs that succeeded.
+SUCCEEDED_PAIRS = """
+async () => {
+  const sfu = window.mlscall.call.sfu;
+  const pairs = [];
+  for (const pc of [sfu.publisher, sfu.subscriber]) {
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type === 'candidate-pair' && s.state === 'succeeded') {
+        pairs.push([stats.get(s.localCandidateId).address, stats.get(s.remoteCandidateId).address]);
+      }
+    });
+  }
+  return pairs;
+}
+"""
+
+#: Per remote identity shown, the kinds of the tracks its tile plays.
+TILE_TRACKS = """
+() => Object.fromEntries([...window.mlscall.call.remoteStreams].map(
+  ([identity, stream]) => [identity, stream.getTracks().map((t) => t.kind).sort()]))
+"""
+
+StartBot = Callable[[str], Awaitable[CallPeer]]
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+async def server(tmp_path: Path, page_bundle: Path, janus: JanusProcess) -> AsyncIterator[RunningServer]:  # noqa: F811
+    db = tmp_path / "db" / "calls.db"
+    db.parent.mkdir()
+    running = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=db, secret=b"s" * 32,
+                                              static_dir=DEFAULT_STATIC_DIR, sfu_url=janus.url, sfu_above=0))
+    yield running
+    await running.close()
+
+
+@pytest.fixture
+async def start_bot(server: RunningServer) -> AsyncIterator[StartBot]:
+    bots: list[CallPeer] = []
+
+    async def start(identity: str) -> CallPeer:
+        token = server.server.tokens.mint(ROOM, identity, 600)
+        bot = CallPeer(server.ws_url, ROOM, token, sinks=[VerifyingSink()])
+        bots.append(bot)
+        await bot.start()
+        return bot
+
+    yield start
+    for bot in bots:
+        await bot.stop()
+
+
+def page_decrypted(view: dict[str, Any], remote: str, kind: str) -> int:
+    return view["remotes"].get(remote, {}).get(kind, {}).get("decrypted", 0)
+
+
+async def decoding_tiles(page: Page, log: BrowserLog, remotes: list[str]) -> None:
+    """The page renders each remote's test pattern in the tile named after it, the counter advancing."""
+    async def rendering() -> bool:
+        tiles = await page.evaluate(READ_TILES, remotes)
+        return all(tile is not None and tile["counter"] is not None for tile in tiles.values())
+    await until(rendering, f"the counters of {remotes} readable in their tiles", log)
+    first = await page.evaluate(READ_TILES, remotes)
+
+    async def advanced() -> bool:
+        now = await page.evaluate(READ_TILES, remotes)
+        return all(now[name] is not None and now[name]["counter"] is not None
+                   and now[name]["counter"] > first[name]["counter"] and now[name]["hash"] != first[name]["hash"]
+                   for name in remotes)
+    await until(advanced, f"the counters of {remotes} advancing in their tiles", log)
+
+
+async def test_browser_and_bots_through_janus(start_bot: StartBot, server: RunningServer,
+                                              browser: BrowserContext) -> None:  # noqa: F811
+    alice = await start_bot("alice-bot")
+    bob = await start_bot("bob-bot")
+    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=320x240")
+    await join(page, BROWSER)
+
+    async def joined() -> bool:
+        return one_group(await page_status(page), [alice, bob])
+    await until(joined, "the page in the bots' group, equal epochs and verification codes", log)
+    view = await page_status(page)
+    assert view["topology"] == "sfu"
+    assert view["links"] == {}  # no mesh link: media goes through the SFU only
+
+    # -- the bots decode the page's camera and microphone through Janus ----------------------
+    async def bots_decode() -> bool:
+        return all(sink(bot).frames(BROWSER, kind) >= 30 for bot in (alice, bob) for kind in ("video", "audio"))
+    await until(bots_decode, "30 decoded frames of each kind from the page at both bots", log)
+
+    # -- the page decodes the bots' video, each in the tile of its MLS credential ------------
+    await decoding_tiles(page, log, ["alice-bot", "bob-bot"])
+    assert await page.evaluate(TILE_TRACKS) == {"alice-bot": ["audio", "video"], "bob-bot": ["audio", "video"]}
+
+    async def audio_decrypted() -> bool:
+        view = await page_status(page)
+        return all(page_decrypted(view, name, "audio") >= 50 for name in ("alice-bot", "bob-bot"))
+    await until(audio_decrypted, "50 audio frames decrypted from each bot", log)
+
+    view = await page_status(page)
+    sfu = view["sfu"]
+    assert sfu["interrupted"] is False and sfu["failed"] is None, sfu
+    assert sfu["publisher"]["state"] == "connected" and sfu["subscriber"]["state"] == "connected", sfu
+    # the streams are the bots' by their frames' KIDs, which here agree with the server
+    streams = {(s["identity"], s["kind"]) for s in sfu["streams"]}
+    assert streams == {(name, kind) for name in ("alice-bot", "bob-bot") for kind in ("audio", "video")}, sfu
+    assert all(s["identity"] == s["from"] == s["firstIdentity"] and not s["flagged"] for s in sfu["streams"]), sfu
+    assert sfu["flags"] == {"kidChanged": 0, "fromMismatch": 0}
+    assert view["warnings"] == [] and await page.is_hidden(".warnings")
+    # every frame the page's encoders sent went through its SFrame transform
+    for kind in ("audio", "video"):
+        counters = sfu["counters"][kind]
+        assert counters["sent"] > 0 and counters["encrypted"] >= counters["sent"] - 15, (kind, counters)
+    assert view["failures"]["authentication"] == 0 and view["failures"]["syntax"] == 0
+    for bot in (alice, bob):
+        assert list(bot.status().members) == view["members"]
+
+    # no audio level negotiated on either connection; loopback candidate pairs only
+    for sdp in await page.evaluate(SFU_SDP):
+        assert AUDIO_LEVEL not in sdp
+    pairs = await page.evaluate(SUCCEEDED_PAIRS)
+    assert len(pairs) >= 2 and all(a == "127.0.0.1" for pair in pairs for a in pair), pairs
+    assert not log.errors, log.errors
+
+
+def swap_from(frame: str, names: dict[str, str]) -> str:
+    """The server's frame with the ``from`` of its SFU streams and feeds swapped as ``names`` says."""
+    message = json.loads(frame)
+    for entry in message.get("streams", []) + message.get("feeds", []):
+        if isinstance(entry, dict) and entry.get("from") in names:
+            entry["from"] = names[entry["from"]]
+    return json.dumps(message)
+
+
+async def test_a_server_naming_other_senders_is_flagged(start_bot: StartBot, server: RunningServer,
+                                                         browser: BrowserContext) -> None:  # noqa: F811
+    """A misbehaving server stand-in (between the page and the server) says alice-bot's
+    streams are bob-bot's and the reverse: the page flags every stream, and still shows
+    each bot's media in its own tile (attributed by KID)."""
+    alice = await start_bot("alice-bot")
+    bob = await start_bot("bob-bot")
+    swapped = {"alice-bot": "bob-bot", "bob-bot": "alice-bot"}
+    page = await browser.new_page()
+
+    async def stand_in(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+        upstream.on_message(lambda frame: ws.send(swap_from(frame, swapped) if isinstance(frame, str) else frame))
+
+    await page.route_web_socket(f"{server.ws_url}", stand_in)
+    log = BrowserLog(page)
+    await page.goto(f"{server.url}/?room={ROOM}&video=320x240")
+    await join(page, BROWSER)
+
+    async def joined() -> bool:
+        return one_group(await page_status(page), [alice, bob])
+    await until(joined, "the page in the bots' group", log)
+
+    async def flagged() -> bool:
+        sfu = (await page_status(page)).get("sfu") or {}
+        return sfu.get("flags", {}).get("fromMismatch", 0) >= 4
+    await until(flagged, "all four streams flagged: their KIDs name another member than the server's from", log)
+    view = await page_status(page)
+    for stream in view["sfu"]["streams"]:
+        assert stream["flagged"] and stream["identity"] == swapped[stream["from"]], stream
+    kinds = sorted((w["kind"], w["identity"]) for w in view["warnings"])
+    assert kinds == sorted(("sfu_from_mismatch", name) for name in ("alice-bot", "bob-bot") for _ in range(2)), kinds
+    assert await page.is_visible(".warnings")
+    assert await page.locator(".tile.relabelled").count() == 2
+    # each tile still plays the media of the member whose KID its frames carry
+    await decoding_tiles(page, log, ["alice-bot", "bob-bot"])
+    async def bots_decode() -> bool:  # the bots decode the page as usual
+        return all(sink(bot).frames(BROWSER, kind) >= 10 for bot in (alice, bob) for kind in ("video", "audio"))
+    await until(bots_decode, "the bots decoding the page", log)
+    assert not log.errors, log.errors
+
+
+@pytest.mark.e2e
+async def test_eight_participants_decode_each_other(start_bot: StartBot, server: RunningServer,
+                                                    browser: BrowserContext) -> None:  # noqa: F811
+    """The page and 7 bots through Janus: every participant decodes every other's video and audio."""
+    names = [f"bot-{n}" for n in range(1, 8)]
+    bots = [await start_bot(name) for name in names]
+    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=320x240")
+    await join(page, BROWSER)
+
+    async def joined() -> bool:
+        return one_group(await page_status(page), bots)
+    await until(joined, "eight participants in one group", log)
+
+    async def everyone_decodes() -> bool:
+        view = await page_status(page)
+        page_ok = all(page_decrypted(view, name, kind) >= 20 for name in names for kind in ("audio", "video"))
+        bots_ok = all(sink(bot).frames(other, kind) >= 20 for bot in bots
+                      for other in [BROWSER, *names] if other != bot.identity for kind in ("audio", "video"))
+        return page_ok and bots_ok
+    await until(everyone_decodes, "every participant decoding 20 frames of each kind from every other", log)
+    await decoding_tiles(page, log, names)
+    view = await page_status(page)
+    assert view["sfu"]["flags"] == {"kidChanged": 0, "fromMismatch": 0} and view["warnings"] == []
+    assert view["failures"]["authentication"] == 0 and view["failures"]["syntax"] == 0
+    assert not log.errors, log.errors
+
+
+async def test_janus_restart_resumes_the_page(start_bot: StartBot, server: RunningServer, janus: JanusProcess,  # noqa: F811
+                                              browser: BrowserContext) -> None:  # noqa: F811
+    """Janus killed mid-call: the page shows the media interrupted; Janus back: it republishes and
+    resubscribes (sfu.up), with no MLS change, and decodes the bot again."""
+    alice = await start_bot("alice-bot")
+    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=320x240")
+    await join(page, BROWSER)
+
+    async def decoding() -> bool:
+        view = await page_status(page)
+        return one_group(view, [alice]) and page_decrypted(view, "alice-bot", "video") >= 30
+    await until(decoding, "the page decoding alice-bot through Janus", log)
+    before = await page_status(page)
+
+    janus.kill()
+
+    async def interrupted() -> bool:
+        return bool(((await page_status(page)).get("sfu") or {}).get("interrupted"))
+    await until(interrupted, "the page showing the SFU interrupted", log)
+    assert "media server is interrupted" in (await page.text_content(".notice") or "")
+
+    janus.start()
+
+    async def resumed() -> bool:
+        view = await page_status(page)
+        return (not view["sfu"]["interrupted"]
+                and page_decrypted(view, "alice-bot", "video") >= page_decrypted(before, "alice-bot", "video") + 30
+                and sink(alice).frames(BROWSER, "video") > 0)
+    await until(resumed, "the page decoding alice-bot again after Janus came back", log)
+    await decoding_tiles(page, log, ["alice-bot"])
+    after = await page_status(page)
+    assert after["epoch"] == before["epoch"] and after["verification"] == before["verification"]  # no MLS change
+    assert not log.errors, log.errors
