@@ -439,6 +439,10 @@ class SfuLinks:
             current.append(self._subscriber_stats())
         return self._closed_stats + current
 
+    def connections(self) -> list[RTCPeerConnection]:
+        """The publishing and subscribing connections open now (for transport statistics)."""
+        return [pc for pc in (self._publisher, self._subscriber) if pc is not None]
+
     def _subscriber_stats(self) -> PeerStats:
         return PeerStats(
             senders=(), receivers=tuple(t.stats() for t, _ in self._receivers.values()),
