@@ -115,6 +115,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "static-auth-secret); participants get credentials derived from it")
     parser.add_argument("--turn-ttl", type=int, default=3600, metavar="SECONDS",
                         help="seconds each TURN credential stays valid (default %(default)s)")
+    parser.add_argument("--sfu", default=None, metavar="URL",
+                        help="the Janus HTTP API (VideoRoom plugin) rooms go through above --sfu-above, e.g. "
+                             "http://127.0.0.1:8088/janus; kept private: clients negotiate through the server")
+    parser.add_argument("--sfu-above", type=int, default=0, metavar="N",
+                        help="a room goes through the SFU once more than N participants are connected "
+                             "(default %(default)s: always; needs --sfu)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"))
 
@@ -130,7 +136,7 @@ def turn_from_args(args: argparse.Namespace) -> TurnCredentials | None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
-        turn=turn_from_args(args),
+        turn=turn_from_args(args), sfu_url=args.sfu, sfu_above=args.sfu_above,
         host=args.host, port=args.port, db_path=args.db, db_synchronous=args.db_sync,
         secret_file=args.secret_file or Path(f"{args.db}.secret"),
         token_endpoint=is_loopback_host(args.host) and not args.no_token_endpoint,

@@ -72,6 +72,12 @@ class ServerConfig:
     #: TURN servers and their shared secret: each admitted participant gets short-lived
     #: credentials in its join reply (``ice_servers``, signaling.turn); None: no TURN.
     turn: TurnCredentials | None = None
+    #: The base of a Janus HTTP API (e.g. ``http://127.0.0.1:8088/janus``) the server keeps
+    #: private and relays ``sfu.*`` requests to (signaling.sfu); None: every room is a mesh.
+    sfu_url: str | None = None
+    #: A room goes through the SFU once more than this many participants are connected
+    #: (0: always), and stays there while live.
+    sfu_above: int = 0
 
     # Limits (each violation gets a typed error reply, see docs/protocol.md).
     max_message_bytes: int = 256 * 1024
@@ -141,6 +147,8 @@ class ServerConfig:
             self.allowed_origins = tuple(normalize_origin(origin) for origin in self.allowed_origins)
         except ValueError as err:
             raise ValueError(f"allowed hosts are name[:port], origins scheme://name[:port]: {err}") from None
+        if self.sfu_above < 0:
+            raise ValueError("sfu_above must not be negative")
         if self.abandon_after < 0:
             raise ValueError("abandon_after must not be negative")
         if self.log_epochs is not None and self.log_epochs < 1:

@@ -35,6 +35,11 @@ ANSWER = "answer"
 CANDIDATE = "candidate"
 #: WebRTC signaling kinds relayed verbatim between two participants.
 RELAY_TYPES = frozenset({OFFER, ANSWER, CANDIDATE})
+#: SFU rooms (docs/protocol.md, "SFU"): negotiation with the server's SFU, answered by the server.
+SFU_PUBLISH = "sfu.publish"
+SFU_SUBSCRIBE = "sfu.subscribe"
+SFU_START = "sfu.start"
+SFU_TYPES = frozenset({SFU_PUBLISH, SFU_SUBSCRIBE, SFU_START})
 
 # Frames the server sends.
 ACK = "ack"
@@ -43,6 +48,12 @@ PRESENCE = "presence"
 WELCOME = "welcome"
 #: The room's group was dropped (abandoned rooms, docs/protocol.md): start afresh.
 GROUP_RESET = "group_reset"
+#: A live room moved from mesh to SFU.
+TOPOLOGY = "topology"
+#: The room's published SFU feeds changed; the SFU was lost; the SFU is back.
+SFU_FEEDS = "sfu.feeds"
+SFU_DOWN = "sfu.down"
+SFU_UP = "sfu.up"
 
 #: Fields whose values are base64 strings on the wire and bytes in Python.
 BINARY_FIELDS = frozenset({"group_id", "commit", "proposal", "welcome", "ciphertext",

@@ -34,6 +34,7 @@ from typing import Any
 
 from .errors import ErrorCode, SignalingError
 from .janus import JanusSession, Jsep, SfuError, SfuUnavailable, VideoRoomHandle
+from .protocol import SFU_DOWN, SFU_FEEDS, SFU_PUBLISH, SFU_START, SFU_SUBSCRIBE, SFU_UP, TOPOLOGY
 
 logger = logging.getLogger("signaling.sfu")
 
@@ -141,7 +142,7 @@ class SfuBridge:
             state.topology = SFU
             state.down = not self.up
             for other in [m for m in state.members if m != identity]:
-                await self.send(room, other, {"type": "topology", "topology": SFU})
+                await self.send(room, other, {"type": TOPOLOGY, "topology": SFU})
         return state.topology
 
     async def left(self, room: str, identity: str) -> None:
@@ -173,11 +174,11 @@ class SfuBridge:
             raise SfuUnavailable("the SFU is down; wait for sfu.up")
         kind = message.get("type")
         async with member.lock:
-            if kind == "sfu.publish":
+            if kind == SFU_PUBLISH:
                 return await self._publish(room, state, identity, member, _jsep(message, "offer"))
-            if kind == "sfu.subscribe":
+            if kind == SFU_SUBSCRIBE:
                 return await self._subscribe(state, member, _feeds(message))
-            if kind == "sfu.start":
+            if kind == SFU_START:
                 return await self._start(member, _jsep(message, "answer"))
         raise SignalingError(ErrorCode.UNKNOWN_TYPE, f"unknown SFU request {str(kind)[:40]!r}")
 
@@ -310,7 +311,7 @@ class SfuBridge:
 
     async def _push_feeds(self, room: str, state: SfuRoom) -> None:
         feeds = [{"feed": feed, "from": who} for feed, who in sorted(state.feeds.items())]
-        await self.send(room, None, {"type": "sfu.feeds", "feeds": feeds})
+        await self.send(room, None, {"type": SFU_FEEDS, "feeds": feeds})
 
     def _on_publisher_event(self, room: str, state: SfuRoom, member: SfuMember, handle: VideoRoomHandle,
                             event: dict[str, Any]) -> None:
@@ -347,7 +348,7 @@ class SfuBridge:
                 state.down = True
                 down.append(name)
         for name in down:
-            self._spawn(self.send(name, None, {"type": "sfu.down"}))
+            self._spawn(self.send(name, None, {"type": SFU_DOWN}))
         if self._recovery is None or self._recovery.done():
             self._recovery = asyncio.create_task(self._recover())
 
@@ -363,7 +364,7 @@ class SfuBridge:
                     if state.down and self.rooms.get(name) is state:
                         await self._janus_room(state)
                         state.down = False
-                        await self.send(name, None, {"type": "sfu.up"})
+                        await self.send(name, None, {"type": SFU_UP})
                 return
             except SfuError as err:
                 logger.debug("the SFU is still down: %s", err.code)
