@@ -11,6 +11,9 @@ from typing import Any
 
 import pytest
 
+#: the stores the signaling tests run against (--store) and the session's redis-server
+pytest_plugins = ("store_fixtures",)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: seconds before a wait gives up (a bound, not a measurement)
 BOUND = 30.0

@@ -1,0 +1,799 @@
+"""The shared :class:`~signaling.store.Store` of several server instances: Redis.
+
+Every instance of a deployment opens a :class:`RedisStore` on the same Redis
+database. The delivery service's ordering rule (RFC 9420 §14: the delivery
+service orders handshake messages; §12.4: exactly one commit moves the group
+from epoch n to n+1) holds across instances because each
+:meth:`RedisStore.append` is one Lua script run by Redis atomically: the epoch
+compare-and-set, the public view's version check (``STALE_VIEW``), the
+per-epoch quotas, the sequence numbers, the log write, the room's public
+group state, the pruning of :class:`~signaling.store.LogPolicy` and the
+PUBLISH of the append's :class:`~signaling.store.FeedItem` on the room's
+channel. Redis runs one script at a time, so the channel's order is the
+log's ``seq`` order, and a result is returned only after Redis applied all of
+it.
+
+Keys: every key of a room carries the room name as its hash tag
+(``<prefix>:{<room>}:log`` and so on), so a Redis Cluster would keep each
+room on one shard and the room's script would touch one shard only; rooms
+spread over shards. The log of a room is a sorted set scored by ``seq``
+whose members are the encoded entries (:data:`_HEADER`, then the sender,
+group id, recipient and MLS message bytes, raw); the room's state is a hash
+(group id, epoch, last seq, pruning marks, the public view and its version,
+the log's size, the current epoch's quota usage); beside them the commits by
+epoch, the newest Welcome of each recipient, each sender's quota usage, the
+admitted identities, the presence of each identity (which instance holds its
+connection) and the KeyPackages of each identity (a list: RPUSH to publish,
+LPOP to claim the oldest atomically). An instance is alive while its key
+``<prefix>:instance:{<id>}`` exists: :meth:`RedisStore.heartbeat` sets it with
+a PX expiry, and :meth:`RedisStore.presence` leaves out identities held by an
+instance whose key has expired.
+
+Durability: an acknowledged entry is one Redis has applied. Redis writes the
+script's effects to its append-only file as one unit; with ``appendonly
+yes`` and ``appendfsync always`` it fsyncs that file before it answers the
+script (and before it delivers the PUBLISH to other instances), so every
+acknowledged entry survives a SIGKILL of redis-server or a crash of its host.
+``appendfsync everysec`` fsyncs once a second: a crash of the Redis host (not
+of the redis-server process alone) may lose up to a second of acknowledged
+entries, which the members then hold and the log does not. Without the
+append-only file nothing survives a restart. The client never retries a
+command on its own: an append whose answer was lost may have been applied,
+and a retry would log it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import struct
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem,
+                    GroupCreateRequest, LogEntry, LogPolicy, Outcome, Presence, ProposalRequest,
+                    QuotaExceeded, RoomGroup)
+
+logger = logging.getLogger("signaling")
+
+#: An encoded entry: seq, epoch, the store clock when appended, kind, and the lengths of the
+#: sender, group id, recipient (``_NONE``: absent) and MLS message that follow it.
+_HEADER = struct.Struct(">dddBIIII")
+_NONE = 0xFFFFFFFF
+_KINDS = (EntryKind.COMMIT, EntryKind.PROPOSAL, EntryKind.WELCOME, EntryKind.APPLICATION)
+_LENGTH = struct.Struct(">I")
+#: Feed messages: an append's entries, or a signal (JSON), after the origin instance id.
+_FEED_ENTRIES, _FEED_SIGNAL = b"E", b"S"
+#: Entries the read scripts look at per ZRANGEBYSCORE call.
+_PAGE = 256
+
+_LUA_COMMON = """
+local HEADER = '>dddBI4I4I4I4'
+local NONE = 4294967295
+local function num(x) return string.format('%d', x) end
+local function encode(seq, kind, sender, epoch, gid, rcp, body, at)
+  return struct.pack(HEADER, seq, epoch, at, kind, #sender, gid and #gid or NONE, rcp and #rcp or NONE, #body)
+    .. sender .. (gid or '') .. (rcp or '') .. body
+end
+-- seq, epoch, at, kind, sender, recipient (false: none), size of the MLS message
+local function decode(m)
+  local seq, epoch, at, kind, ls, lg, lr, lb, pos = struct.unpack(HEADER, m)
+  local sender = string.sub(m, pos, pos + ls - 1)
+  pos = pos + ls
+  if lg ~= NONE then pos = pos + lg end
+  local rcp = false
+  if lr ~= NONE then rcp = string.sub(m, pos, pos + lr - 1) end
+  return seq, epoch, at, kind, sender, rcp, lb
+end
+"""
+
+#: One append: KEYS room, log, commits, usage, welcomes; ARGV channel, origin, now, the seven
+#: limits of LogPolicy ('' for none), the number of requests, then nine fields per request
+#: (type, sender, group id, epoch, body, has public view, public view, public version, number of
+#: Welcomes) and each Welcome's recipient and body.
+_APPEND = _LUA_COMMON + """
+local room_key, log_key, commits_key, usage_key, welcomes_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local channel, origin, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local function limit(i) if ARGV[i] == '' then return nil end return tonumber(ARGV[i]) end
+local p_epochs, p_max_bytes, p_max_age = limit(4), limit(5), limit(6)
+local p_sender_bytes, p_sender_entries, p_room_bytes, p_room_entries = limit(7), limit(8), limit(9), limit(10)
+
+local st = redis.call('HMGET', room_key, 'group_id', 'epoch', 'last_seq', 'log_bytes', 'quota_epoch',
+                      'quota_entries', 'quota_bytes', 'public_version', 'pruned_seq', 'pruned_epoch')
+local group_id, epoch = st[1], st[2] and tonumber(st[2])
+local seq, log_bytes = tonumber(st[3] or 0), tonumber(st[4] or 0)
+local version = tonumber(st[8] or 0)
+local pruned_seq, pruned_epoch = tonumber(st[9] or 0), tonumber(st[10] or -1)
+
+local function new_usage(e) return {epoch = e, room = {0, 0}, senders = {}} end
+local usage = new_usage(epoch or -1)
+if st[5] and tonumber(st[5]) == usage.epoch then usage.room = {tonumber(st[6]), tonumber(st[7])} end
+
+local function sender_usage(sender)
+  local mine = usage.senders[sender]
+  if not mine then
+    mine = {0, 0}
+    local raw = redis.call('HGET', usage_key, sender)
+    if raw then
+      local e, n, b = struct.unpack('>ddd', raw)
+      if e == usage.epoch then mine = {n, b} end
+    end
+    usage.senders[sender] = mine
+  end
+  return mine
+end
+
+-- the quota exceeded as {scope, unit, limit}, or nil after counting the entry
+local function charge(sender, size)
+  local mine = sender_usage(sender)
+  local scopes = {{'sender', mine, p_sender_entries, p_sender_bytes}, {'room', usage.room, p_room_entries, p_room_bytes}}
+  for _, s in ipairs(scopes) do
+    if s[3] and s[2][1] + 1 > s[3] then return {s[1], 'entries', s[3]} end
+    if s[4] and s[2][2] + size > s[4] then return {s[1], 'bytes', s[4]} end
+  end
+  for _, u in ipairs({mine, usage.room}) do u[1] = u[1] + 1; u[2] = u[2] + size end
+  return nil
+end
+
+-- forget the index entries of a pruned entry
+local function forget(m)
+  local s, e, _, kind, _, rcp = decode(m)
+  if kind == 0 then redis.call('HDEL', commits_key, num(e)) end
+  if kind == 2 and tonumber(redis.call('HGET', welcomes_key, rcp)) == s then
+    redis.call('HDEL', welcomes_key, rcp)
+  end
+end
+
+local function remove_members(members)
+  for i = 1, #members, 500 do
+    redis.call('ZREM', log_key, unpack(members, i, math.min(i + 499, #members)))
+  end
+end
+
+-- every entry before the commit made in epoch cutoff goes; the bytes freed
+local function prune_epochs(cutoff)
+  local start = redis.call('HGET', commits_key, num(cutoff))
+  if not start then return 0 end
+  start = tonumber(start)
+  local freed = 0
+  while true do
+    local page = redis.call('ZRANGEBYSCORE', log_key, '-inf', '(' .. num(start), 'LIMIT', 0, 256)
+    if #page == 0 then break end
+    for _, m in ipairs(page) do
+      local _, _, _, _, _, _, size = decode(m)
+      freed = freed + size
+      forget(m)
+    end
+    remove_members(page)
+  end
+  pruned_seq = math.max(pruned_seq, start - 1)
+  pruned_epoch = math.max(pruned_epoch, cutoff)
+  return freed
+end
+
+-- the oldest entries go while over max_bytes or older than max_age, sparing the commit that
+-- started the current epoch, the epoch's Welcomes and proposals, and this append's entries
+local function prune_size_and_age(appended)
+  local excess = p_max_bytes and (log_bytes - p_max_bytes) or 0
+  local threshold = p_max_age and (now - p_max_age) or nil
+  local first = redis.call('ZRANGE', log_key, 0, 0)
+  if #first == 0 then return 0 end
+  local _, _, oldest_at = decode(first[1])
+  if excess <= 0 and (threshold == nil or oldest_at >= threshold) then return 0 end
+  local spared_from = 0
+  if epoch then
+    local started = redis.call('HGET', commits_key, num(epoch - 1))
+    if started then spared_from = tonumber(started) end
+  end
+  local freed, cutoff, newest_epoch = 0, 0, -1
+  local doomed, after, done = {}, '-inf', false
+  while not done do
+    local page = redis.call('ZRANGEBYSCORE', log_key, after, '+inf', 'LIMIT', 0, 256)
+    if #page == 0 then break end
+    for _, m in ipairs(page) do
+      local s, e, at, kind, _, _, size = decode(m)
+      if s >= appended or (freed >= excess and (threshold == nil or at >= threshold)) then
+        done = true
+        break
+      end
+      if s < spared_from or kind == 3 then
+        freed, cutoff, newest_epoch = freed + size, s, math.max(newest_epoch, e)
+        doomed[#doomed + 1] = m
+      end
+      after = '(' .. num(s)
+    end
+  end
+  if cutoff == 0 then return 0 end
+  for _, m in ipairs(doomed) do forget(m) end
+  remove_members(doomed)
+  if epoch then newest_epoch = math.min(newest_epoch, epoch) end
+  pruned_seq = math.max(pruned_seq, cutoff)
+  pruned_epoch = math.max(pruned_epoch, newest_epoch)
+  return freed
+end
+
+local results, members, feed = {}, {}, {}
+local public, committed, appended, added = nil, false, nil, 0
+local i = 12
+for _ = 1, tonumber(ARGV[11]) do
+  local typ, sender, gid, req_epoch, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  local has_public, view, req_version, n_welcomes = ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], tonumber(ARGV[i + 8])
+  local welcomes_at = i + 9
+  i = welcomes_at + 2 * n_welcomes
+  local entries, refused = nil, nil
+  if typ == 'G' then
+    if group_id then
+      refused = {'wrong_group', epoch}
+    else
+      group_id, epoch = gid, req_epoch
+      if has_public then public, version = view, version + 1 end
+      usage = new_usage(epoch)
+      results[#results + 1] = {'accepted', epoch}
+    end
+  elseif typ == 'A' then
+    entries = {{3, sender, req_epoch, false, false, body}}
+  elseif group_id and group_id ~= gid then
+    refused = {'wrong_group', epoch}
+  elseif not group_id then
+    refused = {'no_group', false}
+  elseif epoch ~= req_epoch then
+    refused = {'conflict', epoch}
+  elseif req_version ~= '' and tonumber(req_version) ~= version then
+    refused = {'stale_view', epoch}
+  elseif typ == 'P' then
+    entries = {{1, sender, epoch, group_id, false, body}}
+  else
+    epoch, committed = req_epoch + 1, true
+    usage = new_usage(epoch)
+    entries = {{0, sender, req_epoch, group_id, false, body}}
+    for w = 0, n_welcomes - 1 do
+      entries[#entries + 1] = {2, sender, epoch, group_id, ARGV[welcomes_at + 2 * w], ARGV[welcomes_at + 2 * w + 1]}
+    end
+  end
+  if entries and (typ == 'A' or typ == 'P') then
+    local exceeded = charge(sender, #body)
+    if exceeded then
+      refused = {'quota_exceeded', epoch or false, exceeded[1], exceeded[2], exceeded[3]}
+      entries = nil
+    end
+  end
+  if refused then
+    results[#results + 1] = refused
+  elseif entries then
+    if (typ == 'P' or typ == 'C') and has_public then public, version = view, version + 1 end
+    local encoded = {}
+    for _, e in ipairs(entries) do
+      seq = seq + 1
+      local m = encode(seq, e[1], e[2], e[3], e[4] or nil, e[5] or nil, e[6], now)
+      members[#members + 1] = seq
+      members[#members + 1] = m
+      encoded[#encoded + 1] = struct.pack('>I4', #m) .. m
+      added = added + #e[6]
+      if e[1] == 0 then redis.call('HSET', commits_key, num(e[3]), seq) end
+      if e[1] == 2 then redis.call('HSET', welcomes_key, e[5], seq) end
+    end
+    appended = appended or (seq - #entries + 1)
+    feed[#feed + 1] = table.concat(encoded)
+    results[#results + 1] = {'accepted', epoch or false, seq - #entries + 1, #entries}
+  end
+end
+
+for j = 1, #members, 1000 do
+  redis.call('ZADD', log_key, unpack(members, j, math.min(j + 999, #members)))
+end
+log_bytes = log_bytes + added
+local room = {'last_seq', seq, 'quota_epoch', usage.epoch, 'quota_entries', usage.room[1], 'quota_bytes', usage.room[2]}
+if group_id then
+  for _, v in ipairs({'group_id', group_id, 'epoch', epoch}) do room[#room + 1] = v end
+end
+if public then
+  for _, v in ipairs({'public_group', public, 'public_version', version}) do room[#room + 1] = v end
+end
+for sender, u in pairs(usage.senders) do
+  redis.call('HSET', usage_key, sender, struct.pack('>ddd', usage.epoch, u[1], u[2]))
+end
+if p_epochs and epoch and committed then log_bytes = log_bytes - prune_epochs(epoch - p_epochs - 1) end
+if appended then log_bytes = log_bytes - prune_size_and_age(appended) end
+for _, v in ipairs({'log_bytes', log_bytes, 'pruned_seq', pruned_seq, 'pruned_epoch', pruned_epoch}) do
+  room[#room + 1] = v
+end
+redis.call('HSET', room_key, unpack(room))
+local head = 'E' .. struct.pack('>I4', #origin) .. origin
+for _, item in ipairs(feed) do redis.call('PUBLISH', channel, head .. item) end
+return results
+"""
+
+#: The entries ``reader`` may see. KEYS log; ARGV after_seq, up_to_seq, min_epoch ('' for
+#: none), reader, limit, max_bytes ('' for none), and 'count' to count them instead.
+_READ_LOG = _LUA_COMMON + """
+local log_key = KEYS[1]
+local after, up_to, min_epoch, reader = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local limit, max_bytes, counting = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == 'count'
+local out, count, size = {}, 0, 0
+local lower = '(' .. after
+while true do
+  local page = redis.call('ZRANGEBYSCORE', log_key, lower, up_to, 'LIMIT', 0, 256)
+  if #page == 0 then break end
+  for _, m in ipairs(page) do
+    local s, e, _, kind, sender, rcp, lb = decode(m)
+    lower = '(' .. num(s)
+    if (min_epoch == nil or e >= min_epoch) and (not rcp or rcp == reader)
+        and not (kind == 3 and sender == reader) then
+      count = count + 1
+      if not counting then
+        out[count] = m
+        size = size + lb
+        if (limit and count >= limit) or (max_bytes and size >= max_bytes) then return out end
+      end
+    end
+  end
+end
+if counting then return count end
+return out
+"""
+
+#: Forget a room's group. KEYS room, log, commits, usage, welcomes, admitted, KeyPackage owners;
+#: ARGV the prefix of the KeyPackage lists.
+_RESET = """
+for k = 2, 6 do redis.call('DEL', KEYS[k]) end
+for _, identity in ipairs(redis.call('SMEMBERS', KEYS[7])) do redis.call('DEL', ARGV[1] .. identity) end
+redis.call('DEL', KEYS[7])
+redis.call('HDEL', KEYS[1], 'group_id', 'epoch', 'public_group', 'quota_epoch', 'quota_entries', 'quota_bytes')
+redis.call('HSET', KEYS[1], 'pruned_seq', 0, 'pruned_epoch', -1, 'log_bytes', 0)
+redis.call('HINCRBY', KEYS[1], 'public_version', 1)
+"""
+
+#: Store KeyPackages under a limit. KEYS the identity's list, the room's owners; ARGV identity,
+#: limit, the KeyPackages. The number now stored, or -1 (nothing stored) above the limit.
+_PUBLISH_KEY_PACKAGES = """
+local count = redis.call('LLEN', KEYS[1]) + #ARGV - 2
+if count > tonumber(ARGV[2]) then return -1 end
+for j = 3, #ARGV, 1000 do redis.call('RPUSH', KEYS[1], unpack(ARGV, j, math.min(j + 999, #ARGV))) end
+redis.call('SADD', KEYS[2], ARGV[1])
+return count
+"""
+
+#: Drop a presence if the instance still holds it. KEYS presence; ARGV identity, instance.
+_DROP_PRESENCE = """
+local held = redis.call('HGET', KEYS[1], ARGV[1])
+if held and string.sub(held, 2) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+"""
+
+
+class RedisStoreError(Exception):
+    """The Redis store cannot be used: see the subclasses."""
+
+
+class RedisURLError(RedisStoreError, ValueError):
+    """The store's address is no Redis URL this store can use."""
+
+
+class RedisUnavailableError(RedisStoreError, ConnectionError):
+    """Redis did not answer (refused, unreachable, timed out or lost the connection): what was
+    asked may or may not have been applied."""
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, for errors and logs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = f"{parts.username}:***@" if parts.username else ":***@"
+        return parts._replace(netloc=user + netloc).geturl()
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def _check_url(url: str) -> None:
+    """Refuse what the client would take silently: a database that is no number, no host."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError("the scheme must be redis://, rediss:// or unix://")
+    if parts.scheme != "unix":
+        if not parts.hostname:
+            raise ValueError("no host")
+        database = parts.path.strip("/")
+        if database and not database.isdigit():
+            raise ValueError("the database (the URL's path) must be a number")
+
+
+def _decode_entry(room: str, data: bytes) -> LogEntry:
+    seq, epoch, _, kind, sender_len, group_len, recipient_len, body_len = _HEADER.unpack_from(data)
+    pos = _HEADER.size
+    sender = data[pos:pos + sender_len].decode()
+    pos += sender_len
+    group_id = None
+    if group_len != _NONE:
+        group_id, pos = data[pos:pos + group_len], pos + group_len
+    recipient = None
+    if recipient_len != _NONE:
+        recipient, pos = data[pos:pos + recipient_len].decode(), pos + recipient_len
+    return LogEntry(room, int(seq), _KINDS[kind], sender, int(epoch), data[pos:pos + body_len], group_id,
+                    recipient)
+
+
+def _limit(value: float | int | None) -> str | float | int:
+    return "" if value is None else value
+
+
+class _Script:
+    """A Lua script run with EVALSHA, loaded again when Redis answers NOSCRIPT (after a restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha: str | None = None
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        if self.sha is not None:
+            try:
+                return await client.evalsha(self.sha, len(keys), *keys, *args)
+            except redis_errors.NoScriptError:
+                pass
+        self.sha = await client.script_load(self.source)
+        return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+class RedisStore:
+    """A :class:`~signaling.store.Store` in one Redis database, shared by several instances.
+
+    Acknowledged means applied in Redis: :meth:`append` returns after the
+    script that wrote the entries returned. With ``appendonly yes`` and
+    ``appendfsync always`` every acknowledged entry survives a SIGKILL of
+    redis-server (tested); with ``appendfsync everysec`` a crash of the Redis
+    host may lose up to a second of acknowledged entries. Redis errors reach
+    the caller as :class:`RedisUnavailableError`.
+    """
+
+    def __init__(self, client: Redis, *, url: str, policy: LogPolicy = LogPolicy(),
+                 clock: Callable[[], float] = time.time, prefix: str = "mlscall") -> None:
+        self._client = client
+        self._url = _redacted(url)
+        self._policy = policy
+        #: seconds (Unix time by default): when entries were appended, for ``policy.max_age``
+        self._clock = clock
+        self._prefix = prefix
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        #: The feed's handler of each subscribed room, by channel; rooms by channel.
+        self._handlers: dict[bytes, Callable[[FeedItem], None]] = {}
+        self._rooms: dict[bytes, str] = {}
+        #: subscriptions sent and not yet confirmed by Redis, by channel
+        self._confirming: dict[bytes, asyncio.Future[None]] = {}
+        self._append = _Script(_APPEND)
+        self._read_log_script = _Script(_READ_LOG)
+        self._reset = _Script(_RESET)
+        self._publish_kps = _Script(_PUBLISH_KEY_PACKAGES)
+        self._drop_presence = _Script(_DROP_PRESENCE)
+
+    @classmethod
+    def from_url(cls, url: str, *, policy: LogPolicy = LogPolicy(), clock: Callable[[], float] = time.time,
+                 prefix: str = "mlscall") -> RedisStore:
+        """A store on the Redis database at ``url`` (``redis://host:port/db``, ``rediss://`` or
+        ``unix://``); nothing is connected before :meth:`open`. A URL this store cannot use
+        raises :class:`RedisURLError` (its password left out)."""
+        try:
+            _check_url(url)
+            client = Redis.from_url(url, decode_responses=False, retry=Retry(NoBackoff(), 0),
+                                    socket_connect_timeout=5.0)
+        except (ValueError, TypeError) as exc:
+            raise RedisURLError(f"not a usable Redis URL: {_redacted(url)} ({exc})") from None
+        return cls(client, url=url, policy=policy, clock=clock, prefix=prefix)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._url!r}, prefix={self._prefix!r})"
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def _key(self, room: str, name: str) -> str:
+        return f"{self._prefix}:{{{room}}}:{name}"
+
+    def _channel(self, room: str) -> bytes:
+        return self._key(room, "feed").encode()
+
+    def _instance_key(self, instance: str) -> str:
+        return f"{self._prefix}:instance:{{{instance}}}"
+
+    def _room_keys(self, room: str) -> list[str]:
+        return [self._key(room, name) for name in ("room", "log", "commits", "usage", "welcomes")]
+
+    async def _call(self, operation: Callable[[], Any]) -> Any:
+        """Run one Redis operation; connection failures become :class:`RedisUnavailableError`."""
+        try:
+            return await operation()
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+            raise RedisUnavailableError(f"Redis at {self._url} did not answer: {exc}") from None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Connect (a command connection and the feed's pub/sub connection) and check that
+        Redis answers; :class:`RedisUnavailableError` if it does not."""
+        await self._call(self._client.ping)
+        self._pubsub = self._client.pubsub()
+        await self._call(self._pubsub.connect)
+        self._reader = asyncio.create_task(self._read_feed(self._pubsub))
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await self._reader
+            except asyncio.CancelledError:
+                pass
+            self._reader = None
+        if self._pubsub is not None:
+            await self._pubsub.aclose()
+            self._pubsub = None
+        for waiter in self._confirming.values():
+            waiter.cancel()
+        self._confirming.clear()
+        await self._client.aclose()
+
+    # -- groups and the handshake log ----------------------------------------------------------
+
+    async def group_state(self, room: str) -> RoomGroup:
+        raw = await self._call(lambda: self._client.hmget(
+            self._key(room, "room"), "group_id", "epoch", "last_seq", "pruned_seq", "pruned_epoch",
+            "public_version"))
+        group_id, epoch, last_seq, pruned_seq, pruned_epoch, version = raw
+        return RoomGroup(group_id, None if epoch is None else int(epoch), int(last_seq or 0),
+                         int(pruned_seq or 0), -1 if pruned_epoch is None else int(pruned_epoch),
+                         int(version or 0))
+
+    async def append(self, room: str, requests: Sequence[AppendRequest], *,
+                     origin: str = "") -> list[AppendResult]:
+        requests = tuple(requests)
+        policy = self._policy
+        args: list[Any] = [self._channel(room), origin, repr(self._clock()),
+                           *(_limit(getattr(policy, name)) for name in (
+                               "epochs", "max_bytes", "max_age", "sender_bytes", "sender_entries",
+                               "room_bytes", "room_entries")),
+                           len(requests)]
+        for request in requests:
+            args.extend(_request_args(request))
+        replies = await self._call(lambda: self._append(self._client, self._room_keys(room), args))
+        return [_result(room, request, reply) for request, reply in zip(requests, replies, strict=True)]
+
+    async def read_entries(self, room: str, *, after_seq: int, up_to_seq: int | None = None,
+                           limit: int | None = None) -> list[LogEntry]:
+        upper = "+inf" if up_to_seq is None else up_to_seq
+        page = await self._call(lambda: self._client.zrangebyscore(
+            self._key(room, "log"), f"({after_seq}", upper,
+            **({} if limit is None else {"start": 0, "num": limit})))
+        return [_decode_entry(room, m) for m in page]
+
+    async def read_log(self, room: str, reader: str, *, after_seq: int = 0,
+                       min_epoch: int | None = None, up_to_seq: int | None = None,
+                       limit: int | None = None, max_bytes: int | None = None) -> list[LogEntry]:
+        if limit is not None and limit <= 0:
+            return []
+        page = await self._call(lambda: self._read_log_script(self._client, [self._key(room, "log")], [
+            after_seq, "+inf" if up_to_seq is None else up_to_seq, _limit(min_epoch), reader,
+            _limit(limit), _limit(max_bytes), "read"]))
+        return [_decode_entry(room, m) for m in page]
+
+    async def count_log(self, room: str, reader: str, *, after_seq: int, up_to_seq: int,
+                        min_epoch: int | None = None) -> int:
+        return int(await self._call(lambda: self._read_log_script(
+            self._client, [self._key(room, "log")],
+            [after_seq, up_to_seq, _limit(min_epoch), reader, "", "", "count"])))
+
+    async def latest_welcome_seq(self, room: str, recipient: str) -> int | None:
+        seq = await self._call(lambda: self._client.hget(self._key(room, "welcomes"), recipient))
+        return None if seq is None else int(seq)
+
+    async def public_group(self, room: str) -> tuple[bytes, int] | None:
+        view, version = await self._call(lambda: self._client.hmget(
+            self._key(room, "room"), "public_group", "public_version"))
+        return None if view is None else (view, int(version or 0))
+
+    async def reset_group(self, room: str) -> None:
+        keys = [*self._room_keys(room), self._key(room, "admitted"), self._key(room, "kp-owners")]
+        await self._call(lambda: self._reset(self._client, keys, [self._key(room, "kp:")]))
+
+    # -- the feed ----------------------------------------------------------------------------------
+
+    async def subscribe(self, room: str, handler: Callable[[FeedItem], None]) -> None:
+        """Subscribe the feed's pub/sub connection to ``room``; returns once Redis confirmed the
+        subscription, so every item published after this returns reaches ``handler``."""
+        pubsub = self._require_pubsub()
+        channel = self._channel(room)
+        self._rooms[channel] = room
+        self._handlers[channel] = handler
+        waiter = asyncio.get_running_loop().create_future()
+        self._confirming[channel] = waiter
+        await self._call(lambda: pubsub.subscribe(channel))
+        await waiter
+
+    async def unsubscribe(self, room: str) -> None:
+        pubsub = self._require_pubsub()
+        channel = self._channel(room)
+        self._handlers.pop(channel, None)
+        waiter = self._confirming.pop(channel, None)
+        if waiter is not None:
+            waiter.cancel()
+        await self._call(lambda: pubsub.unsubscribe(channel))
+
+    async def signal(self, room: str, message: dict[str, Any], origin: str) -> None:
+        payload = b"".join((_FEED_SIGNAL, _LENGTH.pack(len(origin.encode())), origin.encode(),
+                            json.dumps(message, separators=(",", ":")).encode()))
+        await self._call(lambda: self._client.publish(self._channel(room), payload))
+
+    def _require_pubsub(self) -> PubSub:
+        if self._pubsub is None:
+            raise RuntimeError("the store is not open")
+        return self._pubsub
+
+    async def _read_feed(self, pubsub: PubSub) -> None:
+        """Deliver the feed's messages to the handlers, in the order Redis sent them. After a lost
+        connection, reconnect (the client subscribes its channels again); what was published
+        meanwhile is lost here, and the consumer fills the seq gap with read_entries."""
+        backoff = 0.05
+        while True:
+            try:
+                message = await pubsub.get_message(timeout=None)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                logger.warning("feed connection to Redis at %s lost (%s); reconnecting", self._url, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            if message is None:
+                continue
+            channel = message["channel"]
+            if message["type"] == "subscribe":
+                waiter = self._confirming.pop(channel, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+                continue
+            if message["type"] != "message":
+                continue
+            handler, room = self._handlers.get(channel), self._rooms.get(channel)
+            if handler is None or room is None:
+                continue
+            try:
+                item = _decode_feed(room, message["data"])
+            except (ValueError, IndexError, struct.error):
+                logger.error("undecodable feed message on %r", channel)
+                continue
+            try:
+                handler(item)
+            except Exception:
+                logger.exception("feed handler of room %s failed", room)
+
+    # -- admission and presence ------------------------------------------------------------------
+
+    async def admit(self, room: str, identity: str) -> None:
+        await self._call(lambda: self._client.sadd(self._key(room, "admitted"), identity))
+
+    async def admitted(self, room: str) -> frozenset[str]:
+        members = await self._call(lambda: self._client.smembers(self._key(room, "admitted")))
+        return frozenset(m.decode() for m in members)
+
+    async def set_presence(self, room: str, identity: str, instance: str, waiting: bool) -> None:
+        await self._call(lambda: self._client.hset(self._key(room, "presence"), identity,
+                                                   ("1" if waiting else "0") + instance))
+
+    async def drop_presence(self, room: str, identity: str, instance: str) -> None:
+        await self._call(lambda: self._drop_presence(self._client, [self._key(room, "presence")],
+                                                     [identity, instance]))
+
+    async def presence(self, room: str) -> dict[str, Presence]:
+        held = await self._call(lambda: self._client.hgetall(self._key(room, "presence")))
+        found = {identity.decode(): Presence(value[1:].decode(), value[:1] == b"1")
+                 for identity, value in held.items()}
+        instances = sorted({p.instance for p in found.values()})
+        if not instances:
+            return {}
+
+        async def alive() -> list[int]:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for instance in instances:
+                    pipe.exists(self._instance_key(instance))
+                return await pipe.execute()
+
+        living = {instance for instance, exists in zip(instances, await self._call(alive)) if exists}
+        return {identity: p for identity, p in found.items() if p.instance in living}
+
+    async def heartbeat(self, instance: str, ttl: float) -> None:
+        await self._call(lambda: self._client.set(self._instance_key(instance), b"1",
+                                                  px=max(1, round(ttl * 1000))))
+
+    async def empty_since(self, room: str) -> float | None:
+        when = await self._call(lambda: self._client.hget(self._key(room, "room"), "empty_since"))
+        return None if when is None else float(when)
+
+    async def set_empty_since(self, room: str, when: float | None) -> None:
+        key = self._key(room, "room")
+        if when is None:
+            await self._call(lambda: self._client.hdel(key, "empty_since"))
+        else:
+            await self._call(lambda: self._client.hset(key, "empty_since", repr(float(when))))
+
+    # -- KeyPackage directory --------------------------------------------------------------------
+
+    async def publish_key_packages(self, room: str, identity: str,
+                                   key_packages: Sequence[bytes], limit: int) -> int | None:
+        keys = [self._key(room, f"kp:{identity}"), self._key(room, "kp-owners")]
+        count = await self._call(lambda: self._publish_kps(self._client, keys,
+                                                           [identity, limit, *key_packages]))
+        return None if count < 0 else int(count)
+
+    async def claim_key_package(self, room: str, identity: str) -> bytes | None:
+        return await self._call(lambda: self._client.lpop(self._key(room, f"kp:{identity}")))
+
+
+def _request_args(request: AppendRequest) -> list[Any]:
+    """The nine script fields of one request, then its Welcomes' recipients and bodies."""
+    if isinstance(request, ApplicationRequest):
+        return ["A", request.sender, b"", request.epoch, request.ciphertext, "0", b"", "", 0]
+    public = request.public_group
+    head = [request.sender, request.group_id, request.epoch]
+    if isinstance(request, GroupCreateRequest):
+        return ["G", *head, b"", "0" if public is None else "1", public or b"", "", 0]
+    version = _limit(request.public_version)
+    if isinstance(request, ProposalRequest):
+        return ["P", *head, request.proposal, "0" if public is None else "1", public or b"", version, 0]
+    welcomes = [field for w in request.welcomes for field in (w.recipient, w.body)]
+    return ["C", *head, request.commit, "0" if public is None else "1", public or b"", version,
+            len(request.welcomes), *welcomes]
+
+
+def _result(room: str, request: AppendRequest, reply: list[Any]) -> AppendResult:
+    """The AppendResult of one script reply: ``[outcome, epoch, first seq, count]`` when
+    accepted, ``[outcome, epoch, scope, unit, limit]`` when over a quota."""
+    outcome = Outcome(reply[0].decode())
+    epoch = None if len(reply) < 2 or reply[1] is None else int(reply[1])
+    if outcome is Outcome.QUOTA_EXCEEDED:
+        return AppendResult(outcome, epoch, quota=QuotaExceeded(reply[2].decode(), reply[3].decode(),
+                                                                int(reply[4])))
+    if outcome is not Outcome.ACCEPTED or isinstance(request, GroupCreateRequest):
+        return AppendResult(outcome, epoch)
+    first = int(reply[2])
+    if isinstance(request, ApplicationRequest):
+        entries = (LogEntry(room, first, EntryKind.APPLICATION, request.sender, request.epoch,
+                            request.ciphertext),)
+    elif isinstance(request, ProposalRequest):
+        entries = (LogEntry(room, first, EntryKind.PROPOSAL, request.sender, request.epoch, request.proposal,
+                            request.group_id),)
+    else:
+        assert isinstance(request, CommitRequest)
+        entries = (LogEntry(room, first, EntryKind.COMMIT, request.sender, request.epoch, request.commit,
+                            request.group_id),
+                   *(LogEntry(room, first + 1 + i, EntryKind.WELCOME, request.sender, request.epoch + 1,
+                              w.body, request.group_id, w.recipient) for i, w in enumerate(request.welcomes)))
+    return AppendResult(outcome, epoch, entries)
+
+
+def _decode_feed(room: str, data: bytes) -> FeedItem:
+    """A FeedItem of one message of the room's channel (see the append script and signal)."""
+    kind = data[:1]
+    (origin_len,) = _LENGTH.unpack_from(data, 1)
+    pos = 1 + _LENGTH.size
+    origin = data[pos:pos + origin_len].decode()
+    pos += origin_len
+    if kind == _FEED_SIGNAL:
+        message = json.loads(data[pos:])
+        if not isinstance(message, dict):
+            raise ValueError("a signal is a JSON object")
+        return FeedItem((), message, origin)
+    if kind != _FEED_ENTRIES:
+        raise ValueError("unknown feed message kind")
+    entries: list[LogEntry] = []
+    while pos < len(data):
+        (size,) = _LENGTH.unpack_from(data, pos)
+        pos += _LENGTH.size
+        entries.append(_decode_entry(room, data[pos:pos + size]))
+        pos += size
+    return FeedItem(tuple(entries), None, origin)
