@@ -27,6 +27,16 @@ A :class:`CallPeer` joins a room of the signaling server
   changed (a ``key_changed`` trust warning) reach the sinks only once the
   key is accepted
   (:meth:`CallPeer.accept_key`, or ``CallOptions.accept_key``).
+* **SFU** (issue 16).  When the join reply or a ``topology`` event says the
+  room goes through an SFU, the mesh links close and
+  :class:`media.sfu.SfuLinks` carries the media instead: one publishing and
+  one subscribing connection negotiated with the server (``sfu.publish``,
+  ``sfu.subscribe`` on each ``sfu.feeds``, ``sfu.start``).  Remote tracks go
+  to the sinks under the member of their frames' SFrame KID, never the
+  server's word; a relabelled stream is a :class:`media.sfu.StreamRelabelled`
+  in :attr:`CallPeer.relabelled`.  ``sfu.down`` marks the links interrupted,
+  ``sfu.up`` (or a reconnection) republishes and resubscribes; MLS is
+  untouched.
 * **Keys** (RFC 9605 §5.2).  Every epoch change goes to one
   :class:`media.session.SFrameSession`: receivers use a new epoch at once;
   this peer's senders move to it ``confirm_delay`` seconds after the
@@ -68,6 +78,7 @@ from signaling.errors import ErrorCode, SignalingError
 from . import membership as mm
 from .mesh import MediaSources, PeerLink
 from .session import SFrameSession
+from .sfu import SfuLinks, StreamRelabelled
 from .sinks import Sink
 from .stats import FailureKind, PeerStats
 from .verification import verification_code
@@ -187,6 +198,10 @@ class CallStatus:
     verification: str | None = None
     #: trust warnings so far (media.membership.TrustWarning)
     warnings: tuple[mm.TrustWarning, ...] = ()
+    #: "mesh" or "sfu"
+    topology: str = "mesh"
+    #: SFU streams that carried another member's frames (media.sfu.StreamRelabelled)
+    relabelled: tuple[StreamRelabelled, ...] = ()
 
     @property
     def failures_total(self) -> int:
@@ -247,6 +262,10 @@ class CallPeer:
         self._member_since: dict[str, tuple[bytes, int]] = {}
         #: with several sinks, each gets its own copy of every remote track
         self._relay = MediaRelay() if len(self.sinks) > 1 else None
+        #: the media links of an SFU room (None in a mesh room)
+        self.sfu: SfuLinks | None = None
+        #: SFU streams whose frames carried another member's KID
+        self.relabelled: list[StreamRelabelled] = []
 
     def __repr__(self) -> str:
         return f"CallPeer({self.identity or '?'!r}, room={self.client.room!r}, epoch={self.membership.epoch})"
@@ -280,7 +299,9 @@ class CallPeer:
         if reply.get("group_id") is not None and not self.present:
             logger.warning("%s: the room's group has no member present to add us; waiting",
                            self.identity)
-        for remote in sorted(self.present):
+        if reply.get("topology") == "sfu":
+            await self._enter_sfu()
+        for remote in sorted(self.present) if self.sfu is None else ():
             self._open_link(remote)
         self._tasks = [
             asyncio.ensure_future(self._pump()),
@@ -310,6 +331,8 @@ class CallPeer:
         await self.client.close()
         for remote in list(self.links):
             await self._close_link(remote)
+        if self.sfu is not None:
+            await self.sfu.close()
         for sink in self.sinks:
             await sink.close()
         self.sources.stop()
@@ -347,8 +370,9 @@ class CallPeer:
         return self.membership.members()
 
     def link_stats(self) -> list[PeerStats]:
-        """SFrame stats of every link, closed ones included."""
-        return self._closed_stats + [link.stats() for link in self.links.values()]
+        """SFrame stats of every link (the SFU's connections too), closed ones included."""
+        sfu = [] if self.sfu is None else self.sfu.stats()
+        return self._closed_stats + [link.stats() for link in self.links.values()] + sfu
 
     def status(self) -> CallStatus:
         stats = self.link_stats()
@@ -376,6 +400,8 @@ class CallPeer:
             conflicts=self.conflicts,
             verification=None if group is None else verification_code(group.epoch_authenticator()),
             warnings=tuple(self.warnings),
+            topology="mesh" if self.sfu is None else "sfu",
+            relabelled=tuple(self.relabelled),
         )
 
     # -- event loop --------------------------------------------------------------
@@ -464,7 +490,22 @@ class CallPeer:
         elif kind == signaling_protocol.GROUP_RESET:
             await self._feed(mm.GroupReset())
         elif kind in ("offer", "answer", "candidate"):
-            await self._on_signal(kind, event["from"], event.get("data"))
+            if self.sfu is None:
+                await self._on_signal(kind, event["from"], event.get("data"))
+        elif kind == "topology":
+            if event.get("topology") == "sfu":
+                await self._enter_sfu()
+        elif kind == "sfu.feeds":
+            if self.sfu is not None:
+                entries = event.get("feeds")
+                self.sfu.want([entry.get("feed") for entry in entries if isinstance(entry, dict)]
+                              if isinstance(entries, list) else [])
+        elif kind == "sfu.down":
+            if self.sfu is not None:
+                self.sfu.interrupt()
+        elif kind == "sfu.up":
+            if self.sfu is not None:
+                self.sfu.resume()
         elif kind == "tick":
             if not self.ended.is_set() and self.client.connected:
                 await self._feed(mm.Tick(time.monotonic()))
@@ -614,7 +655,11 @@ class CallPeer:
         here = set(reply.get("members", ())) - {self.identity}
         await self._feed(mm.Reconnected(tuple(sorted(here)), reply.get("group_id"), reply.get("epoch"),
                                         time.monotonic()))
-        for remote in sorted(here):
+        if reply.get("topology") == "sfu" and self.sfu is None:
+            await self._enter_sfu()
+        elif self.sfu is not None:  # the server let go of our SFU connections with the old one
+            self.sfu.resume()
+        for remote in sorted(here) if self.sfu is None else ():
             if remote in before:
                 await self._resume(remote)
             else:
@@ -641,12 +686,50 @@ class CallPeer:
         if what == "join":
             resuming = remote in self.membership.resuming
             await self._feed(mm.PresenceJoined(remote))
+            if self.sfu is not None:
+                return
             if resuming:
                 await self._resume(remote)
             else:
                 await self._replace_link(remote)
         elif what == "leave":
             await self._feed(mm.PresenceLeft(remote))
+            if self.sfu is not None:
+                self._held_tracks.pop(remote, None)
+                for sink in self.sinks:
+                    await sink.detach(remote)
+
+    async def _enter_sfu(self) -> None:
+        """The room goes through the SFU (for good): close the mesh links, publish."""
+        if self.sfu is not None:
+            return
+        for remote in list(self.links):
+            await self._close_link(remote)
+
+        def identify(leaf_index: int) -> str | None:
+            return next((identity for identity, leaf in self.membership.members().items()
+                         if leaf == leaf_index), None)
+
+        self.sfu = SfuLinks(
+            session=self.session, sources=self.sources,
+            ready=lambda: self.session.sending_epoch is not None,
+            request=self._sfu_request, identify=identify, on_track=self._remote_track,
+            on_relabelled=self.relabelled.append, loopback=self.options.loopback,
+            ice_servers=list(self.options.ice_servers) or ice_servers_from_reply(self.client.join_reply),
+            relay_only=self.options.relay_only)
+        self.sfu.start()
+        logger.info("%s: media through the SFU", self.identity)
+
+    async def _sfu_request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        async with asyncio.timeout(self.options.request_timeout):
+            return await self.client.request(type_, **fields)
+
+    def _remote_track(self, remote: str, track: MediaStreamTrack) -> None:
+        """A track of ``remote`` (by KID in SFU rooms): to the sinks, or held while its key is not trusted."""
+        if self._untrusted(remote):
+            self._held_tracks.setdefault(remote, []).append(track)  # shown once the key is accepted
+        else:
+            self._attach(remote, track)
 
     async def _sync_links(self) -> None:
         """Links follow presence: close those of participants gone; the others
@@ -696,10 +779,7 @@ class CallPeer:
                 logger.info("%s: %s to %s not relayed: %s", self.identity, kind, remote, exc.code)
 
         def on_track(track: MediaStreamTrack) -> None:
-            if self._untrusted(remote):
-                self._held_tracks.setdefault(remote, []).append(track)  # shown once the key is accepted
-            else:
-                self._attach(remote, track)
+            self._remote_track(remote, track)
 
         link = PeerLink(
             remote,

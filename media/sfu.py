@@ -400,7 +400,9 @@ class SfuLinks:
         self.interrupted = True
 
     def resume(self) -> None:
-        """The SFU is back (``sfu.up``): publish and subscribe afresh."""
+        """The SFU is back (``sfu.up``): publish and subscribe afresh (the feeds
+        known so far are gone with the SFU's old state: the next :meth:`want` names them)."""
+        self._wanted = ()
         self._queue("resume")
 
     def _queue(self, job: str) -> None:
@@ -462,7 +464,7 @@ class SfuLinks:
                     await self._subscribe()
                 elif job == "resume":
                     await self._close_connections()
-                    self._subscribed = self._wanted = ()
+                    self._subscribed = ()
                     self.interrupted = False
                     await self._publish()
             except asyncio.CancelledError:
