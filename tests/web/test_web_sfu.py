@@ -10,7 +10,12 @@ others' SFrame-encrypted media, which Janus forwards without a key.  The
 page labels each received stream by the KIDs of its frames (the sender's
 leaf, hence its MLS credential), never by the server's ``from``: a
 WebSocket stand-in that swaps the ``from`` of the server's SFU messages is
-flagged, and the tiles still show each bot's own video.
+flagged, and the tiles still show each bot's own video.  A misbehaving SFU
+stand-in (the server's ``sfu.*`` side played in the pages' WebSocket route,
+on the same real Janus) points one of a page's subscribed video streams at
+another publisher without saying so: the page flags the stream
+(``kid_changed``, ``from_mismatch``) and attributes its frames to the member
+whose KID they carry.
 
 Chromium is Debian's (/usr/bin/chromium), driven by Playwright; Janus is
 Debian's /usr/bin/janus; nothing is downloaded.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,7 @@ from media.call_peer import CallPeer
 from media.cli.janus import JanusProcess
 from media.sinks import VerifyingSink
 from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
+from signaling.janus import JanusSession, VideoRoomHandle
 from signaling.server import RunningServer, start_server
 
 from janus_peers import janus  # noqa: F401  (the private Janus fixture)
@@ -288,3 +295,161 @@ async def test_janus_restart_resumes_the_page(start_bot: StartBot, server: Runni
     after = await page_status(page)
     assert after["epoch"] == before["epoch"] and after["verification"] == before["verification"]  # no MLS change
     assert not log.errors, log.errors
+
+
+class SfuStandIn:
+    """The server's ``sfu.*`` side, played in the pages' WebSocket route on a real Janus.
+
+    Frames of the signaling protocol pass between page and server unchanged,
+    except: join replies say ``topology: "sfu"``; the page's ``sfu.publish``,
+    ``sfu.subscribe`` and ``sfu.start`` are answered here from one Janus room
+    (docs/protocol.md shapes: ``feed``, ``jsep``, ``streams``); ``sfu.feeds``
+    is pushed to every page when a publisher is up.  :meth:`switch` makes it
+    misbehave: one subscribed m-line of a page then carries another feed's
+    stream, and nothing tells the page.
+    """
+
+    def __init__(self, session: JanusSession, room: int) -> None:
+        self.session = session
+        self.room = room
+        self.feeds: dict[int, str] = {}
+        #: identity -> (its WebSocket route, its subscriber handle, the feeds it subscribed)
+        self.pages: dict[str, tuple[WebSocketRoute, VideoRoomHandle | None, list[int]]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.errors: list[str] = []
+
+    def route(self, ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        identity: list[str] = []
+
+        def from_page(frame: str | bytes) -> None:
+            message = json.loads(frame)
+            if str(message.get("type", "")).startswith("sfu."):
+                task = asyncio.ensure_future(self._answer(ws, identity[0], message))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+            else:
+                server.send(frame)
+
+        def from_server(frame: str | bytes) -> None:
+            message = json.loads(frame)
+            if message.get("type") == "ack" and "identity" in message and "members" in message:
+                message["topology"] = "sfu"
+                identity[:] = [message["identity"]]
+                self.pages[message["identity"]] = (ws, None, [])
+            ws.send(json.dumps(message))
+
+        ws.on_message(from_page)
+        server.on_message(from_server)
+
+    async def _answer(self, ws: WebSocketRoute, identity: str, message: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "ack", "re": message["id"]}
+        _, subscriber, subscribed = self.pages[identity]
+        try:
+            if message["type"] == "sfu.publish":
+                handle = await self.session.attach()
+                reply["feed"], reply["jsep"] = await handle.publish(self.room, message["jsep"])
+                ws.send(json.dumps(reply))
+                await asyncio.wait_for(handle.webrtc_up.wait(), 15)
+                self.feeds[reply["feed"]] = identity
+                feeds = {"type": "sfu.feeds", "feeds": [{"feed": f, "from": i} for f, i in self.feeds.items()]}
+                for route, _, _ in self.pages.values():
+                    route.send(json.dumps(feeds))
+                return
+            if message["type"] == "sfu.subscribe":
+                wanted = list(message["feeds"])
+                if subscriber is None:
+                    subscriber = await self.session.attach()
+                    streams, reply["jsep"] = await subscriber.join_subscriber(self.room, wanted)
+                else:
+                    streams, reply["jsep"] = await subscriber.update(
+                        [f for f in wanted if f not in subscribed], [f for f in subscribed if f not in wanted])
+                self.pages[identity] = (ws, subscriber, wanted)
+                reply["streams"] = [{"mid": s["mid"], "feed": s["feed_id"], "from": self.feeds.get(s["feed_id"]),
+                                     "kind": s["type"]} for s in streams if s.get("active", True) and "feed_id" in s]
+            elif message["type"] == "sfu.start":
+                assert subscriber is not None
+                await subscriber.start(message["jsep"])
+        except Exception as exc:  # the page sees an error reply; the test sees it in self.errors
+            self.errors.append(f"{message['type']} of {identity}: {exc!r}")
+            reply = {"type": "error", "re": message["id"], "code": "sfu_unavailable", "message": str(exc)}
+        ws.send(json.dumps(reply))
+
+    async def switch(self, identity: str, sub_mid: str, feed: int, mid: str) -> None:
+        """Janus's ``switch``: the page's m-line ``sub_mid`` now carries ``feed``'s stream ``mid``."""
+        _, subscriber, _ = self.pages[identity]
+        assert subscriber is not None
+        await subscriber.request({"request": "switch", "streams": [{"feed": feed, "mid": mid, "sub_mid": sub_mid}]})
+
+
+@pytest.fixture
+async def stand_in(janus: JanusProcess) -> AsyncIterator[SfuStandIn]:  # noqa: F811
+    session = JanusSession(janus.url)
+    await session.create()
+    room = random.randrange(1, 1 << 30)
+    await (await session.attach()).create_room(room, "stand-in secret", 8)
+    yield SfuStandIn(session, room)
+    await session.destroy()
+
+
+@pytest.fixture
+async def mesh_server(tmp_path: Path, page_bundle: Path) -> AsyncIterator[RunningServer]:  # noqa: F811
+    """A server without an SFU: the stand-in plays its SFU side."""
+    db = tmp_path / "db" / "calls.db"
+    db.parent.mkdir()
+    running = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=db, secret=b"m" * 32,
+                                              static_dir=DEFAULT_STATIC_DIR))
+    yield running
+    await running.close()
+
+
+async def test_a_stream_switched_to_another_publisher_is_flagged(
+        mesh_server: RunningServer, stand_in: SfuStandIn, browser: BrowserContext) -> None:  # noqa: F811
+    names = ["anna", "bert", "cora"]
+    pages: dict[str, tuple[Page, BrowserLog]] = {}
+    for name in names:
+        page = await browser.new_page()
+        await page.route_web_socket(mesh_server.ws_url, stand_in.route)
+        log = BrowserLog(page)
+        await page.goto(f"{mesh_server.url}/?room={ROOM}&video=160x120")
+        await join(page, name)
+        pages[name] = (page, log)
+    anna, log = pages["anna"]
+
+    async def all_decrypt() -> bool:
+        views = {name: await page_status(page) for name, (page, _) in pages.items()}
+        return all(view.get("members") == names and page_decrypted(view, other, "video") >= 20
+                   for name, view in views.items() for other in names if other != name)
+    await until(all_decrypt, "three pages in one group, each decrypting the others' video through Janus", log)
+    assert stand_in.errors == []
+    view = await page_status(anna)
+    assert view["sfu"]["flags"] == {"kidChanged": 0, "fromMismatch": 0} and view["warnings"] == []
+    streams = {(s["from"], s["kind"]): s for s in view["sfu"]["streams"]}
+    assert all(s["identity"] == s["from"] for s in streams.values())
+
+    # the stand-in misbehaves: anna's m-line of bert's video now carries cora's video
+    bert_video, cora_video = streams[("bert", "video")], streams[("cora", "video")]
+    cora_feed_mid = "1"  # the page publishes audio then video: mids 0 and 1
+    await stand_in.switch("anna", bert_video["mid"], cora_video["feed"], cora_feed_mid)
+
+    async def flagged() -> bool:
+        return (await page_status(anna))["sfu"]["flags"] == {"kidChanged": 1, "fromMismatch": 1}
+    await until(flagged, "the switched stream flagged: cora's KID on a stream first bert's, said to be bert's", log)
+    view = await page_status(anna)
+    switched = next(s for s in view["sfu"]["streams"] if s["label"] == bert_video["label"])
+    assert switched["flagged"] and switched["identity"] == "cora" and switched["firstIdentity"] == "bert"
+    assert switched["from"] == "bert"
+    assert sorted((w["kind"], w["identity"]) for w in view["warnings"]) == [
+        ("sfu_from_mismatch", "cora"), ("sfu_kid_changed", "cora")]
+    assert await anna.locator('.tile.relabelled[data-identity="cora"]').count() == 1
+    assert await anna.locator(".warnings li").count() == 2
+    # its frames count as cora's: bert's video stops growing at anna, cora's goes on
+    before = view
+
+    async def attributed() -> bool:
+        now = await page_status(anna)
+        return (page_decrypted(now, "cora", "video") >= page_decrypted(before, "cora", "video") + 40
+                and page_decrypted(now, "bert", "video") == page_decrypted(before, "bert", "video"))
+    await until(attributed, "the switched stream's frames counted as cora's, none more as bert's", log)
+    for page, page_log in pages.values():
+        assert not page_log.errors, page_log.errors

@@ -248,6 +248,8 @@ export class SfuLinks {
     this.feed = null;
     /** the room's published feeds (sfu.feeds): feed -> the server's `from` */
     this.feeds = new Map();
+    /** the feeds of the last subscribe acked (null: none yet) */
+    this.subscribed = null;
     /** m-line -> the worker label of its receiver */
     this.mids = new Map();
     /** m-line -> the track received on it */
@@ -400,6 +402,7 @@ export class SfuLinks {
     this.subscriber = null;
     this.senders = [];
     this.feed = null;
+    this.subscribed = null;
     for (const label of new Set(this.mids.values())) {
       // receivers of dead connections: out of the current streams' counts
       this.session.relabelReceiver(label, `${label}/closed`).catch(() => {});
@@ -465,8 +468,10 @@ export class SfuLinks {
     if (generation !== this.generation || this.interrupted || this.publisher === null) return;
     const wanted = [...this.feeds.keys()].filter((feed) => feed !== this.feed).sort((a, b) => a - b);
     if (wanted.length === 0 && this.subscriber === null) return;
+    if (this.subscribed !== null && wanted.join() === this.subscribed.join()) return; // nothing changed for us
     const ack = await this.request('sfu.subscribe', { feeds: wanted });
     if (generation !== this.generation) return;
+    this.subscribed = wanted;
     const streams = Array.isArray(ack?.streams) ? ack.streams : [];
     if (ack?.jsep) {
       if (ack.jsep.type !== 'offer' || typeof ack.jsep.sdp !== 'string') throw new Error('sfu.subscribe: malformed offer');
