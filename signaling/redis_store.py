@@ -20,9 +20,10 @@ spread over shards. The log of a room is a sorted set scored by ``seq``
 whose members are the encoded entries (:data:`_HEADER`, then the sender,
 group id, recipient and MLS message bytes, raw); the room's state is a hash
 (group id, epoch, last seq, pruning marks, the public view and its version,
-the log's size, the current epoch's quota usage); beside them the commits by
-epoch, the newest Welcome of each recipient, each sender's quota usage, the
-admitted identities, the presence of each identity (which instance holds its
+the log's size, the current epoch's quota usage); an index hash beside them
+holds the seq of each epoch's commit (``c<epoch>``), of each recipient's
+newest Welcome (``w<identity>``) and each sender's quota usage
+(``u<identity>``); then the admitted identities, the presence of each identity (which instance holds its
 connection) and the KeyPackages of each identity (a list: RPUSH to publish,
 LPOP to claim the oldest atomically). An instance is alive while its key
 ``<prefix>:instance:{<id>}`` exists: :meth:`RedisStore.heartbeat` sets it with
@@ -71,6 +72,12 @@ _HEADER = struct.Struct(">dddBIIII")
 _NONE = 0xFFFFFFFF
 _KINDS = (EntryKind.COMMIT, EntryKind.PROPOSAL, EntryKind.WELCOME, EntryKind.APPLICATION)
 _LENGTH = struct.Struct(">I")
+#: An append request for the script: type (G, C, P, A), epoch, whether it carries a public view,
+#: the view's version (-1: not checked), the number of Welcomes, and the lengths of the sender,
+#: group id, MLS message and view that follow it; then each Welcome: :data:`_WELCOME`, the
+#: recipient, the Welcome.
+_REQUEST = struct.Struct(">cdBdIIIII")
+_WELCOME = struct.Struct(">II")
 #: Feed messages: an append's entries, or a signal (JSON), after the origin instance id.
 _FEED_ENTRIES, _FEED_SIGNAL = b"E", b"S"
 #: Entries the read scripts look at per ZRANGEBYSCORE call.
@@ -78,6 +85,7 @@ _PAGE = 256
 
 _LUA_COMMON = """
 local HEADER = '>dddBI4I4I4I4'
+local REQUEST = '>c1dBdI4I4I4I4I4'
 local NONE = 4294967295
 local function num(x) return string.format('%d', x) end
 local function encode(seq, kind, sender, epoch, gid, rcp, body, at)
@@ -96,16 +104,18 @@ local function decode(m)
 end
 """
 
-#: One append: KEYS room, log, commits, usage, welcomes; ARGV channel, origin, now, the seven
-#: limits of LogPolicy ('' for none), the number of requests, then nine fields per request
-#: (type, sender, group id, epoch, body, has public view, public view, public version, number of
-#: Welcomes) and each Welcome's recipient and body.
+#: One append: KEYS room, log, index; ARGV channel, origin, now, the seven
+#: limits of LogPolicy (each followed by a comma, empty for none), then one :data:`_REQUEST` each.
+#: The reply: one ``outcome,epoch[,first seq,count | ,scope,unit,limit]`` per request, joined by
+#: ``;`` (one string: far cheaper for the client to read than nested arrays).
 _APPEND = _LUA_COMMON + """
-local room_key, log_key, commits_key, usage_key, welcomes_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local room_key, log_key, index_key = KEYS[1], KEYS[2], KEYS[3]
 local channel, origin, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local function limit(i) if ARGV[i] == '' then return nil end return tonumber(ARGV[i]) end
-local p_epochs, p_max_bytes, p_max_age = limit(4), limit(5), limit(6)
-local p_sender_bytes, p_sender_entries, p_room_bytes, p_room_entries = limit(7), limit(8), limit(9), limit(10)
+local limits = {}
+for v in string.gmatch(ARGV[4], '([^,]*),') do limits[#limits + 1] = tonumber(v) or false end
+local p_epochs, p_max_bytes, p_max_age = limits[1] or nil, limits[2] or nil, limits[3] or nil
+local p_sender_bytes, p_sender_entries = limits[4] or nil, limits[5] or nil
+local p_room_bytes, p_room_entries = limits[6] or nil, limits[7] or nil
 
 local st = redis.call('HMGET', room_key, 'group_id', 'epoch', 'last_seq', 'log_bytes', 'quota_epoch',
                       'quota_entries', 'quota_bytes', 'public_version', 'pruned_seq', 'pruned_epoch')
@@ -122,7 +132,7 @@ local function sender_usage(sender)
   local mine = usage.senders[sender]
   if not mine then
     mine = {0, 0}
-    local raw = redis.call('HGET', usage_key, sender)
+    local raw = redis.call('HGET', index_key, 'u' .. sender)
     if raw then
       local e, n, b = struct.unpack('>ddd', raw)
       if e == usage.epoch then mine = {n, b} end
@@ -147,9 +157,9 @@ end
 -- forget the index entries of a pruned entry
 local function forget(m)
   local s, e, _, kind, _, rcp = decode(m)
-  if kind == 0 then redis.call('HDEL', commits_key, num(e)) end
-  if kind == 2 and tonumber(redis.call('HGET', welcomes_key, rcp)) == s then
-    redis.call('HDEL', welcomes_key, rcp)
+  if kind == 0 then redis.call('HDEL', index_key, 'c' .. num(e)) end
+  if kind == 2 and tonumber(redis.call('HGET', index_key, 'w' .. rcp)) == s then
+    redis.call('HDEL', index_key, 'w' .. rcp)
   end
 end
 
@@ -161,7 +171,7 @@ end
 
 -- every entry before the commit made in epoch cutoff goes; the bytes freed
 local function prune_epochs(cutoff)
-  local start = redis.call('HGET', commits_key, num(cutoff))
+  local start = redis.call('HGET', index_key, 'c' .. num(cutoff))
   if not start then return 0 end
   start = tonumber(start)
   local freed = 0
@@ -191,7 +201,7 @@ local function prune_size_and_age(appended)
   if excess <= 0 and (threshold == nil or oldest_at >= threshold) then return 0 end
   local spared_from = 0
   if epoch then
-    local started = redis.call('HGET', commits_key, num(epoch - 1))
+    local started = redis.call('HGET', index_key, 'c' .. num(epoch - 1))
     if started then spared_from = tonumber(started) end
   end
   local freed, cutoff, newest_epoch = 0, 0, -1
@@ -223,46 +233,54 @@ end
 
 local results, members, feed = {}, {}, {}
 local public, committed, appended, added = nil, false, nil, 0
-local i = 12
-for _ = 1, tonumber(ARGV[11]) do
-  local typ, sender, gid, req_epoch, body = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local has_public, view, req_version, n_welcomes = ARGV[i + 5] == '1', ARGV[i + 6], ARGV[i + 7], tonumber(ARGV[i + 8])
-  local welcomes_at = i + 9
-  i = welcomes_at + 2 * n_welcomes
+for a = 5, #ARGV do
+  local r = ARGV[a]
+  local typ, req_epoch, has_public, req_version, n_welcomes, ls, lg, lb, lp, pos = struct.unpack(REQUEST, r)
+  local function take(n)
+    local part = string.sub(r, pos, pos + n - 1)
+    pos = pos + n
+    return part
+  end
+  local sender, gid, body, view = take(ls), take(lg), take(lb), take(lp)
+  has_public = has_public == 1
   local entries, refused = nil, nil
   if typ == 'G' then
     if group_id then
-      refused = {'wrong_group', epoch}
+      refused = 'wrong_group,' .. num(epoch)
     else
       group_id, epoch = gid, req_epoch
       if has_public then public, version = view, version + 1 end
       usage = new_usage(epoch)
-      results[#results + 1] = {'accepted', epoch}
+      results[#results + 1] = 'accepted,' .. num(epoch)
     end
   elseif typ == 'A' then
     entries = {{3, sender, req_epoch, false, false, body}}
   elseif group_id and group_id ~= gid then
-    refused = {'wrong_group', epoch}
+    refused = 'wrong_group,' .. num(epoch)
   elseif not group_id then
-    refused = {'no_group', false}
+    refused = 'no_group,'
   elseif epoch ~= req_epoch then
-    refused = {'conflict', epoch}
-  elseif req_version ~= '' and tonumber(req_version) ~= version then
-    refused = {'stale_view', epoch}
+    refused = 'conflict,' .. num(epoch)
+  elseif req_version >= 0 and req_version ~= version then
+    refused = 'stale_view,' .. num(epoch)
   elseif typ == 'P' then
     entries = {{1, sender, epoch, group_id, false, body}}
   else
     epoch, committed = req_epoch + 1, true
     usage = new_usage(epoch)
     entries = {{0, sender, req_epoch, group_id, false, body}}
-    for w = 0, n_welcomes - 1 do
-      entries[#entries + 1] = {2, sender, epoch, group_id, ARGV[welcomes_at + 2 * w], ARGV[welcomes_at + 2 * w + 1]}
+    for _ = 1, n_welcomes do
+      local lr, lw
+      lr, lw, pos = struct.unpack('>I4I4', r, pos)
+      local recipient = take(lr)
+      entries[#entries + 1] = {2, sender, epoch, group_id, recipient, take(lw)}
     end
   end
   if entries and (typ == 'A' or typ == 'P') then
     local exceeded = charge(sender, #body)
     if exceeded then
-      refused = {'quota_exceeded', epoch or false, exceeded[1], exceeded[2], exceeded[3]}
+      refused = table.concat({'quota_exceeded', epoch and num(epoch) or '', exceeded[1], exceeded[2],
+                              num(exceeded[3])}, ',')
       entries = nil
     end
   end
@@ -278,12 +296,13 @@ for _ = 1, tonumber(ARGV[11]) do
       members[#members + 1] = m
       encoded[#encoded + 1] = struct.pack('>I4', #m) .. m
       added = added + #e[6]
-      if e[1] == 0 then redis.call('HSET', commits_key, num(e[3]), seq) end
-      if e[1] == 2 then redis.call('HSET', welcomes_key, e[5], seq) end
+      if e[1] == 0 then redis.call('HSET', index_key, 'c' .. num(e[3]), seq) end
+      if e[1] == 2 then redis.call('HSET', index_key, 'w' .. e[5], seq) end
     end
     appended = appended or (seq - #entries + 1)
     feed[#feed + 1] = table.concat(encoded)
-    results[#results + 1] = {'accepted', epoch or false, seq - #entries + 1, #entries}
+    results[#results + 1] = table.concat({'accepted', epoch and num(epoch) or '', num(seq - #entries + 1),
+                                          num(#entries)}, ',')
   end
 end
 
@@ -299,7 +318,7 @@ if public then
   for _, v in ipairs({'public_group', public, 'public_version', version}) do room[#room + 1] = v end
 end
 for sender, u in pairs(usage.senders) do
-  redis.call('HSET', usage_key, sender, struct.pack('>ddd', usage.epoch, u[1], u[2]))
+  redis.call('HSET', index_key, 'u' .. sender, struct.pack('>ddd', usage.epoch, u[1], u[2]))
 end
 if p_epochs and epoch and committed then log_bytes = log_bytes - prune_epochs(epoch - p_epochs - 1) end
 if appended then log_bytes = log_bytes - prune_size_and_age(appended) end
@@ -309,7 +328,7 @@ end
 redis.call('HSET', room_key, unpack(room))
 local head = 'E' .. struct.pack('>I4', #origin) .. origin
 for _, item in ipairs(feed) do redis.call('PUBLISH', channel, head .. item) end
-return results
+return table.concat(results, ';')
 """
 
 #: The entries ``reader`` may see. KEYS log; ARGV after_seq, up_to_seq, min_epoch ('' for
@@ -341,12 +360,12 @@ if counting then return count end
 return out
 """
 
-#: Forget a room's group. KEYS room, log, commits, usage, welcomes, admitted, KeyPackage owners;
+#: Forget a room's group. KEYS room, log, index, admitted, KeyPackage owners;
 #: ARGV the prefix of the KeyPackage lists.
 _RESET = """
-for k = 2, 6 do redis.call('DEL', KEYS[k]) end
-for _, identity in ipairs(redis.call('SMEMBERS', KEYS[7])) do redis.call('DEL', ARGV[1] .. identity) end
-redis.call('DEL', KEYS[7])
+for k = 2, 4 do redis.call('DEL', KEYS[k]) end
+for _, identity in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', ARGV[1] .. identity) end
+redis.call('DEL', KEYS[5])
 redis.call('HDEL', KEYS[1], 'group_id', 'epoch', 'public_group', 'quota_epoch', 'quota_entries', 'quota_bytes')
 redis.call('HSET', KEYS[1], 'pruned_seq', 0, 'pruned_epoch', -1, 'log_bytes', 0)
 redis.call('HINCRBY', KEYS[1], 'public_version', 1)
@@ -443,6 +462,23 @@ class _Script:
         self.sha = await client.script_load(self.source)
         return await client.evalsha(self.sha, len(keys), *keys, *args)
 
+    async def run_many(self, client: Redis, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+                       ) -> list[Any]:
+        """Run the script once per ``(keys, args)``, in order, in one pipeline (one round trip;
+        each run is still atomic on its own): a reply or a :class:`redis.ResponseError` each."""
+        if self.sha is None:
+            self.sha = await client.script_load(self.source)
+        async with client.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(self.sha, len(keys), *keys, *args)
+            replies: list[Any] = await pipe.execute(raise_on_error=False)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis_errors.NoScriptError)]
+        if missing:  # not run at all: Redis restarted and forgot the script
+            self.sha = None
+            for i, reply in zip(missing, await self.run_many(client, [calls[i] for i in missing])):
+                replies[i] = reply
+        return replies
+
 
 class RedisStore:
     """A :class:`~signaling.store.Store` in one Redis database, shared by several instances.
@@ -460,6 +496,9 @@ class RedisStore:
         self._client = client
         self._url = _redacted(url)
         self._policy = policy
+        #: the limits of ``policy`` as the append script reads them
+        self._limits = "".join(f"{_limit(getattr(policy, name))}," for name in (
+            "epochs", "max_bytes", "max_age", "sender_bytes", "sender_entries", "room_bytes", "room_entries"))
         #: seconds (Unix time by default): when entries were appended, for ``policy.max_age``
         self._clock = clock
         self._prefix = prefix
@@ -471,6 +510,9 @@ class RedisStore:
         #: subscriptions sent and not yet confirmed by Redis, by channel
         self._confirming: dict[bytes, asyncio.Future[None]] = {}
         self._append = _Script(_APPEND)
+        #: appends waiting for the next pipeline, and the task sending them
+        self._appends: list[tuple[list[str], list[Any], asyncio.Future[bytes]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._read_log_script = _Script(_READ_LOG)
         self._reset = _Script(_RESET)
         self._publish_kps = _Script(_PUBLISH_KEY_PACKAGES)
@@ -505,7 +547,7 @@ class RedisStore:
         return f"{self._prefix}:instance:{{{instance}}}"
 
     def _room_keys(self, room: str) -> list[str]:
-        return [self._key(room, name) for name in ("room", "log", "commits", "usage", "welcomes")]
+        return [self._key(room, name) for name in ("room", "log", "index")]
 
     async def _call(self, operation: Callable[[], Any]) -> Any:
         """Run one Redis operation; connection failures become :class:`RedisUnavailableError`."""
@@ -525,6 +567,8 @@ class RedisStore:
         self._reader = asyncio.create_task(self._read_feed(self._pubsub))
 
     async def close(self) -> None:
+        if self._sender is not None:
+            await self._sender
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -554,16 +598,36 @@ class RedisStore:
     async def append(self, room: str, requests: Sequence[AppendRequest], *,
                      origin: str = "") -> list[AppendResult]:
         requests = tuple(requests)
-        policy = self._policy
-        args: list[Any] = [self._channel(room), origin, repr(self._clock()),
-                           *(_limit(getattr(policy, name)) for name in (
-                               "epochs", "max_bytes", "max_age", "sender_bytes", "sender_entries",
-                               "room_bytes", "room_entries")),
-                           len(requests)]
-        for request in requests:
-            args.extend(_request_args(request))
-        replies = await self._call(lambda: self._append(self._client, self._room_keys(room), args))
-        return [_result(room, request, reply) for request, reply in zip(requests, replies, strict=True)]
+        args: list[Any] = [self._channel(room), origin, repr(self._clock()), self._limits,
+                           *(_encode_request(request) for request in requests)]
+        waiter: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._appends.append((self._room_keys(room), args, waiter))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_appends())
+        reply = await waiter
+        return [_result(room, request, fields.split(b","))
+                for request, fields in zip(requests, reply.split(b";"), strict=True)]
+
+    async def _send_appends(self) -> None:
+        """Send the waiting appends, every room's together in one pipeline (one round trip), until
+        none wait: the appends that arrive while a pipeline is out go in the next one."""
+        while self._appends:
+            batch, self._appends = self._appends, []
+            replies: list[Any]
+            try:
+                replies = await self._call(lambda: self._append.run_many(
+                    self._client, [(keys, args) for keys, args, _ in batch]))
+            except RedisStoreError as exc:  # lost with the connection: applied or not, unknown
+                replies = [exc] * len(batch)
+            for (_, _, waiter), reply in zip(batch, replies):
+                if waiter.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, RedisStoreError):
+                    waiter.set_exception(reply)
+                elif isinstance(reply, redis_errors.ResponseError):  # e.g. out of memory: nothing written
+                    waiter.set_exception(RedisStoreError(f"Redis at {self._url} refused the append: {reply}"))
+                else:
+                    waiter.set_result(reply)
 
     async def read_entries(self, room: str, *, after_seq: int, up_to_seq: int | None = None,
                            limit: int | None = None) -> list[LogEntry]:
@@ -590,7 +654,7 @@ class RedisStore:
             [after_seq, up_to_seq, _limit(min_epoch), reader, "", "", "count"])))
 
     async def latest_welcome_seq(self, room: str, recipient: str) -> int | None:
-        seq = await self._call(lambda: self._client.hget(self._key(room, "welcomes"), recipient))
+        seq = await self._call(lambda: self._client.hget(self._key(room, "index"), f"w{recipient}"))
         return None if seq is None else int(seq)
 
     async def public_group(self, room: str) -> tuple[bytes, int] | None:
@@ -734,27 +798,34 @@ class RedisStore:
         return await self._call(lambda: self._client.lpop(self._key(room, f"kp:{identity}")))
 
 
-def _request_args(request: AppendRequest) -> list[Any]:
-    """The nine script fields of one request, then its Welcomes' recipients and bodies."""
+def _encode_request(request: AppendRequest) -> bytes:
+    """One request as the append script reads it (:data:`_REQUEST`)."""
     if isinstance(request, ApplicationRequest):
-        return ["A", request.sender, b"", request.epoch, request.ciphertext, "0", b"", "", 0]
-    public = request.public_group
-    head = [request.sender, request.group_id, request.epoch]
-    if isinstance(request, GroupCreateRequest):
-        return ["G", *head, b"", "0" if public is None else "1", public or b"", "", 0]
-    version = _limit(request.public_version)
-    if isinstance(request, ProposalRequest):
-        return ["P", *head, request.proposal, "0" if public is None else "1", public or b"", version, 0]
-    welcomes = [field for w in request.welcomes for field in (w.recipient, w.body)]
-    return ["C", *head, request.commit, "0" if public is None else "1", public or b"", version,
-            len(request.welcomes), *welcomes]
+        kind, group_id, body, public, version, welcomes = b"A", b"", request.ciphertext, None, None, ()
+    elif isinstance(request, GroupCreateRequest):
+        kind, group_id, body, public, version, welcomes = b"G", request.group_id, b"", request.public_group, None, ()
+    elif isinstance(request, ProposalRequest):
+        kind, group_id, body, public, version, welcomes = (b"P", request.group_id, request.proposal,
+                                                           request.public_group, request.public_version, ())
+    else:
+        kind, group_id, body, public, version, welcomes = (b"C", request.group_id, request.commit,
+                                                           request.public_group, request.public_version,
+                                                           request.welcomes)
+    sender, view = request.sender.encode(), public or b""
+    parts = [_REQUEST.pack(kind, request.epoch, public is not None, -1 if version is None else version,
+                           len(welcomes), len(sender), len(group_id), len(body), len(view)),
+             sender, group_id, body, view]
+    for welcome in welcomes:
+        recipient = welcome.recipient.encode()
+        parts += [_WELCOME.pack(len(recipient), len(welcome.body)), recipient, welcome.body]
+    return b"".join(parts)
 
 
-def _result(room: str, request: AppendRequest, reply: list[Any]) -> AppendResult:
-    """The AppendResult of one script reply: ``[outcome, epoch, first seq, count]`` when
-    accepted, ``[outcome, epoch, scope, unit, limit]`` when over a quota."""
+def _result(room: str, request: AppendRequest, reply: list[bytes]) -> AppendResult:
+    """The AppendResult of one request's part of the script's reply: ``outcome, epoch, first
+    seq, count`` when accepted, ``outcome, epoch, scope, unit, limit`` when over a quota."""
     outcome = Outcome(reply[0].decode())
-    epoch = None if len(reply) < 2 or reply[1] is None else int(reply[1])
+    epoch = int(reply[1]) if reply[1] else None
     if outcome is Outcome.QUOTA_EXCEEDED:
         return AppendResult(outcome, epoch, quota=QuotaExceeded(reply[2].decode(), reply[3].decode(),
                                                                 int(reply[4])))
