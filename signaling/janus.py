@@ -36,6 +36,9 @@ VIDEOROOM = "janus.plugin.videoroom"
 #: seconds for one request to Janus (its long poll answers within 30 s on its own)
 REQUEST_TIMEOUT = 10.0
 POLL_TIMEOUT = 45.0
+#: seconds between keepalives: a session Janus dropped (it timed out, or was destroyed) is noticed
+#: within this time, while a pending long poll would linger up to 30 s
+KEEPALIVE_INTERVAL = 10.0
 #: Janus core errors meaning the session or handle is gone (janus/apierror.h)
 LOST_CODES = frozenset({458, 459})
 #: VideoRoom errors meaning the room is gone (plugins/janus_videoroom.c: 426 no such room)
@@ -80,15 +83,18 @@ class JanusSession:
     longer exists.  Every pending request then raises :class:`SfuUnavailable`.
     """
 
-    def __init__(self, url: str, on_lost: Callable[[str], None] | None = None) -> None:
+    def __init__(self, url: str, on_lost: Callable[[str], None] | None = None,
+                 keepalive: float = KEEPALIVE_INTERVAL) -> None:
         self.url = url.rstrip("/")
         self.on_lost = on_lost
+        self.keepalive = keepalive
         self.session_id: int | None = None
         self.lost: str | None = None
         self.handles: dict[int, VideoRoomHandle] = {}
         self._http: aiohttp.ClientSession | None = None
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._keeper: asyncio.Task[None] | None = None
 
     async def create(self) -> None:
         """Create the session and start its long poll (raises :class:`SfuUnavailable`)."""
@@ -100,6 +106,7 @@ class JanusSession:
             raise
         self.session_id = int(reply["data"]["id"])
         self._poller = asyncio.create_task(self._poll())
+        self._keeper = asyncio.create_task(self._keep_alive())
 
     @property
     def alive(self) -> bool:
@@ -114,8 +121,9 @@ class JanusSession:
 
     async def destroy(self) -> None:
         """Destroy the session (if Janus still has it) and stop polling."""
-        if self._poller is not None:
-            self._poller.cancel()
+        for task in (self._poller, self._keeper):
+            if task is not None:
+                task.cancel()
         if self.alive:
             try:
                 await self._post(f"/{self.session_id}", {"janus": "destroy"})
@@ -133,7 +141,8 @@ class JanusSession:
         return self.session_id
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST ``body`` with a fresh transaction; the synchronous reply, or the event an ``ack`` promised."""
+        """POST ``body`` with a fresh transaction; the synchronous reply, or the event an ``ack``
+        promised (a plugin ``message``'s; any other request's ``ack`` is its whole answer)."""
         assert self._http is not None, "create() first"
         transaction = body["transaction"] = _transaction()
         waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -146,7 +155,7 @@ class JanusSession:
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
                 self._lose(f"HTTP {body['janus']} failed: {type(err).__name__}")
                 raise SfuUnavailable(f"Janus did not answer {body['janus']}") from None
-            if reply.get("janus") == "ack":
+            if reply.get("janus") == "ack" and body["janus"] == "message":
                 reply = await asyncio.wait_for(waiter, REQUEST_TIMEOUT)
             return self._checked(reply)
         except asyncio.TimeoutError:
@@ -185,6 +194,15 @@ class JanusSession:
             for event in answer if isinstance(answer, list) else [answer]:
                 if isinstance(event, dict):
                     self._dispatch(event)
+
+    async def _keep_alive(self) -> None:
+        """Send a keepalive every ``keepalive`` seconds (a lost session fails it: see :meth:`_checked`)."""
+        while self.alive:
+            await asyncio.sleep(self.keepalive)
+            try:
+                await self._post(f"/{self._session()}", {"janus": "keepalive"})
+            except SfuError:
+                return  # _post or _checked reported the loss
 
     def _dispatch(self, event: dict[str, Any]) -> None:
         kind = event.get("janus")

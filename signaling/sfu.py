@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ErrorCode, SignalingError
-from .janus import JanusSession, Jsep, SfuError, SfuUnavailable, VideoRoomHandle
+from .janus import KEEPALIVE_INTERVAL, JanusSession, Jsep, SfuError, SfuRefused, SfuUnavailable, VideoRoomHandle
 from .protocol import SFU_DOWN, SFU_FEEDS, SFU_PUBLISH, SFU_START, SFU_SUBSCRIBE, SFU_UP, TOPOLOGY
 
 logger = logging.getLogger("signaling.sfu")
@@ -88,15 +88,18 @@ class SfuRoom:
 class SfuBridge:
     """Rooms' topologies and their Janus state, for one signaling server and one Janus."""
 
-    def __init__(self, url: str, above: int, send: Send) -> None:
+    def __init__(self, url: str, above: int, send: Send, keepalive: float = KEEPALIVE_INTERVAL) -> None:
         if above < 0:
             raise ValueError("sfu_above must be 0 or more")
         self.url = url
+        self.keepalive = keepalive
         self.above = above
         self.send = send
         self.rooms: dict[str, SfuRoom] = {}
         self.janus: JanusSession | None = None
         self._recovery: asyncio.Task[None] | None = None
+        #: Janus rooms (id, secret) of a lost session: destroyed on recovery if Janus still has them
+        self._orphans: list[tuple[int, str]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -250,7 +253,7 @@ class SfuBridge:
     # -- Janus state --------------------------------------------------------
 
     async def _connect(self) -> None:
-        session = JanusSession(self.url, on_lost=self._on_lost)
+        session = JanusSession(self.url, on_lost=self._on_lost, keepalive=self.keepalive)
         await session.create()
         self.janus = session
 
@@ -337,6 +340,8 @@ class SfuBridge:
         self.janus = None
         down = []
         for name, state in self.rooms.items():
+            if state.janus_room is not None:
+                self._orphans.append((state.janus_room, state.secret))
             state.janus_room, state.owner, state.secret = None, None, ""
             state.feeds.clear()
             for member in state.members.values():
@@ -360,6 +365,7 @@ class SfuBridge:
                 if not self.up:
                     await self._connect()
                     logger.info("the SFU is back")
+                await self._destroy_orphans()
                 for name, state in list(self.rooms.items()):
                     if state.down and self.rooms.get(name) is state:
                         await self._janus_room(state)
@@ -369,6 +375,23 @@ class SfuBridge:
             except SfuError as err:
                 logger.debug("the SFU is still down: %s", err.code)
                 await asyncio.sleep(RECOVERY_INTERVAL)
+
+    async def _destroy_orphans(self) -> None:
+        """Destroy the Janus rooms of a lost session that Janus still has (it did not restart:
+        the loss was the network's or a timeout's)."""
+        if not self._orphans:
+            return
+        handle = await self._attach()
+        try:
+            while self._orphans:
+                room_id, secret = self._orphans[-1]
+                try:
+                    await handle.destroy_room(room_id, secret)
+                except SfuRefused:
+                    pass  # gone with a restarted Janus
+                self._orphans.pop()
+        finally:
+            await self._detach(handle)
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 
+import aiohttp
 import pytest
 from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
@@ -142,3 +143,19 @@ async def test_unreachable_janus_is_unavailable(janus: JanusProcess) -> None:
     session = JanusSession(janus.url)
     with pytest.raises(SfuUnavailable):
         await session.create()
+
+
+async def test_keepalives_notice_a_session_janus_dropped(janus: JanusProcess) -> None:
+    losses: list[str] = []
+    session = JanusSession(janus.url, on_lost=losses.append, keepalive=0.1)
+    await session.create()
+    try:
+        await asyncio.sleep(0.5)  # several keepalives answered: still alive
+        assert session.alive and not losses
+        async with aiohttp.ClientSession() as http:  # dropped as Janus's session timeout would
+            await http.post(f"{janus.url}/{session.session_id}", json={"janus": "destroy", "transaction": "t"})
+        await until(lambda: bool(losses), "a keepalive finds the session gone (before the 30 s long poll ends)",
+                    bound=5)
+        assert not session.alive
+    finally:
+        await session.destroy()
