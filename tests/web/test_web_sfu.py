@@ -301,7 +301,8 @@ class SfuStandIn:
     """The server's ``sfu.*`` side, played in the pages' WebSocket route on a real Janus.
 
     Frames of the signaling protocol pass between page and server unchanged,
-    except: join replies say ``topology: "sfu"``; the page's ``sfu.publish``,
+    except: join replies say ``topology: "sfu"`` (unless the room is to start
+    as a mesh: then :meth:`go_sfu` sends the ``topology`` event); the page's ``sfu.publish``,
     ``sfu.subscribe`` and ``sfu.start`` are answered here from one Janus room
     (docs/protocol.md shapes: ``feed``, ``jsep``, ``streams``); ``sfu.feeds``
     is pushed to every page when a publisher is up.  :meth:`switch` makes it
@@ -312,6 +313,8 @@ class SfuStandIn:
     def __init__(self, session: JanusSession, room: int) -> None:
         self.session = session
         self.room = room
+        #: whether join replies say the room is an SFU room
+        self.sfu_at_join = True
         self.feeds: dict[int, str] = {}
         #: identity -> (its WebSocket route, its subscriber handle, the feeds it subscribed)
         self.pages: dict[str, tuple[WebSocketRoute, VideoRoomHandle | None, list[int]]] = {}
@@ -334,7 +337,7 @@ class SfuStandIn:
         def from_server(frame: str | bytes) -> None:
             message = json.loads(frame)
             if message.get("type") == "ack" and "identity" in message and "members" in message:
-                message["topology"] = "sfu"
+                message["topology"] = "sfu" if self.sfu_at_join else "mesh"
                 identity[:] = [message["identity"]]
                 self.pages[message["identity"]] = (ws, None, [])
             ws.send(json.dumps(message))
@@ -374,6 +377,12 @@ class SfuStandIn:
             self.errors.append(f"{message['type']} of {identity}: {exc!r}")
             reply = {"type": "error", "re": message["id"], "code": "sfu_unavailable", "message": str(exc)}
         ws.send(json.dumps(reply))
+
+    def go_sfu(self) -> None:
+        """The room switches to the SFU while live: every page gets the ``topology`` event."""
+        self.sfu_at_join = True
+        for route, _, _ in self.pages.values():
+            route.send(json.dumps({"type": "topology", "topology": "sfu"}))
 
     async def switch(self, identity: str, sub_mid: str, feed: int, mid: str) -> None:
         """Janus's ``switch``: the page's m-line ``sub_mid`` now carries ``feed``'s stream ``mid``."""
@@ -452,4 +461,42 @@ async def test_a_stream_switched_to_another_publisher_is_flagged(
                 and page_decrypted(now, "bert", "video") == page_decrypted(before, "bert", "video"))
     await until(attributed, "the switched stream's frames counted as cora's, none more as bert's", log)
     for page, page_log in pages.values():
+        assert not page_log.errors, page_log.errors
+
+
+async def test_a_mesh_room_moves_to_the_sfu_while_live(
+        mesh_server: RunningServer, stand_in: SfuStandIn, browser: BrowserContext) -> None:  # noqa: F811
+    """Two pages in a mesh; the ``topology`` event: both close their mesh link and go on through Janus."""
+    stand_in.sfu_at_join = False
+    pages: dict[str, tuple[Page, BrowserLog]] = {}
+    for name in ("anna", "bert"):
+        page = await browser.new_page()
+        await page.route_web_socket(mesh_server.ws_url, stand_in.route)
+        log = BrowserLog(page)
+        await page.goto(f"{mesh_server.url}/?room={ROOM}&video=160x120")
+        await join(page, name)
+        pages[name] = (page, log)
+    (anna, log), (bert, _) = pages["anna"], pages["bert"]
+
+    async def mesh_media() -> bool:
+        a, b = await page_status(anna), await page_status(bert)
+        return (a.get("topology") == "mesh" and list(a["links"]) == ["bert"] and list(b["links"]) == ["anna"]
+                and page_decrypted(a, "bert", "video") >= 20 and page_decrypted(b, "anna", "video") >= 20)
+    await until(mesh_media, "the two pages exchanging media on their mesh link", log)
+    before = {name: await page_status(page) for name, (page, _) in pages.items()}
+
+    stand_in.go_sfu()
+
+    async def sfu_media() -> bool:
+        views = {name: await page_status(page) for name, (page, _) in pages.items()}
+        return all(view["topology"] == "sfu" and view["links"] == {} and view["sfu"]["streams"]
+                   and all(s["identity"] == other for s in view["sfu"]["streams"])
+                   and page_decrypted(view, other, "video") >= page_decrypted(before[name], other, "video") + 40
+                   for (name, view), other in zip(views.items(), ("bert", "anna")))
+    await until(sfu_media, "both pages decrypting each other through Janus, their mesh link closed", log)
+    after = await page_status(anna)
+    assert after["epoch"] == before["anna"]["epoch"]  # the move changes no MLS state
+    assert after["sfu"]["flags"] == {"kidChanged": 0, "fromMismatch": 0}
+    assert stand_in.errors == []
+    for _, page_log in pages.values():
         assert not page_log.errors, page_log.errors
