@@ -293,6 +293,8 @@ export class SfuLinks {
   /** The SFU is back (sfu.up), or the signaling connection was re-established: republish and resubscribe. */
   restart() {
     this.#closeConnections();
+    // feeds of before are gone with the old Janus room (or our handles); the server pushes the room's anew
+    this.feeds = new Map();
     this.interrupted = false;
     this.failed = null;
     this.start();
