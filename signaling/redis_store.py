@@ -66,17 +66,18 @@ from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitReque
 
 logger = logging.getLogger("signaling")
 
-#: An encoded entry: seq, epoch, the store clock when appended, kind, and the lengths of the
-#: sender, group id, recipient (``_NONE``: absent) and MLS message that follow it.
-_HEADER = struct.Struct(">dddBIIII")
+#: An encoded entry: seq, the store clock when appended, kind, and the lengths of the epoch
+#: (decimal: Lua's numbers are exact up to 2^53 only), sender, group id, recipient (``_NONE``:
+#: absent) and MLS message that follow it.
+_HEADER = struct.Struct(">ddBIIIII")
 _NONE = 0xFFFFFFFF
 _KINDS = (EntryKind.COMMIT, EntryKind.PROPOSAL, EntryKind.WELCOME, EntryKind.APPLICATION)
 _LENGTH = struct.Struct(">I")
-#: An append request for the script: type (G, C, P, A), epoch, whether it carries a public view,
-#: the view's version (-1: not checked), the number of Welcomes, and the lengths of the sender,
-#: group id, MLS message and view that follow it; then each Welcome: :data:`_WELCOME`, the
-#: recipient, the Welcome.
-_REQUEST = struct.Struct(">cdBdIIIII")
+#: An append request for the script: type (G, C, P, A), whether it carries a public view, the
+#: view's version (-1: not checked), the number of Welcomes, and the lengths of the epoch
+#: (decimal), sender, group id, MLS message and view that follow it; then each Welcome:
+#: :data:`_WELCOME`, the recipient, the Welcome.
+_REQUEST = struct.Struct(">cBdIIIIII")
 _WELCOME = struct.Struct(">II")
 #: Feed messages: an append's entries, or a signal (JSON), after the origin instance id.
 _FEED_ENTRIES, _FEED_SIGNAL = b"E", b"S"
@@ -84,17 +85,46 @@ _FEED_ENTRIES, _FEED_SIGNAL = b"E", b"S"
 _PAGE = 256
 
 _LUA_COMMON = """
-local HEADER = '>dddBI4I4I4I4'
-local REQUEST = '>c1dBdI4I4I4I4I4'
+local HEADER = '>ddBI4I4I4I4I4'
+local REQUEST = '>c1BdI4I4I4I4I4I4'
 local NONE = 4294967295
 local function num(x) return string.format('%d', x) end
+-- Epochs stay decimal strings: exact up to 2^63, where Lua's numbers (doubles) stop at 2^53.
+-- a + n for a small integer n
+local function add(a, n)
+  if #a <= 15 then return num(tonumber(a) + n) end
+  local high, low = string.sub(a, 1, #a - 15), tonumber(string.sub(a, #a - 14)) + n
+  if low < 0 then
+    high, low = add(high, -1), low + 1e15
+  elseif low >= 1e15 then
+    high, low = add(high, 1), low - 1e15
+  end
+  if high == '0' then return num(low) end
+  return high .. string.format('%015d', low)
+end
+-- a < b
+local function less(a, b)
+  local neg_a, neg_b = string.byte(a, 1) == 45, string.byte(b, 1) == 45
+  if neg_a ~= neg_b then return neg_a end
+  if neg_a then a, b = string.sub(b, 2), string.sub(a, 2) end
+  if #a ~= #b then return #a < #b end
+  for k = 1, #a do
+    local x, y = string.byte(a, k), string.byte(b, k)
+    if x ~= y then return x < y end
+  end
+  return false
+end
+local function larger(a, b) if less(a, b) then return b end return a end
+local function smaller(a, b) if less(a, b) then return a end return b end
 local function encode(seq, kind, sender, epoch, gid, rcp, body, at)
-  return struct.pack(HEADER, seq, epoch, at, kind, #sender, gid and #gid or NONE, rcp and #rcp or NONE, #body)
-    .. sender .. (gid or '') .. (rcp or '') .. body
+  return struct.pack(HEADER, seq, at, kind, #epoch, #sender, gid and #gid or NONE, rcp and #rcp or NONE, #body)
+    .. epoch .. sender .. (gid or '') .. (rcp or '') .. body
 end
 -- seq, epoch, at, kind, sender, recipient (false: none), size of the MLS message
 local function decode(m)
-  local seq, epoch, at, kind, ls, lg, lr, lb, pos = struct.unpack(HEADER, m)
+  local seq, at, kind, le, ls, lg, lr, lb, pos = struct.unpack(HEADER, m)
+  local epoch = string.sub(m, pos, pos + le - 1)
+  pos = pos + le
   local sender = string.sub(m, pos, pos + ls - 1)
   pos = pos + ls
   if lg ~= NONE then pos = pos + lg end
@@ -119,14 +149,14 @@ local p_room_bytes, p_room_entries = limits[6] or nil, limits[7] or nil
 
 local st = redis.call('HMGET', room_key, 'group_id', 'epoch', 'last_seq', 'log_bytes', 'quota_epoch',
                       'quota_entries', 'quota_bytes', 'public_version', 'pruned_seq', 'pruned_epoch')
-local group_id, epoch = st[1], st[2] and tonumber(st[2])
+local group_id, epoch = st[1], st[2]
 local seq, log_bytes = tonumber(st[3] or 0), tonumber(st[4] or 0)
 local version = tonumber(st[8] or 0)
-local pruned_seq, pruned_epoch = tonumber(st[9] or 0), tonumber(st[10] or -1)
+local pruned_seq, pruned_epoch = tonumber(st[9] or 0), st[10] or '-1'
 
 local function new_usage(e) return {epoch = e, room = {0, 0}, senders = {}} end
-local usage = new_usage(epoch or -1)
-if st[5] and tonumber(st[5]) == usage.epoch then usage.room = {tonumber(st[6]), tonumber(st[7])} end
+local usage = new_usage(epoch or '-1')
+if st[5] == usage.epoch then usage.room = {tonumber(st[6]), tonumber(st[7])} end
 
 local function sender_usage(sender)
   local mine = usage.senders[sender]
@@ -134,8 +164,8 @@ local function sender_usage(sender)
     mine = {0, 0}
     local raw = redis.call('HGET', index_key, 'u' .. sender)
     if raw then
-      local e, n, b = struct.unpack('>ddd', raw)
-      if e == usage.epoch then mine = {n, b} end
+      local e, n, b = string.match(raw, '^(.*):(%d+):(%d+)$')
+      if e == usage.epoch then mine = {tonumber(n), tonumber(b)} end
     end
     usage.senders[sender] = mine
   end
@@ -157,7 +187,7 @@ end
 -- forget the index entries of a pruned entry
 local function forget(m)
   local s, e, _, kind, _, rcp = decode(m)
-  if kind == 0 then redis.call('HDEL', index_key, 'c' .. num(e)) end
+  if kind == 0 then redis.call('HDEL', index_key, 'c' .. e) end
   if kind == 2 and tonumber(redis.call('HGET', index_key, 'w' .. rcp)) == s then
     redis.call('HDEL', index_key, 'w' .. rcp)
   end
@@ -171,7 +201,7 @@ end
 
 -- every entry before the commit made in epoch cutoff goes; the bytes freed
 local function prune_epochs(cutoff)
-  local start = redis.call('HGET', index_key, 'c' .. num(cutoff))
+  local start = redis.call('HGET', index_key, 'c' .. cutoff)
   if not start then return 0 end
   start = tonumber(start)
   local freed = 0
@@ -186,7 +216,7 @@ local function prune_epochs(cutoff)
     remove_members(page)
   end
   pruned_seq = math.max(pruned_seq, start - 1)
-  pruned_epoch = math.max(pruned_epoch, cutoff)
+  pruned_epoch = larger(pruned_epoch, cutoff)
   return freed
 end
 
@@ -201,10 +231,10 @@ local function prune_size_and_age(appended)
   if excess <= 0 and (threshold == nil or oldest_at >= threshold) then return 0 end
   local spared_from = 0
   if epoch then
-    local started = redis.call('HGET', index_key, 'c' .. num(epoch - 1))
+    local started = redis.call('HGET', index_key, 'c' .. add(epoch, -1))
     if started then spared_from = tonumber(started) end
   end
-  local freed, cutoff, newest_epoch = 0, 0, -1
+  local freed, cutoff, newest_epoch = 0, 0, '-1'
   local doomed, after, done = {}, '-inf', false
   while not done do
     local page = redis.call('ZRANGEBYSCORE', log_key, after, '+inf', 'LIMIT', 0, 256)
@@ -216,7 +246,7 @@ local function prune_size_and_age(appended)
         break
       end
       if s < spared_from or kind == 3 then
-        freed, cutoff, newest_epoch = freed + size, s, math.max(newest_epoch, e)
+        freed, cutoff, newest_epoch = freed + size, s, larger(newest_epoch, e)
         doomed[#doomed + 1] = m
       end
       after = '(' .. num(s)
@@ -225,9 +255,9 @@ local function prune_size_and_age(appended)
   if cutoff == 0 then return 0 end
   for _, m in ipairs(doomed) do forget(m) end
   remove_members(doomed)
-  if epoch then newest_epoch = math.min(newest_epoch, epoch) end
+  if epoch then newest_epoch = smaller(newest_epoch, epoch) end
   pruned_seq = math.max(pruned_seq, cutoff)
-  pruned_epoch = math.max(pruned_epoch, newest_epoch)
+  pruned_epoch = larger(pruned_epoch, newest_epoch)
   return freed
 end
 
@@ -235,38 +265,39 @@ local results, members, feed = {}, {}, {}
 local public, committed, appended, added = nil, false, nil, 0
 for a = 5, #ARGV do
   local r = ARGV[a]
-  local typ, req_epoch, has_public, req_version, n_welcomes, ls, lg, lb, lp, pos = struct.unpack(REQUEST, r)
+  local typ, has_public, req_version, n_welcomes, le, ls, lg, lb, lp, pos = struct.unpack(REQUEST, r)
   local function take(n)
     local part = string.sub(r, pos, pos + n - 1)
     pos = pos + n
     return part
   end
+  local req_epoch = take(le)
   local sender, gid, body, view = take(ls), take(lg), take(lb), take(lp)
   has_public = has_public == 1
   local entries, refused = nil, nil
   if typ == 'G' then
     if group_id then
-      refused = 'wrong_group,' .. num(epoch)
+      refused = 'wrong_group,' .. epoch
     else
       group_id, epoch = gid, req_epoch
       if has_public then public, version = view, version + 1 end
       usage = new_usage(epoch)
-      results[#results + 1] = 'accepted,' .. num(epoch)
+      results[#results + 1] = 'accepted,' .. epoch
     end
   elseif typ == 'A' then
     entries = {{3, sender, req_epoch, false, false, body}}
   elseif group_id and group_id ~= gid then
-    refused = 'wrong_group,' .. num(epoch)
+    refused = 'wrong_group,' .. epoch
   elseif not group_id then
     refused = 'no_group,'
   elseif epoch ~= req_epoch then
-    refused = 'conflict,' .. num(epoch)
+    refused = 'conflict,' .. epoch
   elseif req_version >= 0 and req_version ~= version then
-    refused = 'stale_view,' .. num(epoch)
+    refused = 'stale_view,' .. epoch
   elseif typ == 'P' then
     entries = {{1, sender, epoch, group_id, false, body}}
   else
-    epoch, committed = req_epoch + 1, true
+    epoch, committed = add(req_epoch, 1), true
     usage = new_usage(epoch)
     entries = {{0, sender, req_epoch, group_id, false, body}}
     for _ = 1, n_welcomes do
@@ -279,7 +310,7 @@ for a = 5, #ARGV do
   if entries and (typ == 'A' or typ == 'P') then
     local exceeded = charge(sender, #body)
     if exceeded then
-      refused = table.concat({'quota_exceeded', epoch and num(epoch) or '', exceeded[1], exceeded[2],
+      refused = table.concat({'quota_exceeded', epoch or '', exceeded[1], exceeded[2],
                               num(exceeded[3])}, ',')
       entries = nil
     end
@@ -296,12 +327,12 @@ for a = 5, #ARGV do
       members[#members + 1] = m
       encoded[#encoded + 1] = struct.pack('>I4', #m) .. m
       added = added + #e[6]
-      if e[1] == 0 then redis.call('HSET', index_key, 'c' .. num(e[3]), seq) end
+      if e[1] == 0 then redis.call('HSET', index_key, 'c' .. e[3], seq) end
       if e[1] == 2 then redis.call('HSET', index_key, 'w' .. e[5], seq) end
     end
     appended = appended or (seq - #entries + 1)
     feed[#feed + 1] = table.concat(encoded)
-    results[#results + 1] = table.concat({'accepted', epoch and num(epoch) or '', num(seq - #entries + 1),
+    results[#results + 1] = table.concat({'accepted', epoch or '', num(seq - #entries + 1),
                                           num(#entries)}, ',')
   end
 end
@@ -318,9 +349,9 @@ if public then
   for _, v in ipairs({'public_group', public, 'public_version', version}) do room[#room + 1] = v end
 end
 for sender, u in pairs(usage.senders) do
-  redis.call('HSET', index_key, 'u' .. sender, struct.pack('>ddd', usage.epoch, u[1], u[2]))
+  redis.call('HSET', index_key, 'u' .. sender, usage.epoch .. ':' .. num(u[1]) .. ':' .. num(u[2]))
 end
-if p_epochs and epoch and committed then log_bytes = log_bytes - prune_epochs(epoch - p_epochs - 1) end
+if p_epochs and epoch and committed then log_bytes = log_bytes - prune_epochs(add(epoch, -p_epochs - 1)) end
 if appended then log_bytes = log_bytes - prune_size_and_age(appended) end
 for _, v in ipairs({'log_bytes', log_bytes, 'pruned_seq', pruned_seq, 'pruned_epoch', pruned_epoch}) do
   room[#room + 1] = v
@@ -335,7 +366,8 @@ return table.concat(results, ';')
 #: none), reader, limit, max_bytes ('' for none), and 'count' to count them instead.
 _READ_LOG = _LUA_COMMON + """
 local log_key = KEYS[1]
-local after, up_to, min_epoch, reader = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local after, up_to, reader = ARGV[1], ARGV[2], ARGV[4]
+local min_epoch = ARGV[3] ~= '' and ARGV[3] or nil
 local limit, max_bytes, counting = tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == 'count'
 local out, count, size = {}, 0, 0
 local lower = '(' .. after
@@ -345,7 +377,7 @@ while true do
   for _, m in ipairs(page) do
     local s, e, _, kind, sender, rcp, lb = decode(m)
     lower = '(' .. num(s)
-    if (min_epoch == nil or e >= min_epoch) and (not rcp or rcp == reader)
+    if (min_epoch == nil or not less(e, min_epoch)) and (not rcp or rcp == reader)
         and not (kind == 3 and sender == reader) then
       count = count + 1
       if not counting then
@@ -428,8 +460,10 @@ def _check_url(url: str) -> None:
 
 
 def _decode_entry(room: str, data: bytes) -> LogEntry:
-    seq, epoch, _, kind, sender_len, group_len, recipient_len, body_len = _HEADER.unpack_from(data)
+    seq, _, kind, epoch_len, sender_len, group_len, recipient_len, body_len = _HEADER.unpack_from(data)
     pos = _HEADER.size
+    epoch = int(data[pos:pos + epoch_len])
+    pos += epoch_len
     sender = data[pos:pos + sender_len].decode()
     pos += sender_len
     group_id = None
@@ -438,7 +472,7 @@ def _decode_entry(room: str, data: bytes) -> LogEntry:
     recipient = None
     if recipient_len != _NONE:
         recipient, pos = data[pos:pos + recipient_len].decode(), pos + recipient_len
-    return LogEntry(room, int(seq), _KINDS[kind], sender, int(epoch), data[pos:pos + body_len], group_id,
+    return LogEntry(room, int(seq), _KINDS[kind], sender, epoch, data[pos:pos + body_len], group_id,
                     recipient)
 
 
@@ -811,10 +845,10 @@ def _encode_request(request: AppendRequest) -> bytes:
         kind, group_id, body, public, version, welcomes = (b"C", request.group_id, request.commit,
                                                            request.public_group, request.public_version,
                                                            request.welcomes)
-    sender, view = request.sender.encode(), public or b""
-    parts = [_REQUEST.pack(kind, request.epoch, public is not None, -1 if version is None else version,
-                           len(welcomes), len(sender), len(group_id), len(body), len(view)),
-             sender, group_id, body, view]
+    epoch, sender, view = str(request.epoch).encode(), request.sender.encode(), public or b""
+    parts = [_REQUEST.pack(kind, public is not None, -1 if version is None else version, len(welcomes),
+                           len(epoch), len(sender), len(group_id), len(body), len(view)),
+             epoch, sender, group_id, body, view]
     for welcome in welcomes:
         recipient = welcome.recipient.encode()
         parts += [_WELCOME.pack(len(recipient), len(welcome.body)), recipient, welcome.body]

@@ -388,6 +388,31 @@ async def test_pruning_by_size_and_age_spares_what_a_newcomer_needs(make_store: 
     assert await store.latest_welcome_seq("r", "carol") is None
 
 
+async def test_epochs_are_exact_up_to_the_protocol_bound(make_store: StoreFactory) -> None:
+    """Epochs are uint64 (RFC 9420 §12.4); the protocol takes them below 2^62, far past the 2^53
+    up to which a double (a Lua number) is exact."""
+    store = await make_store(policy=LogPolicy(epochs=1))
+    top = 2**62 - 1
+    await create(store, "top", top - 1)
+    assert (await commit(store, "top", "bob", GROUP, top - 2, b"late")).epoch == top - 1  # a conflict
+    won = await commit(store, "top", "alice", GROUP, top - 1, b"c", (WelcomeRecord("bob", b"w"),))
+    assert (won.outcome, won.epoch, [e.epoch for e in won.entries]) == (Outcome.ACCEPTED, top, [top - 1, top])
+    app = await send(store, "top", "carol", 2**53 + 1, b"m")  # an application epoch is its sender's word
+    assert [e.epoch for e in await store.read_log("top", "bob", min_epoch=2**53 + 1)] == [top - 1, top, 2**53 + 1]
+    assert await store.read_log("top", "bob", min_epoch=top) == [won.entries[1]]
+    assert await store.read_log("top", "bob", min_epoch=2**53 + 2) == list(won.entries)
+    assert (await store.read_entries("top", after_seq=2))[0] == app.entries[0]
+    assert (await store.group_state("top")).epoch == top
+    # across a carry of the low 15 digits, with pruning one epoch back
+    start = 2 * 10**15 - 2
+    await create(store, "carry", start)
+    seqs = [(await commit(store, "carry", "alice", GROUP, epoch, b"c")).entries[0].seq
+            for epoch in range(start, start + 4)]
+    state = await store.group_state("carry")
+    assert (state.epoch, state.pruned_epoch, state.pruned_seq) == (start + 4, start + 2, seqs[2] - 1)
+    assert [e.epoch for e in await store.read_log("carry", "x")] == [start + 2, start + 3]
+
+
 # -- what only the shared Redis store promises ----------------------------------------------------
 
 
