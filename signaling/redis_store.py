@@ -561,7 +561,7 @@ class RedisStore:
         try:
             _check_url(url)
             client = Redis.from_url(url, decode_responses=False, retry=Retry(NoBackoff(), 0),
-                                    socket_connect_timeout=5.0)
+                                    socket_connect_timeout=5.0, socket_keepalive=True)
         except (ValueError, TypeError) as exc:
             raise RedisURLError(f"not a usable Redis URL: {_redacted(url)} ({exc})") from None
         return cls(client, url=url, policy=policy, clock=clock, prefix=prefix)
@@ -711,7 +711,12 @@ class RedisStore:
         self._handlers[channel] = handler
         waiter = asyncio.get_running_loop().create_future()
         self._confirming[channel] = waiter
-        await self._call(lambda: pubsub.subscribe(channel))
+        try:
+            await self._call(lambda: pubsub.subscribe(channel))
+        except RedisUnavailableError:  # not sent: nothing to resubscribe after a reconnect either
+            self._handlers.pop(channel, None)
+            self._confirming.pop(channel, None)
+            raise
         await waiter
 
     async def unsubscribe(self, room: str) -> None:
