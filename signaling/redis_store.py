@@ -477,6 +477,7 @@ def _decode_entry(room: str, data: bytes) -> LogEntry:
 
 
 def _limit(value: float | int | None) -> str | float | int:
+    """A limit as a script argument: empty for none."""
     return "" if value is None else value
 
 

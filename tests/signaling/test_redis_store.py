@@ -419,16 +419,20 @@ async def test_epochs_are_exact_up_to_the_protocol_bound(make_store: StoreFactor
 async def test_two_instances_racing_a_commit_always_give_one_winner(redis_stores: list[RedisStore]) -> None:
     one, two = redis_stores
     await create(one, "race")
+    winners = []
     for epoch in range(200):
-        results = await asyncio.gather(commit(one, "race", "alice", GROUP, epoch, b"a%d" % epoch),
-                                       commit(two, "race", "bob", GROUP, epoch, b"b%d" % epoch))
+        racers = [commit(one, "race", "alice", GROUP, epoch, b"a%d" % epoch),
+                  commit(two, "race", "bob", GROUP, epoch, b"b%d" % epoch)]
+        results = await asyncio.gather(*(racers if epoch % 2 else racers[::-1]))  # either sends first
         assert sorted(r.outcome.value for r in results) == ["accepted", "conflict"], epoch
         (winner,) = [r for r in results if r.outcome is Outcome.ACCEPTED]
         assert [e.seq for e in winner.entries] == [epoch + 1]  # consecutive: a loser takes no seq
         assert all(r.epoch == epoch + 1 for r in results)
+        winners.append(winner.entries[0].sender)
     logged = await two.read_entries("race", after_seq=0)
-    assert [(e.seq, e.epoch) for e in logged] == [(e + 1, e) for e in range(200)]
+    assert [(e.seq, e.epoch, e.sender) for e in logged] == [(e + 1, e, winners[e]) for e in range(200)]
     assert (await one.group_state("race")).epoch == 200
+    assert set(winners) == {"alice", "bob"}  # both instances won races
 
 
 async def test_every_instance_sees_the_feed_in_seq_order(redis_stores: list[RedisStore]) -> None:
