@@ -45,8 +45,23 @@ the ack, to the first entry, to the last) and the server's peak RSS during
 the catch-up is read from ``/proc/PID/status`` (``VmHWM``, reset through
 ``clear_refs`` before it) against its RSS before.
 
+``--store redis`` measures several instances over one Redis instead
+(docs/deployment.md, "Several instances"), all in the same run under the
+same load: the mlscall server on SQLite (one instance), then ``mlscall serve
+--store redis://...`` processes, 1, 2, ... ``--instances`` of them, over one
+private redis-server on a loopback port (``--redis-fsync``: its
+``appendfsync``, ``everysec`` by default, the durability class of SQLite's
+``--db-sync normal``). Member *i* of each room connects to instance
+*i* mod N, so nearly every delivery crosses instances through the store's
+feed. It prints the core count, delivered messages/s and p99 delivery
+latency of each setup, and the ratios against the issue's targets: Redis on
+one instance against SQLite (>= 0.7), the most instances against one
+(>= 1.0), every p99 under 100 ms; ``--plot PATH`` also draws them (PNG,
+when matplotlib is installed).
+
 Run: .venv/bin/python benchmarks/ds_load.py [--clients 1000] [--room-size 10] [--rate 1]
      [--duration 10] [--load-procs 1] [--quick] [--attack] [--json PATH]
+     [--store redis [--instances 3] [--redis-fsync everysec] [--plot PATH]]
 """
 
 from __future__ import annotations
@@ -78,6 +93,14 @@ from baseline_ds import running_fanout_server  # noqa: E402
 from bench_json import figure, write_figures  # noqa: E402
 from mls import MLS  # noqa: E402
 from mls.inspection import ContentType, inspect_message  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "tests"))
+from redis_server import RedisServer  # noqa: E402  (the tests' private redis-server launcher)
+
+#: the issue 17 targets --store redis prints its figures against
+TARGET_REDIS_VS_SQLITE = 0.7
+TARGET_SCALING = 1.0
+TARGET_P99_MS = 100.0
 
 #: sender index, message counter, send time (monotonic ns; one clock for every process on Linux).
 _STAMP = struct.Struct("!IIq")
@@ -223,9 +246,12 @@ async def worker(args: argparse.Namespace) -> None:
     members = [(room, room * args.room_size + i) for room in rooms for i in range(args.room_size)]
     limit = asyncio.Semaphore(64)
 
+    urls = args.url.split(",")  # member i of a room goes to instance i mod N
+
     async def join(room: int, index: int) -> aiohttp.ClientWebSocketResponse:
         async with limit:
-            return await _join(session, args.url, _join_frame(secret, room, f"client-{index}"))
+            url = urls[(index - room * args.room_size) % len(urls)]
+            return await _join(session, url, _join_frame(secret, room, f"client-{index}"))
 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -346,9 +372,13 @@ async def baseline(args: argparse.Namespace) -> None:
 
 # -- the coordinator --------------------------------------------------------------------------
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def _cpu_seconds(*pids: int) -> float:
+    """User and system CPU seconds the processes ``pids`` used so far, together."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def _line(stream: asyncio.StreamReader, what: str, timeout: float) -> str:
@@ -369,13 +399,16 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
             await proc.wait()
 
 
-async def _start_server(kind: str, args: argparse.Namespace, tmp: Path,
-                        extra: tuple[str, ...] = ()) -> tuple[Any, str]:
+async def _start_server(kind: str, args: argparse.Namespace, tmp: Path, extra: tuple[str, ...] = (),
+                        secret_file: Path | None = None) -> tuple[Any, str]:
+    """A server process (its files under ``tmp``; the token secret ``secret_file``, by default
+    ``tmp/secret``) and its WebSocket address."""
+    tmp.mkdir(exist_ok=True)
     if kind == "mlscall":
         static = tmp / "static"
         static.mkdir(exist_ok=True)
         command = [sys.executable, "-m", "media.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                   "--db", str(tmp / "ds.db"), "--secret-file", str(tmp / "secret"),
+                   "--db", str(tmp / "ds.db"), "--secret-file", str(secret_file or tmp / "secret"),
                    "--static", str(static), "--log-level", "warning",
                    "--max-rooms", str(args.clients // args.room_size + 10),
                    "--max-connections", str(args.clients + 100),
@@ -398,14 +431,23 @@ def _percentile(ordered: list[int], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000 if ordered else float("nan")
 
 
-async def measure(kind: str, args: argparse.Namespace, tmp: Path, *, attack: bool = False) -> dict[str, float]:
-    """One server under the full load (and, with ``attack``, a flooding participant); its figures."""
+async def measure(kind: str, args: argparse.Namespace, tmp: Path, *, attack: bool = False,
+                  store: str | None = None, instances: int = 1) -> dict[str, float]:
+    """One server (``instances`` of them over ``store`` when given) under the full load (and, with
+    ``attack``, a flooding participant); its figures."""
     secret_file = tmp / "secret"
     secret_file.write_bytes(secrets.token_bytes(32))
-    server, url = await _start_server(kind, args, tmp)
+    servers: list[asyncio.subprocess.Process] = []
     workers: list[asyncio.subprocess.Process] = []
     flood: dict[str, Any] = {}
     try:
+        urls = []
+        for number in range(instances):
+            extra = () if store is None else ("--store", store)
+            server, url = await _start_server(kind, args, tmp / f"instance-{number}", extra, secret_file)
+            servers.append(server)
+            urls.append(url)
+        url = ",".join(urls)
         if attack:
             workers.append(await asyncio.create_subprocess_exec(
                 sys.executable, str(Path(__file__).resolve()), "--role", "attacker", "--url", url,
@@ -435,9 +477,9 @@ async def measure(kind: str, args: argparse.Namespace, tmp: Path, *, attack: boo
             proc.stdin.write(f"go {start}\n".encode())
             await proc.stdin.drain()
         await asyncio.sleep((start - time.monotonic_ns()) / 1e9)
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0 = _cpu_seconds(*(server.pid for server in servers))
         await asyncio.sleep(args.duration)
-        server_cpu = _cpu_seconds(server.pid) - cpu0
+        server_cpu = _cpu_seconds(*(server.pid for server in servers)) - cpu0
         reports = []
         for proc in workers:
             assert proc.stdout is not None
@@ -446,16 +488,16 @@ async def measure(kind: str, args: argparse.Namespace, tmp: Path, *, attack: boo
             flood = reports.pop(0)
             workers[0].stdin.write(b"close\n")  # type: ignore[union-attr]
             await _stop(workers.pop(0))
-        server_work = _cpu_seconds(server.pid) - cpu0  # the window and the drain: every message's work
+        # the window and the drain: every message's work
+        server_work = _cpu_seconds(*(server.pid for server in servers)) - cpu0
         for proc in workers:
             assert proc.stdin is not None
             proc.stdin.write(b"close\n")
             await proc.stdin.drain()
             await asyncio.wait_for(proc.wait(), timeout=30)
     finally:
-        for proc in workers:
+        for proc in workers + servers:
             await _stop(proc)
-        await _stop(server)
     latencies = sorted(x for r in reports for x in r["latencies_us"])
     ack_latencies = sorted(x for r in reports for x in r["ack_latencies_us"])
     total = {key: sum(r[key] for r in reports) for key in ("sent", "expected", "delivered", "in_window",
@@ -574,11 +616,93 @@ async def attack_main(args: argparse.Namespace) -> None:
                caught["server RSS before (MiB)"], "the server's RSS before the catch-up")])
 
 
+async def redis_main(args: argparse.Namespace) -> None:
+    """--store redis: SQLite on one instance, then 1..--instances instances over one Redis."""
+    runs: list[tuple[str, int, dict[str, float]]] = []
+    async with asyncio.timeout(args.time_limit):
+        with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+            runs.append(("sqlite", 1, await measure("mlscall", args, Path(tmp))))
+        for instances in range(1, args.instances + 1):
+            with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
+                redis = RedisServer(Path(tmp) / "redis", appendfsync=args.redis_fsync)
+                redis.start()
+                try:
+                    assert redis.pid is not None
+                    cpu0 = _cpu_seconds(redis.pid)
+                    figures = await measure("mlscall", args, Path(tmp), store=redis.url, instances=instances)
+                    # its CPU over the whole run (set-up, window, drain), per second of window
+                    figures["redis cpu"] = (_cpu_seconds(redis.pid) - cpu0) / args.duration
+                finally:
+                    redis.stop()
+                runs.append(("redis", instances, figures))
+    sqlite = runs[0][2]
+    one, most = runs[1][2], runs[-1][2]
+    offered = args.clients * args.rate * (args.room_size - 1)
+    print(f"ds_load --store redis: {args.clients} clients in {args.clients // args.room_size} rooms of "
+          f"{args.room_size}, {args.rate:g} messages/s each for {args.duration:g} s (offered {offered:,.0f} "
+          f"deliveries/s); {os.cpu_count()} cores; Redis appendfsync {args.redis_fsync}, SQLite --db-sync "
+          f"normal; member i of a room on instance i mod N; {args.load_procs} load process(es), loopback")
+    print(f"{'setup':22} {'delivered/s':>12} {'p50 (ms)':>9} {'p99 (ms)':>9} {'lost':>6} {'errors':>6} "
+          f"{'server cpu':>10} {'redis cpu':>9}")
+    for store, instances, figures in runs:
+        label = f"{store}, {instances} instance{'s' if instances > 1 else ''}"
+        print(f"{label:22} {figures['delivered messages/s']:12,.0f} {figures['latency p50 (ms)']:9.2f} "
+              f"{figures['latency p99 (ms)']:9.2f} {figures['lost']:6,.0f} {figures['errors']:6,.0f} "
+              f"{figures['server cpu']:10.2f} {figures.get('redis cpu', 0.0):9.2f}")
+    vs_sqlite = one["delivered messages/s"] / sqlite["delivered messages/s"]
+    scaling = most["delivered messages/s"] / one["delivered messages/s"]
+    worst_p99 = max(figures["latency p99 (ms)"] for _, _, figures in runs)
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    print(f"redis 1 instance / sqlite:       {vs_sqlite:5.2f}  (target >= {TARGET_REDIS_VS_SQLITE}: "
+          f"{verdict(vs_sqlite >= TARGET_REDIS_VS_SQLITE)})")
+    print(f"{args.instances} instances / 1 instance:      {scaling:5.2f}  (target >= {TARGET_SCALING}: "
+          f"{verdict(scaling >= TARGET_SCALING)})")
+    print(f"worst p99 delivery latency: {worst_p99:8.1f} ms (target < {TARGET_P99_MS:g} ms: "
+          f"{verdict(worst_p99 < TARGET_P99_MS)})")
+    write_figures(args.json, "ds_load_redis", [
+        figure("redis 1 instance delivered", "msg/s", one["delivered messages/s"],
+               sqlite["delivered messages/s"], "sqlite, 1 instance"),
+        figure(f"redis {args.instances} instances delivered", "msg/s", most["delivered messages/s"],
+               one["delivered messages/s"], "redis, 1 instance"),
+        *(figure(f"{store} {instances} instance(s) latency p99", "ms", figures["latency p99 (ms)"],
+                 TARGET_P99_MS, "the 100 ms target") for store, instances, figures in runs)])
+    if args.plot is not None:
+        _plot(args.plot, runs)
+
+
+def _plot(path: str, runs: list[tuple[str, int, dict[str, float]]]) -> None:
+    """Delivered messages/s and p99 latency per setup, as a PNG (skipped without matplotlib)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("--plot: matplotlib is not installed; no plot written")
+        return
+    labels = [f"{store}\n{instances} inst." for store, instances, _ in runs]
+    fig, (rate, p99) = plt.subplots(1, 2, figsize=(9, 3.5))
+    rate.bar(labels, [figures["delivered messages/s"] for _, _, figures in runs])
+    rate.set_ylabel("delivered messages/s")
+    p99.bar(labels, [figures["latency p99 (ms)"] for _, _, figures in runs])
+    p99.axhline(TARGET_P99_MS, linestyle="--", color="red")
+    p99.set_ylabel("p99 delivery latency (ms)")
+    fig.suptitle(f"ds_load: SQLite vs instances over one Redis ({os.cpu_count()} cores)")
+    fig.tight_layout()
+    fig.savefig(path)
+    print(f"plot written to {path}")
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.clients % args.room_size or args.clients < args.room_size:
         raise SystemExit("--clients must be a multiple of --room-size")
     if args.attack:
         await attack_main(args)
+        return
+    if args.store == "redis":
+        await redis_main(args)
         return
     async with asyncio.timeout(args.time_limit):
         if args.only is not None:  # one server alone, for profiling: no figures written
@@ -632,6 +756,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--attack", action="store_true",
                         help="measure other rooms' ack and delivery latency with one participant flooding "
                              "its room against the same load without it, then a 50 MB catch-up")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="redis: SQLite on one instance against 1..--instances instances over one Redis "
+                             "(instead of the mlscall-vs-baseline comparison)")
+    parser.add_argument("--instances", type=int, default=3,
+                        help="with --store redis: the most instances measured (from 1 up)")
+    parser.add_argument("--redis-fsync", choices=("always", "everysec"), default="everysec",
+                        help="with --store redis: the private redis-server's appendfsync")
+    parser.add_argument("--plot", default=None, metavar="PATH",
+                        help="with --store redis: also draw the figures to a PNG (needs matplotlib)")
     parser.add_argument("--role", choices=("main", "worker", "baseline", "attacker"), default="main",
                         help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -639,6 +772,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rooms", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--secret-file", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
     if args.quick:
         args.clients, args.duration, args.drain = 100, 3.0, 3.0
     return args
