@@ -137,7 +137,8 @@ class SfuBridge:
         """``identity`` joined ``room``, which now has ``count`` connected participants: its topology.
 
         A room goes SFU once ``count`` exceeds ``sfu_above`` and stays SFU while
-        live; the members already there get a ``topology`` event.
+        live; the members already there get a ``topology`` event.  A joiner of an
+        SFU room with published feeds gets them (``sfu.feeds``) after its join reply.
         """
         state = self.rooms.setdefault(room, SfuRoom())
         state.members.setdefault(identity, SfuMember())
@@ -146,6 +147,8 @@ class SfuBridge:
             state.down = not self.up
             for other in [m for m in state.members if m != identity]:
                 await self.send(room, other, {"type": TOPOLOGY, "topology": SFU})
+        if state.feeds:
+            self._spawn(self.send(room, identity, self._feeds_frame(state)))
         return state.topology
 
     async def left(self, room: str, identity: str) -> None:
@@ -313,8 +316,11 @@ class SfuBridge:
             await self._push_feeds(room, state)
 
     async def _push_feeds(self, room: str, state: SfuRoom) -> None:
-        feeds = [{"feed": feed, "from": who} for feed, who in sorted(state.feeds.items())]
-        await self.send(room, None, {"type": SFU_FEEDS, "feeds": feeds})
+        await self.send(room, None, self._feeds_frame(state))
+
+    @staticmethod
+    def _feeds_frame(state: SfuRoom) -> dict[str, Any]:
+        return {"type": SFU_FEEDS, "feeds": [{"feed": feed, "from": who} for feed, who in sorted(state.feeds.items())]}
 
     def _on_publisher_event(self, room: str, state: SfuRoom, member: SfuMember, handle: VideoRoomHandle,
                             event: dict[str, Any]) -> None:
