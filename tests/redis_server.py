@@ -30,6 +30,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+class _PortTaken(Exception):
+    """The port chosen for a first start was taken meanwhile."""
+
+
 class RedisServer:
     """One redis-server process on 127.0.0.1, its data under ``directory``."""
 
@@ -39,6 +43,9 @@ class RedisServer:
         self.directory = directory
         self.appendfsync = appendfsync
         self.port = free_port() if port is None else port
+        #: a port of our choosing may be taken by another program before the first start: then
+        #: another is chosen; once started, or when the caller chose it, the port stays
+        self._port_fixed = port is not None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -55,7 +62,19 @@ class RedisServer:
         if self._process is not None and self._process.poll() is None:
             raise RuntimeError("redis-server is already running")
         self.directory.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            try:
+                self._start_once()
+            except _PortTaken:
+                self.port = free_port()
+                continue
+            self._port_fixed = True
+            return
+        raise RuntimeError("redis-server found no free port")
+
+    def _start_once(self) -> None:
         log = self.directory / "redis.log"
+        log.unlink(missing_ok=True)
         self._process = subprocess.Popen(
             [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--unixsocket", "",
              "--dir", str(self.directory), "--appendonly", "yes", "--appendfsync", self.appendfsync,
@@ -65,6 +84,8 @@ class RedisServer:
         while not self._answers():
             if self._process.poll() is not None:
                 tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                if "Address already in use" in tail and not self._port_fixed:
+                    raise _PortTaken(self.port)
                 raise RuntimeError(f"redis-server exited with {self._process.returncode}: {tail}")
             if time.monotonic() > deadline:
                 self.kill()
