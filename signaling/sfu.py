@@ -100,7 +100,9 @@ class SfuBridge:
         self._recovery: asyncio.Task[None] | None = None
         #: Janus rooms (id, secret) of a lost session: destroyed on recovery if Janus still has them
         self._orphans: list[tuple[int, str]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
+        #: departed members' handles being detached (and emptied rooms destroyed)
+        self._releases: set[asyncio.Future[None]] = set()
         self._closed = False
 
     @property
@@ -122,6 +124,7 @@ class SfuBridge:
         for task in [self._recovery, *self._tasks]:
             if task is not None:
                 task.cancel()
+        await asyncio.gather(*self._releases, return_exceptions=True)
         if self.up:
             for room in self.rooms.values():
                 await self._destroy_janus_room(room)
@@ -151,22 +154,30 @@ class SfuBridge:
             self._spawn(self.send(room, identity, self._feeds_frame(state)))
         return state.topology
 
-    async def left(self, room: str, identity: str) -> None:
-        """``identity`` left ``room``: detach its handles; destroy the Janus room after the last member."""
+    def left(self, room: str, identity: str) -> None:
+        """``identity`` left ``room`` (or its connection closed): its feed is withdrawn at once;
+        its handles are detached, and the Janus room destroyed after the last member, in the
+        background (:meth:`close` waits for that)."""
         state = self.rooms.get(room)
         if state is None or identity not in state.members:
             return
         member = state.members.pop(identity)
-        async with member.lock:
-            had_feed = await self._unpublish(state, member)
+        if not state.members:
+            self.rooms.pop(room, None)
+        elif member.feed is not None and state.feeds.pop(member.feed, None) is not None:
+            self._spawn(self._push_feeds(room, state))
+        release = asyncio.ensure_future(self._release(state, member))
+        self._releases.add(release)
+        release.add_done_callback(self._releases.discard)
+
+    async def _release(self, state: SfuRoom, member: SfuMember) -> None:
+        async with member.lock:  # after a request of the member still under way
+            await self._unpublish(state, member)
             await self._detach(member.subscriber)
             member.subscriber = None
         if not state.members:
-            self.rooms.pop(room, None)
             async with state.lock:
                 await self._destroy_janus_room(state)
-        elif had_feed:
-            await self._push_feeds(room, state)
 
     async def handle(self, room: str, identity: str, message: dict[str, Any]) -> dict[str, Any]:
         """Answer one ``sfu.*`` request of a joined member: the fields of its ack."""
