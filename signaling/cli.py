@@ -31,6 +31,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="TCP port, 0 for any free one (default %(default)s)")
     parser.add_argument("--db", type=Path, default=Path(str(_DEFAULTS.db_path)),
                         help="SQLite database file (default %(default)s)")
+    parser.add_argument("--store", default=None, metavar="URL",
+                        help="the store: redis://HOST:PORT/DB (several instances share it), "
+                             "sqlite:///PATH or a plain path (one instance); default: SQLite at --db")
+    parser.add_argument("--instance-id", default=None, metavar="ID",
+                        help="this instance's id among those sharing the store, in its logs "
+                             "(default: random)")
     parser.add_argument("--db-sync", choices=("normal", "full"), default="normal",
                         help="SQLite synchronous mode under WAL: normal survives a process kill, "
                              "full also power loss (default %(default)s)")
@@ -138,6 +144,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         turn=turn_from_args(args), sfu_url=args.sfu, sfu_above=args.sfu_above,
         host=args.host, port=args.port, db_path=args.db, db_synchronous=args.db_sync,
+        store_url=args.store, **({} if args.instance_id is None else {"instance_id": args.instance_id}),
         secret_file=args.secret_file or Path(f"{args.db}.secret"),
         token_endpoint=is_loopback_host(args.host) and not args.no_token_endpoint,
         static_dir=args.static, max_message_bytes=args.max_message_bytes,
@@ -176,5 +183,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"mlscall serve: {err}", file=sys.stderr)
         return 2
-    asyncio.run(_serve(config))
+    try:
+        asyncio.run(_serve(config))
+    except ConnectionError as err:  # the store did not answer at start (e.g. Redis down)
+        print(f"mlscall serve: the store is unreachable: {err}", file=sys.stderr)
+        return 1
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ from .turn import TurnCredentials
 #: The call page (the installed package's copy, else the checkout's web/public:
 #: signaling.page), served as the static root when it has files.
 DEFAULT_STATIC_DIR = call_page_dir()
+
+
+#: Store URL schemes of a Redis server (signaling.redis_store).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -41,6 +46,12 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     db_path: Path | str = "mlscall.db"
+    #: The store, as a URL: ``redis://...`` (several instances share it), ``sqlite:///path`` or
+    #: a plain path (one instance); None: SQLite at ``db_path``.
+    store_url: str | None = None
+    #: This instance's id among those sharing a store: in its logs and the origin of what it
+    #: publishes on the rooms' feeds (default: 8 random bytes, hex).
+    instance_id: str = field(default_factory=lambda: secrets.token_hex(8))
     #: SQLite ``synchronous`` mode with WAL: "NORMAL" survives a process kill
     #: (SIGKILL), "FULL" also survives power loss at the cost of an fsync per commit.
     db_synchronous: str = "NORMAL"
@@ -149,11 +160,27 @@ class ServerConfig:
             raise ValueError(f"allowed hosts are name[:port], origins scheme://name[:port]: {err}") from None
         if self.sfu_above < 0:
             raise ValueError("sfu_above must not be negative")
+        self.sqlite_path()  # the store URL names a store
+        if not self.instance_id:
+            raise ValueError("instance_id must not be empty")
         if self.abandon_after < 0:
             raise ValueError("abandon_after must not be negative")
         if self.log_epochs is not None and self.log_epochs < 1:
             raise ValueError("log_epochs must be at least 1 (None keeps every epoch)")
         self.log_policy()  # the log's limits are valid
+
+    def sqlite_path(self) -> Path | str | None:
+        """The SQLite file ``store_url`` names (``db_path`` without one), or None for Redis
+        (``redis://``, ``rediss://``, ``unix://``); ``ValueError`` for anything else."""
+        url = self.store_url
+        if url is None:
+            return self.db_path
+        if url.startswith(REDIS_SCHEMES):
+            return None
+        path = url.removeprefix("sqlite://")
+        if "://" in path or not path:
+            raise ValueError("the store is redis://HOST:PORT/DB, sqlite:///PATH or a file path")
+        return path
 
     def log_policy(self) -> LogPolicy:
         """What each room's log takes and keeps (quotas and pruning), for the store."""

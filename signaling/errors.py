@@ -44,6 +44,19 @@ class ErrorCode(StrEnum):
     #: An application message or proposal beyond its sender's or its room's per-epoch quota.
     QUOTA_EXCEEDED = "quota_exceeded"
     NOT_CONNECTED = "not_connected"
+    #: HTTP 503: a WebSocket upgrade beyond ``max_connections``.
+    TOO_MANY_CONNECTIONS = "too_many_connections"
+    #: HTTP 429: a WebSocket upgrade beyond a per-address limit (``max_connections_per_address``,
+    #: ``max_unjoined_per_address``).
+    TOO_MANY_FROM_ADDRESS = "too_many_from_address"
+    #: HTTP 421: a ``Host`` the server does not serve.
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    #: HTTP 403: a foreign ``Origin`` on /ws, /token or the KeyPackage routes.
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    #: HTTP 403: ``POST /token`` from a client that is not on loopback, or with the endpoint off.
+    FORBIDDEN = "forbidden"
+    #: HTTP 415: a ``POST /token`` whose body is not ``application/json``.
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     REPLACED = "replaced"
     CLOSED = "closed"
     #: Client side: the transport failed under a request (reset, or dropped without a close

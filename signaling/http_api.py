@@ -21,31 +21,18 @@ after ``?`` is ever logged.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from . import protocol as p
 from .config import is_loopback_host
+from .delivery import DeliveryService
 from .errors import ErrorCode, SignalingError
 from .hosts import HostPolicy
-
-if TYPE_CHECKING:
-    from .server import SignalingServer
-
-#: The code of the HTTP 503 refusing a WebSocket upgrade beyond ``max_connections``.
-TOO_MANY_CONNECTIONS = "too_many_connections"
-#: The code of the HTTP 429 refusing a WebSocket upgrade beyond a per-address limit
-#: (``max_connections_per_address``, ``max_unjoined_per_address``).
-TOO_MANY_FROM_ADDRESS = "too_many_from_address"
-#: The code of the HTTP 421 answering a ``Host`` the server does not serve.
-HOST_NOT_ALLOWED = "host_not_allowed"
-#: The code of the HTTP 403 refusing a foreign ``Origin`` on /ws, /token or the KeyPackage routes.
-ORIGIN_NOT_ALLOWED = "origin_not_allowed"
-#: The code of the HTTP 415 answering a ``POST /token`` whose body is not ``application/json``.
-UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 
 _STATUS: dict[str, int] = {
     ErrorCode.BAD_JSON: 400,
@@ -60,11 +47,12 @@ _STATUS: dict[str, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.TOO_MANY_KEY_PACKAGES: 409,
     ErrorCode.TOO_LARGE: 413,
-    UNSUPPORTED_MEDIA_TYPE: 415,
-    HOST_NOT_ALLOWED: 421,
-    ORIGIN_NOT_ALLOWED: 403,
-    TOO_MANY_FROM_ADDRESS: 429,
-    TOO_MANY_CONNECTIONS: 503,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.HOST_NOT_ALLOWED: 421,
+    ErrorCode.ORIGIN_NOT_ALLOWED: 403,
+    ErrorCode.TOO_MANY_FROM_ADDRESS: 429,
+    ErrorCode.TOO_MANY_CONNECTIONS: 503,
 }
 
 #: Paths a browser page of another origin must not drive (the ``Origin`` check).
@@ -129,12 +117,12 @@ def edge_middleware(policy: HostPolicy) -> Any:
         port = local_port(request)
         if not policy.host_allowed(request.headers.get("Host"), port):
             return error_response(SignalingError(
-                HOST_NOT_ALLOWED, "this server does not answer that Host (see --allowed-host)"))
+                ErrorCode.HOST_NOT_ALLOWED, "this server does not answer that Host (see --allowed-host)"))
         origin = request.headers.get("Origin")
         if (origin is not None and request.path.startswith(_API_PREFIXES)
                 and not policy.origin_allowed(origin, port)):
             return error_response(SignalingError(
-                ORIGIN_NOT_ALLOWED, "pages of that origin may not use this server (see --allowed-origin)"))
+                ErrorCode.ORIGIN_NOT_ALLOWED, "pages of that origin may not use this server (see --allowed-origin)"))
         return await handler(request)
 
     return middleware
@@ -164,8 +152,9 @@ async def _json_body(request: web.Request, limit: int) -> dict[str, Any]:
     return p.parse_json_object(text)
 
 
-def add_http_routes(app: web.Application, server: SignalingServer) -> None:
-    """Register the HTTP endpoints of ``server`` on ``app``, behind the edge checks."""
+def add_http_routes(app: web.Application, server: DeliveryService, connections: Callable[[], int]) -> None:
+    """Register the HTTP endpoints of the delivery service ``server`` on ``app``, behind the edge
+    checks; ``connections`` counts the WebSocket connections open (for ``/healthz``)."""
     policy = HostPolicy(server.config.allowed_hosts, server.config.allowed_origins)
     app.middlewares.append(edge_middleware(policy))
     app.on_response_prepare.append(security_headers(policy))
@@ -179,17 +168,16 @@ def add_http_routes(app: web.Application, server: SignalingServer) -> None:
 
     async def healthz(_request: web.Request) -> web.Response:
         return json_response({"status": "ok", "protocol": p.PROTOCOL_VERSION,
-                                  "rooms": len(server.rooms), "connections": len(server.connections)})
+                                  "rooms": len(server.rooms), "connections": connections()})
 
     async def token(request: web.Request) -> web.Response:
         cfg = server.config
         if not cfg.token_endpoint or not is_loopback_host(request.remote):
-            return json_response({"type": p.ERROR, "code": "forbidden",
-                                  "message": "the token endpoint answers loopback clients only"},
-                                 status=403)
+            return error_response(SignalingError(ErrorCode.FORBIDDEN,
+                                                 "the token endpoint answers loopback clients only"))
         try:
             if request.content_type != "application/json":
-                raise SignalingError(UNSUPPORTED_MEDIA_TYPE, "POST /token takes an application/json body")
+                raise SignalingError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "POST /token takes an application/json body")
             body = await _json_body(request, server.config.max_message_bytes)
             room = p.validate_room(body.get("room"))
             identity = p.validate_identity(body.get("identity"))

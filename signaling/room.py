@@ -1,4 +1,12 @@
-"""Live rooms: who is connected, each member's ordered outbound queue, the sequencer's work."""
+"""Live rooms: who is connected here, each member's ordered outbound queue, the sequencer's work.
+
+A :class:`Room` is one instance's part of a room (RFC 9420 §14, the delivery
+service's ordering role): the members connected to this instance, the work
+its sequencer has queued, and the room's feed (:class:`~signaling.store.FeedItem`)
+as it arrives from the store, with the last ``seq`` delivered to the members here.
+A :class:`Member` writes to any socket with aiohttp's ``send_str``/``close``
+shape (:class:`Socket`), so this module imports no transport.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,12 @@ import contextlib
 import logging
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
-
-from aiohttp import web
+from typing import Any, Protocol
 
 from .errors import SignalingError
 from .public_state import PublicState
 from .ratelimit import TokenBucket
-from .store import AppendRequest
+from .store import AppendRequest, FeedItem
 
 logger = logging.getLogger("signaling")
 
@@ -29,6 +35,17 @@ FLUSH_TIMEOUT = 5.0
 #: Largest frame :meth:`Member.deliver` writes itself (aiohttp writes, and compresses, frames this
 #: small without waiting); larger ones always go through the writer task.
 INLINE_FRAME_BYTES = 4096
+
+
+class Socket(Protocol):
+    """What a :class:`Member` writes to: a WebSocket (aiohttp's ``WebSocketResponse``)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    async def send_str(self, data: str) -> None: ...
+
+    async def close(self, *, code: int, message: bytes) -> bool: ...
 
 
 @dataclass(eq=False, slots=True)
@@ -53,7 +70,7 @@ class Member:
     has drained (:meth:`wait_drained`).
     """
 
-    ws: web.WebSocketResponse
+    ws: Socket
     bucket: TokenBucket
     max_queued: int
     max_queued_bytes: int
@@ -75,6 +92,11 @@ class Member:
     #: Set whenever the writer has taken a frame off the queue, and when the connection closes.
     progress: asyncio.Event = field(default_factory=asyncio.Event)
     _close_task: asyncio.Task[None] | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closing or its socket closed."""
+        return self.closing or self.ws.closed
 
     def send(self, text: str) -> None:
         """Queue one frame (held while a catch-up runs); a member too slow to drain its queue
@@ -223,30 +245,49 @@ class AbandonCheck:
 
 
 @dataclass(eq=False, slots=True)
+class Departure:
+    """The connection of ``identity`` here has gone: its presence leaves the store (and the
+    other members are told) in the sequencer, in order with the room's other work."""
+
+    identity: str
+
+
+@dataclass(eq=False, slots=True)
 class Room:
-    """The members connected to one room (one MLS group) and the work its sequencer has queued.
+    """The members connected to one room (one MLS group) here and the work its sequencer has queued.
 
     One sequencer task per room takes ``pending`` in order: each run of
-    consecutive :class:`Append` items becomes one store transaction, and the
-    resulting entries are fanned out in ``seq`` order before the next item.
+    consecutive :class:`Append` items becomes one store transaction. Between
+    items it takes the room's feed (``inbox``, filled by the store's reader):
+    log entries go to the members here in ``seq`` order, each once
+    (``delivered_seq``), and a request's reply waits in ``replies`` until the
+    feed has delivered its entries here.
     """
 
     name: str
     members: dict[str, Member] = field(default_factory=dict)
-    #: connected identities that joined as newcomers while none of the group's members was
-    #: connected: they wait for someone to add them (see Server._orphaned)
+    #: identities connected here that joined as newcomers while none of the group's members
+    #: was connected: they wait for someone to add them (their presence says so in the store)
     waiting: set[str] = field(default_factory=set)
     #: the pending :class:`AbandonCheck` while newcomers wait
     abandon_timer: asyncio.TimerHandle | None = None
-    pending: deque[Append | Admission | AbandonCheck] = field(default_factory=deque)
+    pending: deque[Append | Admission | AbandonCheck | Departure] = field(default_factory=deque)
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     sequencer: asyncio.Task[None] | None = None
-    #: identities that joined the room with a valid token while it was live: the only ones a
-    #: commit may add (the server is the authentication service of its rooms)
-    admitted: set[str] = field(default_factory=set)
-    #: the group's keyless view, as the store holds it; read from the store on first use
-    #: (``public_loaded``) and again after the store refused what the view had accepted
+    #: the room's feed as the store hands it over, not yet taken by the sequencer; ``fed`` is
+    #: set whenever an item arrives
+    inbox: deque[FeedItem] = field(default_factory=deque)
+    fed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: the last ``seq`` delivered to the members here (entries up to it never go out again)
+    delivered_seq: int = 0
+    #: replies (the ``seq`` they wait for, the member, the frame) in the order they go out
+    replies: deque[tuple[int, Member, str]] = field(default_factory=deque)
+    #: the group's keyless view, as the store holds it, and the version it was read at (plus
+    #: the handshakes validated since); read from the store on first use (``public_loaded``)
+    #: and again after the store refused what the view had accepted or another instance
+    #: changed it
     public: PublicState | None = None
+    public_version: int = 0
     public_loaded: bool = False
     #: Application messages the store refused this epoch for a quota: by sender ("" for the
     #: room's own quota), the smallest refused size (0: any size, an entry quota) and the error.
@@ -271,17 +312,24 @@ class Room:
         if known is None or smallest < known[0]:
             self.over_quota[key] = (smallest, error)
 
-    def submit(self, item: Append | Admission | AbandonCheck) -> None:
+    def submit(self, item: Append | Admission | AbandonCheck | Departure) -> None:
         self.pending.append(item)
         self.wakeup.set()
 
-    def broadcast(self, text: str, *, exclude: Member | None = None) -> None:
-        for member in tuple(self.members.values()):
-            if member is not exclude:
+    def take_feed(self, item: FeedItem) -> None:
+        """The store's feed handler: keep ``item`` for the sequencer and wake it."""
+        self.inbox.append(item)
+        self.fed.set()
+        self.wakeup.set()
+
+    def broadcast(self, text: str, *, exclude: str | None = None) -> None:
+        """Queue ``text`` for every member here but the identity ``exclude``."""
+        for identity, member in tuple(self.members.items()):
+            if identity != exclude:
                 member.send(text)
 
-    async def deliver(self, text: str, *, exclude: Member | None = None) -> None:
+    async def deliver(self, text: str, *, exclude: str | None = None) -> None:
         """:meth:`broadcast` through :meth:`Member.deliver` (the sequencer's fan-out)."""
-        for member in tuple(self.members.values()):
-            if member is not exclude:
+        for identity, member in tuple(self.members.items()):
+            if identity != exclude:
                 await member.deliver(text)

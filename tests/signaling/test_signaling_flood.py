@@ -25,7 +25,8 @@ from conftest import MakeServer, expect_error
 from ds_participant import Participant, group_of
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
-from signaling.server import CATCHUP_PAGE_BYTES, RunningServer
+from signaling.delivery import CATCHUP_PAGE_BYTES
+from signaling.server import RunningServer
 from signaling.sqlite_store import SQLiteStore
 from signaling.store import ApplicationRequest, LogEntry, LogPolicy, Outcome
 

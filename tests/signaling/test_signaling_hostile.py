@@ -797,9 +797,10 @@ async def test_http_bad_methods_and_bodies(make_server: MakeServer) -> None:
 class SlowStore(SQLiteStore):
     """A store whose appends take a while: an ack sent before COMMIT would be caught."""
 
-    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+    async def append(self, room: str, requests: Sequence[AppendRequest], *,
+                     origin: str = "") -> list[AppendResult]:
         await asyncio.sleep(0.05)
-        return await super().append(room, requests)
+        return await super().append(room, requests, origin=origin)
 
 
 async def test_every_ack_follows_a_committed_write(make_server: MakeServer, tmp_path: Path,
@@ -830,10 +831,11 @@ async def test_every_ack_follows_a_committed_write(make_server: MakeServer, tmp_
 class FailingStore(SQLiteStore):
     poisoned: bytes | None = None
 
-    async def append(self, room: str, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+    async def append(self, room: str, requests: Sequence[AppendRequest], *,
+                     origin: str = "") -> list[AppendResult]:
         if any(isinstance(r, CommitRequest) and r.commit == self.poisoned for r in requests):
             raise sqlite3.OperationalError("disk I/O error")
-        return await super().append(room, requests)
+        return await super().append(room, requests, origin=origin)
 
 
 async def test_a_store_failure_is_never_acknowledged(make_server: MakeServer, tmp_path: Path,
