@@ -62,6 +62,7 @@ from .room import (CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, AbandonCheck, Admission,
                    Room)
 from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem, GroupCreateRequest,
                     LogEntry, Outcome, Presence, ProposalRequest, RoomGroup, Store, WelcomeRecord)
+from .sfu import MESH, SfuBridge
 from .tokens import TokenAuthority
 
 logger = logging.getLogger("signaling")
@@ -168,7 +169,11 @@ class DeliveryService:
             p.PROPOSAL: self._on_proposal,
             p.APPLICATION: self._on_application,
             **{kind: self._on_relay for kind in p.RELAY_TYPES},
+            **{kind: self._on_sfu for kind in p.SFU_TYPES},
         }
+        #: the bridge to the SFU (Janus) when the server has one (``sfu_url``; signaling.sfu)
+        self.sfu = None if config.sfu_url is None else SfuBridge(config.sfu_url, config.sfu_above,
+                                                                 self._send_sfu_frame)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -177,6 +182,8 @@ class DeliveryService:
         await self.store.open()
         await self.store.heartbeat(self.instance, HEARTBEAT_TTL)
         self._heartbeat = asyncio.create_task(self._beat())
+        if self.sfu is not None:
+            await self.sfu.start()
         logger.info("delivery service instance=%s started", self.instance)
 
     async def _beat(self) -> None:
@@ -189,6 +196,8 @@ class DeliveryService:
 
     async def stop(self) -> None:
         """End the sequencers and the heartbeat, then close the store."""
+        if self.sfu is not None:
+            await self.sfu.close()
         tasks = [room.sequencer for room in self.rooms.values() if room.sequencer is not None]
         if self._heartbeat is not None:
             tasks.append(self._heartbeat)
@@ -635,6 +644,7 @@ class DeliveryService:
                  "epoch": state.epoch, "last_seq": last}
         if self.config.turn is not None:
             reply["ice_servers"] = [self.config.turn.issue(identity)]
+        reply["topology"] = MESH if self.sfu is None else await self.sfu.joined(room.name, identity, len(present))
         if after is None or after >= last:
             member.send(p.dump_frame({**reply, "backlog": 0}))
             logger.info("join room=%s identity=%s backlog=0", room.name, identity)
@@ -768,6 +778,8 @@ class DeliveryService:
                 room.abandon_timer.cancel()
                 room.abandon_timer = None
             room.submit(Departure(identity))
+            if self.sfu is not None:
+                self.sfu.left(room.name, identity)
             logger.info("leave room=%s identity=%s", room.name, identity)
         room.wakeup.set()  # an idle sequencer of an empty room ends and drops the room
 
@@ -795,6 +807,25 @@ class DeliveryService:
         _ack(member, rid)
         self.depart(member)
         member.close(1000, "left")
+
+    # -- SFU (signaling.sfu) -------------------------------------------------------------------
+
+    async def _on_sfu(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
+        if self.sfu is None:
+            raise SignalingError(ErrorCode.SFU_UNAVAILABLE, "this server has no SFU")
+        assert member.room is not None and member.identity is not None
+        _ack(member, rid, **await self.sfu.handle(member.room.name, member.identity, msg))
+
+    async def _send_sfu_frame(self, room: str, identity: str | None, frame: dict[str, Any]) -> None:
+        """The bridge's events: to ``identity`` in ``room``, or to every member there (None)."""
+        live = self.rooms.get(room)
+        if live is None:
+            return
+        text = p.dump_frame(frame)
+        if identity is None:
+            live.broadcast(text)
+        elif identity in live.members:
+            live.members[identity].send(text)
 
     # -- KeyPackage directory --------------------------------------------------------------
 

@@ -10,15 +10,18 @@ after the last member leaves.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
-from conftest import until
+from conftest import BOUND, until
 from media.cli.janus import JanusProcess
+from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
 from signaling.janus import JanusSession, SfuRefused
 from signaling.sfu import SfuBridge
@@ -60,11 +63,11 @@ async def test_topology_goes_sfu_above_the_threshold_and_stays(pushed: Pushed) -
     assert await sfu.joined(ROOM, "carol", 3) == "sfu"
     assert pushed.frames == [(ROOM, "alice", {"type": "topology", "topology": "sfu"}),
                              (ROOM, "bob", {"type": "topology", "topology": "sfu"})]
-    await sfu.left(ROOM, "carol")
+    sfu.left(ROOM, "carol")
     assert await sfu.joined(ROOM, "dave", 3) == "sfu" and sfu.topology(ROOM) == "sfu"  # never back while live
     assert await sfu.joined("room-b", "erin", 1) == "mesh"
     for who in ("alice", "bob", "dave"):
-        await sfu.left(ROOM, who)
+        sfu.left(ROOM, who)
     assert sfu.topology(ROOM) == "mesh"  # the call ended: a new call starts as a mesh
     with pytest.raises(ValueError):
         SfuBridge("http://127.0.0.1:9/janus", above=-1, send=pushed)
@@ -124,6 +127,15 @@ async def _subscribe(bridge: SfuBridge, who: str, subscriber: Subscriber, feeds:
     return list(ack["streams"])
 
 
+async def _until_destroyed(url: str, room: int) -> None:
+    """Wait until Janus no longer has ``room`` (a departed member's release runs in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + BOUND
+    while await _exists(url, room):
+        assert loop.time() < deadline, f"Janus room not destroyed within {BOUND} s"
+        await asyncio.sleep(0.05)
+
+
 def _announced(pushed: Pushed) -> dict[int, str]:
     """The last ``sfu.feeds`` event: feed -> from."""
     feeds = pushed.of("sfu.feeds")
@@ -152,6 +164,10 @@ async def test_two_members_exchange_media_through_the_bridge(bridge: SfuBridge, 
         feeds = {who: await _publish(bridge, who, publishers[who]) for who in names}
         await until(lambda: _announced(pushed) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}, "both feeds")
         assert all(identity is None for _, identity, _ in pushed.of("sfu.feeds"))
+        await bridge.joined(ROOM, "carol", 3)  # a joiner learns the published feeds
+        await until(lambda: pushed.of("sfu.feeds")[-1][1] == "carol", "the feeds sent to the joiner")
+        assert _announced(pushed) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
+        bridge.left(ROOM, "carol")
 
         janus_room = bridge.rooms[ROOM].janus_room
         assert janus_room is not None and await _exists(janus.url, janus_room)
@@ -183,12 +199,12 @@ async def test_two_members_exchange_media_through_the_bridge(bridge: SfuBridge, 
             await clear.close()
             await raw.destroy()
 
-        await bridge.left(ROOM, "bob")
+        bridge.left(ROOM, "bob")
         await until(lambda: _announced(pushed) == {feeds["alice"]: "alice"}, "bob's feed withdrawn")
         assert await _exists(janus.url, janus_room)
-        await bridge.left(ROOM, "alice")
+        bridge.left(ROOM, "alice")
         assert ROOM not in bridge.rooms
-        assert not await _exists(janus.url, janus_room)
+        await _until_destroyed(janus.url, janus_room)
     finally:
         for peer in [*publishers.values(), *subscribers.values()]:
             await peer.close()
@@ -227,3 +243,165 @@ async def test_secret_stays_out_of_reprs(pushed: Pushed) -> None:
     state = sfu.rooms[ROOM]
     state.secret = secrets.token_hex(16)
     assert state.secret not in repr(state)
+
+
+# -- through a real signaling server --------------------------------------------------------
+
+SECRET = b"s" * 32
+
+
+async def _member(server: Any, clients: list[SignalingClient], identity: str,
+                  room: str = ROOM) -> tuple[SignalingClient, dict[str, Any]]:
+    """A joined client and its join reply."""
+    client = SignalingClient(server.ws_url, room, server.server.tokens.mint(room, identity, 600))
+    clients.append(client)
+    return client, await client.connect()
+
+
+async def _publish_over(client: SignalingClient, publisher: Publisher) -> int:
+    ack = await client.request("sfu.publish", jsep={"type": "offer", "sdp": await publisher.offer()})
+    await publisher.accept(ack["jsep"]["sdp"])
+    return int(ack["feed"])
+
+
+async def _subscribe_over(client: SignalingClient, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
+    ack = await client.request("sfu.subscribe", feeds=feeds)
+    if ack["jsep"] is not None:
+        answer = await subscriber.answer(ack["jsep"]["sdp"])
+        await client.request("sfu.start", jsep={"type": "answer", "sdp": answer})
+    return list(ack["streams"])
+
+
+async def _feeds_event(client: SignalingClient, count: int) -> dict[int, str]:
+    while True:
+        event = await client.next_event("sfu.feeds", timeout=30)
+        if len(event["feeds"]) == count:
+            return {f["feed"]: f["from"] for f in event["feeds"]}
+
+
+async def test_topology_in_the_join_reply_and_the_switch(make_server: Any, clients: list[SignalingClient]) -> None:
+    mesh_only = await make_server()
+    alone, reply = await _member(mesh_only, clients, "zoe", "room-m")
+    assert reply["topology"] == "mesh"
+    with pytest.raises(SignalingError) as no_sfu:
+        await alone.request("sfu.subscribe", feeds=[])
+    assert no_sfu.value.code == ErrorCode.SFU_UNAVAILABLE
+
+    server = await make_server(sfu_url="http://127.0.0.1:9/janus", sfu_above=1)  # Janus never answers
+    alice, reply = await _member(server, clients, "alice")
+    assert reply["topology"] == "mesh"
+    with pytest.raises(SignalingError) as mesh:
+        await alice.request("sfu.subscribe", feeds=[])
+    assert mesh.value.code == ErrorCode.SFU_UNAVAILABLE
+    bob, reply = await _member(server, clients, "bob")
+    assert reply["topology"] == "sfu"
+    assert await alice.next_event("topology") == {"type": "topology", "topology": "sfu"}
+    with pytest.raises(SignalingError) as down:
+        await bob.request("sfu.subscribe", feeds=[])
+    assert down.value.code == ErrorCode.SFU_UNAVAILABLE
+
+
+async def test_a_connection_that_has_not_joined_is_refused(make_server: Any, janus: JanusProcess) -> None:
+    server = await make_server(sfu_url=janus.url, sfu_above=0)
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
+        await ws.send_json({"type": "sfu.subscribe", "id": 1, "feeds": []})
+        reply = await ws.receive_json(timeout=10)
+    assert reply["type"] == "error" and reply["code"] == ErrorCode.NOT_JOINED
+
+
+@pytest.mark.e2e
+async def test_members_exchange_media_through_the_server(make_server: Any, clients: list[SignalingClient],
+                                                         janus: JanusProcess) -> None:
+    server = await make_server(sfu_url=janus.url, sfu_above=0)
+    names = ("alice", "bob")
+    joined = {who: await _member(server, clients, who) for who in names}
+    assert {reply["topology"] for _, reply in joined.values()} == {"sfu"}
+    members = {who: client for who, (client, _) in joined.items()}
+    publishers = {who: Publisher() for who in names}
+    subscribers = {who: Subscriber() for who in names}
+    try:
+        feeds = {who: await _publish_over(members[who], publishers[who]) for who in names}
+        for who in names:
+            assert await _feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
+        for me, other in (("alice", "bob"), ("bob", "alice")):
+            streams = await _subscribe_over(members[me], subscribers[me], [feeds[other]])
+            assert {(s["feed"], s["from"], s["kind"]) for s in streams} == {(feeds[other], other, "audio"),
+                                                                           (feeds[other], other, "video")}
+        for me in names:
+            await until(lambda: len(subscribers[me].frames) == 2 and min(subscribers[me].frames.values()) >= 10,
+                        f"{me} receives the other's audio and video through the server and Janus")
+
+        # a member of another room cannot reach this room's feeds
+        carol, _ = await _member(server, clients, "carol", "room-b")
+        stranger = await carol.request("sfu.subscribe", feeds=[feeds["alice"], feeds["bob"]])
+        assert stranger == {"type": "ack", "re": stranger["re"], "jsep": None, "streams": []}
+
+        # the bridge's Janus room refuses a publish without e2ee (the bridge always adds it)
+        janus_room = server.server.delivery.sfu.rooms[ROOM].janus_room
+        raw = JanusSession(janus.url)
+        await raw.create()
+        clear = Publisher()
+        try:
+            with pytest.raises(SfuRefused) as refused:
+                await (await raw.attach()).request(
+                    {"request": "joinandconfigure", "room": janus_room, "ptype": "publisher"},
+                    {"type": "offer", "sdp": await clear.offer()})
+            assert refused.value.janus_code == 433
+        finally:
+            await clear.close()
+            await raw.destroy()
+
+        await members["bob"].leave()
+        assert await _feeds_event(members["alice"], 1) == {feeds["alice"]: "alice"}
+        await members["alice"].leave()
+        await until(lambda: ROOM not in server.server.delivery.sfu.rooms, "the room forgotten")
+        await _until_destroyed(janus.url, janus_room)
+    finally:
+        for peer in [*publishers.values(), *subscribers.values()]:
+            await peer.close()
+
+
+@pytest.mark.e2e
+async def test_janus_restart_through_the_server(make_server: Any, clients: list[SignalingClient],
+                                                janus: JanusProcess) -> None:
+    server = await make_server(sfu_url=janus.url, sfu_above=0)
+    (alice, _), (bob, _) = await _member(server, clients, "alice"), await _member(server, clients, "bob")
+    publisher = Publisher()
+    try:
+        await _publish_over(alice, publisher)
+        await _feeds_event(bob, 1)
+        janus.kill()
+        for member in (alice, bob):
+            assert await member.next_event("sfu.down", timeout=30) == {"type": "sfu.down"}
+        with pytest.raises(SignalingError) as down:
+            await bob.request("sfu.subscribe", feeds=[])
+        assert down.value.code == ErrorCode.SFU_UNAVAILABLE
+        janus.start()
+        for member in (alice, bob):
+            assert await member.next_event("sfu.up", timeout=30) == {"type": "sfu.up"}
+        await publisher.close()
+        publisher = Publisher()
+        feed = await _publish_over(alice, publisher)
+        assert await _feeds_event(bob, 1) == {feed: "alice"}
+    finally:
+        await publisher.close()
+
+
+@pytest.mark.e2e
+async def test_session_lost_while_janus_lives(pushed: Pushed, janus: JanusProcess) -> None:
+    bridge = SfuBridge(janus.url, above=0, send=pushed, keepalive=0.2)
+    await bridge.start()
+    await bridge.joined(ROOM, "alice", 1)
+    publisher = Publisher()
+    try:
+        await _publish(bridge, "alice", publisher)
+        first_room = bridge.rooms[ROOM].janus_room
+        assert bridge.janus is not None and first_room is not None
+        async with aiohttp.ClientSession() as http:  # the session dies under the bridge (as on a timeout)
+            await http.post(f"{janus.url}/{bridge.janus.session_id}", json={"janus": "destroy", "transaction": "t"})
+        await until(lambda: len(pushed.of("sfu.down")) == 1 and len(pushed.of("sfu.up")) == 1, "sfu.down then sfu.up")
+        assert bridge.rooms[ROOM].janus_room not in (None, first_room)
+        assert not await _exists(janus.url, first_room)  # the lost session's room does not linger
+    finally:
+        await publisher.close()
+        await bridge.close()
