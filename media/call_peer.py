@@ -266,6 +266,8 @@ class CallPeer:
         self.sfu: SfuLinks | None = None
         #: SFU streams whose frames carried another member's KID
         self.relabelled: list[StreamRelabelled] = []
+        #: per installed epoch still kept by the SFrame keys: leaf index -> member shown
+        self._leaf_identities: dict[int, dict[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"CallPeer({self.identity or '?'!r}, room={self.client.room!r}, epoch={self.membership.epoch})"
@@ -548,6 +550,10 @@ class CallPeer:
                 action.group_id, action.epoch, action.commit, welcomes=welcomes))
         elif isinstance(action, mm.InstallEpoch):
             self._installing = action
+            self._leaf_identities[action.epoch] = {leaf: identity for identity, leaf
+                                                   in self.membership.members().items()}
+            for old in sorted(self._leaf_identities)[:-(self.options.sframe_retain_epochs + 1)]:
+                del self._leaf_identities[old]
             self.epochs.append(EpochChange(action.epoch, len(action.members), action.cause, time.time()))
             logger.info("%s: epoch %d (%s), %d members", self.identity, action.epoch, action.cause,
                         len(action.members))
@@ -706,9 +712,11 @@ class CallPeer:
         for remote in list(self.links):
             await self._close_link(remote)
 
-        def identify(leaf_index: int) -> str | None:
-            return next((identity for identity, leaf in self.membership.members().items()
-                         if leaf == leaf_index), None)
+        def identify(leaf_index: int, epoch: int) -> str | None:
+            leaves = self._leaf_identities.get(epoch)
+            if leaves is None:  # (not an epoch of ours: the current members)
+                leaves = {leaf: identity for identity, leaf in self.membership.members().items()}
+            return leaves.get(leaf_index)
 
         self.sfu = SfuLinks(
             session=self.session, sources=self.sources,

@@ -51,6 +51,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from sframe import MLSSender, MLSUnprotectResult
 
@@ -214,8 +215,9 @@ class StreamRelabelled:
     epoch: int
 
 
-#: ``identify(leaf_index)``: the identity of a member's leaf, None if it is no member shown
-Identify = Callable[[int], "str | None"]
+#: ``identify(leaf_index, epoch)``: the identity of a member's leaf in that epoch
+#: (a leaf is reused after its member left), None if it is no member shown
+Identify = Callable[[int, int], "str | None"]
 
 
 @dataclass
@@ -234,17 +236,21 @@ class StreamAttribution:
     #: frames opened, per member of their KID (None: a leaf not shown as member)
     frames_by_sender: dict[str | None, int] = field(default_factory=dict)
     _index: int | None = None
+    _epoch: int | None = None
     _sender: str | None = None
     _started: bool = False
 
     def observe(self, result: MLSUnprotectResult) -> None:
         """Attribute one opened frame (on the event loop, per frame: cheap
-        unless its sender index differs from the previous frame's)."""
-        index = result.sender_index
-        if index != self._index:
-            self._index = index
-            self._sender = self.identify(index)
-            self._check(result)
+        unless its sender index or epoch differs from the previous frame's)."""
+        index, epoch = result.sender_index, result.epoch
+        if index != self._index or epoch != self._epoch:
+            self._index, self._epoch = index, epoch
+            sender = self.identify(index, epoch)
+            changed = sender != self._sender or not self._started
+            self._sender = sender
+            if changed:
+                self._check(result)
         sender = self._sender
         self.frames_by_sender[sender] = self.frames_by_sender.get(sender, 0) + 1
 
@@ -326,7 +332,9 @@ class SfuLinks:
     publishes afresh on a new connection once the SFU is back (``sfu.up``;
     the feeds to subscribe to come with the next :meth:`want`).  Remote
     tracks go to ``on_track(identity, track)`` once the stream's first frame
-    says, by its KID, whose it is.
+    says, by its KID, whose it is: each a copy (``MediaRelay``) that ends when
+    a resubscription gives the stream's ``mid`` to another feed, whose copy
+    then goes to ``on_track`` in turn.
     """
 
     def __init__(
@@ -369,8 +377,10 @@ class SfuLinks:
         self._subscriber: RTCPeerConnection | None = None
         #: per mid of the subscriber connection: its receiver transform and keys
         self._receivers: dict[str, tuple[SFrameReceiverTransform, AttributingKeys]] = {}
+        #: per mid: the receiver's track, and the copy given to ``on_track``
         self._pending_tracks: dict[str, MediaStreamTrack] = {}
-        self._attached: set[str] = set()
+        self._given: dict[str, MediaStreamTrack] = {}
+        self._relay = MediaRelay()
         self._wanted: tuple[int, ...] = ()
         self._subscribed: tuple[int, ...] = ()
         self._closed_stats: list[PeerStats] = []
@@ -543,8 +553,10 @@ class SfuLinks:
                 continue
             known = self._receivers.get(stream.mid)
             if known is not None and known[0].receiver is transceiver.receiver:
-                if known[1].attribution.stream != stream:
-                    self._attached.discard(stream.mid)
+                if known[1].attribution.stream != stream:  # the mid now carries another feed
+                    given = self._given.pop(stream.mid, None)
+                    if given is not None:
+                        given.stop()
                     known[1].attribution = self._attribution(stream)
                 continue
             keys = AttributingKeys(self._session, self._attribution(stream))
@@ -567,10 +579,10 @@ class SfuLinks:
         """A stream's first frame named its sender: its track goes to ``on_track``."""
         mid = attribution.stream.mid
         track = self._pending_tracks.get(mid)
-        if track is None or attribution.first is None or mid in self._attached:
+        if track is None or attribution.first is None or mid in self._given:
             return
-        self._attached.add(mid)
-        self._on_track(attribution.first, track)
+        given = self._given[mid] = self._relay.subscribe(track)
+        self._on_track(attribution.first, given)
 
     def _relabelled(self, event: StreamRelabelled) -> None:
         self.relabelled.append(event)
@@ -588,7 +600,9 @@ class SfuLinks:
             transform.close()
         self._receivers.clear()
         self._pending_tracks.clear()
-        self._attached.clear()
+        for given in self._given.values():
+            given.stop()
+        self._given.clear()
         for pc in (self._publisher, self._subscriber):
             if pc is not None:
                 await pc.close()

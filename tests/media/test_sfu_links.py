@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -168,6 +168,11 @@ async def sealed_frames(session: SFrameSession, count: int) -> list[JitterFrame]
     return frames
 
 
+def by_leaf(leaves: dict[int, str]) -> Callable[[int, int], str | None]:
+    """An ``identify`` for members whose leaves do not change with the epoch."""
+    return lambda leaf, epoch: leaves.get(leaf)
+
+
 def deliver(receiver: RTCRtpReceiver, frames: list[JitterFrame]) -> int:
     """Put frames where aiortc's jitter buffer puts them; how many reached the decoder."""
     before = receiver._RTCRtpReceiver__decoder_queue._target.qsize()
@@ -185,7 +190,7 @@ async def test_a_stream_switching_to_another_members_kid_is_flagged_and_attribut
     attributed: list[str | None] = []
     relabelled: list[StreamRelabelled] = []
     stream = SubscribedStream(mid="1", feed=77, claimed="alice", kind="video")
-    attribution = StreamAttribution(stream, leaves.get, lambda a: attributed.append(a.first),
+    attribution = StreamAttribution(stream, by_leaf(leaves), lambda a: attributed.append(a.first),
                                     relabelled.append)
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     transform = carol.protect_receiver(receiver, keys=AttributingKeys(carol, attribution))
@@ -209,7 +214,7 @@ async def test_a_stream_the_server_labels_with_another_member_is_flagged_on_its_
     relabelled: list[StreamRelabelled] = []
     attributed: list[str | None] = []
     attribution = StreamAttribution(SubscribedStream("0", 5, "mallory", "video"),
-                                    {0: "alice", 1: "bob"}.get,
+                                    by_leaf({0: "alice", 1: "bob"}),
                                     lambda a: attributed.append(a.first), relabelled.append)
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     bob.protect_receiver(receiver, keys=AttributingKeys(bob, attribution))
@@ -228,13 +233,42 @@ async def test_a_frame_of_a_leaf_no_member_holds_is_flagged_and_not_attached() -
     bob.install_epoch(exporter, 1, 1, 2)
     relabelled: list[StreamRelabelled] = []
     attributed: list[str | None] = []
-    attribution = StreamAttribution(SubscribedStream("0", 5, "alice", "video"), {1: "bob"}.get,
+    attribution = StreamAttribution(SubscribedStream("0", 5, "alice", "video"), by_leaf({1: "bob"}),
                                     lambda a: attributed.append(a.first), relabelled.append)
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     bob.protect_receiver(receiver, keys=AttributingKeys(bob, attribution))
     deliver(receiver, await sealed_frames(alice, 2))
     assert attributed == [] and attribution.flagged
     assert [(r.sender, r.sender_index) for r in relabelled] == [(None, 0)]
+
+
+async def test_a_leaf_is_identified_in_the_epoch_of_each_frame() -> None:
+    """Leaf 1 is bob's in epoch 3 and, after bob left, erin's in epoch 4: bob's
+    late epoch-3 frames stay bob's (no flag), erin's frames on bob's stream are flagged."""
+    exporter3, exporter4 = SeededExporter(b"epoch3"), SeededExporter(b"epoch4")
+    bob, erin, carol = (SFrameSession(MLSKeyManager()) for _ in range(3))
+    bob.install_epoch(exporter3, 3, 1, 3)
+    erin.install_epoch(exporter4, 4, 1, 3)
+    carol.install_epoch(exporter3, 3, 2, 3)
+    carol.install_epoch(exporter4, 4, 2, 3)
+    leaves = {3: {1: "bob", 2: "carol"}, 4: {1: "erin", 2: "carol"}}
+    relabelled: list[StreamRelabelled] = []
+
+    def stream_of(mid: str) -> tuple[RTCRtpReceiver, StreamAttribution]:
+        attribution = StreamAttribution(SubscribedStream(mid, 9, "bob", "video"),
+                                        lambda leaf, epoch: leaves[epoch].get(leaf), lambda a: None,
+                                        relabelled.append)
+        receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+        carol.protect_receiver(receiver, keys=AttributingKeys(carol, attribution))
+        return receiver, attribution
+
+    late, late_attribution = stream_of("0")
+    assert deliver(late, await sealed_frames(bob, 3)) == 3
+    assert late_attribution.frames_by_sender == {"bob": 3} and not late_attribution.flagged
+    reused, reused_attribution = stream_of("1")
+    assert deliver(reused, await sealed_frames(bob, 2) + await sealed_frames(erin, 2)) == 4
+    assert reused_attribution.frames_by_sender == {"bob": 2, "erin": 2}
+    assert [(r.mid, r.first, r.sender, r.epoch) for r in relabelled] == [("1", "bob", "erin", 4)]
 
 
 # -- SfuLinks through a private Janus ----------------------------------------------
@@ -255,7 +289,7 @@ class Member:
         self.decoded: Counter[tuple[str, str]] = Counter()
         self._readers: list[asyncio.Task[None]] = []
         self.links = SfuLinks(session=self.session, sources=self.sources, ready=lambda: True,
-                              request=room.member(self.identity), identify=self.LEAVES.get,
+                              request=room.member(self.identity), identify=by_leaf(self.LEAVES),
                               on_track=self._on_track)
 
     def _on_track(self, identity: str, track: MediaStreamTrack) -> None:
