@@ -46,10 +46,16 @@ StartPeer = Callable[..., Awaitable[CallPeer]]
 
 
 @pytest.fixture
-async def server(tmp_path: Path, janus: JanusProcess) -> AsyncIterator[RunningServer]:
+def sfu_above() -> int:
+    """Rooms go through Janus once more than this many participants are connected."""
+    return 0
+
+
+@pytest.fixture
+async def server(tmp_path: Path, janus: JanusProcess, sfu_above: int) -> AsyncIterator[RunningServer]:
     running = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=tmp_path / "calls.db",
                                               secret=b"k" * 32, static_dir=None,
-                                              sfu_url=janus.url, sfu_above=0))
+                                              sfu_url=janus.url, sfu_above=sfu_above))
     yield running
     await running.close()
 
@@ -276,3 +282,22 @@ async def test_janus_killed_and_restarted_mid_call_resumes_without_an_epoch_chan
     assert [list(p.epochs) for p in peers] == epochs
     assert all(not p.sfu.interrupted for p in peers if p.sfu is not None)
     assert all(p.status().relabelled == () for p in peers)
+
+
+@pytest.mark.parametrize("sfu_above", [2])
+async def test_a_mesh_room_moves_to_the_sfu_when_a_third_participant_joins(start_peer: StartPeer) -> None:
+    alice, bob = await start_peer("alice"), await start_peer("bob")
+    await until(lambda: same_group([alice, bob]) and receiving_all([alice, bob], 15), "a mesh call of two", 30)
+    assert alice.status().topology == bob.status().topology == "mesh"
+    assert set(alice.links) == {"bob"} and alice.sfu is None
+    mesh_epochs = [list(p.epochs) for p in (alice, bob)]
+    carol = await start_peer("carol")
+    peers = [alice, bob, carol]
+    await until(lambda: same_group(peers) and all(p.sfu is not None for p in peers)
+                and all(p.sfu.receiver_stats() for p in peers if p.sfu is not None)
+                and receiving_all(peers, 15), "the call of three through Janus", 40)
+    for peer in peers:
+        assert peer.status().topology == "sfu" and peer.links == {}
+        assert {a.first for a in peer.sfu.streams.values()} == {q.identity for q in peers if q is not peer}
+    # the switch changed the media links, not MLS: the only new epoch is carol's addition
+    assert [e.cause for e in alice.epochs[len(mesh_epochs[0]):]] in (["own"], ["commit"])
