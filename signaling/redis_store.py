@@ -41,6 +41,15 @@ entries, which the members then hold and the log does not. Without the
 append-only file nothing survives a restart. The client never retries a
 command on its own: an append whose answer was lost may have been applied,
 and a retry would log it twice.
+
+The feed is Redis pub/sub: at most once. An instance whose feed connection
+drops (or which falls further behind than Redis's ``client-output-buffer-limit
+pubsub``, 32 MB by default, and is disconnected for it) misses what was
+published meanwhile; the store reconnects and subscribes again, and the
+consumer reads the missing seqs with :meth:`RedisStore.read_entries` when the
+next item shows the gap. Items arrive after the append that published them
+returned, not before: an instance that appended an entry may see it on its
+feed a moment later.
 """
 
 from __future__ import annotations
