@@ -47,9 +47,9 @@ drops (or which falls further behind than Redis's ``client-output-buffer-limit
 pubsub``, 32 MB by default, and is disconnected for it) misses what was
 published meanwhile; the store reconnects and subscribes again, and the
 consumer reads the missing seqs with :meth:`RedisStore.read_entries` when the
-next item shows the gap. Items arrive after the append that published them
-returned, not before: an instance that appended an entry may see it on its
-feed a moment later.
+next item shows the gap. Items arrive on their own connection, so an
+instance may see its own append on the feed before or after the append
+returns (SQLite's feed comes before, always).
 """
 
 from __future__ import annotations
