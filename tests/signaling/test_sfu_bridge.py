@@ -27,6 +27,8 @@ from signaling.janus import JanusSession, SfuRefused
 from signaling.sfu import SfuBridge
 
 ROOM = "room-a"
+#: the token secret of the servers make_server starts for this module
+SECRET = b"s" * 32
 
 
 class Pushed:
@@ -247,8 +249,6 @@ async def test_secret_stays_out_of_reprs(pushed: Pushed) -> None:
 
 # -- through a real signaling server --------------------------------------------------------
 
-SECRET = b"s" * 32
-
 
 async def _member(server: Any, clients: list[SignalingClient], identity: str,
                   room: str = ROOM) -> tuple[SignalingClient, dict[str, Any]]:
@@ -301,6 +301,7 @@ async def test_topology_in_the_join_reply_and_the_switch(make_server: Any, clien
     assert down.value.code == ErrorCode.SFU_UNAVAILABLE
 
 
+@pytest.mark.e2e
 async def test_a_connection_that_has_not_joined_is_refused(make_server: Any, janus: JanusProcess) -> None:
     server = await make_server(sfu_url=janus.url, sfu_above=0)
     async with aiohttp.ClientSession() as http, http.ws_connect(server.ws_url) as ws:
