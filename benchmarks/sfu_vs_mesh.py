@@ -5,8 +5,9 @@ signaling server, aiortc call peers on loopback spread over worker
 processes, MLS and SFrame as in every call; no churn, no self-updates),
 once as a full mesh and once through a private Janus (``--sfu``: the
 server sends the room through it; Janus forwards SFrame ciphertext it
-cannot read).  Per point, between the start and the end of its measured
-phase (:mod:`media.stress.traffic`):
+cannot read).  Per point, over ``--seconds`` that begin ``--ramp`` seconds
+after the call formed (every participant a member, decrypting media), so
+that the last joiners' streams have started (:mod:`media.stress.traffic`):
 
 * CPU per participant: CPU time of the worker processes hosting the peers
   over the wall time, per participant (the server's and Janus's CPU are
@@ -30,7 +31,7 @@ Every figure comes from this one run on this machine; a shared machine's
 other work weighs on them (the core count is printed).
 
 Run: ``.venv/bin/python benchmarks/sfu_vs_mesh.py [--sizes 4,8,12] [--seconds 12]
-[--step 2] [--mesh-max 12] [--sfu-max 16] [--bar 0.9] [--topologies mesh,sfu]
+[--ramp 3] [--step 2] [--mesh-max 12] [--sfu-max 16] [--bar 0.9] [--topologies mesh,sfu]
 [--processes N] [--warmup S] [--json PATH] [--plot PNG]``
 """
 
@@ -112,7 +113,8 @@ class Bench:
 
     def _measure(self, topology: str, participants: int) -> Point:
         args = self.args
-        config = StressConfig(peers=participants, duration=args.seconds, churn=0.0,
+        config = StressConfig(peers=participants, duration=args.ramp + args.seconds,
+                              media_after=args.ramp, churn=0.0,
                               update_interval=None, processes=args.processes,
                               room=f"bench-{topology}-{participants}",
                               warmup_timeout=args.warmup, settle_timeout=5.0,
@@ -223,6 +225,9 @@ def main() -> int:
                         help="participants of the table's calls (default 4,8,12)")
     parser.add_argument("--seconds", type=float, default=12.0,
                         help="measured seconds per call (default %(default)s)")
+    parser.add_argument("--ramp", type=float, default=3.0,
+                        help="seconds between the call forming and the measurement, while the last "
+                             "joiners' streams start (default %(default)s)")
     parser.add_argument("--step", type=int, default=2, help="search step (default %(default)s)")
     parser.add_argument("--mesh-max", type=int, default=12, help="search bound, mesh (default %(default)s)")
     parser.add_argument("--sfu-max", type=int, default=16, help="search bound, SFU (default %(default)s)")

@@ -101,6 +101,7 @@ class WorkerProcess:
         self._answers: dict[tuple[str, str], asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._stopping = False
+        self._traffic_requests = 0
 
     def __repr__(self) -> str:
         pid = None if self._process is None else self._process.pid
@@ -112,7 +113,8 @@ class WorkerProcess:
 
     async def traffic(self, timeout: float) -> list[PeerTraffic]:
         """A :class:`PeerTraffic` of each peer it hosts."""
-        answer = await self.request("traffic", "traffic", "", timeout)
+        self._traffic_requests += 1  # names the request: two may be under way
+        answer = await self.request("traffic", "traffic", f"traffic-{self._traffic_requests}", timeout)
         traffic: list[PeerTraffic] = answer["traffic"]
         return traffic
 

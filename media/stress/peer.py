@@ -53,10 +53,11 @@ from ..call_peer import CallPeer
 from ..counter import CounterVideoTrack
 from ..mesh import MediaSources
 from ..session import SFrameSession
+from ..sfu import AttributingKeys
 from ..sinks import VerifyingSink
 from ..tracks import ToneAudioTrack
 from ..stats import FailureKind
-from ..transform import HoldLimits, SFrameReceiverTransform
+from ..transform import FrameKeys, HoldLimits, SFrameReceiverTransform
 
 logger = logging.getLogger(__name__)
 
@@ -289,6 +290,8 @@ class PeerTraffic:
     bytes_sent: int
     #: frames its SFrame senders encrypted (every copy, on every connection)
     frames_encrypted: int
+    #: "mesh" or "sfu" (its media through the SFU)
+    topology: str
 
 
 class CountingVideoTrack(CounterVideoTrack):
@@ -324,10 +327,16 @@ class ObservedReceiverTransform(SFrameReceiverTransform):
     (before its first decrypted frame, after it, or after it but late), its
     first decrypted frame, and the held frames it opened."""
 
-    def __init__(self, receiver: RTCRtpReceiver, session: ObservedSession) -> None:
+    def __init__(self, receiver: RTCRtpReceiver, session: ObservedSession,
+                 keys: FrameKeys | None = None) -> None:
+        """``keys``: the session's keys seen through a wrapper (an SFU
+        receiver's :class:`media.sfu.AttributingKeys`), default the session."""
         self.opened = False
         self._session = session
-        super().__init__(receiver, session, pli_interval=session.pli_interval, hold=session.hold)
+        #: who sent its frames, by their KID (SFU receivers; None on a mesh link)
+        self.attribution = keys.attribution if isinstance(keys, AttributingKeys) else None
+        super().__init__(receiver, session if keys is None else keys,
+                         pli_interval=session.pli_interval, hold=session.hold)
 
     def handle(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> bool:
         if super().handle(codec, frame):
@@ -422,8 +431,9 @@ class ObservedSession(SFrameSession):
     def pli_interval(self) -> float:
         return self._pli_interval
 
-    def protect_receiver(self, receiver: RTCRtpReceiver) -> SFrameReceiverTransform:
-        return self._track(ObservedReceiverTransform(receiver, self))
+    def protect_receiver(self, receiver: RTCRtpReceiver, *,
+                         keys: FrameKeys | None = None) -> SFrameReceiverTransform:
+        return self._track(ObservedReceiverTransform(receiver, self, keys))
 
 
 class ObservedPeer(CallPeer):
@@ -471,7 +481,8 @@ class ObservedPeer(CallPeer):
 
     def connections(self) -> list[RTCPeerConnection]:
         """Every RTCPeerConnection this peer holds now."""
-        return [link.pc for link in self.links.values()]
+        sfu = [] if self.sfu is None else self.sfu.connections()
+        return [link.pc for link in self.links.values()] + sfu
 
     async def traffic(self) -> PeerTraffic:
         """Its media counters now (:class:`PeerTraffic`)."""
@@ -485,7 +496,8 @@ class ObservedPeer(CallPeer):
                         decoded[remote] = decoded.get(remote, 0) + report.frames
         sent = sum([await bytes_sent(connection) for connection in self.connections()])
         return PeerTraffic(self.identity or self.name, self.ledger.now(), produced, decoded, sent,
-                           sum(peer.frames_encrypted for peer in self.link_stats()))
+                           sum(peer.frames_encrypted for peer in self.link_stats()),
+                           "mesh" if self.sfu is None else "sfu")
 
     async def end(self, how: str, timeout: float) -> PeerTotals:
         """Crash (``how == "crash"``) or stop, within ``timeout`` seconds; the totals.
@@ -502,6 +514,8 @@ class ObservedPeer(CallPeer):
         self.ledger.switches.append((self.identity, epoch, self.ledger.now()))
 
     def _remote_of(self, transform: ObservedReceiverTransform) -> str:
+        if transform.attribution is not None:  # through the SFU: the member of its KID
+            return transform.attribution.first or "?"
         for name, link in self.links.items():
             if transform in link.protection.receivers:
                 return name

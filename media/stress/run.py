@@ -17,8 +17,8 @@ Phases, each bounded in time:
    participant to reach the same epoch, sending under it;
 4. every peer stops (its final statistics kept), then the server.
 
-Every peer's media traffic and the processes' CPU are sampled when the
-measured phase begins and when it ends (:mod:`media.stress.traffic`).
+Every peer's media traffic and the processes' CPU are sampled ``media_after``
+seconds into the measured phase and when it ends (:mod:`media.stress.traffic`).
 With ``sfu`` the run starts a private Janus (:class:`media.cli.janus.JanusProcess`)
 and the server with ``--sfu`` (issue 16): the room's media goes through it
 once more than ``sfu_above`` participants are connected.
@@ -103,6 +103,9 @@ class StressConfig:
     reconnect_timeout: float = 10.0
     warmup_timeout: float = 60.0
     settle_timeout: float = 15.0
+    #: seconds into the measured phase when the media figures' window begins
+    #: (the streams of the last joiners are still starting when the call formed)
+    media_after: float = 0.0
     #: send the room's media through a private Janus (issue 16)
     sfu: bool = False
     #: with ``sfu``: the room goes through Janus above this many participants (0: always)
@@ -130,6 +133,8 @@ class StressConfig:
             raise StressError("--hold must be within 0..10 seconds")
         if self.sfu and self.server is not None:
             raise StressError("--sfu starts its own Janus and server: it cannot use --server")
+        if not 0 <= self.media_after < self.duration:
+            raise StressError("the media figures' window must begin within the measured phase")
         if not 0 <= self.sfu_above <= 64:
             raise StressError("--sfu-above must be within 0..64")
         scenario = self.scenario
@@ -271,7 +276,6 @@ class StressRun:
                               f"{config.warmup_timeout:g} s")
         data.phase_start = data.warmup = self._ledger.now()
         self._event("call formed: measured phase begins")
-        await self._sample_traffic()
         await self._measure()
         await self._sample_traffic()
         await self._drain()
@@ -301,6 +305,7 @@ class StressRun:
         schedule: list[tuple[float, Callable[[], None]]] = []
         for event in config.scenario.events if config.scenario else ():
             schedule.extend(self._scenario_actions(event))
+        schedule.append((config.media_after, lambda: self._spawn(self._sample_traffic())))
         schedule.sort(key=lambda item: item[0])
         next_churn = 1 / config.churn if config.churn else None
         next_update = config.update_interval
@@ -369,7 +374,8 @@ class StressRun:
             {v.identity: v.frames_decrypted for v in views}))
 
     async def _sample_traffic(self) -> None:
-        """Every live peer's :class:`PeerTraffic` and the processes' CPU, now."""
+        """Every live peer's :class:`PeerTraffic` and the processes' CPU, now
+        (the samples in time order)."""
         at = self._ledger.now()
         cpu = {"peers": cpu_of([worker.pid for worker in self._workers] if self._workers
                                else [os.getpid()])}
@@ -384,6 +390,7 @@ class StressRun:
         else:
             peers = [await r.peer.traffic() for r in self._live() if isinstance(r.peer, LocalPeer)]
         self._data.traffic.append(TrafficSample(at, peers, cpu))
+        self._data.traffic.sort(key=lambda sample: sample.at)
 
     # -- participants --------------------------------------------------------------------
 

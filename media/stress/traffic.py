@@ -83,6 +83,7 @@ def media_figures(start: TrafficSample, end: TrafficSample) -> dict[str, Any]:
         produced = _rate(last.video_produced - first.video_produced, seconds)
         peers.append({
             "identity": identity,
+            "topology": last.topology,
             "upstream_bytes_per_s": round(_rate(last.bytes_sent - first.bytes_sent, seconds)),
             "video_fps_produced": round(produced, 2),
             "frames_encrypted_per_s": round(_rate(last.frames_encrypted - first.frames_encrypted,

@@ -93,7 +93,7 @@ class Worker:
         elif op == "end":
             self._spawn(self._end(identity, message["how"], message["timeout"]))
         elif op == "traffic":
-            self._spawn(self._traffic())
+            self._spawn(self._traffic(identity))
         elif (peer := self.peers.get(identity)) is not None:
             if op == "update":
                 peer.request_self_update()
@@ -118,10 +118,11 @@ class Worker:
         self.flush()
         write_message(self._writer, {"op": "joined", "identity": identity, "error": error})
 
-    async def _traffic(self) -> None:
+    async def _traffic(self, request: str) -> None:
+        """Answer the traffic request named ``request``."""
         peers = list(self.peers.values())
         traffic: list[PeerTraffic] = [await peer.traffic() for peer in peers if not peer.crashed]
-        write_message(self._writer, {"op": "traffic", "identity": "", "traffic": traffic})
+        write_message(self._writer, {"op": "traffic", "identity": request, "traffic": traffic})
 
     async def _end(self, identity: str, how: str, timeout: float) -> None:
         peer = self.peers.get(identity)

@@ -1,0 +1,115 @@
+"""The tools through an SFU (issue 16): ``mlscall demo --sfu`` and ``mlscall
+stress --sfu`` run a call through a private Janus (media.cli.janus) and say
+so, and ``benchmarks/sfu_vs_mesh.py`` prints its table for both topologies.
+Each asserts what went through Janus, never timings or rates."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT
+
+import media.cli.janus
+from media.cli import main
+
+#: seconds a command may take (a bound, not a measurement)
+BOUND = 240.0
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_demo_decrypts_frames_through_the_sfu() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "media.cli", "demo", "--sfu", "--port", "0", "--duration", "10"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = re.findall(r"summary for (\S+):\n  frames sent:\s+(\d+)\n  frames received:\s+(\d+)\n"
+                           r"  frames decrypted:\s+(\d+)\n  frames decoded:\s+(\d+)\n"
+                           r"  failures:\s+(\d+) \(unknown_kid (\d+), authentication (\d+)",
+                           result.stdout)
+    assert [name for name, *_ in summaries] == ["alice-bot", "bob-bot"]
+    for _name, sent, _received, decrypted, decoded, _failures, _unknown, authentication in summaries:
+        assert int(sent) > 50 and int(decrypted) > 50 and int(decoded) > 50
+        assert int(authentication) == 0
+    assert re.search(r"through the SFU \(a private Janus at http://127\.0\.0\.1:\d+/janus", result.stdout)
+    through = re.findall(r"  (\S+): topology (\w+), (\d+) frames decrypted through the SFU", result.stdout)
+    assert [(name, topology) for name, topology, _ in through] == [("alice-bot", "sfu"), ("bob-bot", "sfu")]
+    for _name, _topology, frames in through:
+        assert int(frames) > 50
+
+
+def test_demo_sfu_without_janus_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(media.cli.janus, "JANUS_BINARY", tmp_path / "no-janus")
+    status = main(["demo", "--sfu", "--port", "0", "--duration", "1"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"{tmp_path / 'no-janus'} is missing" in err
+    assert "hint: apt-get install janus" in err
+    assert "Traceback" not in err
+
+
+def test_demo_sfu_refuses_running_servers(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(["demo", "--sfu", "--server", "http://127.0.0.1:9", "--duration", "1"])
+    assert status == 2
+    assert "--sfu starts its own server and Janus" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_stress_through_the_sfu_every_pair_receives(tmp_path: Path) -> None:
+    result_path = tmp_path / "stress.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "media.cli", "stress", "--sfu", "--peers", "4", "--duration", "8",
+         "--churn", "0", "--update-interval", "0", "--json", str(result_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads(result_path.read_text())
+    assert document["config"]["sfu"] is True
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/janus", document["config"]["janus"])
+    media = document["media"]
+    assert media["participants"] == 4
+    assert [peer["topology"] for peer in media["peers"]] == ["sfu"] * 4
+    pairs = {(pair["from"], pair["to"]): pair for pair in media["pairs"]}
+    names = [peer["identity"] for peer in media["peers"]]
+    assert set(pairs) == {(a, b) for a in names for b in names if a != b}
+    for pair in pairs.values():
+        assert pair["delivered_fps"] > 0, pair
+    assert media["pairs_receiving"] == 12
+    assert media["cpu_per_s"]["janus"] is not None
+    assert all(peer["upstream_bytes_per_s"] > 0 for peer in media["peers"])
+    assert document["summary"]["failures"]["authentication"] == 0
+    assert "pairs receiving video" in result.stdout and "12 / 12" in result.stdout
+    assert "through Janus above 0 participants" in result.stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
+    result_path = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/sfu_vs_mesh.py", "--sizes", "3", "--seconds", "3",
+         "--mesh-max", "3", "--sfu-max", "3", "--json", str(result_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert f"{os.cpu_count()} cores" in out
+    assert re.search(r"^topology\s+peers\s+CPU/peer", out, re.MULTILINE)
+    for topology in ("mesh", "sfu"):
+        assert re.search(rf"^{topology}\s+3\s+[\d.]+\s", out, re.MULTILINE), out
+        assert re.search(rf"^  {topology}: \d participants", out, re.MULTILINE), out
+    assert re.search(r"^SFU-max / mesh-max: ", out, re.MULTILINE)
+    assert re.search(r"^upstream per participant, 3-peer / 3-peer, sfu: ", out, re.MULTILINE)
+    document = json.loads(result_path.read_text())
+    assert document["benchmark"] == "sfu_vs_mesh" and document["cores"] == os.cpu_count()
+    points = {(p["topology"], p["participants"]): p for p in document["points"]}
+    assert set(points) == {("mesh", 3), ("sfu", 3)}
+    for point in points.values():
+        assert point["error"] is None, point
+        assert point["media"]["pairs_receiving"] == 6
