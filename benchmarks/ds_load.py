@@ -619,6 +619,7 @@ async def attack_main(args: argparse.Namespace) -> None:
 async def redis_main(args: argparse.Namespace) -> None:
     """--store redis: SQLite on one instance, then 1..--instances instances over one Redis."""
     runs: list[tuple[str, int, dict[str, float]]] = []
+    load_before = os.getloadavg()[0]
     async with asyncio.timeout(args.time_limit):
         with tempfile.TemporaryDirectory(prefix="ds-load-") as tmp:
             runs.append(("sqlite", 1, await measure("mlscall", args, Path(tmp))))
@@ -642,6 +643,8 @@ async def redis_main(args: argparse.Namespace) -> None:
           f"{args.room_size}, {args.rate:g} messages/s each for {args.duration:g} s (offered {offered:,.0f} "
           f"deliveries/s); {os.cpu_count()} cores; Redis appendfsync {args.redis_fsync}, SQLite --db-sync "
           f"normal; member i of a room on instance i mod N; {args.load_procs} load process(es), loopback")
+    print(f"1-minute load average {load_before:.2f} before the run, {os.getloadavg()[0]:.2f} after it "
+          "(other work on the machine skews every figure)")
     print(f"{'setup':22} {'delivered/s':>12} {'p50 (ms)':>9} {'p99 (ms)':>9} {'lost':>6} {'errors':>6} "
           f"{'server cpu':>10} {'redis cpu':>9}")
     for store, instances, figures in runs:

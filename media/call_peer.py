@@ -48,7 +48,8 @@ drops the peer rejoins, catching up on the room log after the last ``seq``
 it received; given several server addresses (instances sharing one store,
 docs/deployment.md) it tries the next one in turn.  Media keeps flowing
 meanwhile (the mesh is peer to peer), and links with participants still
-reconnecting are kept.
+reconnecting are kept.  Back, it offers afresh on the links it offers: the
+others may have replaced theirs when they saw it come back.
 
 Everything MLS runs in one task, one event at a time, so group state is
 never touched concurrently; WebRTC negotiation runs in each link's task.
@@ -666,9 +667,12 @@ class CallPeer:
         elif self.sfu is not None:  # the server let go of our SFU connections with the old one
             self.sfu.resume()
         for remote in sorted(here) if self.sfu is None else ():
-            if remote in before:
-                await self._resume(remote)
+            if remote in before and self.identity > remote:
+                await self._resume(remote)  # it offers afresh if it replaced our link
             else:
+                # it may have replaced our link when it saw us come back (a presence join
+                # after our leave, or our connection replaced on another instance): as the
+                # offerer, offer afresh (a remote that kept its link takes the offer too)
                 await self._replace_link(remote)
 
     async def _resume(self, remote: str) -> None:

@@ -529,7 +529,9 @@ export class Call extends EventTarget {
       return;
     }
     for (const remote of here) {
-      if (before.has(remote)) this.#resume(remote);
+      // as the offerer, offer afresh: the remote may have replaced our link when it saw us
+      // come back (as CallPeer._on_reconnected); otherwise it offers if it replaced it
+      if (before.has(remote) && this.identity > remote) this.#resume(remote);
       else this.#replaceLink(remote);
     }
     this.#changed();
