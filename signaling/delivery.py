@@ -613,7 +613,8 @@ class DeliveryService:
             after = item.since or 0
         if member.closed:
             raise SignalingError(ErrorCode.CLOSED, "the connection closed while joining")
-        await self._drain_feed(room)  # what the store has sent so far goes out before the join
+        # what the store holds goes out here before the join (the feed may be behind)
+        await self._await_delivered(room, state.last_seq)
         if previous is not None:
             self._replace(previous)
         elif identity in present and present[identity].instance != self.instance:

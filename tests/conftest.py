@@ -40,10 +40,18 @@ MakeServer = Callable[..., Awaitable[Any]]
 async def make_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeServer]:
     """Start signaling servers on 127.0.0.1 (port 0, a database under
     ``tmp_path``, the test module's ``SECRET``); ``ServerConfig`` fields and
-    ``store=`` override. All are closed after the test."""
+    ``store=`` override. All are closed after the test.
+
+    In a test that takes ``store_kind`` (a signaling module's
+    ``pytestmark = pytest.mark.usefixtures("store_kind")``), ``"redis"`` puts
+    every server started without ``store=`` on the session's redis-server,
+    its keys named after its database path: servers started on one path
+    share their rooms (a restart finds them again), others do not."""
     from signaling.config import ServerConfig
     from signaling.server import RunningServer, start_server
 
+    kind = request.getfixturevalue("store_kind") if "store_kind" in request.fixturenames else "sqlite"
+    redis_url: str | None = request.getfixturevalue("redis_url") if kind == "redis" else None
     running: list[RunningServer] = []
 
     async def factory(**overrides: Any) -> RunningServer:
@@ -51,7 +59,14 @@ async def make_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         options: dict[str, Any] = {"port": 0, "db_path": tmp_path / f"server{len(running)}.db",
                                    "secret": request.module.SECRET, "static_dir": None}
         options.update(overrides)
-        server = await start_server(ServerConfig(**options), store=store)
+        config = ServerConfig(**options)
+        if store is None and redis_url is not None:
+            from signaling.redis_store import RedisStore
+
+            prefix = "t-" + hashlib.sha256(str(config.db_path).encode()).hexdigest()[:12]
+            store = RedisStore.from_url(redis_url, policy=config.log_policy(), clock=config.clock,
+                                        prefix=prefix)
+        server = await start_server(config, store=store)
         running.append(server)
         return server
 

@@ -37,6 +37,10 @@ from signaling.tokens import TOKEN_PREFIX
 from conftest import BOUND, MakeServer, until
 
 SECRET = b"edge-secret-0123456789abcdef0123"
+
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 ROOM = "edge"
 JSON = {"Content-Type": "application/json"}
 
@@ -572,14 +576,17 @@ def _members(peer: Any) -> tuple[int, frozenset[str]] | None:
     return None if group is None else (group.epoch, frozenset(peer.member_identities()))
 
 
-async def test_call_peers_survive_a_reset_and_a_server_restart(tmp_path: Path) -> None:
+async def test_call_peers_survive_a_reset_and_a_server_restart(tmp_path: Path, store_kind: str,
+                                                              request: pytest.FixtureRequest) -> None:
     """Every member's socket is reset under it (no close frame) and the server goes away; a
     self-update asked meanwhile meets the dead connection (``connection_lost`` or ``closed``)
-    instead of killing the peer's loop; a server on the same port and database comes back and
+    instead of killing the peer's loop; a server on the same port and store comes back and
     the call goes on: a newcomer is added by the survivors."""
+    store_url = request.getfixturevalue("redis_url") if store_kind == "redis" else None
+
     def config(port: int) -> ServerConfig:
         return ServerConfig(host="127.0.0.1", port=port, db_path=tmp_path / "restart.db", secret=SECRET,
-                            static_dir=None, abandon_after=600.0)
+                            static_dir=None, abandon_after=600.0, store_url=store_url)
 
     server = await start_server(config(0))
     port = server.port

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import sqlite3
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -24,19 +25,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import expect_error
+from conftest import expect_error, until
 from ds_participant import Participant, group_of
 from mls import MLS
 from signaling import room as room_module
 from signaling.client import SignalingClient, fetch_token
 from signaling.config import ServerConfig
 from signaling.errors import ErrorCode, SignalingError
+from signaling.redis_store import RedisStore
 from signaling.server import RunningServer, start_server
 from signaling.sqlite_store import SQLiteStore
-from signaling.store import AppendRequest, AppendResult, CommitRequest
+from signaling.store import AppendRequest, AppendResult, CommitRequest, EntryKind
 from signaling.tokens import TokenAuthority
 
 SECRET = b"Q-hostile-secret-0123456789abcdef"
+
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 GROUP = b"\x02hostile-group"  # a group id no room carries
 ROOM = "hostile"
 ERROR_CODES = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL.value, ErrorCode.CLOSED.value}
@@ -204,18 +210,21 @@ def check_reply(reply: dict[str, Any], frame: dict[str, Any] | None) -> None:
 class FuzzRig:
     """A server on its own event loop, a joined client 'alice', a joined 'bob' and a stranger."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str | None) -> None:
         self.loop = asyncio.new_event_loop()
         self.ids = itertools.count(1)
-        self.run(self._start(tmp_path))
+        self.run(self._start(tmp_path, redis_url))
 
     def run(self, coro: Awaitable[Any]) -> Any:
         return self.loop.run_until_complete(coro)
 
-    async def _start(self, tmp_path: Path) -> None:
-        self.server = await start_server(ServerConfig(
-            port=0, db_path=tmp_path / "fuzz.db", secret=SECRET, static_dir=None,
-            rate_per_second=1e6, rate_burst=1_000_000, max_message_bytes=64 * 1024))
+    async def _start(self, tmp_path: Path, redis_url: str | None) -> None:
+        # (the stranger stays unjoined for the whole run: no join deadline closes it meanwhile)
+        config = ServerConfig(port=0, db_path=tmp_path / "fuzz.db", secret=SECRET, static_dir=None,
+                              rate_per_second=1e6, rate_burst=1_000_000, max_message_bytes=64 * 1024,
+                              join_timeout=3600.0)
+        store = None if redis_url is None else RedisStore.from_url(redis_url, policy=config.log_policy())
+        self.server = await start_server(config, store=store)
         self.http = aiohttp.ClientSession()
         opened: list[SignalingClient] = []
         self.member = await Participant.joined(self.server, opened, "bob", ROOM)
@@ -277,8 +286,8 @@ class FuzzRig:
 
 
 @pytest.fixture
-def rig(tmp_path: Path) -> Any:
-    rig = FuzzRig(tmp_path)
+def rig(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> Any:
+    rig = FuzzRig(tmp_path, request.getfixturevalue("redis_url") if store_kind == "redis" else None)
     yield rig
     rig.close()  # asserts the server still serves a normal client after the fuzzing
 
@@ -579,9 +588,9 @@ async def test_hostile_commit_race_keeps_one_commit_per_epoch_and_one_order(
         orders.append([(e["seq"], e["epoch"], e["commit"]) for e in events])
     assert all(order == orders[0] for order in orders)
     assert [epoch for _, epoch, _ in orders[0]] == list(range(rounds + 1))
-    with closing(sqlite3.connect(server.server.config.db_path)) as db:
-        rows = db.execute("SELECT epoch, COUNT(*) FROM log WHERE kind = 'commit' GROUP BY epoch").fetchall()
-    assert rows == [(epoch, 1) for epoch in range(rounds + 1)]
+    commits = Counter(e.epoch for e in await server.server.store.read_entries(ROOM, after_seq=0)
+                      if e.kind is EntryKind.COMMIT)
+    assert sorted(commits.items()) == [(epoch, 1) for epoch in range(rounds + 1)]
     assert len({m.view.epoch_authenticator() for m in members}) == 1
     await assert_serves(server)
 
@@ -624,6 +633,7 @@ async def test_many_connections_within_the_limits(make_server: MakeServer,
     await joined(server, clients, "x", room="r4")
     for client in clients:
         await client.close()
+    await until(lambda: not server.server.rooms, "every room's slot freed")
     await assert_serves(server)
 
 

@@ -34,6 +34,10 @@ from signaling.server import RunningServer
 from conftest import REPO_ROOT
 
 SECRET = b"R-followups-secret-0123456789abcd"
+
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 ROOM = "followups"
 
 MakeServer = Callable[..., Awaitable[RunningServer]]

@@ -1,6 +1,6 @@
 """`mlscall serve` as a real process: durability across SIGKILL (the log, the sequencer's epoch and
 the room's PublicGroup, against which the restarted server validates the next commit), and no
-plaintext at rest or in logs."""
+plaintext at rest or in logs; on each store (``--store redis://...`` for Redis)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import base64
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,9 @@ from conftest import REPO_ROOT
 
 ROOM = "call"
 
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 
 @dataclass
 class ServerProcess:
@@ -33,17 +36,37 @@ class ServerProcess:
         return self.url.replace("http://", "ws://") + "/ws"
 
 
-async def spawn(db: Path, log: Path) -> ServerProcess:
-    """``python -m media.cli serve`` on a free loopback port, stderr appended to ``log``."""
+async def spawn(db: Path, log: Path, store_url: str | None) -> ServerProcess:
+    """``python -m media.cli serve`` on a free loopback port (the SQLite file ``db``, or the store
+    ``store_url``; the token secret beside ``db``), stderr appended to ``log``."""
+    store = () if store_url is None else ("--store", store_url)
     with log.open("ab") as stderr:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "media.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--db", str(db), "--log-level", "debug", "--static", str(db.parent / "no-static"),
+            "--db", str(db), *store, "--log-level", "debug", "--static", str(db.parent / "no-static"),
             cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=stderr)
     assert process.stdout is not None
     line = (await asyncio.wait_for(process.stdout.readline(), timeout=30)).decode()
     assert line.startswith("listening on http://127.0.0.1:"), line
     return ServerProcess(process, line.split()[-1])
+
+
+@pytest.fixture
+def store_url(store_kind: str, request: pytest.FixtureRequest) -> str | None:
+    """The Redis store of this run (None: SQLite in the test's directory)."""
+    return request.getfixturevalue("redis_url") if store_kind == "redis" else None
+
+
+@pytest.fixture
+def at_rest(store_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], bytes]:
+    """What the store keeps on disk: the SQLite files, or redis-server's directory (its AOF)."""
+    root = request.getfixturevalue("redis_server").directory if store_kind == "redis" else tmp_path
+
+    def read() -> bytes:
+        return b"".join(path.read_bytes() for path in sorted(root.rglob("*"))
+                        if path.is_file() and (store_kind == "redis" or path.name.startswith("calls.db")))
+
+    return read
 
 
 @pytest.fixture
@@ -62,10 +85,10 @@ async def joined(server: ServerProcess, identity: str, **join: object) -> Partic
     return Participant(client, identity)
 
 
-async def test_acknowledged_messages_survive_sigkill(tmp_path: Path,
-                                                     processes: list[ServerProcess]) -> None:
+async def test_acknowledged_messages_survive_sigkill(tmp_path: Path, processes: list[ServerProcess],
+                                                     store_url: str | None) -> None:
     db, log = tmp_path / "calls.db", tmp_path / "server.log"
-    server = await spawn(db, log)
+    server = await spawn(db, log, store_url)
     processes.append(server)
     alice, bob, carol = await joined(server, "alice"), await joined(server, "bob"), await joined(server, "carol")
     carol_token = carol.client._token
@@ -96,7 +119,7 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path,
     await alice.client.close()
     await bob.client.close()
 
-    server = await spawn(db, log)
+    server = await spawn(db, log, store_url)
     processes.append(server)
     dave = await joined(server, "dave", since=0)
     assert dave.client.join_reply["epoch"] == 2 and dave.client.join_reply["backlog"] == len(acked)
@@ -129,9 +152,10 @@ async def test_acknowledged_messages_survive_sigkill(tmp_path: Path,
     await carol.client.close()
 
 
-async def test_server_stores_and_logs_no_plaintext(tmp_path: Path, processes: list[ServerProcess]) -> None:
+async def test_server_stores_and_logs_no_plaintext(tmp_path: Path, processes: list[ServerProcess],
+                                                   store_url: str | None, at_rest: Callable[[], bytes]) -> None:
     db, log = tmp_path / "calls.db", tmp_path / "server.log"
-    server = await spawn(db, log)
+    server = await spawn(db, log, store_url)
     processes.append(server)
     marker = b"PLAINTEXT-MARKER-" + os.urandom(8).hex().encode()
     alice, bob = await joined(server, "alice"), await joined(server, "bob")
@@ -152,7 +176,7 @@ async def test_server_stores_and_logs_no_plaintext(tmp_path: Path, processes: li
     server.process.send_signal(signal.SIGTERM)
     assert await server.process.wait() == 0
 
-    stored = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("calls.db"))
+    stored = at_rest()
     logged = log.read_bytes()
     assert marker not in stored and marker not in logged
     assert all(c in stored for c in sent)  # the server did keep the ciphertext ...

@@ -21,6 +21,10 @@ from signaling.errors import ErrorCode, SignalingError
 from signaling.server import RunningServer
 
 SECRET = b"s" * 32
+
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
+
 ROOM = "room-1"
 
 Connect = Callable[..., Awaitable[SignalingClient]]
