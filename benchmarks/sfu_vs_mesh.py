@@ -249,6 +249,7 @@ def main() -> int:
     bench = Bench(args)
     bounds = {"mesh": args.mesh_max, "sfu": args.sfu_max}
     started = time.monotonic()
+    load_before = os.getloadavg()
     print(f"mesh vs SFU: {os.cpu_count()} cores, {args.seconds:g} s per call, "
           f"{args.processes} worker processes", file=sys.stderr, flush=True)
     try:
@@ -261,8 +262,11 @@ def main() -> int:
         return 2
     points = list(bench.points.values())
 
+    load_after = os.getloadavg()
     print(f"mesh vs SFU on this machine: {os.cpu_count()} cores, {args.seconds:g} s measured per call, "
           f"whole run {time.monotonic() - started:.0f} s")
+    print(f"load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
+          f"(other work on the machine weighs on every figure)")
     print(table(points, args.bar))
     print(f"largest call with every pair >= {args.bar:.0%} of frames delivered "
           f"(searched upward in steps of {args.step}):")
@@ -288,6 +292,7 @@ def main() -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({
             "benchmark": "sfu_vs_mesh", "figures": figures, "cores": os.cpu_count(),
+            "load_average": {"before": load_before[0], "after": load_after[0]},
             "largest": largest, "points": [p.row() for p in points]}, indent=1) + "\n", encoding="utf-8")
         print(f"results: {args.json}")
     if args.plot is not None:

@@ -1,7 +1,8 @@
 """The tools through an SFU (issue 16): ``mlscall demo --sfu`` and ``mlscall
 stress --sfu`` run a call through a private Janus (media.cli.janus) and say
-so, and ``benchmarks/sfu_vs_mesh.py`` prints its table for both topologies.
-Each asserts what went through Janus, never timings or rates."""
+so, and ``benchmarks/sfu_vs_mesh.py`` prints its table for both topologies;
+the media figures' arithmetic (media.stress.traffic) on made-up samples.
+The calls assert what went through Janus, never timings or rates."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from conftest import REPO_ROOT
 
 import media.cli.janus
 from media.cli import main
+from media.stress.peer import PeerTraffic
+from media.stress.traffic import TrafficSample, media_figures
 
 #: seconds a command may take (a bound, not a measurement)
 BOUND = 240.0
@@ -113,3 +116,29 @@ def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
     for point in points.values():
         assert point["error"] is None, point
         assert point["media"]["pairs_receiving"] == 6
+
+
+def test_media_figures_from_two_samples() -> None:
+    def traffic(identity: str, at: float, produced: int, decoded: dict[str, int], sent: int) -> PeerTraffic:
+        return PeerTraffic(identity, at, produced, decoded, sent, 0, "sfu")
+
+    start = TrafficSample(10.0, [traffic("a", 10.0, 100, {"b": 50}, 1000),
+                                 traffic("b", 10.0, 200, {"a": 90}, 5000),
+                                 traffic("gone", 10.0, 0, {}, 0)],
+                          {"peers": 4.0, "server": 1.0, "janus": None})
+    end = TrafficSample(20.0, [traffic("a", 20.0, 400, {"b": 320}, 11000),
+                               traffic("b", 20.0, 500, {"a": 390}, 45000)],
+                          {"peers": 9.0, "server": 1.5, "janus": 2.0})
+    figures = media_figures(start, end)
+    assert figures["participants"] == 2 and figures["seconds"] == 10.0
+    # 5 CPU seconds of the peers' processes over 10 s, 2 participants
+    assert figures["cpu_per_s"] == {"peers": 0.5, "server": 0.05, "janus": None}
+    assert figures["cpu_per_participant"] == 0.25
+    assert [p["upstream_bytes_per_s"] for p in figures["peers"]] == [1000, 4000]
+    assert figures["upstream_bytes_per_s_per_participant"] == 2500
+    pairs = {(p["from"], p["to"]): p for p in figures["pairs"]}
+    # b's source made 30 frames/s, a decoded 27/s of them; a made 30/s, b decoded 30/s
+    assert pairs[("b", "a")]["delivered_fps"] == 27.0 and pairs[("b", "a")]["fraction"] == 0.9
+    assert pairs[("a", "b")]["fraction"] == 1.0
+    assert figures["delivery_min"] == 0.9 and figures["delivery_mean"] == 0.95
+    assert figures["pairs_receiving"] == 2
