@@ -60,7 +60,7 @@ from .public_state import PublicState
 from .ratelimit import TokenBucket
 from .room import (CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, AbandonCheck, Admission, Append, Departure, Member,
                    Room)
-from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem, GroupCreateRequest,
+from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
                     LogEntry, Outcome, Presence, ProposalRequest, RoomGroup, Store, WelcomeRecord)
 from .sfu import MESH, SfuBridge
 from .tokens import TokenAuthority
@@ -289,11 +289,7 @@ class DeliveryService:
     async def _append_run(self, room: Room, run: list[Append]) -> list[Append]:
         """Validate ``run`` and write it in one store call; queue the replies and deliver what
         the feed brings until they can go. Returns the requests refused for a stale view."""
-        admitted = await self.store.admitted(room.name) if any(
-            isinstance(a.request, CommitRequest) for a in run) and self.config.validate_handshakes \
-            else frozenset()
-        batch = [append for append in [await self._validate(room, a, admitted) for a in run]
-                 if append is not None]
+        batch = [append for append in [await self._validate(room, a) for a in run] if append is not None]
         if not batch:
             return []
         try:
@@ -459,7 +455,7 @@ class DeliveryService:
             room.public_loaded = True
         return room.public
 
-    async def _validate(self, room: Room, append: Append, admitted: frozenset[str]) -> Append | None:
+    async def _validate(self, room: Room, append: Append) -> Append | None:
         """``append`` with the view's new state and version, if the room's view accepts it; else
         answer the refusal (the view unchanged) and None. Runs in the sequencer, in log order."""
         if not self.config.validate_handshakes:
@@ -496,7 +492,7 @@ class DeliveryService:
             if isinstance(request, ProposalRequest):
                 encoded = state.proposal(request.sender, request.proposal)
             else:
-                encoded = state.commit(request.sender, request.commit, request.welcomes, admitted)
+                encoded = await self._commit(room, state, request)
             version = room.public_version
             room.public_version += 1
             return Append(append.member, append.rid,
@@ -510,6 +506,21 @@ class DeliveryService:
             room.public_loaded = False
             send_error(append.member, append.rid, SignalingError(ErrorCode.INTERNAL, "internal server error"))
         return None
+
+    async def _commit(self, room: Room, state: PublicState, request: CommitRequest) -> bytes:
+        """The view's state after ``request``, which may add only identities admitted to the
+        room: those known here, read again from the store if the commit names another (it may
+        have joined through another instance)."""
+        fresh = room.admitted is None
+        if room.admitted is None:
+            room.admitted = set(await self.store.admitted(room.name))
+        try:
+            return state.commit(request.sender, request.commit, request.welcomes, room.admitted)
+        except SignalingError as err:
+            if err.code is not ErrorCode.NOT_ADMITTED or fresh:
+                raise
+        room.admitted = set(await self.store.admitted(room.name))
+        return state.commit(request.sender, request.commit, request.welcomes, room.admitted)
 
     async def _result(self, room: Room, append: Append, result: AppendResult) -> str | None:
         """The reply to one durable result (its entries reach the members through the feed)."""
@@ -625,6 +636,8 @@ class DeliveryService:
         member.identity, member.room = identity, room
         room.members[identity] = member
         await self.store.admit(room.name, identity)
+        if room.admitted is not None:
+            room.admitted.add(identity)
         await self.store.set_presence(room.name, identity, self.instance, waiting)
         present[identity] = Presence(self.instance, waiting)
         if waiting:
@@ -724,7 +737,7 @@ class DeliveryService:
 
     async def _reset_here(self, room: Room) -> None:
         """The room's group was dropped: nobody here waits for it, the members here are told."""
-        room.public, room.public_loaded = None, False
+        room.public, room.public_loaded, room.admitted = None, False, None
         for identity in tuple(room.waiting):
             room.waiting.discard(identity)
             if identity in room.members:

@@ -289,6 +289,9 @@ class Room:
     public: PublicState | None = None
     public_version: int = 0
     public_loaded: bool = False
+    #: identities admitted to the room (the only ones a commit may add), as last read from the
+    #: store plus those admitted here since; None: read them on next use
+    admitted: set[str] | None = None
     #: Application messages the store refused this epoch for a quota: by sender ("" for the
     #: room's own quota), the smallest refused size (0: any size, an entry quota) and the error.
     #: Usage only grows within an epoch, so as large a message is refused here, before its

@@ -6,9 +6,10 @@ store); a feed that arrives late still puts a sender's commit before its ack;
 a proposal validated against a view another instance changed meanwhile is
 refused by the store (``STALE_VIEW``) and validated again against the stored
 view. On one real redis-server, two instances: a newer connection of an
-identity on one instance replaces the older one on the other, and a newcomer
+identity on one instance replaces the older one on the other, a newcomer
 left waiting on one instance by the last member leaving another is told the
-group was dropped.
+group was dropped, and a commit on one instance adds an identity admitted
+through the other.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import aiohttp
 
-from conftest import BOUND, MakeServer, until
+from conftest import BOUND, MakeServer, expect_error, until
 from ds_participant import Participant, group_of
 from signaling.client import SignalingClient
 from signaling.errors import ErrorCode
@@ -213,3 +214,18 @@ async def test_a_newcomer_left_waiting_by_a_member_on_another_instance_is_told_o
     await erin.publish()
     await dave.add(erin)  # erin, on the other instance, was admitted to the new group
     assert (await erin.client.next_event("welcome"))["epoch"] == 1
+
+
+async def test_a_commit_adds_an_identity_admitted_through_another_instance(
+        make_server: MakeServer, redis_url: str, clients: list[SignalingClient]) -> None:
+    first, second = await two_instances(make_server, redis_url)
+    alice = await Participant.joined(first, clients, "alice", ROOM)
+    await alice.create()
+    await alice.update()  # the first instance has read who is admitted: alice alone
+    bob = await Participant.joined(second, clients, "bob", ROOM)  # admitted through the second
+    await bob.publish()
+    assert (await alice.add(bob))["epoch"] == 2
+    assert (await bob.client.next_event("welcome"))["epoch"] == 2
+    # a KeyPackage of an identity never admitted is still refused, after the store was asked again
+    stranger = Participant(SignalingClient(first.ws_url, ROOM, "unused"), "stranger")
+    await expect_error(alice.submit(alice.view.add(stranger.key_package())), ErrorCode.NOT_ADMITTED)
