@@ -252,9 +252,12 @@ class DeliveryService:
             await self._drain_feed(room)
             if not room.pending:
                 if not room.members:
-                    await self.store.unsubscribe(room.name)
+                    try:
+                        await self.store.unsubscribe(room.name)
+                    except Exception:  # the room goes anyway
+                        logger.exception("room %s: unsubscribing from its feed failed", room.name)
                     if room.pending or room.members:  # someone joined meanwhile
-                        await self._open_feed(room)
+                        await self._reopen_feed(room)
                         continue
                     if self.rooms.get(room.name) is room:
                         del self.rooms[room.name]
@@ -264,27 +267,41 @@ class DeliveryService:
                     await room.wakeup.wait()
                 continue
             item = room.pending.popleft()
-            if isinstance(item, Admission):
-                await self._run_admission(room, item)
-                continue
-            if isinstance(item, AbandonCheck):
-                await self._run_abandon_check(room)
-                continue
-            if isinstance(item, Departure):
-                await self._run_departure(room, item)
-                continue
-            run = [item]
-            while room.pending and isinstance(room.pending[0], Append) and len(run) < _MAX_BATCH:
-                run.append(room.pending.popleft())  # type: ignore[arg-type]
-            for _ in range(_STALE_RETRIES):
-                run = await self._append_run(room, run)
-                if not run:
-                    break
-                room.public_loaded = False  # another instance changed the view: read it again
-            for append in run:  # still stale after the retries
-                logger.warning("room=%s: view still stale after %d tries", room.name, _STALE_RETRIES)
-                send_error(append.member, append.rid, SignalingError(
-                    ErrorCode.CONFLICT, "the group changed meanwhile; try again"))
+            try:
+                await self._step(room, item)
+            except Exception:  # a store fault: the room goes on with its next item
+                logger.exception("room %s: a sequencer step failed", room.name)
+
+    async def _reopen_feed(self, room: Room) -> None:
+        try:
+            await self._open_feed(room)
+        except Exception:
+            logger.exception("room %s: subscribing to its feed again failed", room.name)
+
+    async def _step(self, room: Room, item: Append | Admission | AbandonCheck | Departure) -> None:
+        """One item of ``room.pending`` (with the appends queued right after an append)."""
+        if isinstance(item, Admission):
+            await self._run_admission(room, item)
+            return
+        if isinstance(item, AbandonCheck):
+            await self._run_abandon_check(room)
+            return
+        if isinstance(item, Departure):
+            await self._run_departure(room, item)
+            return
+        run = [item]
+        while room.pending and isinstance(room.pending[0], Append) and len(run) < _MAX_BATCH:
+            run.append(room.pending.popleft())  # type: ignore[arg-type]
+        for _ in range(_STALE_RETRIES):
+            run = await self._append_run(room, run)
+            if not run:
+                return
+            room.public_loaded = False  # another instance changed the view: read it again
+        logger.warning("room=%s: %d requests on a view still stale after %d tries", room.name, len(run),
+                       _STALE_RETRIES)
+        for append in run:
+            send_error(append.member, append.rid, SignalingError(
+                ErrorCode.CONFLICT, "the group changed meanwhile; try again"))
 
     async def _append_run(self, room: Room, run: list[Append]) -> list[Append]:
         """Validate ``run`` and write it in one store call; queue the replies and deliver what
