@@ -4,15 +4,13 @@ real signaling server and an attacker ("mallory") holding a valid room token, on
 One test per attack the server must stop (docs/protocol.md, "What the server checks"). Each
 attack is refused with a typed error, changes no room state (epoch, group id, log length,
 stored PublicGroup) and leaves the call working for everyone else: their media is still
-decrypted afterwards, and the next legitimate commit is accepted.
+decrypted afterwards, and the next legitimate commit is accepted. On each store.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,9 @@ from signaling.errors import ErrorCode
 from signaling.server import RunningServer, start_server
 
 ROOM = "trust"
+
+#: every test runs on each store (tests/store_fixtures.py)
+pytestmark = pytest.mark.usefixtures("store_kind")
 
 StartPeer = Callable[..., Awaitable[CallPeer]]
 
@@ -58,16 +59,17 @@ class Call:
         """What an attack must not change: the room's group, epoch, log and stored PublicGroup."""
         store = self.server.server.store
         group = await store.group_state(ROOM)
-        with closing(sqlite3.connect(self.server.server.config.db_path)) as db:
-            (entries,) = db.execute("SELECT COUNT(*) FROM log WHERE room = ?", (ROOM,)).fetchone()
+        entries = len(await store.read_entries(ROOM, after_seq=0))
         return group.group_id, group.epoch, group.last_seq, entries, await store.public_group(ROOM)
 
 
 @pytest.fixture
-async def call(tmp_path: Path) -> AsyncIterator[Call]:
+async def call(tmp_path: Path, store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[Call]:
+    """A server on this run's store (tests/store_fixtures.py) and the peers a test starts."""
+    store_url = request.getfixturevalue("redis_url") if store_kind == "redis" else None
     server = await start_server(ServerConfig(host="127.0.0.1", port=0, db_path=tmp_path / "trust.db",
-                                             secret=b"t" * 32, static_dir=None, claim_rate=2.0,
-                                             claim_burst=20))
+                                             store_url=store_url, secret=b"t" * 32, static_dir=None,
+                                             claim_rate=2.0, claim_burst=20))
     # mallory is never admitted by the CallPeers unless a test says so
     running = Call(server, [], [], {"mallory"})
     yield running
@@ -270,10 +272,10 @@ async def test_an_impostor_cannot_create_the_group_as_another(call: Call) -> Non
 
 
 async def key_packages_of(call: Call, identity: str) -> int:
-    with closing(sqlite3.connect(call.server.server.config.db_path)) as db:
-        (count,) = db.execute("SELECT COUNT(*) FROM key_packages WHERE room = ? AND identity = ?",
-                              (ROOM, identity)).fetchone()
-    return int(count)
+    """The KeyPackages of ``identity`` in the directory (publishing none answers how many)."""
+    count = await call.server.server.store.publish_key_packages(ROOM, identity, [], limit=2**31)
+    assert count is not None
+    return count
 
 
 async def test_an_impostors_key_package_is_refused(call: Call) -> None:
