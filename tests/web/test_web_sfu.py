@@ -271,6 +271,8 @@ async def test_eight_participants_decode_each_other(start_bot: StartBot, server:
 
     async def everyone_decodes() -> bool:
         view = await page_status(page)
+        page_sfu.update(reconnects=view["reconnects"], feed=view["sfu"]["feed"], publishes=view["sfu"]["publishes"],
+                        interrupted=view["sfu"]["interrupted"], failed=view["sfu"]["failed"])
         missing[:] = [(BROWSER, name, kind) for name in names for kind in ("audio", "video")
                       if page_decrypted(view, name, kind) < 20]
         missing.extend((bot.identity, other, kind) for bot in bots for other in [BROWSER, *names]
@@ -283,7 +285,9 @@ async def test_eight_participants_decode_each_other(start_bot: StartBot, server:
                      for bot in bots if any(m[0] == bot.identity for m in missing)}
         return (f"every participant decoding 20 frames of each kind from every other; missing "
                 f"(receiver, sender, kind): {missing}; their SFrame receivers: {receivers}; "
-                f"decoded by the bots' sinks from the page: {[sink(bot).reports.get(BROWSER) for bot in bots]}")
+                f"decoded by the bots' sinks from the page: {[sink(bot).reports.get(BROWSER) for bot in bots]}; "
+                f"the page: {page_sfu}")
+    page_sfu: dict[str, Any] = {}
     await until_within(everyone_decodes, still_missing, log, LARGE_CALL_BOUND)
     await decoding_tiles(page, log, names, LARGE_CALL_BOUND)
     view = await page_status(page)

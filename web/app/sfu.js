@@ -265,6 +265,8 @@ export class SfuLinks {
     this.subscribeQueued = false;
     /** bumped on every restart: steps of an older generation stop */
     this.generation = 0;
+    /** publishes acked (the first, then one per restart) */
+    this.publishes = 0;
   }
 
   /** Publishes, then subscribes to every other feed. */
@@ -360,6 +362,7 @@ export class SfuLinks {
     const state = (pc) => (pc === null ? null : { state: pc.connectionState, ice: pc.iceConnectionState });
     return {
       feed: this.feed,
+      publishes: this.publishes,
       interrupted: this.interrupted,
       failed: this.failed,
       publisher: state(this.publisher),
@@ -450,6 +453,7 @@ export class SfuLinks {
     if (generation !== this.generation) return;
     if (ack?.jsep?.type !== 'answer' || typeof ack.jsep.sdp !== 'string') throw new Error('sfu.publish: no answer in the ack');
     this.feed = Number.isInteger(ack.feed) ? ack.feed : null;
+    this.publishes += 1;
     await pc.setRemoteDescription({ type: 'answer', sdp: sfuSdp(ack.jsep.sdp, this.loopback) });
     await this.#attachTracks();
     this.onChange();
