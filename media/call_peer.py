@@ -706,6 +706,7 @@ class CallPeer:
             await self._feed(mm.PresenceLeft(remote))
             if self.sfu is not None:
                 self._held_tracks.pop(remote, None)
+                self.sfu.release(remote)
                 for sink in self.sinks:
                     await sink.detach(remote)
 

@@ -23,6 +23,10 @@ touches aiortc internals) hooks four private places, all per object:
 * **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
   the receiver send a PLI with its next RTP packet (video only), exactly as
   after a decoder error.
+* **SSRC routing**: aiortc routes an incoming RTP packet by the SSRCs a
+  receiver announced on its *first* negotiation; :func:`route_ssrc` adds
+  one a later offer gives its m-line (an SFU reusing the m-line for
+  another publisher), which aiortc would otherwise drop.
 * **video jitter buffer**: a hooked video receiver's
   ``_RTCRtpReceiver__jitter_buffer`` becomes a :class:`GapSkippingJitterBuffer`,
   which gives up on a packet that NACK did not bring back instead of
@@ -57,6 +61,7 @@ _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_ERROR = "_RTCRtpReceiver__decoder_error"
 _RECEIVER_KIND = "_RTCRtpReceiver__kind"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_TRANSPORT_ROUTER = "_rtp_router"
 
 #: aiortc's video jitter buffer size (packets) and the RTP clock of every video codec
 VIDEO_JITTER_CAPACITY = 512
@@ -239,6 +244,15 @@ class GapSkippingJitterBuffer(JitterBuffer):
             return False
         waited = (newest.timestamp - oldest.timestamp) % (1 << 32)
         return self._max_wait <= waited < 1 << 31  # not a late (older) packet
+
+
+def route_ssrc(receiver: RTCRtpReceiver, ssrc: int) -> None:
+    """Route RTP packets of ``ssrc`` on ``receiver``'s transport to ``receiver``."""
+    router = _require(receiver.transport, _TRANSPORT_ROUTER)
+    table = _require(router, "ssrc_table")
+    if not isinstance(table, dict):
+        raise UnsupportedAiortc("the RTP router's SSRC table has an unexpected shape")
+    table[ssrc] = receiver
 
 
 def receiver_kind(receiver: RTCRtpReceiver) -> str:

@@ -53,8 +53,10 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 from sframe import MLSSender, MLSUnprotectResult
 
+from . import seams
 from .loopback import filter_sdp, loopback_ice
 from .mesh import MediaSources, usable_ice_servers
 from .session import PeerProtection, SFrameSession
@@ -67,6 +69,10 @@ logger = logging.getLogger(__name__)
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 #: a publisher answers keyframe requests at most this often (seconds)
 KEYFRAME_INTERVAL = 0.5
+#: a subscription that did not bring every wanted feed is asked again after this
+#: long (seconds), at most this many times until the wanted set changes
+SUBSCRIBE_RETRY = 0.5
+SUBSCRIBE_RETRIES = 20
 
 
 # -- SDP ---------------------------------------------------------------------------
@@ -379,10 +385,12 @@ class SfuLinks:
         self._receivers: dict[str, tuple[SFrameReceiverTransform, AttributingKeys]] = {}
         #: per mid: the receiver's track, and the copy given to ``on_track``
         self._pending_tracks: dict[str, MediaStreamTrack] = {}
-        self._given: dict[str, MediaStreamTrack] = {}
+        self._given: dict[str, tuple[str, MediaStreamTrack]] = {}
         self._relay = MediaRelay()
         self._wanted: tuple[int, ...] = ()
         self._subscribed: tuple[int, ...] = ()
+        #: subscriptions asked again since the wanted set last changed
+        self._retries = 0
         self._closed_stats: list[PeerStats] = []
         #: commands queued or running
         self._busy = 0
@@ -403,6 +411,7 @@ class SfuLinks:
     def want(self, feeds: Sequence[int]) -> None:
         """Subscribe to ``feeds`` (the room's published feeds; ours is left out)."""
         self._wanted = tuple(sorted({f for f in feeds if isinstance(f, int)}))
+        self._retries = 0
         self._queue("subscribe")
 
     def interrupt(self) -> None:
@@ -527,25 +536,43 @@ class SfuLinks:
         if wanted == self._subscribed or self.interrupted:
             return
         ack = await self._request("sfu.subscribe", feeds=list(wanted))
-        self._subscribed = wanted
         streams = {stream.mid: stream for stream in subscribed_streams(ack)}
+        # what the SFU sends now (a feed not live yet is left out: asked again below)
+        self._subscribed = tuple(sorted({stream.feed for stream in streams.values()}))
         offer = _jsep_sdp(ack, "offer")
+        logger.debug("sfu.subscribe %s: streams %s, offer %s", list(wanted),
+                     [(s.mid, s.feed, s.kind) for s in streams.values()], offer is not None)
         if offer is not None:
             pc = self._subscriber
             if pc is None:
                 pc = self._subscriber = RTCPeerConnection(self._configuration())
                 pc.on("track", lambda track: self._track_arrived(pc, track))
-            await pc.setRemoteDescription(self._remote(offer, "offer"))
+            description = self._remote(offer, "offer")
+            await pc.setRemoteDescription(description)
             self._protect(pc, streams)
+            self._route(pc, description.sdp)
             answer = await self._local(pc, await pc.createAnswer())
             await self._request("sfu.start", jsep={"type": "answer", "sdp": answer})
         elif self._subscriber is not None:
             self._protect(self._subscriber, streams)
         self.failed = None
+        if set(wanted) - set(self._subscribed) and self._retries < SUBSCRIBE_RETRIES:
+            # not live yet, or the SFU queued the update behind a renegotiation of its own
+            self._retries += 1
+            asyncio.get_running_loop().call_later(SUBSCRIBE_RETRY, self._retry, wanted)
+
+    def _retry(self, wanted: tuple[int, ...]) -> None:
+        """Ask again for feeds an ``sfu.subscribe`` did not bring, unless the wanted set changed."""
+        if self._task is not None and not self._task.done() \
+                and tuple(f for f in self._wanted if f != self.feed) == wanted:
+            self._queue("subscribe")
 
     def _protect(self, pc: RTCPeerConnection, streams: dict[str, SubscribedStream]) -> None:
         """Every receiver of the subscriber connection opens its frames with keys
-        that attribute them; a stream now on another feed gets a fresh attribution."""
+        that attribute them; a stream now on another feed gets a fresh attribution,
+        and the copy of a stream no longer sent (or now another feed's) ends."""
+        for mid in [mid for mid in self._given if mid not in streams]:
+            self._take_back(mid)
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid
             stream = streams.get(mid) if mid is not None else None
@@ -554,14 +581,23 @@ class SfuLinks:
             known = self._receivers.get(stream.mid)
             if known is not None and known[0].receiver is transceiver.receiver:
                 if known[1].attribution.stream != stream:  # the mid now carries another feed
-                    given = self._given.pop(stream.mid, None)
-                    if given is not None:
-                        given.stop()
+                    self._take_back(stream.mid)
                     known[1].attribution = self._attribution(stream)
                 continue
             keys = AttributingKeys(self._session, self._attribution(stream))
             transform = self._session.protect_receiver(transceiver.receiver, keys=keys)
             self._receivers[stream.mid] = (transform, keys)
+
+    def _route(self, pc: RTCPeerConnection, sdp: str) -> None:
+        """Each receiver gets the SSRCs its m-line has now: when the SFU gives an
+        m-line to another feed, the feed's SSRC is new to aiortc, which routes by
+        the SSRCs of a receiver's first negotiation only."""
+        receivers = {t.mid: t.receiver for t in pc.getTransceivers() if t.mid is not None}
+        for media in SessionDescription.parse(sdp).media:
+            receiver = receivers.get(media.rtp.muxId)
+            if receiver is not None:
+                for ssrc in media.ssrc:
+                    seams.route_ssrc(receiver, ssrc.ssrc)
 
     def _attribution(self, stream: SubscribedStream) -> StreamAttribution:
         return StreamAttribution(stream, self._identify, self._attributed, self._relabelled)
@@ -581,8 +617,21 @@ class SfuLinks:
         track = self._pending_tracks.get(mid)
         if track is None or attribution.first is None or mid in self._given:
             return
-        given = self._given[mid] = self._relay.subscribe(track)
+        given = self._relay.subscribe(track)
+        self._given[mid] = (attribution.first, given)
         self._on_track(attribution.first, given)
+
+    def _take_back(self, mid: str) -> None:
+        """End the copy of ``mid``'s track given to ``on_track`` (its reader sees the track end)."""
+        given = self._given.pop(mid, None)
+        if given is not None:
+            given[1].stop()
+
+    def release(self, identity: str) -> None:
+        """End the copies given under ``identity`` (it left): a stream of it later
+        (a new feed) is given afresh."""
+        for mid in [mid for mid, (who, _) in self._given.items() if who == identity]:
+            self._take_back(mid)
 
     def _relabelled(self, event: StreamRelabelled) -> None:
         self.relabelled.append(event)
@@ -600,9 +649,8 @@ class SfuLinks:
             transform.close()
         self._receivers.clear()
         self._pending_tracks.clear()
-        for given in self._given.values():
-            given.stop()
-        self._given.clear()
+        for mid in list(self._given):
+            self._take_back(mid)
         for pc in (self._publisher, self._subscriber):
             if pc is not None:
                 await pc.close()

@@ -244,6 +244,8 @@ class SfuBridge:
                 if offer is None:
                     return {"jsep": None, "streams": self._streams(state, member.streams)}
         member.subscribed = wanted
+        if offer is None:  # Janus queued the update behind an offer of its own: give that one
+            offer = member.pending_offer
         member.pending_offer = None
         if streams:
             member.streams = streams
@@ -322,7 +324,10 @@ class SfuBridge:
             await asyncio.wait_for(handle.webrtc_up.wait(), PUBLISH_BOUND)
         except asyncio.TimeoutError:
             return  # the publisher never connected (or Janus was lost): nothing to announce
-        if member.publisher is handle and self.rooms.get(room) is state:
+        # (not for a member gone meanwhile, whose publish was still under way when it
+        # left: its release withdraws the feed without telling anyone)
+        if member.publisher is handle and self.rooms.get(room) is state \
+                and state.members.get(identity) is member:
             state.feeds[feed] = identity
             await self._push_feeds(room, state)
 

@@ -301,3 +301,37 @@ async def test_a_mesh_room_moves_to_the_sfu_when_a_third_participant_joins(start
         assert {a.first for a in peer.sfu.streams.values()} == {q.identity for q in peers if q is not peer}
     # the switch changed the media links, not MLS: the only new epoch is carol's addition
     assert [e.cause for e in alice.epochs[len(mesh_epochs[0]):]] in (["own"], ["commit"])
+
+
+async def test_a_member_back_from_a_signaling_outage_republishes_and_resubscribes(start_peer: StartPeer) -> None:
+    """The server lets go of a member's SFU handles with its connection; back,
+    the member publishes and subscribes afresh and the others subscribe to its
+    new feed, which Janus puts on the m-lines its old feed left (a new SSRC on
+    a known m-line: media.seams.route_ssrc).  What MLS does meanwhile is the
+    membership machine's business (here, as in a mesh room, bob is removed and
+    added again)."""
+    options = CallOptions(reconnect_timeout=30.0)
+    peers = [await start_peer(name, options) for name in ("alice", "bob", "carol")]
+    alice, bob, carol = peers
+    await until(lambda: same_group(peers) and receiving_all(peers, 15), "a call of three", 40)
+    assert bob.sfu is not None
+    feed = bob.sfu.feed
+    old = {(p.identity, q.identity): sink(p).reports[q.identity]["video"] for p in peers for q in peers
+           if q is not p}
+    ws = bob.client._ws
+    assert ws is not None
+    await ws.close()  # the connection drops under bob
+    await until(lambda: bob.sfu is not None and bob.sfu.feed not in (None, feed), "bob published again", 30)
+
+    def resumed() -> bool:
+        # bob's tiles get fresh tracks (his new subscription), the others a fresh one of bob
+        return all(sink(p).frames(q.identity, "video") >= 15
+                   and (sink(p).reports[q.identity]["video"] is not old[(p.identity, q.identity)]
+                        or bob not in (p, q))
+                   for p in peers for q in peers if q is not p)
+
+    await until(resumed, "media from and to bob again", 40)
+    for p in (alice, carol):
+        assert p.sfu is not None
+        assert {a.stream.feed: a.first for a in p.sfu.streams.values()}.get(bob.sfu.feed) == "bob"
+    assert all(p.status().relabelled == () for p in peers)
