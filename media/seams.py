@@ -1,7 +1,7 @@
 """The aiortc 1.16 seams SFrame hooks into, per instance (never process-wide).
 
 aiortc has no encoded-transform API, so this module (the only one that
-touches aiortc internals) hooks four private places, all per object:
+touches aiortc internals) hooks five private places, all per object:
 
 * **send**: ``RTCRtpSender._next_encoded_frame`` is shadowed on the sender
   *instance*; before each frame it makes sure the sender's encoder slot
