@@ -29,7 +29,9 @@ from signaling import protocol as p
 from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.ratelimit import TokenBucket
 from signaling.room import CLOSE_SLOW_CONSUMER, Member
-from signaling.server import RunningServer
+from signaling.redis_store import RedisStore
+from signaling.server import RunningServer, open_store
+from signaling.sqlite_store import SQLiteStore
 
 from conftest import REPO_ROOT
 
@@ -330,6 +332,39 @@ def test_serve_flags_reach_the_config(tmp_path: Path) -> None:
     assert (defaults.log_epochs, config.log_epochs) == (ServerConfig().log_epochs, 12)
     keep_all = cli.config_from_args(parser.parse_args(["--db", str(tmp_path / "d.db"), "--log-epochs", "0"]))
     assert keep_all.log_epochs is None
+
+
+async def test_the_store_url_names_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "d.db"
+    for url, path in ((None, db), (f"sqlite://{db}", str(db)), (str(db), str(db)), ("relative.db", "relative.db")):
+        config = ServerConfig(db_path=db, store_url=url)
+        assert config.sqlite_path() == path
+        store = open_store(config)
+        assert isinstance(store, SQLiteStore)
+        await store.close()  # never opened: nothing to write
+    for url in ("redis://127.0.0.1:6379/0", "rediss://cache.example:6380/1", "unix:///run/redis.sock"):
+        config = ServerConfig(store_url=url)
+        assert config.sqlite_path() is None and isinstance(open_store(config), RedisStore)
+    for bad in ("http://127.0.0.1/db", "sqlite://", "postgres://x/y", ""):
+        with pytest.raises(ValueError, match="store"):
+            ServerConfig(store_url=bad)
+    with pytest.raises(ValueError, match="instance_id"):
+        ServerConfig(instance_id="")
+    assert len({ServerConfig().instance_id for _ in range(8)}) == 8  # random per instance
+
+
+def test_store_and_instance_flags_reach_the_config(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    cli.configure(parser)
+    db = str(tmp_path / "d.db")
+    defaults = cli.config_from_args(parser.parse_args(["--db", db]))
+    assert defaults.store_url is None and defaults.sqlite_path() == Path(db) and defaults.instance_id
+    config = cli.config_from_args(parser.parse_args(["--db", db, "--store", "redis://127.0.0.1:6379/2",
+                                                     "--instance-id", "edge-1"]))
+    assert (config.store_url, config.instance_id, config.sqlite_path()) == (
+        "redis://127.0.0.1:6379/2", "edge-1", None)
+    with pytest.raises(ValueError, match="store"):
+        cli.config_from_args(parser.parse_args(["--db", db, "--store", "mysql://x"]))
 
 
 def test_static_root_is_web_public_in_help_and_docs() -> None:
