@@ -13,6 +13,9 @@ that the last joiners' streams have started (:mod:`media.stress.traffic`):
   over the wall time, per participant (the server's and Janus's CPU are
   shown apart: infrastructure, not a participant's device);
 * upstream per participant: bytes it sent on its RTP transports per second;
+* keyframes per participant: video keyframes its senders encrypted per
+  second (each answers a keyframe request: a receiver that lost a packet
+  and cannot decode until the next keyframe, or a new subscriber);
 * delivery: video frames each receiver decoded from each sender per second,
   as a fraction of the frames the sender's source produced (30 per second);
   the minimum over every receiving pair, and the mean.
@@ -26,6 +29,11 @@ if 4 misses, it goes down to 2).  Targets: the SFU holds at least twice the
 mesh's participants (SFU-max / mesh-max >= 2), and upstream per participant
 stays flat as the call grows (upstream at the largest table size over the
 smallest, 1 for a flat line; a mesh grows with the participants).
+
+The table also shows, per call, how many UDP datagrams the kernel dropped
+for a full socket receive buffer meanwhile (``RcvbufErrors``, machine-wide:
+other programs' drops count too): a peer whose event loop stalls loses
+what overflows its sockets' buffers.
 
 Every figure comes from this one run on this machine; a shared machine's
 other work weighs on them (the core count is printed).
@@ -75,6 +83,9 @@ class Point:
     error: str | None = None
     #: :func:`media.stress.traffic.media_figures` of its measured phase
     media: dict[str, Any] | None = None
+    #: UDP datagrams the kernel dropped for a full receive buffer while the
+    #: call ran, machine-wide (None where /proc/net/snmp is missing)
+    udp_drops: int | None = None
 
     @property
     def delivery_min(self) -> float:
@@ -87,7 +98,8 @@ class Point:
 
     def row(self) -> dict[str, Any]:
         return {"topology": self.topology, "participants": self.participants,
-                "wall_s": round(self.wall_s, 1), "error": self.error, "media": self.media}
+                "wall_s": round(self.wall_s, 1), "error": self.error, "udp_drops": self.udp_drops,
+                "media": self.media}
 
 
 class Bench:
@@ -119,14 +131,16 @@ class Bench:
                               room=f"bench-{topology}-{participants}",
                               warmup_timeout=args.warmup, settle_timeout=5.0,
                               sfu=topology == "sfu", sfu_above=0)
-        started = time.monotonic()
+        started, drops = time.monotonic(), udp_receive_drops()
         try:
             data = asyncio.run(StressRun(config).run())
         except NotInstalled:
             raise
         except (MediaError, SignalingError, OSError, JanusError) as exc:
             return Point(topology, participants, time.monotonic() - started, str(exc) or type(exc).__name__)
-        return Point(topology, participants, time.monotonic() - started, media=analyze(data)["media"])
+        after = udp_receive_drops()
+        return Point(topology, participants, time.monotonic() - started, media=analyze(data)["media"],
+                     udp_drops=None if drops is None or after is None else after - drops)
 
     def largest(self, topology: str, bound: int) -> int:
         """The largest call passing the bar (0 if none down to 2)."""
@@ -142,6 +156,17 @@ class Bench:
         return best
 
 
+def udp_receive_drops() -> int | None:
+    """The kernel's count of UDP datagrams dropped for a full socket receive
+    buffer (``RcvbufErrors`` in /proc/net/snmp), None where unknown."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+                 if line.startswith("Udp:")]
+        return int(lines[1][lines[0].index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _kbps(bytes_per_s: float | None) -> str:
     return "-" if bytes_per_s is None else f"{bytes_per_s * 8 / 1000:.0f}"
 
@@ -152,8 +177,10 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 def table(points: list[Point], bar: float) -> str:
     lines = [f"{'topology':9}{'peers':>6}{'CPU/peer':>10}{'server':>8}{'janus':>7}"
-             f"{'up kbit/s':>11}{'deliv min':>11}{'mean':>7}{'pairs':>9}  {'bar':4}",
-             f"{'':9}{'':>6}{'(cores)':>10}{'(cores)':>8}{'':>7}{'per peer':>11}"]
+             f"{'up kbit/s':>11}{'keyfr/s':>9}{'deliv min':>11}{'mean':>7}{'pairs':>9}"
+             f"{'UDP drops':>11}  {'bar':4}",
+             f"{'':9}{'':>6}{'(cores)':>10}{'(cores)':>8}{'':>7}{'per peer':>11}{'per peer':>9}"
+             f"{'':>27}{'(machine)':>11}"]
     for p in sorted(points, key=lambda p: (p.topology, p.participants)):
         if p.media is None:
             lines.append(f"{p.topology:9}{p.participants:>6}  not measured: {p.error}")
@@ -162,8 +189,10 @@ def table(points: list[Point], bar: float) -> str:
         lines.append(
             f"{p.topology:9}{p.participants:>6}{_num(m['cpu_per_participant']):>10}"
             f"{_num(cpu.get('server'), 2):>8}{_num(cpu.get('janus'), 2):>7}"
-            f"{_kbps(m['upstream_bytes_per_s_per_participant']):>11}{_num(m['delivery_min']):>11}"
+            f"{_kbps(m['upstream_bytes_per_s_per_participant']):>11}"
+            f"{_num(m['keyframes_per_s_per_participant'], 1):>9}{_num(m['delivery_min']):>11}"
             f"{_num(m['delivery_mean']):>7}{str(m['pairs_receiving']) + '/' + str(len(m['pairs'])):>9}"
+            f"{'-' if p.udp_drops is None else p.udp_drops:>11}"
             f"  {'ok' if p.passes(bar) else 'miss'}")
     return "\n".join(lines)
 

@@ -292,6 +292,9 @@ class PeerTraffic:
     frames_encrypted: int
     #: "mesh" or "sfu" (its media through the SFU)
     topology: str
+    #: video keyframes its SFrame senders encrypted (each answers a keyframe
+    #: request: a receiver that lost a packet, or a new subscriber)
+    keyframes_encrypted: int = 0
 
 
 class CountingVideoTrack(CounterVideoTrack):
@@ -495,9 +498,11 @@ class ObservedPeer(CallPeer):
                     if report.kind == "video":
                         decoded[remote] = decoded.get(remote, 0) + report.frames
         sent = sum([await bytes_sent(connection) for connection in self.connections()])
+        stats = self.link_stats()
         return PeerTraffic(self.identity or self.name, self.ledger.now(), produced, decoded, sent,
-                           sum(peer.frames_encrypted for peer in self.link_stats()),
-                           "mesh" if self.sfu is None else "sfu")
+                           sum(peer.frames_encrypted for peer in stats),
+                           "mesh" if self.sfu is None else "sfu",
+                           sum(sender.keyframes_encrypted for peer in stats for sender in peer.senders))
 
     async def end(self, how: str, timeout: float) -> PeerTotals:
         """Crash (``how == "crash"``) or stop, within ``timeout`` seconds; the totals.

@@ -360,6 +360,8 @@ def _media_lines(media: dict[str, Any] | None) -> list[str]:
         *([f"{'':4}(infrastructure, cores: {infra})"] if infra else []),
         f"{'':2}{'upstream per participant':38}"
         f"{_fmt(_kbps(media['upstream_bytes_per_s_per_participant']), ' kbit/s'):>28}",
+        f"{'':2}{'video keyframes per participant':38}"
+        f"{_fmt(media['keyframes_per_s_per_participant'], '/s'):>28}",
         f"{'':2}{'video delivered / sent, min / mean':38}"
         f"{_fmt(media['delivery_min']) + ' / ' + _fmt(media['delivery_mean']):>28}",
         f"{'':2}{'pairs receiving video':38}{str(media['pairs_receiving']) + ' / ' + str(pairs):>28}",

@@ -88,6 +88,8 @@ def media_figures(start: TrafficSample, end: TrafficSample) -> dict[str, Any]:
             "video_fps_produced": round(produced, 2),
             "frames_encrypted_per_s": round(_rate(last.frames_encrypted - first.frames_encrypted,
                                                   seconds), 2),
+            "keyframes_per_s": round(_rate(last.keyframes_encrypted - first.keyframes_encrypted,
+                                           seconds), 2),
         })
     for receiver, last in sorted(after.items()):
         first = before[receiver]
@@ -104,6 +106,7 @@ def media_figures(start: TrafficSample, end: TrafficSample) -> dict[str, Any]:
                           "fraction": round(delivered / produced, 4) if produced > 0 else 0.0})
     fractions = [p["fraction"] for p in pairs]
     upstream = [p["upstream_bytes_per_s"] for p in peers]
+    keyframes = [p["keyframes_per_s"] for p in peers]
     return {
         "seconds": round(wall, 2),
         "participants": participants,
@@ -112,6 +115,8 @@ def media_figures(start: TrafficSample, end: TrafficSample) -> dict[str, Any]:
                                 else round(peers_cpu / participants, 4)),
         "upstream_bytes_per_s_per_participant": (round(sum(upstream) / len(upstream))
                                                  if upstream else None),
+        "keyframes_per_s_per_participant": (round(sum(keyframes) / len(keyframes), 2)
+                                            if keyframes else None),
         "delivery_min": min(fractions, default=None),
         "delivery_mean": round(sum(fractions) / len(fractions), 4) if fractions else None,
         "pairs_receiving": sum(p["delivered_fps"] > 0 for p in pairs),
