@@ -61,7 +61,11 @@ class RoomJoined:
 
 @dataclass(frozen=True)
 class PresenceJoined:
+    """A ``presence`` ``join``; ``resumed``: the joiner catches up from its cursor (it kept
+    its group state), as the server says (docs/protocol.md)."""
+
     identity: str
+    resumed: bool
 
 
 @dataclass(frozen=True)
@@ -341,7 +345,8 @@ class MembershipConfig:
     key_package_interval: float = 1.0
     #: commit an UpdatePath this often (seconds), None for never
     self_update_interval: float | None = None
-    #: participants present before our reconnection count as present this long
+    #: participants present before our reconnection count as present this long, and a
+    #: member who left keeps its leaf this long (0: removed at once)
     reconnect_grace: float = 0.0
     #: which participants may be in the group (None: everyone present)
     admit: Callable[[str], bool] | None = None
@@ -427,6 +432,8 @@ class Membership:
         self._next_update: float | None = None
         self._stale: set[str] = set()
         self._resuming: dict[str, float] = {}
+        #: members who left, with the time until which their leaves are kept
+        self._away: dict[str, float] = {}
         self._published_at: float | None = None
         self._waiting_since: float | None = None
         self._now = 0.0
@@ -479,6 +486,11 @@ class Membership:
     def resuming(self) -> frozenset[str]:
         """Participants present before our reconnection, not back yet."""
         return frozenset(self._resuming)
+
+    @property
+    def away(self) -> frozenset[str]:
+        """Members who left and whose leaves are kept for ``reconnect_grace``."""
+        return frozenset(self._away)
 
     def resume_cursor(self) -> int | None:
         """The log ``seq`` to catch up after, when restarted as a member (else None)."""
@@ -541,21 +553,28 @@ class Membership:
         if remote == self.identity:
             return
         self.seen.add(remote)
-        if self._resuming.pop(remote, None) is not None:
-            self._reconcile()
-            return
+        self._resuming.pop(remote, None)
+        self._away.pop(remote, None)
         self.present.add(remote)
-        if remote in self.members():
-            # back with a new connection, maybe without its state: the old leaf goes, then it is added again
+        if not event.resumed and remote in self.members():
+            # back without its state: the old leaf goes, then it is added again
             self._stale.add(remote)
         self._reconcile()
 
     def _on_PresenceLeft(self, event: PresenceLeft) -> None:
-        self._left(event.identity)
+        remote = event.identity
+        if self.config.reconnect_grace > 0 and remote in self.present and remote in self.members():
+            # it may be back soon (a dropped connection, another instance): its leaf stays meanwhile
+            self.present.discard(remote)
+            self._resuming.pop(remote, None)
+            self._away[remote] = self._now + self.config.reconnect_grace
+        else:
+            self._left(remote)
         self._reconcile()
 
     def _left(self, remote: str) -> None:
         self._resuming.pop(remote, None)
+        self._away.pop(remote, None)
         self.present.discard(remote)
         if self.group is None and self._creating is None and self.room_group is None \
                 and not self.removed and self._smallest():
@@ -596,8 +615,8 @@ class Membership:
                 self._publish()
         for remote in sorted(here - self.present):
             self.present.add(remote)
-            if remote in self.members():
-                self._stale.add(remote)
+            if self._away.pop(remote, None) is None and remote in self.members():
+                self._stale.add(remote)  # back while we were away, maybe without its state
         self._reconcile()
 
     def _on_ReconnectRefused(self, event: ReconnectRefused) -> None:
@@ -608,7 +627,8 @@ class Membership:
 
     def _on_Tick(self, event: Tick) -> None:
         self._now = max(self._now, event.now)
-        for remote in [r for r, deadline in self._resuming.items() if deadline <= self._now]:
+        gone = [r for r, deadline in (*self._resuming.items(), *self._away.items()) if deadline <= self._now]
+        for remote in gone:
             self._left(remote)  # did not come back in time
         interval = self.config.self_update_interval
         if interval is not None and self.group is not None:
@@ -953,7 +973,7 @@ class Membership:
             return
         if not self._committer():
             return
-        wanted = self.present | set(self._resuming)
+        wanted = self.present | set(self._resuming) | set(self._away)
         for leaf in sorted(self.leaves(), key=lambda x: x.leaf_index):
             if leaf.identity == self.identity and leaf.leaf_index == group.leaf_index:
                 continue

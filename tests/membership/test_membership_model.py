@@ -85,6 +85,9 @@ class Room:
 
 
 class MembershipModel(RuleBasedStateMachine):
+    #: the machines' configuration
+    config = CONFIG
+
     def __init__(self) -> None:
         super().__init__()
         self.room = Room()
@@ -196,7 +199,7 @@ class MembershipModel(RuleBasedStateMachine):
         self.replay(who, since)
         for person in self.connected():
             if person is not who:
-                person.inbox.append(m.PresenceJoined(who.name))
+                person.inbox.append(m.PresenceJoined(who.name, since is not None))
 
     def disconnect(self, who: Participant) -> None:
         """The connection drops: what it had not sent or received yet is lost with it."""
@@ -214,7 +217,7 @@ class MembershipModel(RuleBasedStateMachine):
         """Two to five participants join one after the other."""
         for name in names:
             mls = MLS()
-            person = self.people[name] = Participant(name, mls, m.Membership(mls, CONFIG))
+            person = self.people[name] = Participant(name, mls, m.Membership(mls, self.config))
             self.connect(person, reconnect=False)
 
     @precondition(lambda self: len(self.connected()) < 5)
@@ -225,9 +228,9 @@ class MembershipModel(RuleBasedStateMachine):
         person = self.people.get(name)
         if person is None:
             mls = MLS()
-            person = self.people[name] = Participant(name, mls, m.Membership(mls, CONFIG))
+            person = self.people[name] = Participant(name, mls, m.Membership(mls, self.config))
         else:
-            person.machine = m.Membership(person.mls, CONFIG)  # restarted from its persisted state
+            person.machine = m.Membership(person.mls, self.config)  # restarted from its persisted state
         self.connect(person, reconnect=False)
 
     @precondition(lambda self: bool(self.connected()))
@@ -336,7 +339,17 @@ class MembershipModel(RuleBasedStateMachine):
         self.quiet()
 
 
-MembershipModel.TestCase.settings = settings(
+class MembershipModelWithGrace(MembershipModel):
+    """The same with ``reconnect_grace``: a member who leaves keeps its leaf a while, and one
+    back with its state (a resumed join) is not replaced."""
+
+    config = m.MembershipConfig(rejoin_after=5.0, reconnect_grace=1.0)
+
+
+SETTINGS = settings(
     max_examples=50, stateful_step_count=30, derandomize=True, database=None, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+MembershipModel.TestCase.settings = SETTINGS
+MembershipModelWithGrace.TestCase.settings = SETTINGS
 test_membership_model = MembershipModel.TestCase
+test_membership_model_with_grace = MembershipModelWithGrace.TestCase

@@ -163,7 +163,7 @@ class Harness:
             return self.feed(m.RoomJoined(self.me, tuple(step.get("present", ())), group,
                                       self.room_epoch if group is not None else None))
         if kind == "presence_joined":
-            return self.feed(m.PresenceJoined(step["identity"]))
+            return self.feed(m.PresenceJoined(step["identity"], bool(step.get("resumed", False))))
         if kind == "presence_left":
             return self.feed(m.PresenceLeft(step["identity"]))
         if kind == "tick":
@@ -320,7 +320,8 @@ def test_the_traces_cover_the_issue() -> None:
     covered = {json.loads(p.read_text())["covers"] for p in TRACE_FILES}
     assert {"create", "join_by_welcome", "batched_adds", "leave_remove", "conflict_retry", "echo",
             "reconnect_catch_up", "self_update_timer", "admit_policy", "group_reset", "log_truncated",
-            "ghost_add", "impostor_add", "foreign_welcome", "changed_key", "forged_chat_sender"} <= covered
+            "ghost_add", "impostor_add", "foreign_welcome", "changed_key", "forged_chat_sender",
+            "resumed_join", "leave_grace"} <= covered
 
 
 @pytest.mark.parametrize("path", TRACE_FILES, ids=lambda p: p.stem)

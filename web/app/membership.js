@@ -71,7 +71,7 @@ export const DEFAULT_CONFIG = Object.freeze({
   keyPackageInterval: 1.0,
   /** commit an UpdatePath this often, null for never */
   selfUpdateInterval: null,
-  /** participants present before our reconnection count as present this long */
+  /** participants present before our reconnection count as present this long, and a member who left keeps its leaf this long (0: removed at once) */
   reconnectGrace: 0.0,
   /** which participants may be in the group: (identity) => boolean, null for everyone present */
   admit: null,
@@ -144,6 +144,8 @@ export class Membership {
   #stale = new Set();
   /** @type {Map<string, number>} identity -> deadline */
   #resuming = new Map();
+  /** @type {Map<string, number>} members who left -> until when their leaves are kept */
+  #away = new Map();
   #publishedAt = null;
   #waitingSince = null;
   #now = 0;
@@ -230,6 +232,11 @@ export class Membership {
     return new Set(this.#resuming.keys());
   }
 
+  /** Members who left and whose leaves are kept for `reconnectGrace`. */
+  get away() {
+    return new Set(this.#away.keys());
+  }
+
   /** The log `seq` to catch up after, when restarted as a member (else null). */
   resumeCursor() {
     if (this.record === null || this.record.groupId === null) return null;
@@ -312,23 +319,30 @@ export class Membership {
     const remote = event.identity;
     if (remote === this.identity) return;
     this.seen.add(remote);
-    if (this.#resuming.delete(remote)) {
-      await this.#reconcile();
-      return;
-    }
+    this.#resuming.delete(remote);
+    this.#away.delete(remote);
     this.present.add(remote);
-    // back with a new connection, maybe without its state: the old leaf goes, then it is added again
-    if (this.members().has(remote)) this.#stale.add(remote);
+    // back without its state: the old leaf goes, then it is added again
+    if (!event.resumed && this.members().has(remote)) this.#stale.add(remote);
     await this.#reconcile();
   }
 
   async onPresenceLeft(event) {
-    await this.#left(event.identity);
+    const remote = event.identity;
+    if (this.config.reconnectGrace > 0 && this.present.has(remote) && this.members().has(remote)) {
+      // it may be back soon (a dropped connection, another instance): its leaf stays meanwhile
+      this.present.delete(remote);
+      this.#resuming.delete(remote);
+      this.#away.set(remote, this.#now + this.config.reconnectGrace);
+    } else {
+      await this.#left(remote);
+    }
     await this.#reconcile();
   }
 
   async #left(remote) {
     this.#resuming.delete(remote);
+    this.#away.delete(remote);
     this.present.delete(remote);
     if (this.group === null && this.#creating === null && this.roomGroup === null
         && !this.removed && this.#smallest()) {
@@ -375,7 +389,8 @@ export class Membership {
     for (const remote of sortedStrings(here)) {
       if (this.present.has(remote)) continue;
       this.present.add(remote);
-      if (members.has(remote)) this.#stale.add(remote);
+      const wasAway = this.#away.delete(remote);
+      if (!wasAway && members.has(remote)) this.#stale.add(remote); // back while we were away, maybe without its state
     }
     await this.#reconcile();
   }
@@ -389,7 +404,7 @@ export class Membership {
 
   async onTick(event) {
     this.#now = Math.max(this.#now, event.now);
-    for (const [remote, deadline] of [...this.#resuming]) {
+    for (const [remote, deadline] of [...this.#resuming, ...this.#away]) {
       if (deadline <= this.#now) await this.#left(remote); // did not come back in time
     }
     const interval = this.config.selfUpdateInterval;
@@ -819,7 +834,7 @@ export class Membership {
     const group = this.group;
     if (group === null || this.busy || this.ended || await group.hasPendingCommit()) return;
     if (!this.#committer()) return;
-    const wanted = new Set([...this.present, ...this.#resuming.keys()]);
+    const wanted = new Set([...this.present, ...this.#resuming.keys(), ...this.#away.keys()]);
     for (const leaf of [...this.leaves()].sort((a, b) => a.leafIndex - b.leafIndex)) {
       if (leaf.identity === this.identity && leaf.leafIndex === group.leafIndex) continue;
       if (leaf.flag === 'duplicate_identity' || leaf.flag === 'not_present' || !wanted.has(leaf.identity)

@@ -183,7 +183,7 @@ class Harness {
           epoch: group !== null ? this.roomEpoch : null,
         });
       }
-      case 'presence_joined': return this.feed({ type: 'presence_joined', identity: step.identity });
+      case 'presence_joined': return this.feed({ type: 'presence_joined', identity: step.identity, resumed: step.resumed ?? false });
       case 'presence_left': return this.feed({ type: 'presence_left', identity: step.identity });
       case 'tick': return this.feed({ type: 'tick', now });
       case 'self_update_wanted': return this.feed({ type: 'self_update_wanted' });
@@ -363,7 +363,7 @@ test('the traces cover the issue', () => {
   for (const want of ['create', 'join_by_welcome', 'batched_adds', 'leave_remove', 'conflict_retry', 'echo',
     'reconnect_catch_up', 'self_update_timer', 'admit_policy', 'group_reset', 'log_truncated',
     'ghost_add', 'impostor_add', 'foreign_welcome', 'changed_key', 'forged_chat_sender', 'wrong_group',
-    'waiting_rejoin']) {
+    'waiting_rejoin', 'resumed_join', 'leave_grace']) {
     assert.ok(covered.has(want), want);
   }
 });
