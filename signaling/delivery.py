@@ -432,8 +432,10 @@ class DeliveryService:
         kind = signal.get("type")
         if kind == _SIGNAL_PRESENCE:
             identity = signal.get("identity")
-            room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": signal.get("event"),
-                                         "identity": identity}), exclude=identity)
+            frame = {"type": p.PRESENCE, "event": signal.get("event"), "identity": identity}
+            if signal.get("event") == "join":
+                frame["resumed"] = signal.get("resumed") is True
+            room.broadcast(p.dump_frame(frame), exclude=identity)
             if signal.get("event") == "leave" and room.waiting:
                 await self._schedule_abandon_check(room)
         elif kind == _SIGNAL_RELAY and signal.get("instance") == self.instance:
@@ -683,10 +685,12 @@ class DeliveryService:
             member.held = []  # from now on the feed's frames wait for the catch-up's last page
             member.catchup = asyncio.create_task(self._catch_up(
                 room.name, member, reply, after, last, item.epoch, state.pruned_seq))
-        room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "join", "identity": identity}),
-                       exclude=identity)
-        await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "join", "identity": identity},
-                                self.instance)
+        # resumed: it catches up from its cursor (it kept its group state), docs/protocol.md
+        resumed = item.since is not None or item.epoch is not None
+        room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "join", "identity": identity,
+                                     "resumed": resumed}), exclude=identity)
+        await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "join", "identity": identity,
+                                            "resumed": resumed}, self.instance)
 
     async def _catch_up(self, room: str, member: Member, reply: dict[str, Any], after: int, last: int,
                         min_epoch: int | None, pruned_seq: int) -> None:

@@ -65,7 +65,8 @@ async def test_join_leave_and_presence(connect: Connect) -> None:
     assert alice.join_reply["members"] == [] and alice.join_reply["epoch"] is None
     bob = await connect("bob")
     assert bob.join_reply["members"] == ["alice"]
-    assert await alice.next_event("presence") == {"type": "presence", "event": "join", "identity": "bob"}
+    assert await alice.next_event("presence") == {"type": "presence", "event": "join", "identity": "bob",
+                                                  "resumed": False}
     carol = await connect("carol")
     assert carol.join_reply["members"] == ["alice", "bob"]
     assert (await alice.next_event("presence"))["identity"] == "carol"
@@ -84,7 +85,8 @@ async def test_rejoin_replaces_the_older_connection(connect: Connect) -> None:
     bob2 = await connect("bob")
     assert (await bob1.next_event("error"))["code"] == "replaced"
     assert (await bob1.next_event("closed"))["code"] == 4001
-    assert await alice.next_event("presence") == {"type": "presence", "event": "join", "identity": "bob"}
+    assert await alice.next_event("presence") == {"type": "presence", "event": "join", "identity": "bob",
+                                                  "resumed": False}
     await no_event(alice, "presence")  # the replaced connection's end is no departure
     await alice.signal("offer", "bob", {"sdp": "x"})
     assert (await bob2.next_event("offer"))["from"] == "alice"
@@ -413,7 +415,7 @@ async def test_offer_answer_candidate_relay(connect: Connect) -> None:
         if event["type"] == "offer":
             assert event == {"type": "offer", "from": "alice", "data": {"sdp": "v=0 offer"}}
             break
-        assert event == {"type": "presence", "event": "join", "identity": "carol"}
+        assert event == {"type": "presence", "event": "join", "identity": "carol", "resumed": False}
     await bob.signal("answer", "alice", {"sdp": "v=0 answer"})
     assert (await alice.next_event("answer"))["data"] == {"sdp": "v=0 answer"}
     await bob.signal("candidate", "alice", {"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host"})
