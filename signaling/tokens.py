@@ -18,9 +18,11 @@ so a token naming an identity no join could carry is refused even when signed.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,21 +65,28 @@ def _unb64url(text: str) -> bytes:
 
 
 def load_or_create_secret(path: Path | str) -> bytes:
-    """Read the token secret at ``path``, creating it (32 random bytes, mode 0600) if absent."""
+    """Read the token secret at ``path``, creating it (32 random bytes, mode 0600) if absent.
+
+    Several instances may start together on a missing file: each writes a secret of its own
+    to a temporary file beside ``path`` and links it there (``os.link`` fails if ``path``
+    exists), so the file appears whole, exactly one secret wins and every instance reads it.
+    """
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        data = path.read_bytes()
-        if len(data) < 16:
-            raise ValueError(f"token secret file {path} is too short (need at least 16 bytes)")
-        return data
-    secret = secrets.token_bytes(SECRET_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(secret)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return secret
+    if not path.exists():
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:  # mkstemp creates it with mode 0600
+                handle.write(secrets.token_bytes(SECRET_BYTES))
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):  # another instance's secret won
+                os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+    data = path.read_bytes()
+    if len(data) < 16:
+        raise ValueError(f"token secret file {path} is too short (need at least 16 bytes)")
+    return data
 
 
 @dataclass(slots=True)

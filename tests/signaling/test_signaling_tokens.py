@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import stat
+import threading
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac
@@ -95,6 +96,35 @@ def test_secret_file_created_once_with_private_mode(tmp_path) -> None:
     assert load_or_create_secret(path) == first
     other = tmp_path / "other.secret"
     assert load_or_create_secret(other) != first
+
+
+def test_instances_starting_together_share_one_secret(tmp_path) -> None:
+    """Several servers starting at once on a missing secret file: none sees a partial file
+    (too short), exactly one secret is created and every one of them reads it."""
+    racers = 4
+    for trial in range(100):
+        path = tmp_path / f"race{trial}.secret"
+        start = threading.Barrier(racers)
+        secrets_read: list[bytes] = []
+        failures: list[BaseException] = []
+
+        def race() -> None:
+            start.wait()
+            try:
+                secrets_read.append(load_or_create_secret(path))
+            except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=race) for _ in range(racers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == [], f"trial {trial}: {failures!r}"
+        assert len(secrets_read) == racers and len(set(secrets_read)) == 1
+        assert path.read_bytes() == secrets_read[0] and len(secrets_read[0]) == 32
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(f"race{trial}.")] == [path.name]
 
 
 def _b64url(data: bytes) -> str:
