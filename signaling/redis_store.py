@@ -25,7 +25,8 @@ holds the seq of each epoch's commit (``c<epoch>``), of each recipient's
 newest Welcome (``w<identity>``) and each sender's quota usage
 (``u<identity>``); then the admitted identities, the presence of each identity (which instance holds its
 connection) and the KeyPackages of each identity (a list: RPUSH to publish,
-LPOP to claim the oldest atomically). An instance is alive while its key
+LPOP to claim the oldest atomically), and the room's SFU state (a hash: its Janus
+room, secret, generation and topology; a hash of published feeds). An instance is alive while its key
 ``<prefix>:instance:{<id>}`` exists: :meth:`RedisStore.heartbeat` sets it with
 a PX expiry, and :meth:`RedisStore.presence` leaves out identities held by an
 instance whose key has expired.
@@ -71,7 +72,7 @@ from redis.backoff import NoBackoff
 
 from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem,
                     GroupCreateRequest, LogEntry, LogPolicy, Outcome, Presence, ProposalRequest,
-                    QuotaExceeded, RoomGroup)
+                    QuotaExceeded, RoomGroup, SfuRoomRecord)
 
 logger = logging.getLogger("signaling")
 
@@ -429,6 +430,19 @@ if held and string.sub(held, 2) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV
 """
 
 
+#: KEYS: the room's sfu hash, its sfu-feeds hash; ARGV: janus room, secret, generation.
+#: Stores the record unless one of the same or a higher generation is there (a higher one
+#: than before drops the old Janus's feeds); returns the stored record.
+_CLAIM_SFU_ROOM = """
+local held = redis.call('HGET', KEYS[1], 'generation')
+if (not held) or tonumber(held) < tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'janus_room', ARGV[1], 'secret', ARGV[2], 'generation', ARGV[3])
+  redis.call('DEL', KEYS[2])
+end
+return redis.call('HMGET', KEYS[1], 'janus_room', 'secret', 'generation')
+"""
+
+
 class RedisStoreError(Exception):
     """The Redis store cannot be used: see the subclasses."""
 
@@ -546,6 +560,8 @@ class RedisStore:
         #: seconds (Unix time by default): when entries were appended, for ``policy.max_age``
         self._clock = clock
         self._prefix = prefix
+        #: the Redis database number (the URL's path), part of the feed's channel names
+        self._database = int(client.connection_pool.connection_kwargs.get("db") or 0)
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         #: The feed's handler of each subscribed room, by channel; rooms by channel.
@@ -561,6 +577,7 @@ class RedisStore:
         self._reset = _Script(_RESET)
         self._publish_kps = _Script(_PUBLISH_KEY_PACKAGES)
         self._drop_presence = _Script(_DROP_PRESENCE)
+        self._claim_sfu_room = _Script(_CLAIM_SFU_ROOM)
 
     @classmethod
     def from_url(cls, url: str, *, policy: LogPolicy = LogPolicy(), clock: Callable[[], float] = time.time,
@@ -585,6 +602,9 @@ class RedisStore:
         return f"{self._prefix}:{{{room}}}:{name}"
 
     def _channel(self, room: str) -> bytes:
+        """The room's feed channel. Pub/sub channels span a Redis server's databases, so the
+        name carries the database number beside the key prefix: deployments in different
+        databases (or under different prefixes) of one server never hear each other."""
         return self._key(room, "feed").encode()
 
     def _instance_key(self, instance: str) -> str:
@@ -834,6 +854,41 @@ class RedisStore:
         else:
             await self._call(lambda: self._client.hset(key, "empty_since", repr(float(when))))
 
+    # -- the room's SFU state: hash <room>:sfu (janus_room, secret, generation, topology), ----
+    # -- hash <room>:sfu-feeds (feed -> identity) -------------------------------------------------
+
+    async def sfu_room(self, room: str) -> SfuRoomRecord | None:
+        held = await self._call(lambda: self._client.hmget(self._key(room, "sfu"),
+                                                           "janus_room", "secret", "generation"))
+        return _sfu_record(held)
+
+    async def claim_sfu_room(self, room: str, record: SfuRoomRecord) -> SfuRoomRecord:
+        held = await self._call(lambda: self._claim_sfu_room(
+            self._client, [self._key(room, "sfu"), self._key(room, "sfu-feeds")],
+            [record.janus_room, record.secret, record.generation]))
+        stored = _sfu_record(held)
+        assert stored is not None  # the script stored one or found one
+        return stored
+
+    async def switch_to_sfu(self, room: str) -> bool:
+        return bool(await self._call(lambda: self._client.hsetnx(self._key(room, "sfu"), "topology", "sfu")))
+
+    async def sfu_switched(self, room: str) -> bool:
+        return bool(await self._call(lambda: self._client.hexists(self._key(room, "sfu"), "topology")))
+
+    async def set_sfu_feed(self, room: str, feed: int, identity: str) -> None:
+        await self._call(lambda: self._client.hset(self._key(room, "sfu-feeds"), str(feed), identity))
+
+    async def drop_sfu_feed(self, room: str, feed: int) -> bool:
+        return bool(await self._call(lambda: self._client.hdel(self._key(room, "sfu-feeds"), str(feed))))
+
+    async def sfu_feeds(self, room: str) -> dict[int, str]:
+        held = await self._call(lambda: self._client.hgetall(self._key(room, "sfu-feeds")))
+        return {int(feed): identity.decode() for feed, identity in held.items()}
+
+    async def clear_sfu(self, room: str) -> None:
+        await self._call(lambda: self._client.delete(self._key(room, "sfu"), self._key(room, "sfu-feeds")))
+
     # -- KeyPackage directory --------------------------------------------------------------------
 
     async def publish_key_packages(self, room: str, identity: str,
@@ -845,6 +900,14 @@ class RedisStore:
 
     async def claim_key_package(self, room: str, identity: str) -> bytes | None:
         return await self._call(lambda: self._client.lpop(self._key(room, f"kp:{identity}")))
+
+
+def _sfu_record(held: Sequence[bytes | None]) -> SfuRoomRecord | None:
+    """A room's SFU record from its hash fields (janus_room, secret, generation)."""
+    janus_room, secret, generation = held
+    if janus_room is None or secret is None or generation is None:
+        return None
+    return SfuRoomRecord(int(janus_room), secret.decode(), int(generation))
 
 
 def _encode_request(request: AppendRequest) -> bytes:

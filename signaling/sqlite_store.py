@@ -22,7 +22,8 @@ One instance only: the feed (:class:`~signaling.store.FeedItem`) is
 in-process, published after each transaction commits in ``seq`` order and
 before the appends it wrote return; presence and heartbeats live in memory
 (the one instance is alive while the store is open), and so does when each
-room was last left empty (a restart reads as everyone having left then).
+room was last left empty (a restart reads as everyone having left then),
+and each room's SFU state (its Janus room, topology and published feeds).
 The identities admitted to each room and the public view's version are in
 the database.
 """
@@ -41,7 +42,7 @@ from typing import Any, TypeVar
 
 from .store import (AppendRequest, AppendResult, ApplicationRequest, CommitRequest, EntryKind, FeedItem,
                     GroupCreateRequest, LogEntry, LogPolicy, Outcome, Presence, ProposalRequest,
-                    QuotaExceeded, RoomGroup)
+                    QuotaExceeded, RoomGroup, SfuRoomRecord)
 
 T = TypeVar("T")
 
@@ -149,6 +150,10 @@ class SQLiteStore:
         #: Who is connected to each room (by identity), and since when each room has been empty.
         self._presence: dict[str, dict[str, Presence]] = {}
         self._empty_since: dict[str, float] = {}
+        #: Each room's SFU state (one instance: in memory): Janus room, switched rooms, feeds.
+        self._sfu_rooms: dict[str, SfuRoomRecord] = {}
+        self._sfu_switched: set[str] = set()
+        self._sfu_feeds: dict[str, dict[int, str]] = {}
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -543,6 +548,41 @@ class SQLiteStore:
             self._empty_since.pop(room, None)
         else:
             self._empty_since[room] = when
+
+    # -- the room's SFU state ------------------------------------------------------------------
+
+    async def sfu_room(self, room: str) -> SfuRoomRecord | None:
+        return self._sfu_rooms.get(room)
+
+    async def claim_sfu_room(self, room: str, record: SfuRoomRecord) -> SfuRoomRecord:
+        held = self._sfu_rooms.get(room)
+        if held is None or held.generation < record.generation:
+            self._sfu_rooms[room] = held = record
+            self._sfu_feeds.pop(room, None)
+        return held
+
+    async def switch_to_sfu(self, room: str) -> bool:
+        if room in self._sfu_switched:
+            return False
+        self._sfu_switched.add(room)
+        return True
+
+    async def sfu_switched(self, room: str) -> bool:
+        return room in self._sfu_switched
+
+    async def set_sfu_feed(self, room: str, feed: int, identity: str) -> None:
+        self._sfu_feeds.setdefault(room, {})[feed] = identity
+
+    async def drop_sfu_feed(self, room: str, feed: int) -> bool:
+        return self._sfu_feeds.get(room, {}).pop(feed, None) is not None
+
+    async def sfu_feeds(self, room: str) -> dict[int, str]:
+        return dict(self._sfu_feeds.get(room, {}))
+
+    async def clear_sfu(self, room: str) -> None:
+        self._sfu_rooms.pop(room, None)
+        self._sfu_switched.discard(room)
+        self._sfu_feeds.pop(room, None)
 
     # -- KeyPackage directory --------------------------------------------------------------
 

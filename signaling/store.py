@@ -23,7 +23,10 @@ reset), the identities admitted to the room, who is connected where
 the room's group has had no member connected (the abandoned-room rule). The
 stored public view carries a version, so that an instance validating a
 proposal against a view another instance has moved on gets
-``Outcome.STALE_VIEW`` instead of overwriting it.
+``Outcome.STALE_VIEW`` instead of overwriting it. A room that goes through
+the SFU keeps its Janus room (:class:`SfuRoomRecord`), its topology and its
+published feeds here too, so that its members on every instance meet in one
+Janus room.
 """
 
 from __future__ import annotations
@@ -112,6 +115,17 @@ class Presence:
 
     instance: str
     waiting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SfuRoomRecord:
+    """A room's Janus room (issue 16, signaling.sfu), shared by the instances: its numeric id,
+    its ``secret`` (never shown) and its ``generation``, counted up each time the room was
+    re-created in a restarted Janus."""
+
+    janus_room: int
+    secret: str = field(repr=False)
+    generation: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +388,43 @@ class Store(Protocol):
 
     async def set_empty_since(self, room: str, when: float | None) -> None:
         """Note (``None``: forget) since when ``room`` has had no member of its group connected."""
+        ...
+
+    # -- the room's SFU state across instances (signaling.sfu) --------------------------------
+
+    async def sfu_room(self, room: str) -> SfuRoomRecord | None:
+        """The room's Janus room, if an instance has claimed one (:meth:`claim_sfu_room`)."""
+        ...
+
+    async def claim_sfu_room(self, room: str, record: SfuRoomRecord) -> SfuRoomRecord:
+        """Store ``record`` as the room's Janus room if the room has none or only one of a
+        lower generation (then its published feeds go too: they were the old Janus's), in one
+        atomic step; return the record stored afterwards (the winner's, if another instance's
+        claim came first)."""
+        ...
+
+    async def switch_to_sfu(self, room: str) -> bool:
+        """Note that the room goes through the SFU; True only for the call that switched it."""
+        ...
+
+    async def sfu_switched(self, room: str) -> bool:
+        """Whether the room goes through the SFU (:meth:`switch_to_sfu`)."""
+        ...
+
+    async def set_sfu_feed(self, room: str, feed: int, identity: str) -> None:
+        """``identity`` publishes ``feed`` in the room's Janus room."""
+        ...
+
+    async def drop_sfu_feed(self, room: str, feed: int) -> bool:
+        """Forget the published ``feed``; True if the room had it."""
+        ...
+
+    async def sfu_feeds(self, room: str) -> dict[int, str]:
+        """The room's published feeds, from every instance: feed id -> identity."""
+        ...
+
+    async def clear_sfu(self, room: str) -> None:
+        """Forget the room's SFU state (Janus room, topology, feeds): nobody is left in it."""
         ...
 
     async def publish_key_packages(self, room: str, identity: str,
