@@ -382,7 +382,7 @@ async def test_page_and_bot_call_through_coturn(tmp_path: Path, coturn: Coturn) 
     from playwright.async_api import async_playwright
 
     from signaling.config import DEFAULT_STATIC_DIR
-    from test_web_call import CHROMIUM, CHROMIUM_FLAGS, browser_decrypted, page_status
+    from web_page import CHROMIUM, CHROMIUM_FLAGS, browser_decrypted, page_status
 
     build = subprocess.run(["npm", "--prefix", str(REPO_ROOT / "web"), "run",
                             "--silent", "build"], capture_output=True, text=True, timeout=120, check=False)

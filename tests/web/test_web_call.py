@@ -39,16 +39,9 @@ from signaling.config import DEFAULT_STATIC_DIR, ServerConfig
 from signaling.server import RunningServer, start_server
 
 from conftest import REPO_ROOT
+from web_page import CHROMIUM, CHROMIUM_FLAGS, browser_decrypted, page_status
 
 ARTIFACTS = REPO_ROOT / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--no-first-run", "--autoplay-policy=no-user-gesture-required",
-]
 ROOM = "webcall"
 #: the browser's identity: "alice-bot" and "bob-bot" offer to it, it offers to "carol-bot"
 BROWSER = "carla"
@@ -224,11 +217,6 @@ async def until(predicate: Callable[[], Awaitable[bool]], what: str, log: Browse
         await asyncio.sleep(0.1)
 
 
-async def page_status(page: Page) -> dict[str, Any]:
-    """The page's Call.status(), or an empty dict before the call object exists."""
-    return await page.evaluate("window.mlscall.call ? window.mlscall.call.status() : {}")
-
-
 def sink(bot: CallPeer) -> VerifyingSink:
     verifying = bot.sinks[0]
     assert isinstance(verifying, VerifyingSink)
@@ -244,10 +232,6 @@ def one_group(page_view: dict[str, Any], bots: list[CallPeer]) -> bool:
     return (page_view["members"] == names and page_view["epoch"] is not None
             and all(list(s.members) == names and s.epoch == page_view["epoch"]
                     and s.verification == page_view["verification"] for s in statuses))
-
-
-def browser_decrypted(page_view: dict[str, Any], remote: str, kind: str = "video") -> int:
-    return page_view["remotes"].get(remote, {}).get(kind, {}).get("decrypted", 0)
 
 
 def assert_all_sealed(page_view: dict[str, Any], remotes: set[str]) -> None:
