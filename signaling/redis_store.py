@@ -605,7 +605,7 @@ class RedisStore:
         """The room's feed channel. Pub/sub channels span a Redis server's databases, so the
         name carries the database number beside the key prefix: deployments in different
         databases (or under different prefixes) of one server never hear each other."""
-        return self._key(room, "feed").encode()
+        return f"{self._prefix}:db{self._database}:{{{room}}}:feed".encode()
 
     def _instance_key(self, instance: str) -> str:
         return f"{self._prefix}:instance:{{{instance}}}"

@@ -489,6 +489,31 @@ async def test_presence_held_by_a_dead_instance_is_left_out(redis_stores: list[R
     assert await one.presence("r") == {"alice": Presence("alive", False), "bob": Presence("dying", True)}
 
 
+async def test_deployments_in_two_databases_of_one_server_do_not_hear_each_other(redis_url: str) -> None:
+    """Pub/sub spans a server's databases: the feed's channels carry the database number."""
+    assert redis_url.endswith("/0")
+    stores = [RedisStore.from_url(redis_url), RedisStore.from_url(redis_url[:-1] + "1")]
+    seen: list[list[FeedItem]] = [[], []]
+    try:
+        for store, items in zip(stores, seen):
+            await store.open()
+            await store.subscribe("r", items.append)
+        zero, one = stores
+        await create(one, "r")
+        await send(one, "r", "alice", 0, b"db 1")
+        await one.signal("r", {"db": 1}, "one")
+        # published after database 1's items: once it arrives, they would have arrived before it
+        await zero.signal("r", {"db": 0}, "zero")
+        await until(lambda: any(item.signal == {"db": 0} for item in seen[0]), "database 0's own signal")
+        await until(lambda: any(item.signal == {"db": 1} for item in seen[1]), "database 1's own signal")
+        assert seen[0] == [FeedItem((), {"db": 0}, "zero")]
+        assert [e.body for item in seen[1] for e in item.entries] == [b"db 1"]
+        assert await zero.read_entries("r", after_seq=0) == []
+    finally:
+        for store in stores:
+            await store.close()
+
+
 async def test_a_bad_address_or_an_unreachable_redis_is_a_typed_error() -> None:
     for url in ("http://127.0.0.1:6379/0", "not a url", "redis://127.0.0.1:6379/not-a-db"):
         with pytest.raises(RedisURLError):
