@@ -340,7 +340,11 @@ class DeliveryService:
         while room.inbox:
             item = room.inbox.popleft()
             try:
-                if item.signal is not None:
+                if item.resync:  # the feed lost what was published while it reconnected
+                    last_seq = (await self.store.group_state(room.name)).last_seq
+                    if last_seq > room.delivered_seq:
+                        await self._fill(room, last_seq)
+                elif item.signal is not None:
                     if item.origin != self.instance:  # this instance did its own part already
                         await self._on_signal(room, item.signal)
                 else:

@@ -771,7 +771,8 @@ class RedisStore:
     async def _read_feed(self, pubsub: PubSub) -> None:
         """Deliver the feed's messages to the handlers, in the order Redis sent them. After a lost
         connection, reconnect (the client subscribes its channels again); what was published
-        meanwhile is lost here, and the consumer fills the seq gap with read_entries."""
+        meanwhile is lost here: once Redis confirms a channel again, its handler gets a
+        ``resync`` item, and the consumer reads the missing seqs with read_entries."""
         backoff = 0.05
         while True:
             try:
@@ -784,19 +785,20 @@ class RedisStore:
             backoff = 0.05
             if message is None:
                 continue
-            channel = message["channel"]
-            if message["type"] == "subscribe":
+            channel, kind = message["channel"], message["type"]
+            if kind == "subscribe":
                 waiter = self._confirming.pop(channel, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
-                continue
-            if message["type"] != "message":
+                if waiter is not None:  # the first subscription
+                    if not waiter.done():
+                        waiter.set_result(None)
+                    continue
+            elif kind != "message":
                 continue
             handler, room = self._handlers.get(channel), self._rooms.get(channel)
             if handler is None or room is None:
                 continue
-            try:
-                item = _decode_feed(room, message["data"])
+            try:  # a subscription confirmed again after a lost connection: resync
+                item = FeedItem(resync=True) if kind == "subscribe" else _decode_feed(room, message["data"])
             except (ValueError, IndexError, struct.error):
                 logger.error("undecodable feed message on %r", channel)
                 continue

@@ -101,11 +101,17 @@ class FeedItem:
     order (empty for a signal); ``signal`` a JSON-able message between
     instances that is not in the log (presence, relay, replace, group reset,
     SFU notices); ``origin`` the instance id that caused the item.
+    ``resync`` marks an item the store itself makes (no entries, no signal)
+    once the feed is subscribed again after its connection broke: what was
+    published meanwhile is lost to the feed, so the consumer reads the log
+    after the last ``seq`` it delivered now instead of at the room's next
+    entry.
     """
 
     entries: tuple[LogEntry, ...] = ()
     signal: dict[str, Any] | None = None
     origin: str = ""
+    resync: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +347,8 @@ class Store(Protocol):
         """Until :meth:`unsubscribe`, call ``handler`` (synchronously, from the store's own
         reader, in order) with every :class:`FeedItem` of ``room`` from any instance, this
         one included. One handler per room; subscribing again replaces it. Items may be lost
-        (a reconnect): a consumer fills the seq gaps with :meth:`read_entries`."""
+        (a reconnect): a consumer fills the seq gaps with :meth:`read_entries`, and a store
+        whose feed can lose items hands a ``resync`` item once it is subscribed again."""
         ...
 
     async def unsubscribe(self, room: str) -> None:

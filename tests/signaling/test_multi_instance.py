@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from conftest import until
+from conftest import BOUND, until
 from ds_participant import Participant
 from media.call_peer import CallPeer
 from media.sinks import VerifyingSink
@@ -26,6 +26,8 @@ from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
 from signaling.redis_store import RedisStore
 from signaling.server import RunningServer
+from redis_server import RedisServer
+from tcp_proxy import TcpProxy
 
 SECRET = b"m" * 32  # one token secret for every instance (docs/deployment.md)
 ROOM = "spread"
@@ -39,6 +41,16 @@ MakeServer = Callable[..., Awaitable[RunningServer]]
 async def instances(make_server: MakeServer, redis_url: str) -> list[RunningServer]:
     """Three servers on the same Redis database."""
     return [await make_server(store=RedisStore.from_url(redis_url)) for _ in range(3)]
+
+
+@pytest.fixture
+async def redis_proxy(redis_server: RedisServer, redis_url: str) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy to the session's redis-server (its database emptied): an instance whose
+    store goes through it can be cut off from Redis while the others are not."""
+    proxy = TcpProxy(redis_server.port)
+    await proxy.start()
+    yield proxy
+    await proxy.close()
 
 
 async def joined(server: RunningServer, clients: list[SignalingClient], identity: str) -> Participant:
@@ -166,6 +178,19 @@ async def test_presence_across_instances(instances: list[RunningServer],
         assert (event["event"], event["identity"]) == ("leave", "bob")
     watcher = await joined(instances[0], clients, "watcher")
     assert set(watcher.client.join_reply["members"]) == {"alice", "carol"}
+
+
+async def test_an_entry_published_while_a_feed_reconnects_arrives_without_a_later_one(
+        redis_proxy: TcpProxy, make_server: MakeServer, redis_url: str, clients: list[SignalingClient]) -> None:
+    cut_off = await make_server(store=RedisStore.from_url(redis_proxy.url()))
+    other = await make_server(store=RedisStore.from_url(redis_url))
+    (alice, bob), _ = await spread_group([cut_off, other], clients, ("alice", "bob"))
+    redis_proxy.cut()  # alice's instance loses its connections to Redis, its feed's included
+    sent = await bob.client.send_application(bob.view.epoch, bob.send(b"while cut off"))
+    redis_proxy.restore()
+    # the feed subscribes again and its instance reads what it missed: no later entry needed
+    event = await alice.client.next_event("application", timeout=BOUND)
+    assert event["seq"] == sent and alice.view.receive(event["ciphertext"]).content == b"while cut off"
 
 
 @pytest.fixture

@@ -552,6 +552,9 @@ async def test_the_feed_resubscribes_after_redis_restarts(tmp_path: Path) -> Non
                 await asyncio.sleep(0.05)
 
         await asyncio.wait_for(until_resubscribed(), timeout=BOUND)
+        # subscribed again, the feed told its consumer to read what it missed, before any later item
+        probe = next(i for i, item in enumerate(seen) if item.signal == {"probe": True})
+        assert FeedItem(resync=True) in seen[1:probe]
         assert [e.body for e in await store.read_entries("r", after_seq=0)] == [b"before", b"after"]
         assert sent.entries[0].seq == 2
     finally:
