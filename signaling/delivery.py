@@ -62,7 +62,7 @@ from .room import (CLOSE_REPLACED, CLOSE_SLOW_CONSUMER, AbandonCheck, Admission,
                    Room)
 from .store import (AppendResult, ApplicationRequest, CommitRequest, EntryKind, GroupCreateRequest,
                     LogEntry, Outcome, Presence, ProposalRequest, RoomGroup, Store, WelcomeRecord)
-from .sfu import MESH, SfuBridge
+from .sfu import MESH, SIGNALS as SFU_SIGNALS, SfuBridge
 from .tokens import TokenAuthority
 
 logger = logging.getLogger("signaling")
@@ -173,7 +173,7 @@ class DeliveryService:
         }
         #: the bridge to the SFU (Janus) when the server has one (``sfu_url``; signaling.sfu)
         self.sfu = None if config.sfu_url is None else SfuBridge(config.sfu_url, config.sfu_above,
-                                                                 self._send_sfu_frame)
+                                                                 self._send_sfu_frame, store, self.instance)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -455,6 +455,8 @@ class DeliveryService:
         elif kind == _SIGNAL_GROUP_CREATED:
             room.public_loaded = False
             await self._wait_for_adding(room, signal.get("creator"))
+        elif kind in SFU_SIGNALS and self.sfu is not None:
+            await self.sfu.on_signal(room.name, signal)
 
     async def _wait_for_adding(self, room: Room, creator: object) -> None:
         """A group was created: everyone here but its creator waits to be added to it."""
@@ -839,6 +841,8 @@ class DeliveryService:
                 await self.store.set_empty_since(room.name, self.config.clock())
                 if room.members:
                     await self._schedule_abandon_check(room)
+            if not present and self.sfu is not None:  # nobody left on any instance
+                await self.sfu.vacated(room.name)
         except Exception:
             logger.exception("departure of %s from room %s not recorded", identity, room.name)
 

@@ -18,7 +18,23 @@ new session can be created, re-creates the Janus rooms of live SFU rooms and
 pushes ``sfu.up``, after which members republish and resubscribe (MLS is
 untouched).
 
-The server calls :meth:`SfuBridge.joined`, :meth:`SfuBridge.left` and
+Several instances (issue 17) share one Janus and the room's SFU state
+through the store (:class:`~signaling.store.Store`): the Janus room and its
+secret (claimed once, set-if-absent: the loser uses the winner's; its
+generation counted up when a restarted Janus lost it and an instance
+created it again, under the same id and secret), the topology switch
+(decided once, by the connected count of every instance) and the published
+feeds (each instance writes its members').  An instance tells the others
+through the room's feed (:meth:`~signaling.store.Store.signal`): the switch
+(:data:`SIGNAL_TOPOLOGY`), a change of the feeds (:data:`SIGNAL_FEEDS`: every
+instance reads them and pushes ``sfu.feeds`` to its members when they
+changed) and a new generation (:data:`SIGNAL_GENERATION`: the instances
+write their members' live feeds again).  The instance whose departure
+empties the room on every instance destroys its Janus room
+(:meth:`SfuBridge.vacated`).
+
+The server calls :meth:`SfuBridge.joined`, :meth:`SfuBridge.left`,
+:meth:`SfuBridge.vacated`, :meth:`SfuBridge.on_signal` and
 :meth:`SfuBridge.handle`; the bridge pushes frames through the ``send``
 callback it was given.
 """
@@ -29,12 +45,13 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ErrorCode, SignalingError
 from .janus import KEEPALIVE_INTERVAL, JanusSession, Jsep, SfuError, SfuRefused, SfuUnavailable, VideoRoomHandle
 from .protocol import SFU_DOWN, SFU_FEEDS, SFU_PUBLISH, SFU_START, SFU_SUBSCRIBE, SFU_UP, TOPOLOGY
+from .store import SfuRoomRecord, Store
 
 logger = logging.getLogger("signaling.sfu")
 
@@ -48,6 +65,13 @@ RECOVERY_INTERVAL = 0.5
 PUBLISH_BOUND = 60.0
 #: largest feed id a client may name (Janus's ids are random 53-bit integers)
 MAX_FEED = 2**53
+#: Janus VideoRoom's error for a create of a room it has already
+ROOM_EXISTS = 427
+#: the signals instances send each other through the room's feed (``{"type": ...}``)
+SIGNAL_TOPOLOGY = "sfu_topology"
+SIGNAL_FEEDS = "sfu_feeds"
+SIGNAL_GENERATION = "sfu_generation"
+SIGNALS = frozenset({SIGNAL_TOPOLOGY, SIGNAL_FEEDS, SIGNAL_GENERATION})
 
 #: ``send(room, identity or None for every member, frame)``
 Send = Callable[[str, str | None, dict[str, Any]], Awaitable[None]]
@@ -71,34 +95,43 @@ class SfuMember:
 
 @dataclass(eq=False)
 class SfuRoom:
-    """A live room: its topology, members and, once used, its Janus room."""
+    """A room live here: its topology, members here and, once used, its (shared) Janus room."""
 
     topology: str = MESH
     members: dict[str, SfuMember] = field(default_factory=dict)
     janus_room: int | None = None
     secret: str = field(default="", repr=False)
-    owner: VideoRoomHandle | None = None
-    #: published feeds whose PeerConnection is up: feed -> identity
+    #: the generation of the store's record this instance uses
+    generation: int = 0
+    #: published feeds of every instance whose PeerConnection is up (the store's, as last
+    #: read and pushed here): feed -> identity
     feeds: dict[int, str] = field(default_factory=dict)
     #: members were told ``sfu.down`` (or the room went SFU while Janus was down) and await ``sfu.up``
     down: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: one read-and-push of the feeds at a time (the last read is the newest)
+    feeds_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class SfuBridge:
-    """Rooms' topologies and their Janus state, for one signaling server and one Janus."""
+    """Rooms' topologies and their Janus state, for one signaling instance and the Janus it
+    shares with the other instances of ``store``."""
 
-    def __init__(self, url: str, above: int, send: Send, keepalive: float = KEEPALIVE_INTERVAL) -> None:
+    def __init__(self, url: str, above: int, send: Send, store: Store, instance: str,
+                 keepalive: float = KEEPALIVE_INTERVAL) -> None:
         if above < 0:
             raise ValueError("sfu_above must be 0 or more")
         self.url = url
+        self.store = store
+        self.instance = instance
         self.keepalive = keepalive
         self.above = above
         self.send = send
         self.rooms: dict[str, SfuRoom] = {}
         self.janus: JanusSession | None = None
         self._recovery: asyncio.Task[None] | None = None
-        #: Janus rooms (id, secret) of a lost session: destroyed on recovery if Janus still has them
+        #: Janus rooms (id, secret) of emptied rooms not destroyed (Janus was down): destroyed on
+        #: recovery if Janus still has them
         self._orphans: list[tuple[int, str]] = []
         self._tasks: set[asyncio.Future[None]] = set()
         #: departed members' handles being detached (and emptied rooms destroyed)
@@ -119,15 +152,21 @@ class SfuBridge:
             self._recovery = asyncio.create_task(self._recover())
 
     async def close(self) -> None:
-        """Destroy the Janus rooms and session; stop background work."""
+        """Destroy the Janus rooms nobody on another instance uses, then the session; stop
+        background work."""
         self._closed = True
         for task in [self._recovery, *self._tasks]:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*self._releases, return_exceptions=True)
         if self.up:
-            for room in self.rooms.values():
-                await self._destroy_janus_room(room)
+            for room in list(self.rooms):  # a snapshot: releases still under way pop rooms
+                try:
+                    present = await self.store.presence(room)
+                    if all(holder.instance == self.instance for holder in present.values()):
+                        await self.vacated(room)
+                except Exception:
+                    logger.exception("room %s: its Janus room was not destroyed on close", room)
         if self.janus is not None:
             await self.janus.destroy()
 
@@ -137,47 +176,103 @@ class SfuBridge:
         return state.topology if state is not None else MESH
 
     async def joined(self, room: str, identity: str, count: int) -> str:
-        """``identity`` joined ``room``, which now has ``count`` connected participants: its topology.
+        """``identity`` joined ``room``, which now has ``count`` participants connected to any
+        instance: its topology.
 
-        A room goes SFU once ``count`` exceeds ``sfu_above`` and stays SFU while
-        live; the members already there get a ``topology`` event.  A joiner of an
-        SFU room with published feeds gets them (``sfu.feeds``) after its join reply.
+        A room goes SFU once ``count`` exceeds ``sfu_above`` (or once the store says
+        another instance switched it) and stays SFU while live; the members already
+        here get a ``topology`` event, those on other instances through
+        :data:`SIGNAL_TOPOLOGY`.  A joiner of an SFU room with published feeds gets
+        them (``sfu.feeds``) after its join reply.
         """
         state = self.rooms.setdefault(room, SfuRoom())
         state.members.setdefault(identity, SfuMember())
-        if state.topology == MESH and count > self.above:
-            state.topology = SFU
-            state.down = not self.up
-            for other in [m for m in state.members if m != identity]:
-                await self.send(room, other, {"type": TOPOLOGY, "topology": SFU})
-        if state.feeds:
-            self._spawn(self.send(room, identity, self._feeds_frame(state)))
+        if state.topology == MESH:
+            if count > self.above:
+                if await self.store.switch_to_sfu(room):
+                    await self.store.signal(room, {"type": SIGNAL_TOPOLOGY}, self.instance)
+                switched = True
+            else:
+                switched = await self.store.sfu_switched(room)
+            if switched:
+                await self._go_sfu(room, state, exclude=identity)
+        if state.topology == SFU:
+            await self._refresh_feeds(room, state, exclude=identity)
+            if state.feeds:
+                self._spawn(self.send(room, identity, self._feeds_frame(state)))
         return state.topology
 
+    async def _go_sfu(self, room: str, state: SfuRoom, exclude: str | None = None) -> None:
+        """The room goes through the SFU: tell its members here (but ``exclude``)."""
+        if state.topology == SFU:
+            return
+        state.topology = SFU
+        state.down = not self.up
+        for other in [m for m in state.members if m != exclude]:
+            await self.send(room, other, {"type": TOPOLOGY, "topology": SFU})
+
+    async def on_signal(self, room: str, signal: dict[str, Any]) -> None:
+        """What another instance said about ``room`` through the store's feed (:data:`SIGNALS`)."""
+        state = self.rooms.get(room)
+        if state is None:
+            return
+        kind = signal.get("type")
+        if kind == SIGNAL_TOPOLOGY:
+            await self._go_sfu(room, state)
+        elif kind == SIGNAL_FEEDS:
+            await self._refresh_feeds(room, state)
+        elif kind == SIGNAL_GENERATION:
+            generation = signal.get("generation")
+            if type(generation) is int and state.janus_room is not None and generation > state.generation:
+                state.generation = generation
+                await self._announce_again(room, state)
+
+    async def vacated(self, room: str) -> None:
+        """Nobody is connected to ``room`` on any instance: destroy its Janus room and forget
+        its SFU state (called by the instance whose departure emptied it)."""
+        record = await self.store.sfu_room(room)
+        await self.store.clear_sfu(room)
+        if record is None:
+            return
+        if not self.up:
+            self._orphans.append((record.janus_room, record.secret))
+            return
+        try:
+            handle = await self._attach()
+            try:
+                await handle.destroy_room(record.janus_room, record.secret)
+            finally:
+                await self._detach(handle)
+        except SfuRefused as err:
+            logger.info("room %s: Janus no longer had its room (%s)", room, err.janus_code)
+        except SfuUnavailable:
+            self._orphans.append((record.janus_room, record.secret))
+
     def left(self, room: str, identity: str) -> None:
-        """``identity`` left ``room`` (or its connection closed): its feed is withdrawn at once;
-        its handles are detached, and the Janus room destroyed after the last member, in the
-        background (:meth:`close` waits for that)."""
+        """``identity`` left ``room`` here (or its connection closed): in the background
+        (:meth:`close` waits for it), its feed is withdrawn and its handles are detached.
+        The Janus room stays for the members on other instances (:meth:`vacated`)."""
         state = self.rooms.get(room)
         if state is None or identity not in state.members:
             return
         member = state.members.pop(identity)
         if not state.members:
             self.rooms.pop(room, None)
-        elif member.feed is not None and state.feeds.pop(member.feed, None) is not None:
-            self._spawn(self._push_feeds(room, state))
-        release = asyncio.ensure_future(self._release(state, member))
+        release = asyncio.ensure_future(self._release(room, state, member))
         self._releases.add(release)
         release.add_done_callback(self._releases.discard)
 
-    async def _release(self, state: SfuRoom, member: SfuMember) -> None:
-        async with member.lock:  # after a request of the member still under way
-            await self._unpublish(state, member)
-            await self._detach(member.subscriber)
-            member.subscriber = None
-        if not state.members:
-            async with state.lock:
-                await self._destroy_janus_room(state)
+    async def _release(self, room: str, state: SfuRoom, member: SfuMember) -> None:
+        try:
+            if member.feed is not None:  # at once, not after a request still under way
+                await self._withdraw(room, state, member.feed)
+            async with member.lock:  # after a request of the member still under way
+                if await self._unpublish(room, member):
+                    await self._feeds_changed(room, state)
+                await self._detach(member.subscriber)
+                member.subscriber = None
+        except Exception:
+            logger.exception("room %s: a departed member's SFU state was not released", room)
 
     async def handle(self, room: str, identity: str, message: dict[str, Any]) -> dict[str, Any]:
         """Answer one ``sfu.*`` request of a joined member: the fields of its ack."""
@@ -194,7 +289,7 @@ class SfuBridge:
             if kind == SFU_PUBLISH:
                 return await self._publish(room, state, identity, member, _jsep(message, "offer"))
             if kind == SFU_SUBSCRIBE:
-                return await self._subscribe(state, member, _feeds(message))
+                return await self._subscribe(room, state, member, _feeds(message))
             if kind == SFU_START:
                 return await self._start(member, _jsep(message, "answer"))
         raise SignalingError(ErrorCode.UNKNOWN_TYPE, f"unknown SFU request {str(kind)[:40]!r}")
@@ -203,9 +298,9 @@ class SfuBridge:
 
     async def _publish(self, room: str, state: SfuRoom, identity: str, member: SfuMember,
                        offer: Jsep) -> dict[str, Any]:
-        janus_room = await self._janus_room(state)
-        if await self._unpublish(state, member):  # a republish replaces the member's feed
-            await self._push_feeds(room, state)
+        janus_room = await self._janus_room(room, state)
+        if await self._unpublish(room, member):  # a republish replaces the member's feed
+            await self._feeds_changed(room, state)
         handle = await self._attach()
         try:
             feed, answer = await handle.publish(janus_room, offer)
@@ -217,11 +312,11 @@ class SfuBridge:
         self._spawn(self._announce_when_up(room, state, identity, member, handle, feed))
         return {"jsep": answer, "feed": feed}
 
-    async def _subscribe(self, state: SfuRoom, member: SfuMember, wanted: set[int]) -> dict[str, Any]:
+    async def _subscribe(self, room: str, state: SfuRoom, member: SfuMember, wanted: set[int]) -> dict[str, Any]:
         if member.feed is not None and member.feed in wanted:
             raise SignalingError(ErrorCode.BAD_MESSAGE, "a member does not subscribe to its own feed")
         wanted &= set(state.feeds)  # feeds gone since the client's sfu.feeds are dropped
-        janus_room = await self._janus_room(state)
+        janus_room = await self._janus_room(room, state)
         offer: Jsep | None
         if member.subscriber is None:
             if not wanted:
@@ -278,35 +373,61 @@ class SfuBridge:
             raise SfuUnavailable("the SFU is down; wait for sfu.up")
         return await self.janus.attach()
 
-    async def _janus_room(self, state: SfuRoom) -> int:
-        """The room's Janus room, created (end-to-end-encrypted mode) on first use."""
+    async def _janus_room(self, room: str, state: SfuRoom) -> int:
+        """The room's Janus room (shared through the store), created in Janus on first use."""
         async with state.lock:
             if state.janus_room is None:
-                owner = await self._attach()
-                room_id, secret = 1 + secrets.randbelow(MAX_FEED - 1), secrets.token_hex(16)
-                try:
-                    await owner.create_room(room_id, secret, publishers=ROOM_PUBLISHERS)
-                except SfuError:
-                    await self._detach(owner)
-                    raise
-                state.owner, state.janus_room, state.secret = owner, room_id, secret
+                record = await self._adopt(room)
+                state.janus_room, state.secret, state.generation = (record.janus_room, record.secret,
+                                                                    record.generation)
             return state.janus_room
 
-    async def _destroy_janus_room(self, state: SfuRoom) -> None:
-        if state.janus_room is not None and state.owner is not None and self.up:
-            try:
-                await state.owner.destroy_room(state.janus_room, state.secret)
-            except SfuError as err:
-                logger.warning("could not destroy a Janus room: %s", err.code)
-            await self._detach(state.owner)
-        state.janus_room, state.owner, state.secret = None, None, ""
+    async def _adopt(self, room: str) -> SfuRoomRecord:
+        """The store's Janus room of ``room`` (claimed here if it has none), made sure Janus has
+        it: created in end-to-end-encrypted mode if not.  Creating the room of a record another
+        instance used means Janus lost it (it restarted): the record's generation goes up (the
+        old Janus's feeds go with it) and the other instances hear of it."""
+        record = await self.store.sfu_room(room)
+        claimed = False
+        if record is None:
+            candidate = SfuRoomRecord(1 + secrets.randbelow(MAX_FEED - 1), secrets.token_hex(16), 1)
+            record = await self.store.claim_sfu_room(room, candidate)
+            claimed = record == candidate
+        if await self._create(record) and not claimed:
+            bumped = await self.store.claim_sfu_room(room, replace(record, generation=record.generation + 1))
+            if bumped.janus_room != record.janus_room:  # emptied and claimed afresh meanwhile
+                await self._create(bumped)
+            elif bumped.generation == record.generation + 1:
+                logger.info("room %s: Janus room re-created (generation %d)", room, bumped.generation)
+                await self.store.signal(room, {"type": SIGNAL_GENERATION, "generation": bumped.generation},
+                                        self.instance)
+            record = bumped
+        return record
 
-    async def _unpublish(self, state: SfuRoom, member: SfuMember) -> bool:
-        """Detach the member's publisher; True if the room's announced feeds changed."""
+    async def _create(self, record: SfuRoomRecord) -> bool:
+        """Create ``record``'s room in Janus; False if Janus has it already."""
+        handle = await self._attach()
+        try:
+            await handle.create_room(record.janus_room, record.secret, publishers=ROOM_PUBLISHERS)
+            return True
+        except SfuRefused as err:
+            if err.janus_code == ROOM_EXISTS:
+                return False
+            raise
+        finally:
+            await self._detach(handle)
+
+    async def _unpublish(self, room: str, member: SfuMember) -> bool:
+        """Detach the member's publisher; True if the room's published feeds changed."""
         feed, handle = member.feed, member.publisher
         member.feed, member.publisher = None, None
         await self._detach(handle)
-        return feed is not None and state.feeds.pop(feed, None) is not None
+        return feed is not None and await self.store.drop_sfu_feed(room, feed)
+
+    async def _withdraw(self, room: str, state: SfuRoom, feed: int) -> None:
+        """``feed`` is no longer published: tell every instance if the store had it."""
+        if await self.store.drop_sfu_feed(room, feed):
+            await self._feeds_changed(room, state)
 
     async def _detach(self, handle: VideoRoomHandle | None) -> None:
         if handle is None:
@@ -328,11 +449,43 @@ class SfuBridge:
         # left: its release withdraws the feed without telling anyone)
         if member.publisher is handle and self.rooms.get(room) is state \
                 and state.members.get(identity) is member:
-            state.feeds[feed] = identity
-            await self._push_feeds(room, state)
+            await self.store.set_sfu_feed(room, feed, identity)
+            if member.publisher is not handle or state.members.get(identity) is not member:
+                await self.store.drop_sfu_feed(room, feed)  # replaced or gone meanwhile
+                return
+            await self._feeds_changed(room, state)
 
-    async def _push_feeds(self, room: str, state: SfuRoom) -> None:
-        await self.send(room, None, self._feeds_frame(state))
+    async def _announce_again(self, room: str, state: SfuRoom) -> None:
+        """A new generation dropped the feeds from the store: write back those of the members
+        here whose publishers are up (they are in the same Janus room, same id)."""
+        for identity, member in list(state.members.items()):
+            if member.feed is not None and member.publisher is not None and member.publisher.webrtc_up.is_set():
+                await self.store.set_sfu_feed(room, member.feed, identity)
+        await self._feeds_changed(room, state)
+
+    async def _feeds_changed(self, room: str, state: SfuRoom) -> None:
+        """The store's feeds of ``room`` changed here: every instance reads and pushes them."""
+        await self.store.signal(room, {"type": SIGNAL_FEEDS}, self.instance)
+        await self._refresh_feeds(room, state)
+
+    async def _refresh_feeds(self, room: str, state: SfuRoom, exclude: str | None = None) -> None:
+        """Read the room's feeds from the store; if they changed, push ``sfu.feeds`` to the
+        members here (but ``exclude``)."""
+        async with state.feeds_lock:
+            if state.down:
+                return  # read again once Janus is back (sfu.up)
+            feeds = await self.store.sfu_feeds(room)
+            if feeds == state.feeds:
+                return
+            state.feeds = feeds
+            if self.rooms.get(room) is not state:
+                return  # nobody here any more
+            frame = self._feeds_frame(state)
+            if exclude is None:
+                await self.send(room, None, frame)
+                return
+            for identity in [m for m in state.members if m != exclude]:
+                await self.send(room, identity, frame)
 
     @staticmethod
     def _feeds_frame(state: SfuRoom) -> dict[str, Any]:
@@ -341,8 +494,7 @@ class SfuBridge:
     def _on_publisher_event(self, room: str, state: SfuRoom, member: SfuMember, handle: VideoRoomHandle,
                             event: dict[str, Any]) -> None:
         if event.get("janus") == "hangup" and member.publisher is handle and member.feed is not None:
-            if state.feeds.pop(member.feed, None) is not None:
-                self._spawn(self._push_feeds(room, state))
+            self._spawn(self._withdraw(room, state, member.feed))
 
     @staticmethod
     def _on_subscriber_event(member: SfuMember, handle: VideoRoomHandle, event: dict[str, Any]) -> None:
@@ -362,15 +514,16 @@ class SfuBridge:
         self.janus = None
         down = []
         for name, state in self.rooms.items():
-            if state.janus_room is not None:
-                self._orphans.append((state.janus_room, state.secret))
-            state.janus_room, state.owner, state.secret = None, None, ""
-            state.feeds.clear()
+            state.janus_room, state.secret = None, ""
+            state.feeds = {}
+            lost = [member.feed for member in state.members.values() if member.feed is not None]
             for member in state.members.values():
                 member.publisher = member.subscriber = None
                 member.feed, member.pending_offer = None, None
                 member.subscribed = set()
                 member.streams = []
+            for feed in lost:  # the feeds of the members here went with the session
+                self._spawn(self._withdraw(name, state, feed))
             if state.topology == SFU:
                 state.down = True
                 down.append(name)
@@ -390,17 +543,18 @@ class SfuBridge:
                 await self._destroy_orphans()
                 for name, state in list(self.rooms.items()):
                     if state.down and self.rooms.get(name) is state:
-                        await self._janus_room(state)
+                        await self._janus_room(name, state)
                         state.down = False
                         await self.send(name, None, {"type": SFU_UP})
+                        await self._refresh_feeds(name, state)  # those of members elsewhere
                 return
             except SfuError as err:
                 logger.debug("the SFU is still down: %s", err.code)
                 await asyncio.sleep(RECOVERY_INTERVAL)
 
     async def _destroy_orphans(self) -> None:
-        """Destroy the Janus rooms of a lost session that Janus still has (it did not restart:
-        the loss was the network's or a timeout's)."""
+        """Destroy the Janus rooms of rooms emptied while Janus was down, if Janus still has
+        them (it did not restart: the loss was the network's or a timeout's)."""
         if not self._orphans:
             return
         handle = await self._attach()
@@ -416,9 +570,19 @@ class SfuBridge:
             await self._detach(handle)
 
     def _spawn(self, work: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(work)
+        task = asyncio.ensure_future(self._logged(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _logged(work: Awaitable[None]) -> None:
+        """Background work whose failure (a store or Janus fault) is logged, not lost."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("SFU background work failed")
 
 
 def _jsep(message: dict[str, Any], kind: str) -> Jsep:

@@ -4,8 +4,11 @@ The topology decision and refusals need no Janus.  Against a private Janus
 (media.cli.janus): two members publish and subscribe through the bridge with
 raw aiortc connections and receive each other's media; the Janus room refuses
 a direct publish without e2ee; a SIGKILLed Janus gives ``sfu.down``, its
-restart ``sfu.up`` and members publish again; the Janus room is destroyed
-after the last member leaves.
+restart ``sfu.up`` and members publish again (the room re-created under the
+same id, one generation up; a session lost while Janus lives finds its room
+there and keeps it); the Janus room is destroyed once the room is vacated.
+The bridge keeps the room's SFU state in a store (SQLite here; several
+instances over Redis: test_sfu_multi_instance.py).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +29,8 @@ from signaling.client import SignalingClient
 from signaling.errors import ErrorCode, SignalingError
 from signaling.janus import JanusSession, SfuRefused
 from signaling.sfu import SfuBridge
+from signaling.sqlite_store import SQLiteStore
+from signaling.store import SfuRoomRecord
 
 ROOM = "room-a"
 #: the token secret of the servers make_server starts for this module
@@ -50,15 +56,23 @@ def pushed() -> Pushed:
 
 
 @pytest.fixture
-async def bridge(janus: JanusProcess, pushed: Pushed) -> AsyncIterator[SfuBridge]:
-    sfu = SfuBridge(janus.url, above=0, send=pushed)
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path / "rooms.db")
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def bridge(janus: JanusProcess, pushed: Pushed, store: SQLiteStore) -> AsyncIterator[SfuBridge]:
+    sfu = SfuBridge(janus.url, above=0, send=pushed, store=store, instance="one")
     await sfu.start()
     yield sfu
     await sfu.close()
 
 
-async def test_topology_goes_sfu_above_the_threshold_and_stays(pushed: Pushed) -> None:
-    sfu = SfuBridge("http://127.0.0.1:9/janus", above=2, send=pushed)  # never contacted
+async def test_topology_goes_sfu_above_the_threshold_and_stays(pushed: Pushed, store: SQLiteStore) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=2, send=pushed, store=store, instance="one")  # never contacted
     assert await sfu.joined(ROOM, "alice", 1) == "mesh"
     assert await sfu.joined(ROOM, "bob", 2) == "mesh"
     assert pushed.frames == []
@@ -70,13 +84,17 @@ async def test_topology_goes_sfu_above_the_threshold_and_stays(pushed: Pushed) -
     assert await sfu.joined("room-b", "erin", 1) == "mesh"
     for who in ("alice", "bob", "dave"):
         sfu.left(ROOM, who)
-    assert sfu.topology(ROOM) == "mesh"  # the call ended: a new call starts as a mesh
+    assert sfu.topology(ROOM) == "mesh" and await store.sfu_switched(ROOM)  # the store remembers the switch
+    assert await sfu.joined(ROOM, "alice", 1) == "sfu"  # until the room is empty on every instance
+    sfu.left(ROOM, "alice")
+    await sfu.vacated(ROOM)
+    assert await sfu.joined(ROOM, "alice", 1) == "mesh"  # the call ended: a new call starts as a mesh
     with pytest.raises(ValueError):
-        SfuBridge("http://127.0.0.1:9/janus", above=-1, send=pushed)
+        SfuBridge("http://127.0.0.1:9/janus", above=-1, send=pushed, store=store, instance="one")
 
 
-async def test_refusals_without_janus(pushed: Pushed) -> None:
-    sfu = SfuBridge("http://127.0.0.1:9/janus", above=1, send=pushed)
+async def test_refusals_without_janus(pushed: Pushed, store: SQLiteStore) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=1, send=pushed, store=store, instance="one")
     await sfu.joined(ROOM, "alice", 1)
     offer = {"type": "sfu.publish", "jsep": {"type": "offer", "sdp": "v=0\r\n"}}
     with pytest.raises(SignalingError) as mesh:
@@ -206,7 +224,10 @@ async def test_two_members_exchange_media_through_the_bridge(bridge: SfuBridge, 
         assert await _exists(janus.url, janus_room)
         bridge.left(ROOM, "alice")
         assert ROOM not in bridge.rooms
-        await _until_destroyed(janus.url, janus_room)
+        assert await _exists(janus.url, janus_room)  # the room may have members on other instances
+        await bridge.vacated(ROOM)  # it has none on any (the server calls this)
+        assert not await _exists(janus.url, janus_room)
+        assert await bridge.store.sfu_room(ROOM) is None and await bridge.store.sfu_feeds(ROOM) == {}
     finally:
         for peer in [*publishers.values(), *subscribers.values()]:
             await peer.close()
@@ -228,8 +249,11 @@ async def test_janus_killed_and_restarted(bridge: SfuBridge, pushed: Pushed, jan
         janus.start()
         await until(lambda: pushed.of("sfu.up") == [(ROOM, None, {"type": "sfu.up"})], "sfu.up")
         state = bridge.rooms[ROOM]
-        assert state.janus_room is not None and state.janus_room != first_room
-        assert await _exists(janus.url, state.janus_room)
+        assert state.janus_room == first_room and state.generation == 2  # re-created, one generation up
+        assert await _exists(janus.url, first_room)
+        record = await bridge.store.sfu_room(ROOM)
+        assert record is not None and (record.janus_room, record.generation) == (first_room, 2)
+        assert await bridge.store.sfu_feeds(ROOM) == {}  # the old Janus's feeds are gone
 
         await publisher.close()
         publisher = Publisher()  # the client republishes on a new connection
@@ -239,12 +263,14 @@ async def test_janus_killed_and_restarted(bridge: SfuBridge, pushed: Pushed, jan
         await publisher.close()
 
 
-async def test_secret_stays_out_of_reprs(pushed: Pushed) -> None:
-    sfu = SfuBridge("http://127.0.0.1:9/janus", above=0, send=pushed)
+async def test_secret_stays_out_of_reprs(pushed: Pushed, store: SQLiteStore) -> None:
+    sfu = SfuBridge("http://127.0.0.1:9/janus", above=0, send=pushed, store=store, instance="one")
     await sfu.joined(ROOM, "alice", 1)
     state = sfu.rooms[ROOM]
     state.secret = secrets.token_hex(16)
     assert state.secret not in repr(state)
+    record = SfuRoomRecord(7, secrets.token_hex(16), 1)
+    assert record.secret not in repr(record) and "7" in repr(record)
 
 
 # -- through a real signaling server --------------------------------------------------------
@@ -389,8 +415,8 @@ async def test_janus_restart_through_the_server(make_server: Any, clients: list[
 
 
 @pytest.mark.e2e
-async def test_session_lost_while_janus_lives(pushed: Pushed, janus: JanusProcess) -> None:
-    bridge = SfuBridge(janus.url, above=0, send=pushed, keepalive=0.2)
+async def test_session_lost_while_janus_lives(pushed: Pushed, janus: JanusProcess, store: SQLiteStore) -> None:
+    bridge = SfuBridge(janus.url, above=0, send=pushed, store=store, instance="one", keepalive=0.2)
     await bridge.start()
     await bridge.joined(ROOM, "alice", 1)
     publisher = Publisher()
@@ -401,8 +427,10 @@ async def test_session_lost_while_janus_lives(pushed: Pushed, janus: JanusProces
         async with aiohttp.ClientSession() as http:  # the session dies under the bridge (as on a timeout)
             await http.post(f"{janus.url}/{bridge.janus.session_id}", json={"janus": "destroy", "transaction": "t"})
         await until(lambda: len(pushed.of("sfu.down")) == 1 and len(pushed.of("sfu.up")) == 1, "sfu.down then sfu.up")
-        assert bridge.rooms[ROOM].janus_room not in (None, first_room)
-        assert not await _exists(janus.url, first_room)  # the lost session's room does not linger
+        # Janus still has the room (shared by every instance): the bridge keeps it, same generation
+        assert bridge.rooms[ROOM].janus_room == first_room and bridge.rooms[ROOM].generation == 1
+        assert await _exists(janus.url, first_room)
+        assert await store.sfu_feeds(ROOM) == {}  # alice's feed went with the session
     finally:
         await publisher.close()
         await bridge.close()
