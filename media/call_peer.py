@@ -474,7 +474,7 @@ class CallPeer:
         """One signaling or timer event: links follow presence here, the rest goes to the machine."""
         kind = event.get("type")
         if kind == "presence":
-            await self._on_presence(event["event"], event["identity"])
+            await self._on_presence(event["event"], event["identity"], event.get("resumed") is True)
         elif kind == "commit":
             await self._feed(mm.CommitDelivered(event.get("seq", 0), event.get("from", ""),
                                                 event.get("group_id", b""), event.get("epoch", -1),
@@ -690,12 +690,12 @@ class CallPeer:
             await self._close_link(remote)
         self._open_link(remote)
 
-    async def _on_presence(self, what: str, remote: str) -> None:
+    async def _on_presence(self, what: str, remote: str, resumed: bool) -> None:
         if remote == self.identity:
             return
         if what == "join":
             resuming = remote in self.membership.resuming
-            await self._feed(mm.PresenceJoined(remote))
+            await self._feed(mm.PresenceJoined(remote, resumed))
             if self.sfu is not None:
                 return
             if resuming:

@@ -8,14 +8,15 @@ once from the current one.
   servers on SQLite, each with its own database (so a different room
   history each).
 * A CallPeer back on a new connection (the others saw it leave and come
-  back) gets media again on every link, and ``mlscall bot`` given a dead
-  server first goes through the next.
+  back) gets media again on every link, in the same epoch, and ``mlscall bot``
+  given a dead server first goes through the next.
 * Instances over one real redis-server (``mlscall serve --store redis://...``
   processes): one is SIGKILLed while its clients are in a call; they
   reconnect to another instance and catch up from their cursor, and nothing
   acknowledged is lost or duplicated; with CallPeers, media goes on and the
-  call ends in one group with one verification code (the members that moved
-  are removed and added again: docs/deployment.md, "Failures").
+  call stays in its epoch, with the same epoch authenticator: the members that
+  moved come back resumed, so no one's leaf is replaced (docs/deployment.md,
+  "Failures").
 * redis-server itself SIGKILLed (append-only file, ``appendfsync always``)
   and restarted: every acknowledged entry is still in the log, and the
   instances deliver again.
@@ -185,6 +186,7 @@ async def test_a_peer_back_on_a_new_connection_gets_media_again(
     await until(lambda: all(decoded(p, q.identity) >= 20 for p in call_peers for q in call_peers if q is not p),
                 "media on every link")
     alice = call_peers[0]
+    before = epoch_authenticators(call_peers)
     ws = alice.client._ws  # noqa: SLF001 - the test cuts the connection under the client
     assert ws is not None
     await ws.close(code=1011)
@@ -194,6 +196,7 @@ async def test_a_peer_back_on_a_new_connection_gets_media_again(
     await until(lambda: all(decoded(p, q.identity) >= frames[p.identity, q.identity] + 20
                             for p in call_peers for q in call_peers if q is not p),
                 "media again on every link")
+    assert epoch_authenticators(call_peers) == before  # back resumed: no commit, same epoch
 
 
 # -- instances over one Redis ---------------------------------------------------------------
@@ -308,6 +311,15 @@ async def call_peers() -> AsyncIterator[list[CallPeer]]:
         await peer.stop()
 
 
+def epoch_authenticators(peers: list[CallPeer]) -> dict[str, tuple[int, bytes]]:
+    """Each member's epoch and epoch authenticator (RFC 9420 §8.7)."""
+    out = {}
+    for peer in peers:
+        assert peer.group is not None
+        out[peer.identity] = (peer.group.epoch, peer.group.epoch_authenticator())
+    return out
+
+
 def decoded(peer: CallPeer, remote: str) -> int:
     return sum(sink.frames(remote, kind) for sink in peer.sinks if isinstance(sink, VerifyingSink)
                for kind in ("audio", "video"))
@@ -341,6 +353,7 @@ async def test_a_call_survives_the_death_of_an_instance(
                 "the chat message before the kill")
     frames = {(p.identity, q.identity): decoded(p, q.identity) for p in call_peers for q in call_peers
               if q is not p}
+    before = epoch_authenticators(call_peers)
     x.kill()
     await until(lambda: all(p.client.ws_url == y.ws_url and p.client.connected for p in (alice, carol)),
                 "alice and carol reconnected to the other instance")
@@ -357,6 +370,8 @@ async def test_a_call_survives_the_death_of_an_instance(
         texts = [c.text for c in peer.chat]
         assert len(texts) == len(set(texts)), (peer.identity, texts)  # none twice
         assert not peer.ended.is_set()
+    # alice and carol came back resumed: no leaf replaced, no commit, the same epoch
+    assert epoch_authenticators(call_peers) == before
 
 
 @pytest.fixture

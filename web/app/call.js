@@ -375,7 +375,7 @@ export class Call extends EventTarget {
   async #handle(event) {
     const entry = (fields) => ({ seq: event.seq ?? 0, sender: event.from ?? '', epoch: event.epoch ?? -1, ...fields });
     switch (event.type) {
-      case 'presence': await this.#onPresence(event.event, event.identity); break;
+      case 'presence': await this.#onPresence(event.event, event.identity, event.resumed === true); break;
       case 'commit':
         await this.#feed(entry({ type: 'commit_delivered', groupId: event.group_id ?? null, commit: event.commit }));
         break;
@@ -539,11 +539,11 @@ export class Call extends EventTarget {
 
   // -- presence and mesh -----------------------------------------------------------
 
-  async #onPresence(what, remote) {
+  async #onPresence(what, remote, resumed) {
     if (remote === this.identity) return;
     if (what === 'join') {
       const resuming = this.membership.resuming.has(remote);
-      await this.#feed({ type: 'presence_joined', identity: remote });
+      await this.#feed({ type: 'presence_joined', identity: remote, resumed });
       if (this.topology === 'mesh') { // in an SFU room its media comes with sfu.feeds
         if (resuming) this.#resume(remote);
         else this.#replaceLink(remote);
