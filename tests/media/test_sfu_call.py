@@ -307,9 +307,9 @@ async def test_a_member_back_from_a_signaling_outage_republishes_and_resubscribe
     """The server lets go of a member's SFU handles with its connection; back,
     the member publishes and subscribes afresh and the others subscribe to its
     new feed, which Janus puts on the m-lines its old feed left (a new SSRC on
-    a known m-line: media.seams.route_ssrc).  What MLS does meanwhile is the
-    membership machine's business (here, as in a mesh room, bob is removed and
-    added again)."""
+    a known m-line: media.seams.route_ssrc).  MLS does not change: bob comes
+    back resumed (with his state), so the others keep his leaf and everyone
+    stays in the epoch, with the same epoch authenticator."""
     options = CallOptions(reconnect_timeout=30.0)
     peers = [await start_peer(name, options) for name in ("alice", "bob", "carol")]
     alice, bob, carol = peers
@@ -318,6 +318,7 @@ async def test_a_member_back_from_a_signaling_outage_republishes_and_resubscribe
     feed = bob.sfu.feed
     old = {(p.identity, q.identity): sink(p).reports[q.identity]["video"] for p in peers for q in peers
            if q is not p}
+    epochs = {p.identity: (p.status().epoch, p.status().verification) for p in peers}
     ws = bob.client._ws
     assert ws is not None
     await ws.close()  # the connection drops under bob
@@ -335,3 +336,4 @@ async def test_a_member_back_from_a_signaling_outage_republishes_and_resubscribe
         assert p.sfu is not None
         assert {a.stream.feed: a.first for a in p.sfu.streams.values()}.get(bob.sfu.feed) == "bob"
     assert all(p.status().relabelled == () for p in peers)
+    assert {p.identity: (p.status().epoch, p.status().verification) for p in peers} == epochs
