@@ -187,12 +187,41 @@ class DeliveryService:
         logger.info("delivery service instance=%s started", self.instance)
 
     async def _beat(self) -> None:
+        """Tell the store this instance is alive, and sweep the presence of dead instances
+        from the rooms live here, every ``HEARTBEAT_INTERVAL``."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:
                 await self.store.heartbeat(self.instance, HEARTBEAT_TTL)
             except Exception:
                 logger.exception("heartbeat of instance %s failed", self.instance)
+                continue
+            for room in tuple(self.rooms.values()):
+                if room.members:
+                    await self._sweep(room)
+
+    async def _sweep(self, room: Room) -> None:
+        """Announce the leave of the members of ``room`` whose instance died (no heartbeat for
+        its ttl, so a member back through another instance before is a resumed join instead):
+        the store drops each dead presence for one sweeping instance only, which announces it."""
+        try:
+            gone = await self.store.sweep_presence(room.name)
+            if not gone:
+                return
+            present = await self.store.presence(room.name)
+            for identity in gone:
+                if identity in present:  # back through a live instance just now: not gone
+                    continue
+                logger.info("leave room=%s identity=%s (its instance stopped)", room.name, identity)
+                room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "leave", "identity": identity}))
+                await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "leave",
+                                                    "identity": identity}, self.instance)
+            if _orphaned(present):  # the group's last members were there
+                if await self.store.empty_since(room.name) is None:
+                    await self.store.set_empty_since(room.name, self.config.clock())
+                await self._schedule_abandon_check(room)
+        except Exception:
+            logger.exception("room %s: sweeping the presence of dead instances failed", room.name)
 
     async def stop(self) -> None:
         """End the sequencers and the heartbeat, then close the store."""

@@ -424,9 +424,11 @@ return count
 """
 
 #: Drop a presence if the instance still holds it. KEYS presence; ARGV identity, instance.
+#: 1 if dropped, else 0.
 _DROP_PRESENCE = """
 local held = redis.call('HGET', KEYS[1], ARGV[1])
-if held and string.sub(held, 2) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if held and string.sub(held, 2) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
 """
 
 
@@ -824,13 +826,15 @@ class RedisStore:
         await self._call(lambda: self._drop_presence(self._client, [self._key(room, "presence")],
                                                      [identity, instance]))
 
-    async def presence(self, room: str) -> dict[str, Presence]:
+    async def _held_presence(self, room: str) -> tuple[dict[str, Presence], set[str]]:
+        """Every presence stored for ``room`` (the living instances' and the dead's), and the
+        instances among their holders that are alive."""
         held = await self._call(lambda: self._client.hgetall(self._key(room, "presence")))
         found = {identity.decode(): Presence(value[1:].decode(), value[:1] == b"1")
                  for identity, value in held.items()}
         instances = sorted({p.instance for p in found.values()})
         if not instances:
-            return {}
+            return found, set()
 
         async def alive() -> list[int]:
             async with self._client.pipeline(transaction=False) as pipe:
@@ -838,8 +842,21 @@ class RedisStore:
                     pipe.exists(self._instance_key(instance))
                 return await pipe.execute()
 
-        living = {instance for instance, exists in zip(instances, await self._call(alive)) if exists}
+        return found, {instance for instance, exists in zip(instances, await self._call(alive)) if exists}
+
+    async def presence(self, room: str) -> dict[str, Presence]:
+        found, living = await self._held_presence(room)
         return {identity: p for identity, p in found.items() if p.instance in living}
+
+    async def sweep_presence(self, room: str) -> list[str]:
+        found, living = await self._held_presence(room)
+        dead = [(identity, p.instance) for identity, p in found.items() if p.instance not in living]
+        if not dead:
+            return []
+        key = [self._key(room, "presence")]
+        dropped = await self._call(lambda: self._drop_presence.run_many(
+            self._client, [(key, [identity, instance]) for identity, instance in dead]))
+        return [identity for (identity, _), reply in zip(dead, dropped) if reply == 1]
 
     async def heartbeat(self, instance: str, ttl: float) -> None:
         await self._call(lambda: self._client.set(self._instance_key(instance), b"1",

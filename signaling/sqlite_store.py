@@ -537,6 +537,10 @@ class SQLiteStore:
     async def presence(self, room: str) -> dict[str, Presence]:
         return dict(self._presence.get(room, {}))
 
+    async def sweep_presence(self, room: str) -> list[str]:
+        """Nothing to drop: the one instance of this store is alive while the store is open."""
+        return []
+
     async def heartbeat(self, instance: str, ttl: float) -> None:
         """Nothing to note: the one instance of this store is alive while the store is open."""
 

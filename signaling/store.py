@@ -384,6 +384,14 @@ class Store(Protocol):
         (:meth:`heartbeat`)."""
         ...
 
+    async def sweep_presence(self, room: str) -> list[str]:
+        """Forget the presence in ``room`` held by instances no longer alive (no
+        :meth:`heartbeat` within their ttl); the identities this call dropped, each of them
+        reported to one caller only (each drop is atomic: held by that dead instance still),
+        so exactly one instance announces each one's leave. An identity back through a live
+        instance meanwhile is held by that one and stays."""
+        ...
+
     async def heartbeat(self, instance: str, ttl: float) -> None:
         """``instance`` is alive for ``ttl`` more seconds."""
         ...

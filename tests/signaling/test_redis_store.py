@@ -489,6 +489,35 @@ async def test_presence_held_by_a_dead_instance_is_left_out(redis_stores: list[R
     assert await one.presence("r") == {"alice": Presence("alive", False), "bob": Presence("dying", True)}
 
 
+async def test_a_dead_instance_presence_is_swept_once(redis_stores: list[RedisStore]) -> None:
+    one, two = redis_stores
+    await one.heartbeat("alive", 60.0)
+    await one.heartbeat("dying", 60.0)
+    await one.set_presence("r", "alice", "alive", False)
+    for identity in ("bob", "carol", "dave"):
+        await two.set_presence("r", identity, "dying", identity == "dave")
+    assert await one.sweep_presence("r") == []  # everyone's instance is alive
+    await one.heartbeat("dying", 0.05)  # its last heartbeat
+    await until_async(lambda: one.presence("r"), lambda present: "bob" not in present, "the key expired")
+    await one.set_presence("r", "carol", "alive", False)  # carol came back through a live instance
+    swept = await asyncio.gather(*(store.sweep_presence("r") for store in (one, two, one, two)))
+    # each dead presence dropped once, by one of the racing sweeps; carol's new one stays
+    assert sorted(identity for dropped in swept for identity in dropped) == ["bob", "dave"]
+    assert await one.presence("r") == {"alice": Presence("alive", False), "carol": Presence("alive", False)}
+    await one.heartbeat("dying", 60.0)  # even back, it holds nothing any more
+    assert await two.presence("r") == {"alice": Presence("alive", False), "carol": Presence("alive", False)}
+    assert await two.sweep_presence("r") == []
+
+
+async def until_async(read: Callable[[], Awaitable[object]], holds: Callable[[object], bool], what: str) -> None:
+    """Poll ``read()`` until ``holds`` its value; fail after the tests' bound."""
+    async def poll() -> None:
+        while not holds(await read()):
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), timeout=BOUND)
+
+
 async def test_deployments_in_two_databases_of_one_server_do_not_hear_each_other(redis_url: str) -> None:
     """Pub/sub spans a server's databases: the feed's channels carry the database number."""
     assert redis_url.endswith("/0")
