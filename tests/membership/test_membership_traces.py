@@ -149,6 +149,8 @@ class Harness:
             assert len(machine.leaves()) == want["leaves"]
         if "ended" in want:
             assert machine.ended == want["ended"]
+        if "away" in want:
+            assert sorted(machine.away) == want["away"]
 
     def request_of(self, step: dict[str, Any]) -> Any:
         action = self.last.get(step["of"])

@@ -164,6 +164,7 @@ class Harness {
     if ('conflicts' in want) assert.equal(machine.conflicts, want.conflicts);
     if ('leaves' in want) assert.equal(machine.leaves().length, want.leaves);
     if ('ended' in want) assert.equal(machine.ended, want.ended);
+    if ('away' in want) assert.deepEqual([...machine.away].sort(), want.away);
   }
 
   requestOf(step) {
