@@ -49,7 +49,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ErrorCode, SignalingError
-from .janus import KEEPALIVE_INTERVAL, JanusSession, Jsep, SfuError, SfuRefused, SfuUnavailable, VideoRoomHandle
+from .janus import (KEEPALIVE_INTERVAL, NO_SUCH_ROOM, JanusSession, Jsep, SfuError, SfuRefused, SfuUnavailable,
+                    VideoRoomHandle)
 from .protocol import SFU_DOWN, SFU_FEEDS, SFU_PUBLISH, SFU_START, SFU_SUBSCRIBE, SFU_UP, TOPOLOGY
 from .store import SfuRoomRecord, Store
 
@@ -289,6 +290,10 @@ class SfuBridge:
             if kind == SFU_PUBLISH:
                 return await self._publish(room, state, identity, member, _jsep(message, "offer"))
             if kind == SFU_SUBSCRIBE:
+                if message.get("restart") is True:  # the member's subscribing connection is gone
+                    await self._detach(member.subscriber)
+                    member.subscriber, member.subscribed, member.streams = None, set(), []
+                    member.pending_offer = None
                 return await self._subscribe(room, state, member, _feeds(message))
             if kind == SFU_START:
                 return await self._start(member, _jsep(message, "answer"))
@@ -301,16 +306,28 @@ class SfuBridge:
         janus_room = await self._janus_room(room, state)
         if await self._unpublish(room, member):  # a republish replaces the member's feed
             await self._feeds_changed(room, state)
+        try:
+            handle, feed, answer = await self._publish_to(janus_room, offer)
+        except SfuRefused as err:
+            if err.janus_code != NO_SUCH_ROOM:
+                raise
+            # another instance saw the room empty and destroyed it as this member joined
+            janus_room = await self._janus_room(room, state, gone=janus_room)
+            handle, feed, answer = await self._publish_to(janus_room, offer)
+        member.publisher, member.feed = handle, feed
+        handle.on_event = lambda event: self._on_publisher_event(room, state, member, handle, event)
+        self._spawn(self._announce_when_up(room, state, identity, member, handle, feed))
+        return {"jsep": answer, "feed": feed}
+
+    async def _publish_to(self, janus_room: int, offer: Jsep) -> tuple[VideoRoomHandle, int, Jsep]:
+        """A new publisher handle in ``janus_room``: (handle, feed, Janus's answer)."""
         handle = await self._attach()
         try:
             feed, answer = await handle.publish(janus_room, offer)
         except SfuError:
             await self._detach(handle)
             raise
-        member.publisher, member.feed = handle, feed
-        handle.on_event = lambda event: self._on_publisher_event(room, state, member, handle, event)
-        self._spawn(self._announce_when_up(room, state, identity, member, handle, feed))
-        return {"jsep": answer, "feed": feed}
+        return handle, feed, answer
 
     async def _subscribe(self, room: str, state: SfuRoom, member: SfuMember, wanted: set[int]) -> dict[str, Any]:
         if member.feed is not None and member.feed in wanted:
@@ -373,10 +390,11 @@ class SfuBridge:
             raise SfuUnavailable("the SFU is down; wait for sfu.up")
         return await self.janus.attach()
 
-    async def _janus_room(self, room: str, state: SfuRoom) -> int:
-        """The room's Janus room (shared through the store), created in Janus on first use."""
+    async def _janus_room(self, room: str, state: SfuRoom, gone: int | None = None) -> int:
+        """The room's Janus room (shared through the store), created in Janus on first use;
+        ``gone``: Janus no longer has that one (adopt or claim the store's again)."""
         async with state.lock:
-            if state.janus_room is None:
+            if state.janus_room is None or state.janus_room == gone:
                 record = await self._adopt(room)
                 state.janus_room, state.secret, state.generation = (record.janus_room, record.secret,
                                                                     record.generation)

@@ -434,3 +434,49 @@ async def test_session_lost_while_janus_lives(pushed: Pushed, janus: JanusProces
     finally:
         await publisher.close()
         await bridge.close()
+
+
+@pytest.mark.e2e
+async def test_close_while_members_leave(pushed: Pushed, janus: JanusProcess, store: SQLiteStore) -> None:
+    """close() walks the rooms with awaits inside while members' departures pop rooms (a server
+    stopping while its connections close): it finishes, and destroys every Janus room."""
+    bridge = SfuBridge(janus.url, above=0, send=pushed, store=store, instance="one")
+    await bridge.start()
+    rooms = [f"room-{i}" for i in range(4)]
+    janus_rooms = []
+    for room in rooms:
+        await bridge.joined(room, "alice", 1)
+        await bridge.handle(room, "alice", {"type": "sfu.subscribe", "feeds": []})  # creates its Janus room
+        janus_rooms.append(bridge.rooms[room].janus_room)
+    assert [await _exists(janus.url, janus_room) for janus_room in janus_rooms] == [True] * len(rooms)
+    closing = asyncio.ensure_future(bridge.close())
+    await asyncio.sleep(0)  # close() is under way: the departures come in meanwhile
+    for room in rooms:
+        bridge.left(room, "alice")
+        await asyncio.sleep(0.01)
+    await closing
+    assert bridge.rooms == {}
+    for room, janus_room in zip(rooms, janus_rooms):
+        assert not await _exists(janus.url, janus_room)
+        assert await store.sfu_room(room) is None
+
+
+@pytest.mark.e2e
+async def test_a_publish_into_a_room_vacated_meanwhile_claims_it_afresh(bridge: SfuBridge, janus: JanusProcess) -> None:
+    """Another instance saw the room empty and destroyed its Janus room while a member joined here
+    (the joiner's instance had the room already): the member's publish claims a new one."""
+    await bridge.joined(ROOM, "alice", 1)
+    await bridge.handle(ROOM, "alice", {"type": "sfu.subscribe", "feeds": []})
+    first_room = bridge.rooms[ROOM].janus_room
+    assert first_room is not None
+    await bridge.vacated(ROOM)  # as the other instance does
+    assert not await _exists(janus.url, first_room)
+    publisher = Publisher()
+    try:
+        feed = await _publish(bridge, "alice", publisher)
+        record = await bridge.store.sfu_room(ROOM)
+        assert record is not None and record.janus_room != first_room
+        assert bridge.rooms[ROOM].janus_room == record.janus_room and await _exists(janus.url, record.janus_room)
+        await until(lambda: feed in bridge.rooms[ROOM].feeds, "the feed announced")
+    finally:
+        await publisher.close()
