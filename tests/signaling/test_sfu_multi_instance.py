@@ -12,17 +12,26 @@ Janus room, topology and published feeds go through the store
   instance, leaves;
 * the mesh -> SFU switch counts the participants of both instances, reaches
   the members of both, and holds for a member joining again while the room
-  is live (the store remembers it) until the room is empty everywhere.
+  is live (the store remembers it) until the room is empty everywhere;
+* Janus SIGKILLed and restarted: members on both instances get ``sfu.down``
+  and ``sfu.up``, the room is created again once (the next generation, one
+  Janus room), they republish and receive each other's media again;
+* the store's SFU state on both stores (SQLite and Redis): the Janus room
+  claimed once (the loser gets the winner's), a higher generation replaces it
+  and drops the old feeds, the switch noted once, feeds written and dropped,
+  everything cleared.
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from janus_peers import janus  # noqa: F401  (fixture)
+from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
 from conftest import BOUND, until
 from media.call_peer import CallPeer
@@ -32,6 +41,8 @@ from signaling.client import SignalingClient
 from signaling.janus import JanusSession
 from signaling.redis_store import RedisStore
 from signaling.server import RunningServer
+from signaling.sqlite_store import SQLiteStore
+from signaling.store import SfuRoomRecord, Store
 
 SECRET = b"u" * 32  # one token secret for both instances (docs/deployment.md)
 ROOM = "spread-sfu"
@@ -189,3 +200,115 @@ async def test_the_switch_counts_both_instances_and_holds_while_the_room_is_live
         await store.close()
     alice, reply = await _member(instances[0], clients, "alice")
     assert reply["topology"] == "mesh"
+
+
+async def _publish_over(client: SignalingClient, publisher: Publisher) -> int:
+    ack = await client.request("sfu.publish", jsep={"type": "offer", "sdp": await publisher.offer()})
+    await publisher.accept(ack["jsep"]["sdp"])
+    return int(ack["feed"])
+
+
+async def _subscribe_over(client: SignalingClient, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
+    ack = await client.request("sfu.subscribe", feeds=feeds)
+    if ack["jsep"] is not None:
+        answer = await subscriber.answer(ack["jsep"]["sdp"])
+        await client.request("sfu.start", jsep={"type": "answer", "sdp": answer})
+    return list(ack["streams"])
+
+
+async def _feeds_event(client: SignalingClient, count: int) -> dict[int, str]:
+    while True:
+        event = await client.next_event("sfu.feeds", timeout=BOUND)
+        if len(event["feeds"]) == count:
+            return {f["feed"]: f["from"] for f in event["feeds"]}
+
+
+@pytest.mark.e2e
+async def test_janus_restarted_under_two_instances(make_server: MakeServer, redis_url: str, janus: JanusProcess,
+                                                   clients: list[SignalingClient]) -> None:
+    instances = [await make_server(store=RedisStore.from_url(redis_url), sfu_url=janus.url, sfu_above=0)
+                 for _ in range(2)]
+    names = ("alice", "bob")
+    members = {who: (await _member(instances[i], clients, who))[0] for i, who in enumerate(names)}
+    peers: list[Publisher | Subscriber] = []
+    store = RedisStore.from_url(redis_url)
+    await store.open()
+    try:
+        async def call() -> dict[str, Subscriber]:
+            """Both publish, learn both feeds and subscribe to the other's; their subscribers."""
+            publishers = {who: Publisher() for who in names}
+            subscribers = {who: Subscriber() for who in names}
+            peers.extend([*publishers.values(), *subscribers.values()])
+            feeds = {who: await _publish_over(members[who], publishers[who]) for who in names}
+            for who in names:  # each from its own instance and the other's
+                assert await _feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
+            for me, other in (("alice", "bob"), ("bob", "alice")):
+                streams = await _subscribe_over(members[me], subscribers[me], [feeds[other]])
+                assert {(s["from"], s["kind"]) for s in streams} == {(other, "audio"), (other, "video")}
+            return subscribers
+
+        def receiving(subscribers: dict[str, Subscriber]) -> bool:
+            return all(len(s.frames) == 2 and min(s.frames.values()) >= 10 for s in subscribers.values())
+
+        first = await call()
+        await until(lambda: receiving(first), "media between the instances' members")
+        before = await store.sfu_room(ROOM)
+        assert before is not None and before.generation == 1
+
+        janus.kill()
+        for who in names:
+            assert await members[who].next_event("sfu.down", timeout=BOUND) == {"type": "sfu.down"}
+        janus.start()
+        for who in names:
+            assert await members[who].next_event("sfu.up", timeout=BOUND) == {"type": "sfu.up"}
+        after = await store.sfu_room(ROOM)
+        assert after is not None and after.generation == 2 and after.janus_room == before.janus_room
+        assert await janus_rooms(janus.url) == [after.janus_room]  # created again once, for both
+
+        again = await call()
+        await until(lambda: receiving(again), "media again after Janus restarted")
+    finally:
+        for peer in peers:
+            await peer.close()
+        await store.close()
+
+
+@pytest.fixture
+async def store(store_kind: str, redis_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    opened: Store = SQLiteStore(tmp_path / "rooms.db") if store_kind == "sqlite" else RedisStore.from_url(redis_url)
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_the_stores_sfu_state(store: Store) -> None:
+    assert await store.sfu_room(ROOM) is None
+    first = SfuRoomRecord(11, secrets.token_hex(16), 1)
+    assert await store.claim_sfu_room(ROOM, first) == first
+    loser = SfuRoomRecord(12, secrets.token_hex(16), 1)
+    assert await store.claim_sfu_room(ROOM, loser) == first  # set if absent: the winner's comes back
+    assert await store.sfu_room(ROOM) == first and await store.sfu_room("elsewhere") is None
+
+    assert not await store.sfu_switched(ROOM)
+    assert await store.switch_to_sfu(ROOM) is True
+    assert await store.switch_to_sfu(ROOM) is False  # decided once
+    assert await store.sfu_switched(ROOM) and not await store.sfu_switched("elsewhere")
+
+    await store.set_sfu_feed(ROOM, 2**52 + 1, "alice")
+    await store.set_sfu_feed(ROOM, 5, "bob")
+    assert await store.sfu_feeds(ROOM) == {2**52 + 1: "alice", 5: "bob"}
+    assert await store.drop_sfu_feed(ROOM, 5) is True
+    assert await store.drop_sfu_feed(ROOM, 5) is False
+    assert await store.sfu_feeds(ROOM) == {2**52 + 1: "alice"}
+
+    stale = SfuRoomRecord(11, first.secret, 1)  # the same generation again: nothing changes
+    assert await store.claim_sfu_room(ROOM, stale) == first and await store.sfu_feeds(ROOM) != {}
+    bumped = SfuRoomRecord(11, first.secret, 2)  # Janus restarted: the next generation
+    assert await store.claim_sfu_room(ROOM, bumped) == bumped
+    assert await store.sfu_feeds(ROOM) == {}  # the old Janus's feeds went with it
+    assert await store.claim_sfu_room(ROOM, first) == bumped  # an older one never wins
+
+    await store.set_sfu_feed(ROOM, 7, "carol")
+    await store.clear_sfu(ROOM)
+    assert await store.sfu_room(ROOM) is None and await store.sfu_feeds(ROOM) == {}
+    assert not await store.sfu_switched(ROOM)
