@@ -25,7 +25,9 @@ one deployment sharing a store, docs/deployment.md). A connection the server
 or the network ended moves the client to the next address, round robin, and
 opening a connection tries each address once from the current one, so
 :meth:`reconnect` after a dropped connection reaches another instance and
-catches up there from its cursor. Backing off between attempts is the
+catches up there from its cursor. An instance cut off from its store closes
+its connections (1013), refuses upgrades (HTTP 503) and refuses joins
+(``store_unavailable``, after which the next attempt goes to the next address). Backing off between attempts is the
 caller's (``CallPeer.rejoin``).
 """
 
@@ -93,7 +95,12 @@ class SignalingClient:
             fields["since"] = since
         if epoch is not None:
             fields["epoch"] = epoch
-        self.join_reply = await self.request(p.JOIN, **fields)
+        try:
+            self.join_reply = await self.request(p.JOIN, **fields)
+        except SignalingError as err:
+            if err.code == ErrorCode.STORE_UNAVAILABLE:  # that instance lost its store: the next one
+                self._rotate()
+            raise
         self.identity = self.join_reply["identity"]
         if since is None and epoch is None:  # a newcomer: its cursor starts at the log's end
             self.last_seq = max(self.last_seq, self.join_reply.get("last_seq") or 0)

@@ -87,6 +87,16 @@ _MAX_CLAIMERS = 10_000
 FEED_WAIT = 1.0
 HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_TTL = 5.0
+#: Seconds without a heartbeat the store took after which an instance counts itself cut off
+#: from its store: it closes its members' connections (:data:`CLOSE_STORE_UNAVAILABLE`) so
+#: that they move to another instance, and refuses joins (``store_unavailable``) until a
+#: heartbeat goes through again. Shorter than the ttl, so that its members are back through
+#: another instance (a resumed join) before the others sweep their presence as dead.
+STORE_LOST_AFTER = HEARTBEAT_TTL - 2 * HEARTBEAT_INTERVAL
+
+#: The WebSocket close code (RFC 6455 §7.4.2 registry: 1013 "Try Again Later") of members
+#: whose instance lost its store: clients go on through their next address.
+CLOSE_STORE_UNAVAILABLE = 1013
 
 #: A catch-up page: at most this many entries, and no more entries once this many bytes of
 #: MLS message are in it. The next page is read once at most a page's bytes wait for the socket.
@@ -158,6 +168,8 @@ class DeliveryService:
         #: KeyPackage claims per (room, claimer): token buckets
         self._claims: dict[tuple[str, str], TokenBucket] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        #: False while this instance is cut off from its store (``STORE_LOST_AFTER``)
+        self.store_reachable = True
         #: what each request type runs (the transport dispatches to these)
         self.handlers: dict[str, Handler] = {
             p.JOIN: self._on_join,
@@ -188,14 +200,23 @@ class DeliveryService:
 
     async def _beat(self) -> None:
         """Tell the store this instance is alive, and sweep the presence of dead instances
-        from the rooms live here, every ``HEARTBEAT_INTERVAL``."""
+        from the rooms live here, every ``HEARTBEAT_INTERVAL``; without a heartbeat through
+        for ``STORE_LOST_AFTER``, send the members here elsewhere (:meth:`_store_lost`)."""
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            try:
-                await self.store.heartbeat(self.instance, HEARTBEAT_TTL)
+            try:  # a store that does not answer (a partition) counts as failing
+                await asyncio.wait_for(self.store.heartbeat(self.instance, HEARTBEAT_TTL), HEARTBEAT_INTERVAL)
             except Exception:
                 logger.exception("heartbeat of instance %s failed", self.instance)
+                if self.store_reachable and loop.time() - last_beat >= STORE_LOST_AFTER:
+                    self._store_lost()
                 continue
+            last_beat = loop.time()
+            if not self.store_reachable:
+                self.store_reachable = True
+                logger.warning("instance %s reaches its store again; joins are taken again", self.instance)
             for room in tuple(self.rooms.values()):
                 if room.members:
                     await self._sweep(room)
@@ -222,6 +243,23 @@ class DeliveryService:
                 await self._schedule_abandon_check(room)
         except Exception:
             logger.exception("room %s: sweeping the presence of dead instances failed", room.name)
+
+    def _store_lost(self) -> None:
+        """This instance is cut off from its store: whatever its members send is refused
+        and nothing reaches them, so close their connections (they reconnect through another
+        instance and catch up from their cursor there) and refuse joins until it is back."""
+        self.store_reachable = False
+        members = [member for room in self.rooms.values() for member in room.members.values()]
+        logger.error("instance %s lost its store for %.0f s: closing %d members' connections, "
+                     "refusing joins until it is back", self.instance, STORE_LOST_AFTER, len(members))
+        for member in members:
+            member.close(CLOSE_STORE_UNAVAILABLE, "store unavailable")
+
+    def require_store(self) -> None:
+        """Refuse a request needing the store while this instance is cut off from it."""
+        if not self.store_reachable:
+            raise SignalingError(ErrorCode.STORE_UNAVAILABLE,
+                                 "this server has lost its store; try another server")
 
     async def stop(self) -> None:
         """End the sequencers and the heartbeat, then close the store."""
@@ -623,6 +661,7 @@ class DeliveryService:
     async def _on_join(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         if member.identity is not None or member.room is not None:
             raise SignalingError(ErrorCode.ALREADY_JOINED, "this connection has joined already")
+        self.require_store()
         name = p.validate_room(msg.get("room"))
         claims = self.tokens.verify(msg.get("token"), name)
         since = p.int_field(msg, "since", required=False)
@@ -907,6 +946,7 @@ class DeliveryService:
         Each must be a KeyPackage (RFC 9420 §10) whose leaf's basic credential names
         ``identity``, the publisher's token identity; otherwise none is stored.
         """
+        self.require_store()
         if not isinstance(raw, list) or not raw:
             raise SignalingError(ErrorCode.BAD_MESSAGE, "key_packages must be a non-empty list")
         bodies = [p.b64decode_field({"key_package": item}, "key_package") for item in raw]
@@ -930,6 +970,7 @@ class DeliveryService:
     async def claim_key_package(self, room: str, claimer: str, identity: object) -> tuple[str, bytes]:
         """Atomically take one KeyPackage of ``identity`` for ``claimer``, a member of the room's
         group, within its claim rate (``claim_rate``, ``claim_burst``). Shared with HTTP."""
+        self.require_store()
         target = p.validate_identity(identity)
         bucket = self._claims.get((room, claimer))
         if bucket is None:

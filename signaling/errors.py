@@ -62,6 +62,9 @@ class ErrorCode(StrEnum):
     #: Client side: the transport failed under a request (reset, or dropped without a close
     #: frame); the request may or may not have reached the server.
     CONNECTION_LOST = "connection_lost"
+    #: HTTP 503: this instance has lost its store (Redis) for now; another instance of the
+    #: deployment takes the request (docs/deployment.md, "Failures").
+    STORE_UNAVAILABLE = "store_unavailable"
     #: The room has no SFU, or the server lost its SFU (Janus) for now.
     SFU_UNAVAILABLE = "sfu_unavailable"
     #: The SFU (Janus) refused a request; ``janus_code`` says why.

@@ -53,6 +53,7 @@ _STATUS: dict[str, int] = {
     ErrorCode.ORIGIN_NOT_ALLOWED: 403,
     ErrorCode.TOO_MANY_FROM_ADDRESS: 429,
     ErrorCode.TOO_MANY_CONNECTIONS: 503,
+    ErrorCode.STORE_UNAVAILABLE: 503,
 }
 
 #: Paths a browser page of another origin must not drive (the ``Origin`` check).

@@ -136,6 +136,9 @@ class SignalingServer:
             return error_response(SignalingError(
                 ErrorCode.TOO_MANY_CONNECTIONS, "the server has reached its connection limit; retry later",
                 limit=cfg.max_connections))
+        if not self.delivery.store_reachable:  # cut off from the store: the client tries the next server
+            return error_response(SignalingError(ErrorCode.STORE_UNAVAILABLE,
+                                                 "this server has lost its store; try another server"))
         address = request.remote or ""
         refusal = self._address_refusal(address)
         if refusal is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import pytest
 
 from conftest import BOUND, until
@@ -23,6 +24,7 @@ from ds_participant import Participant
 from media.call_peer import CallPeer
 from media.sinks import VerifyingSink
 from signaling.client import SignalingClient
+from signaling.delivery import CLOSE_STORE_UNAVAILABLE
 from signaling.errors import ErrorCode, SignalingError
 from signaling.redis_store import RedisStore
 from signaling.server import RunningServer
@@ -191,6 +193,64 @@ async def test_an_entry_published_while_a_feed_reconnects_arrives_without_a_late
     # the feed subscribes again and its instance reads what it missed: no later entry needed
     event = await alice.client.next_event("application", timeout=BOUND)
     assert event["seq"] == sent and alice.view.receive(event["ciphertext"]).content == b"while cut off"
+
+
+async def client_of(servers: list[RunningServer], clients: list[SignalingClient], identity: str
+                    ) -> SignalingClient:
+    """A client of ``identity`` knowing the addresses of ``servers`` in that order, joined."""
+    client = SignalingClient([s.ws_url for s in servers], ROOM, servers[0].server.tokens.mint(ROOM, identity, 600))
+    clients.append(client)
+    await client.connect()
+    return client
+
+
+async def test_an_instance_cut_off_from_redis_sends_its_clients_to_another(
+        redis_proxy: TcpProxy, make_server: MakeServer, redis_url: str, clients: list[SignalingClient]) -> None:
+    cut_off = await make_server(store=RedisStore.from_url(redis_proxy.url()))
+    other = await make_server(store=RedisStore.from_url(redis_url))
+    alice = Participant(await client_of([cut_off, other], clients, "alice"), "alice")
+    carol = Participant(await client_of([cut_off, other], clients, "carol"), "carol")
+    bob = Participant(await client_of([other], clients, "bob"), "bob")
+    await alice.create()
+    for member in (bob, carol):
+        await member.publish()
+    await alice.add(bob, carol)
+    epoch = alice.view.epoch
+    sent = [await alice.client.send_application(epoch, alice.send(b"before %d" % i)) for i in range(5)]
+    redis_proxy.cut()  # a partition between the first instance and Redis; the other keeps it
+    texts = {await bob.client.send_application(epoch, bob.send(b"meanwhile %d" % i)): b"meanwhile %d" % i
+             for i in range(5)}
+    # the cut-off instance closes its members' connections (try again later) ...
+    closed = await carol.client.next_event("closed", timeout=BOUND)
+    assert closed["code"] == CLOSE_STORE_UNAVAILABLE
+    await until(lambda: not alice.client.connected, "alice sent elsewhere")
+    # ... and refuses new ones: HTTP 503, store_unavailable
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client_of([cut_off], clients, "dave")
+    assert refused.value.status == 503
+    for member in (alice, carol):
+        await member.client.reconnect()  # to the other instance, catching up from its cursor
+        assert member.client.ws_url == other.ws_url
+    # alice gets every message bob had acknowledged meanwhile, once, in log order
+    events = [await alice.client.next_event("application") for _ in texts]
+    assert [e["seq"] for e in events] == sorted(texts)
+    assert [alice.view.receive(e["ciphertext"]).content for e in events] == [texts[s] for s in sorted(texts)]
+    marker = await bob.client.send_application(epoch, bob.send(b"marker"))
+    for member in (alice, carol):  # nothing twice: the next entry each gets is the marker
+        event = await member.client.next_event("application")
+        while event["seq"] < marker:  # carol: what she had not read before
+            assert member is carol and event["seq"] in (*sent, *texts)
+            event = await member.client.next_event("application")
+        assert event["seq"] == marker
+    store = RedisStore.from_url(redis_url)  # every acknowledged entry is in the log
+    await store.open()
+    try:
+        assert {*sent, *texts, marker} <= {e.seq for e in await store.read_entries(ROOM, after_seq=0)}
+    finally:
+        await store.close()
+    redis_proxy.restore()  # Redis back: the instance takes joins again
+    await until(lambda: cut_off.server.delivery.store_reachable, "the instance back")
+    assert (await client_of([cut_off], clients, "erin")).ws_url == cut_off.ws_url
 
 
 @pytest.fixture
