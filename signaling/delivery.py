@@ -207,7 +207,7 @@ class DeliveryService:
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             try:  # a store that does not answer (a partition) counts as failing
-                await asyncio.wait_for(self.store.heartbeat(self.instance, HEARTBEAT_TTL), HEARTBEAT_INTERVAL)
+                await asyncio.wait_for(self.store.heartbeat(self.instance, HEARTBEAT_TTL), STORE_LOST_AFTER)
             except Exception:
                 logger.exception("heartbeat of instance %s failed", self.instance)
                 if self.store_reachable and loop.time() - last_beat >= STORE_LOST_AFTER:
