@@ -28,8 +28,10 @@ connection) and the KeyPackages of each identity (a list: RPUSH to publish,
 LPOP to claim the oldest atomically), and the room's SFU state (a hash: its Janus
 room, secret, generation and topology; a hash of published feeds). An instance is alive while its key
 ``<prefix>:instance:{<id>}`` exists: :meth:`RedisStore.heartbeat` sets it with
-a PX expiry, and :meth:`RedisStore.presence` leaves out identities held by an
-instance whose key has expired.
+a PX expiry, :meth:`RedisStore.presence` leaves out identities held by an
+instance whose key has expired, and :meth:`RedisStore.sweep_presence` drops
+them (each with one script that checks the holder, so of instances sweeping
+at once one gets each identity).
 
 Durability: an acknowledged entry is one Redis has applied. Redis writes the
 script's effects to its append-only file as one unit; with ``appendonly
@@ -46,9 +48,12 @@ and a retry would log it twice.
 The feed is Redis pub/sub: at most once. An instance whose feed connection
 drops (or which falls further behind than Redis's ``client-output-buffer-limit
 pubsub``, 32 MB by default, and is disconnected for it) misses what was
-published meanwhile; the store reconnects and subscribes again, and the
-consumer reads the missing seqs with :meth:`RedisStore.read_entries` when the
-next item shows the gap. Items arrive on their own connection, so an
+published meanwhile; the store reconnects and subscribes again, and once
+Redis confirms a room's channel again it hands the room's handler a
+``resync`` item, on which the consumer reads the missing seqs with
+:meth:`RedisStore.read_entries` (as it does when an item shows a seq gap).
+Channel names carry the database number and the key prefix, since pub/sub
+spans a server's databases. Items arrive on their own connection, so an
 instance may see its own append on the feed before or after the append
 returns (SQLite's feed comes before, always).
 """
