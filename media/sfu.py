@@ -57,6 +57,7 @@ from aiortc.sdp import SessionDescription
 from sframe import MLSSender, MLSUnprotectResult
 
 from . import seams
+from .consent import keep_consent
 from .loopback import filter_sdp, loopback_ice
 from .mesh import MediaSources, usable_ice_servers
 from .session import PeerProtection, SFrameSession
@@ -336,7 +337,11 @@ class SfuLinks:
     :meth:`want` subscribes to the room's feeds (each ``sfu.feeds`` event),
     :meth:`interrupt` marks the links down (``sfu.down``) and :meth:`resume`
     publishes afresh on a new connection once the SFU is back (``sfu.up``;
-    the feeds to subscribe to come with the next :meth:`want`).  Remote
+    the feeds to subscribe to come with the next :meth:`want`).  A connection
+    that fails or closes on its own (ICE consent lost, RFC 7675; a network
+    failure) is made anew: the publisher publishes again (the server replaces
+    its feed), the subscriber subscribes again from scratch (``sfu.subscribe``
+    with ``restart``: the server drops the old subscription and offers afresh).  Remote
     tracks go to ``on_track(identity, track)`` once the stream's first frame
     says, by its KID, whose it is: each a copy (``MediaRelay``) that ends when
     a resubscription gives the stream's ``mid`` to another feed, whose copy
@@ -377,6 +382,10 @@ class SfuLinks:
         self.relabelled: list[StreamRelabelled] = []
         #: why the last negotiation failed, if it did
         self.failed: str | None = None
+        #: connections made anew after they failed or closed on their own
+        self.restarts = 0
+        #: the next sfu.subscribe asks the server to drop the old subscription (ours is gone)
+        self._restart_subscription = False
         self._publisher: RTCPeerConnection | None = None
         self._publishing: PeerProtection | None = None
         self._publisher_tracks: list[MediaStreamTrack] = []
@@ -486,6 +495,18 @@ class SfuLinks:
                     self._subscribed = ()
                     self.interrupted = False
                     await self._publish()
+                elif job == "republish":
+                    if self._publisher is not None and self._gone(self._publisher):
+                        await self._close_publisher()
+                        self.restarts += 1
+                        await self._publish()
+                elif job == "resubscribe":
+                    if self._subscriber is not None and self._gone(self._subscriber):
+                        await self._close_subscriber()
+                        self.restarts += 1
+                        self._subscribed = ()
+                        self._restart_subscription = True
+                        await self._subscribe()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a refusal or a broken SFU must not end the call
@@ -500,7 +521,9 @@ class SfuLinks:
 
     async def _local(self, pc: RTCPeerConnection, description: RTCSessionDescription) -> str:
         """Set ``description`` locally (ICE gathered completely: no trickle) and
-        return its SDP as sent: without audio level (and non-loopback candidates)."""
+        return its SDP as sent: without audio level (and non-loopback candidates).
+        Its ICE connection checks consent by RFC 7675's rule (media.consent)."""
+        keep_consent(pc)
         if self._loopback:
             with loopback_ice():
                 await pc.setLocalDescription(description)
@@ -513,8 +536,22 @@ class SfuLinks:
         sdp = without_audio_level(filter_sdp(sdp) if self._loopback else sdp)
         return RTCSessionDescription(without_rtx(sdp) if kind == "offer" else sdp, kind)
 
+    @staticmethod
+    def _gone(pc: RTCPeerConnection) -> bool:
+        return pc.connectionState in ("failed", "closed")
+
+    def _watch(self, pc: RTCPeerConnection, job: str) -> None:
+        """When ``pc`` fails or closes while it is still one of ours, ``job`` makes it anew."""
+        def changed() -> None:
+            if self._gone(pc) and pc in (self._publisher, self._subscriber) and not self.interrupted:
+                logger.warning("SFU %s connection %s: %s", "publishing" if job == "republish" else "subscribing",
+                               pc.connectionState, "made anew")
+                self._queue(job)
+        pc.on("connectionstatechange", changed)
+
     async def _publish(self) -> None:
         pc = self._publisher = RTCPeerConnection(self._configuration())
+        self._watch(pc, "republish")
         self._publisher_tracks = self._sources.subscribe(self._ready)
         for track in self._publisher_tracks:
             pc.addTransceiver(track, direction="sendonly")
@@ -535,7 +572,9 @@ class SfuLinks:
         wanted = tuple(f for f in self._wanted if f != self.feed)
         if wanted == self._subscribed or self.interrupted:
             return
-        ack = await self._request("sfu.subscribe", feeds=list(wanted))
+        restart = {"restart": True} if self._restart_subscription else {}
+        ack = await self._request("sfu.subscribe", feeds=list(wanted), **restart)
+        self._restart_subscription = False
         streams = {stream.mid: stream for stream in subscribed_streams(ack)}
         # what the SFU sends now (a feed not live yet is left out: asked again below)
         self._subscribed = tuple(sorted({stream.feed for stream in streams.values()}))
@@ -547,6 +586,7 @@ class SfuLinks:
             if pc is None:
                 pc = self._subscriber = RTCPeerConnection(self._configuration())
                 pc.on("track", lambda track: self._track_arrived(pc, track))
+                self._watch(pc, "resubscribe")
             description = self._remote(offer, "offer")
             await pc.setRemoteDescription(description)
             self._protect(pc, streams)
@@ -641,22 +681,31 @@ class SfuLinks:
             self._on_relabelled(event)
 
     async def _close_connections(self) -> None:
+        await self._close_publisher()
+        await self._close_subscriber()
+
+    async def _close_publisher(self) -> None:
+        pc, self._publisher = self._publisher, None
         if self._publishing is not None:
             self._closed_stats.append(self._publishing.stats())
+        if pc is not None:
+            await pc.close()
+        for track in self._publisher_tracks:
+            track.stop()
+        self._publishing = None
+        self._publisher_tracks = []
+        self.feed = None
+
+    async def _close_subscriber(self) -> None:
+        """Close the subscribing connection; the copies of its streams given to ``on_track`` end."""
         if self._subscriber is not None:
             self._closed_stats.append(self._subscriber_stats())
+        pc, self._subscriber = self._subscriber, None
         for transform, _ in self._receivers.values():
             transform.close()
         self._receivers.clear()
         self._pending_tracks.clear()
         for mid in list(self._given):
             self._take_back(mid)
-        for pc in (self._publisher, self._subscriber):
-            if pc is not None:
-                await pc.close()
-        for track in self._publisher_tracks:
-            track.stop()
-        self._publisher = self._subscriber = None
-        self._publishing = None
-        self._publisher_tracks = []
-        self.feed = None
+        if pc is not None:
+            await pc.close()

@@ -337,3 +337,39 @@ async def test_a_member_back_from_a_signaling_outage_republishes_and_resubscribe
         assert {a.stream.feed: a.first for a in p.sfu.streams.values()}.get(bob.sfu.feed) == "bob"
     assert all(p.status().relabelled == () for p in peers)
     assert {p.identity: (p.status().epoch, p.status().verification) for p in peers} == epochs
+
+
+async def lose_ice(pc: Any) -> None:
+    """End ``pc``'s ICE connection as aioice does when consent expires (RFC 7675 §5.1): aiortc
+    then closes the whole connection on its own."""
+    await pc.getTransceivers()[0].receiver.transport.transport.iceGatherer._connection.close()
+
+
+async def test_connections_that_close_on_their_own_are_made_anew(start_peer: StartPeer) -> None:
+    """bob's subscribing connection loses ICE (as when consent expires under load): bob
+    subscribes again from scratch (``restart``: the server drops the old subscription) and
+    decodes alice again on fresh tracks; then his publishing connection: he publishes
+    again (a new feed) and alice decodes him again."""
+    peers = [await start_peer(name) for name in ("alice", "bob")]
+    alice, bob = peers
+    await until(lambda: same_group(peers) and receiving_all(peers, 15), "a call of two", 40)
+    assert bob.sfu is not None and bob.sfu.restarts == 0
+    subscriber, publisher = bob.sfu._subscriber, bob.sfu._publisher
+    feed = bob.sfu.feed
+    old = sink(bob).reports["alice"]["video"]
+
+    await lose_ice(subscriber)
+    await until(lambda: subscriber.connectionState == "closed", "bob's subscribing connection closed", 10)
+    await until(lambda: bob.sfu is not None and bob.sfu._subscriber not in (None, subscriber)
+                and sink(bob).reports["alice"]["video"] is not old
+                and sink(bob).frames("alice", "video") >= 15, "bob decoding alice on a new connection", 30)
+    assert bob.sfu.restarts == 1 and bob.sfu._publisher is publisher and bob.sfu.feed == feed
+
+    old = sink(alice).reports["bob"]["video"]
+    await lose_ice(publisher)
+    await until(lambda: bob.sfu is not None and bob.sfu.feed not in (None, feed)
+                and sink(alice).reports["bob"]["video"] is not old
+                and sink(alice).frames("bob", "video") >= 15, "alice decoding bob's new feed", 30)
+    assert bob.sfu.restarts == 2 and bob.sfu.failed is None
+    assert alice.sfu is not None and alice.sfu.restarts == 0
+    assert receiving_all(peers, 15) and same_group(peers)

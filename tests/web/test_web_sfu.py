@@ -17,6 +17,13 @@ another publisher without saying so: the page flags the stream
 (``kid_changed``, ``from_mismatch``) and attributes its frames to the member
 whose KID they carry.
 
+Every test runs in a network namespace of its own holding only ``lo``
+(tests/loopback_namespace.py): the server, Janus, the bots, the Playwright
+driver and Chromium are started inside it, so Chromium, which sends ICE
+checks from every interface it has, and Janus, which answers checks from any
+address, can only meet on 127.0.0.1; the tests check that every selected
+candidate pair is on loopback on both sides.
+
 Chromium is Debian's (/usr/bin/chromium), driven by Playwright; Janus is
 Debian's /usr/bin/janus; nothing is downloaded.
 """
@@ -26,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ from signaling.janus import JanusSession, VideoRoomHandle
 from signaling.server import RunningServer, start_server
 
 from janus_peers import janus  # noqa: F401  (the private Janus fixture)
+from loopback_namespace import interfaces, loopback_namespace
 from test_web_call import (  # noqa: F401  (fixtures and the page helpers of the mesh test)
     BOUND, READ_TILES, BrowserLog, browser, join, one_group, open_page, page_bundle, page_status, sink, until)
 
@@ -83,6 +91,27 @@ TILE_TRACKS = """
 StartBot = Callable[[str], Awaitable[CallPeer]]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture(autouse=True)
+def loopback_only() -> Iterator[None]:
+    """The test (autouse: before the other fixtures of its scope start Janus, the server,
+    the bots and Chromium) runs in a network namespace whose only interface is ``lo``."""
+    with loopback_namespace():
+        assert interfaces() == ["lo"]
+        yield
+
+
+def bot_selected_pairs(bot: CallPeer) -> list[tuple[str, str]]:
+    """(local, remote) addresses of the nominated ICE pairs of ``bot``'s two SFU connections."""
+    assert bot.sfu is not None
+    pairs = []
+    for pc in bot.sfu.connections():
+        transports = {t.receiver.transport.transport for t in pc.getTransceivers() if t.receiver.transport}
+        for transport in transports:
+            for pair in transport.iceGatherer._connection._nominated.values():
+                pairs.append((pair.local_candidate.host, pair.remote_addr[0]))
+    return pairs
 
 
 @pytest.fixture
@@ -195,12 +224,12 @@ async def test_browser_and_bots_through_janus(start_bot: StartBot, server: Runni
     # no audio level negotiated on either connection
     for sdp in await page.evaluate(SFU_SDP):
         assert AUDIO_LEVEL not in sdp
-    # Janus's side of both connections is 127.0.0.1.  The page's own side may be another
-    # address of this host: Chromium (controlling the publisher's ICE) checks from every
-    # local candidate, and Janus, unlike the bots' aioice, answers checks from any address
-    # (a peer-reflexive candidate); what the page sends is on loopback candidates only.
+    # both sides of every connection's selected pair are on loopback, at the page and the bots
     pairs = await page.evaluate(SELECTED_PAIRS)
-    assert len(pairs) == 2 and all(remote == "127.0.0.1" for _, remote in pairs), pairs
+    assert len(pairs) == 2 and all(pair == ["127.0.0.1", "127.0.0.1"] for pair in pairs), pairs
+    for bot in (alice, bob):
+        pairs = bot_selected_pairs(bot)
+        assert len(pairs) == 2 and set(pairs) == {("127.0.0.1", "127.0.0.1")}, pairs
     assert not log.errors, log.errors
 
 

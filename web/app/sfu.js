@@ -267,6 +267,10 @@ export class SfuLinks {
     this.generation = 0;
     /** publishes acked (the first, then one per restart) */
     this.publishes = 0;
+    /** times the connections were made anew after one failed (ICE lost) */
+    this.recoveries = 0;
+    /** the next sfu.subscribe asks the server to drop our old subscription (its connection failed) */
+    this.restartSubscription = false;
   }
 
   /** Publishes, then subscribes to every other feed. */
@@ -363,6 +367,7 @@ export class SfuLinks {
     return {
       feed: this.feed,
       publishes: this.publishes,
+      recoveries: this.recoveries,
       interrupted: this.interrupted,
       failed: this.failed,
       publisher: state(this.publisher),
@@ -432,7 +437,7 @@ export class SfuLinks {
     if (generation !== this.generation || this.interrupted) return;
     const pc = new RTCPeerConnection(this.configuration);
     this.publisher = pc;
-    pc.onconnectionstatechange = () => this.onChange();
+    pc.onconnectionstatechange = () => this.#stateChanged(pc);
     for (const kind of ['audio', 'video']) {
       const transceiver = pc.addTransceiver(kind, { direction: 'sendonly', streams: [this.stream] });
       preferCodecs(transceiver, kind);
@@ -466,8 +471,25 @@ export class SfuLinks {
       this.tracks.set(event.transceiver.mid, event.track);
       this.onChange();
     };
-    pc.onconnectionstatechange = () => this.onChange();
+    pc.onconnectionstatechange = () => this.#stateChanged(pc);
     return pc;
+  }
+
+  /**
+   * A connection of ours failed (ICE lost: consent expired, RFC 7675, or the
+   * network went away): both are made anew, the subscription from scratch
+   * (`restart`: the server drops the old one and offers for a new connection).
+   */
+  #stateChanged(pc) {
+    if (pc.connectionState === 'failed' && !this.closed && !this.interrupted
+        && (pc === this.publisher || pc === this.subscriber)) {
+      console.warn('SFU link: a connection failed; making both anew');
+      this.recoveries += 1;
+      this.restartSubscription = true;
+      this.#closeConnections();
+      this.start();
+    }
+    this.onChange();
   }
 
   async #subscribe(generation) {
@@ -475,7 +497,8 @@ export class SfuLinks {
     const wanted = [...this.feeds.keys()].filter((feed) => feed !== this.feed).sort((a, b) => a - b);
     if (wanted.length === 0 && this.subscriber === null) return;
     if (this.subscribed !== null && wanted.join() === this.subscribed.join()) return; // nothing changed for us
-    const ack = await this.request('sfu.subscribe', { feeds: wanted });
+    const ack = await this.request('sfu.subscribe', this.restartSubscription ? { feeds: wanted, restart: true } : { feeds: wanted });
+    this.restartSubscription = false;
     if (generation !== this.generation) return;
     this.subscribed = wanted;
     const streams = Array.isArray(ack?.streams) ? ack.streams : [];
