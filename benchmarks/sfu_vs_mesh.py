@@ -265,7 +265,7 @@ def main() -> int:
     parser.add_argument("--topologies", default="mesh,sfu", help="mesh, sfu or both (default %(default)s)")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="worker processes hosting the peers (default: the CPU count, %(default)s)")
-    parser.add_argument("--warmup", type=float, default=45.0,
+    parser.add_argument("--warmup", type=float, default=60.0,
                         help="seconds a call may take to form (default %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures and points as JSON")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG plot (needs matplotlib)")
