@@ -446,7 +446,7 @@ async def test_the_clients_of_a_killed_instance_are_announced_gone(
         serve: Callable[[str], Awaitable[Instance]], redis_url: str, clients: list[SignalingClient]) -> None:
     x, y, z = await serve(redis_url), await serve(redis_url), await serve(redis_url)
     watchers = [await participant([server.ws_url], clients, name) for server, name in ((y, "wy"), (z, "wz"))]
-    stayer = await participant([x.ws_url], clients, "stayer")  # knows x only: does not come back
+    await participant([x.ws_url], clients, "stayer")  # knows x only: does not come back
     mover = await participant([x.ws_url, y.ws_url], clients, "mover")
     for watcher in watchers:
         joins = [await watcher.client.next_event("presence") for _ in range(3 if watcher is watchers[0] else 2)]
