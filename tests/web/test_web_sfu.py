@@ -37,6 +37,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, Page, WebSocketRoute
 
@@ -230,6 +231,72 @@ async def test_browser_and_bots_through_janus(start_bot: StartBot, server: Runni
     for bot in (alice, bob):
         pairs = bot_selected_pairs(bot)
         assert len(pairs) == 2 and set(pairs) == {("127.0.0.1", "127.0.0.1")}, pairs
+    assert not log.errors, log.errors
+
+
+#: The local port of the page's subscribing connection's selected candidate pair.
+SUBSCRIBER_PORT = """
+async () => {
+  const stats = await window.mlscall.call.sfu.subscriber.getStats();
+  for (const s of stats.values()) {
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      return stats.get(stats.get(s.selectedCandidatePairId).localCandidateId).port;
+    }
+  }
+  return null;
+}
+"""
+
+#: bound of the wait for Chromium to give up a connection Janus hung up (seconds)
+ICE_FAILURE_BOUND = 90.0
+
+
+async def hang_up_subscriber(server: RunningServer, janus: JanusProcess, identity: str) -> None:  # noqa: F811
+    """Janus hangs up ``identity``'s subscribing PeerConnection (Janus API ``hangup``), behind the server's back."""
+    sfu = server.server.delivery.sfu
+    assert sfu is not None
+    handle = sfu.rooms[ROOM].members[identity].subscriber
+    assert handle is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{janus.url}/{handle.session.session_id}/{handle.handle_id}",
+                             json={"janus": "hangup", "transaction": "test-hangup"}) as response:
+            assert (await response.json())["janus"] == "success"
+
+
+async def test_the_page_makes_a_failed_connection_anew(start_bot: StartBot, server: RunningServer,
+                                                       janus: JanusProcess,  # noqa: F811
+                                                       browser: BrowserContext) -> None:  # noqa: F811
+    """Janus hangs up the page's subscribing connection (as when it lost it to the network):
+    Chromium declares it failed, and the page makes both connections anew, the subscription
+    from scratch (``restart``), and decodes the bot again."""
+    alice = await start_bot("alice-bot")
+    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=160x120")
+    await join(page, BROWSER)
+
+    async def decoding() -> bool:
+        view = await page_status(page)
+        return one_group(view, [alice]) and page_decrypted(view, "alice-bot", "video") >= 30
+    await until(decoding, "the page decoding alice-bot through Janus", log)
+    port = await page.evaluate(SUBSCRIBER_PORT)
+    assert isinstance(port, int)
+    await hang_up_subscriber(server, janus, BROWSER)
+
+    async def recovered() -> bool:
+        sfu = (await page_status(page))["sfu"]
+        return sfu["recoveries"] >= 1 and sfu["subscriber"] is not None and sfu["subscriber"]["state"] == "connected"
+    await until_within(recovered, lambda: "the page's connections made anew", log, ICE_FAILURE_BOUND)
+    assert await page.evaluate(SUBSCRIBER_PORT) != port
+    before = await page_status(page)
+
+    async def decoding_again() -> bool:
+        view = await page_status(page)
+        return (page_decrypted(view, "alice-bot", "video") >= page_decrypted(before, "alice-bot", "video") + 30
+                and sink(alice).frames(BROWSER, "video") > 0)
+    await until(decoding_again, "the page decoding alice-bot again on its new connection", log)
+    await decoding_tiles(page, log, ["alice-bot"])
+    after = await page_status(page)
+    assert after["sfu"]["recoveries"] == 1 and after["sfu"]["publishes"] == 2
+    assert after["epoch"] == before["epoch"]  # no MLS change
     assert not log.errors, log.errors
 
 
