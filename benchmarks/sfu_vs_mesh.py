@@ -139,8 +139,12 @@ class Bench:
         except (MediaError, SignalingError, OSError, JanusError) as exc:
             return Point(topology, participants, time.monotonic() - started, str(exc) or type(exc).__name__)
         after = udp_receive_drops()
-        return Point(topology, participants, time.monotonic() - started, media=analyze(data)["media"],
-                     udp_drops=None if drops is None or after is None else after - drops)
+        wall, media = time.monotonic() - started, analyze(data)["media"]
+        udp = None if drops is None or after is None else after - drops
+        if media is None or not media["participants"]:
+            return Point(topology, participants, wall, "the peers' traffic could not be sampled "
+                         "(their workers did not answer in time)", udp_drops=udp)
+        return Point(topology, participants, wall, media=media, udp_drops=udp)
 
     def largest(self, topology: str, bound: int) -> int:
         """The largest call passing the bar (0 if none down to 2)."""

@@ -386,6 +386,9 @@ class StressRun:
         if self._workers:
             answers = await asyncio.gather(*(w.traffic(PEER_TIMEOUT) for w in self._workers),
                                            return_exceptions=True)
+            for worker, answer in zip(self._workers, answers):
+                if isinstance(answer, BaseException):
+                    logger.warning("worker %d: no traffic sample: %s", worker.index, answer)
             peers = [t for answer in answers if isinstance(answer, list) for t in answer]
         else:
             peers = [await r.peer.traffic() for r in self._live() if isinstance(r.peer, LocalPeer)]
