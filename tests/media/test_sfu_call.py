@@ -10,7 +10,9 @@ Janus (media.cli.janus), everything on 127.0.0.1 (issue 16).
 * a misbehaving bridge that swaps two feeds' ``from``: the streams are
   flagged and the tracks shown under the KID's member;
 * Janus SIGKILLed and restarted mid-call: ``sfu.down``, then ``sfu.up``,
-  republish and resubscribe, and media resumes with no MLS epoch change.
+  republish and resubscribe, and media resumes with no MLS epoch change;
+* a connection that loses ICE (as when consent expires) is made anew: the
+  subscriber from scratch (``restart``), the publisher with a new feed.
 
 Small pictures (the synthetic 96x64 pattern) so that four aiortc peers fit
 on two cores.
