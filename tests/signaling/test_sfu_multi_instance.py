@@ -16,6 +16,10 @@ Janus room, topology and published feeds go through the store
 * Janus SIGKILLed and restarted: members on both instances get ``sfu.down``
   and ``sfu.up``, the room is created again once (the next generation, one
   Janus room), they republish and receive each other's media again;
+* one instance loses its Janus session while Janus lives: only its member
+  gets ``sfu.down``/``sfu.up`` and republishes into the same room (same
+  generation); the other instance's member keeps its feed, and media flows
+  both ways again;
 * the store's SFU state on both stores (SQLite and Redis): the Janus room
   claimed once (the loser gets the winner's), a higher generation replaces it
   and drops the old feeds, the switch noted once, feeds written and dropped,
@@ -30,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
@@ -270,6 +275,47 @@ async def test_janus_restarted_under_two_instances(make_server: MakeServer, redi
     finally:
         for peer in peers:
             await peer.close()
+        await store.close()
+
+
+@pytest.mark.e2e
+async def test_one_instance_loses_its_janus_session(make_server: MakeServer, redis_url: str, janus: JanusProcess,
+                                                    clients: list[SignalingClient]) -> None:
+    instances = [await make_server(store=RedisStore.from_url(redis_url), sfu_url=janus.url, sfu_above=0)
+                 for _ in range(2)]
+    (alice, _), (bob, _) = await _member(instances[0], clients, "alice"), await _member(instances[1], clients, "bob")
+    peers = {name: (Publisher(), Subscriber()) for name in ("alice", "bob", "alice again")}
+    store = RedisStore.from_url(redis_url)
+    await store.open()
+    try:
+        bob_feed = await _publish_over(bob, peers["bob"][0])
+        alice_feed = await _publish_over(alice, peers["alice"][0])
+        assert await _feeds_event(alice, 2) == await _feeds_event(bob, 2) == {alice_feed: "alice", bob_feed: "bob"}
+        await _subscribe_over(alice, peers["alice"][1], [bob_feed])
+        before = await store.sfu_room(ROOM)
+        assert before is not None
+
+        lost = instances[0].server.delivery.sfu
+        assert lost is not None and lost.janus is not None
+        async with aiohttp.ClientSession() as http:  # the first instance's session dies (as on a timeout)
+            await http.post(f"{janus.url}/{lost.janus.session_id}", json={"janus": "destroy", "transaction": "t"})
+        assert await alice.next_event("sfu.down", timeout=BOUND) == {"type": "sfu.down"}
+        assert await alice.next_event("sfu.up", timeout=BOUND) == {"type": "sfu.up"}
+        assert await store.sfu_room(ROOM) == before  # Janus kept the room: same id, same generation
+        assert await store.sfu_feeds(ROOM) == {bob_feed: "bob"}  # alice's feed went with the session
+
+        publisher, subscriber = peers["alice again"]
+        new_feed = await _publish_over(alice, publisher)
+        assert await _feeds_event(bob, 2) == {new_feed: "alice", bob_feed: "bob"}  # bob's feed untouched
+        await _subscribe_over(alice, subscriber, [bob_feed])
+        await _subscribe_over(bob, peers["bob"][1], [new_feed])
+        await until(lambda: all(len(s.frames) == 2 and min(s.frames.values()) >= 10
+                                for s in (subscriber, peers["bob"][1])), "media both ways again")
+        assert await janus_rooms(janus.url) == [before.janus_room]
+    finally:
+        for publisher, subscriber in peers.values():
+            await publisher.close()
+            await subscriber.close()
         await store.close()
 
 
