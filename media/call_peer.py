@@ -474,7 +474,8 @@ class CallPeer:
         """One signaling or timer event: links follow presence here, the rest goes to the machine."""
         kind = event.get("type")
         if kind == "presence":
-            await self._on_presence(event["event"], event["identity"], event.get("resumed") is True)
+            await self._on_presence(event["event"], event["identity"], resumed=event.get("resumed") is True,
+                                    dropped=event.get("dropped") is True)
         elif kind == "commit":
             await self._feed(mm.CommitDelivered(event.get("seq", 0), event.get("from", ""),
                                                 event.get("group_id", b""), event.get("epoch", -1),
@@ -690,7 +691,7 @@ class CallPeer:
             await self._close_link(remote)
         self._open_link(remote)
 
-    async def _on_presence(self, what: str, remote: str, resumed: bool) -> None:
+    async def _on_presence(self, what: str, remote: str, *, resumed: bool, dropped: bool) -> None:
         if remote == self.identity:
             return
         if what == "join":
@@ -703,7 +704,7 @@ class CallPeer:
             else:
                 await self._replace_link(remote)
         elif what == "leave":
-            await self._feed(mm.PresenceLeft(remote))
+            await self._feed(mm.PresenceLeft(remote, dropped))
             if self.sfu is not None:
                 self._held_tracks.pop(remote, None)
                 self.sfu.release(remote)

@@ -70,7 +70,11 @@ class PresenceJoined:
 
 @dataclass(frozen=True)
 class PresenceLeft:
+    """A ``presence`` ``leave``; ``dropped``: its connection ended without a ``leave``
+    request, so it may come back (docs/protocol.md)."""
+
     identity: str
+    dropped: bool
 
 
 @dataclass(frozen=True)
@@ -346,7 +350,7 @@ class MembershipConfig:
     #: commit an UpdatePath this often (seconds), None for never
     self_update_interval: float | None = None
     #: participants present before our reconnection count as present this long, and a
-    #: member who left keeps its leaf this long (0: removed at once)
+    #: member whose connection dropped keeps its leaf this long (0: removed at once)
     reconnect_grace: float = 0.0
     #: which participants may be in the group (None: everyone present)
     admit: Callable[[str], bool] | None = None
@@ -432,8 +436,9 @@ class Membership:
         self._next_update: float | None = None
         self._stale: set[str] = set()
         self._resuming: dict[str, float] = {}
-        #: members who left, with the time until which their leaves are kept
-        self._away: dict[str, float] = {}
+        #: members whose connection dropped -> until when their leaves are kept (None: set
+        #: by the next tick, so the grace counts from a current clock)
+        self._away: dict[str, float | None] = {}
         self._published_at: float | None = None
         self._waiting_since: float | None = None
         self._now = 0.0
@@ -563,11 +568,12 @@ class Membership:
 
     def _on_PresenceLeft(self, event: PresenceLeft) -> None:
         remote = event.identity
-        if self.config.reconnect_grace > 0 and remote in self.present and remote in self.members():
+        if event.dropped and self.config.reconnect_grace > 0 and remote in self.present \
+                and remote in self.members():
             # it may be back soon (a dropped connection, another instance): its leaf stays meanwhile
             self.present.discard(remote)
             self._resuming.pop(remote, None)
-            self._away[remote] = self._now + self.config.reconnect_grace
+            self._away[remote] = None
         else:
             self._left(remote)
         self._reconcile()
@@ -615,7 +621,9 @@ class Membership:
                 self._publish()
         for remote in sorted(here - self.present):
             self.present.add(remote)
-            if self._away.pop(remote, None) is None and remote in self.members():
+            was_away = remote in self._away
+            self._away.pop(remote, None)
+            if not was_away and remote in self.members():
                 self._stale.add(remote)  # back while we were away, maybe without its state
         self._reconcile()
 
@@ -627,7 +635,10 @@ class Membership:
 
     def _on_Tick(self, event: Tick) -> None:
         self._now = max(self._now, event.now)
-        gone = [r for r, deadline in (*self._resuming.items(), *self._away.items()) if deadline <= self._now]
+        for remote in [r for r, deadline in self._away.items() if deadline is None]:
+            self._away[remote] = self._now + self.config.reconnect_grace
+        gone = [r for r, deadline in (*self._resuming.items(), *self._away.items())
+                if deadline is not None and deadline <= self._now]
         for remote in gone:
             self._left(remote)  # did not come back in time
         interval = self.config.self_update_interval

@@ -234,9 +234,10 @@ class DeliveryService:
                 if identity in present:  # back through a live instance just now: not gone
                     continue
                 logger.info("leave room=%s identity=%s (its instance stopped)", room.name, identity)
-                room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "leave", "identity": identity}))
+                room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "leave", "identity": identity,
+                                             "dropped": True}))
                 await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "leave",
-                                                    "identity": identity}, self.instance)
+                                                    "identity": identity, "dropped": True}, self.instance)
             if _orphaned(present):  # the group's last members were there
                 if await self.store.empty_since(room.name) is None:
                     await self.store.set_empty_since(room.name, self.config.clock())
@@ -506,6 +507,8 @@ class DeliveryService:
             frame = {"type": p.PRESENCE, "event": signal.get("event"), "identity": identity}
             if signal.get("event") == "join":
                 frame["resumed"] = signal.get("resumed") is True
+            else:
+                frame["dropped"] = signal.get("dropped") is True
             room.broadcast(p.dump_frame(frame), exclude=identity)
             if signal.get("event") == "leave" and room.waiting:
                 await self._schedule_abandon_check(room)
@@ -872,9 +875,10 @@ class DeliveryService:
             logger.exception("abandoned group of room %s not dropped; retrying", room.name)
             await self._schedule_abandon_check(room, at_least=_ABANDON_RETRY)
 
-    def depart(self, member: Member) -> None:
-        """``member``'s connection is gone (or left): it is no longer in its room here; its
-        presence leaves the store in the room's sequencer (:meth:`_run_departure`)."""
+    def depart(self, member: Member, *, dropped: bool = True) -> None:
+        """``member``'s connection is gone (``dropped``) or it left (a ``leave`` request): it
+        is no longer in its room here; its presence leaves the store in the room's sequencer
+        (:meth:`_run_departure`)."""
         room = member.room
         if room is None:
             return
@@ -886,7 +890,7 @@ class DeliveryService:
             if not room.members and room.abandon_timer is not None:
                 room.abandon_timer.cancel()
                 room.abandon_timer = None
-            room.submit(Departure(identity))
+            room.submit(Departure(identity, dropped))
             if self.sfu is not None:
                 self.sfu.left(room.name, identity)
             logger.info("leave room=%s identity=%s", room.name, identity)
@@ -902,9 +906,11 @@ class DeliveryService:
             present = await self.store.presence(room.name)
             if identity in present:
                 return  # its newer connection is on another instance: it has not left
-            room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "leave", "identity": identity}))
+            # dropped: the connection ended without a leave request, it may come back (docs/protocol.md)
+            room.broadcast(p.dump_frame({"type": p.PRESENCE, "event": "leave", "identity": identity,
+                                         "dropped": item.dropped}))
             await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "leave",
-                                                "identity": identity}, self.instance)
+                                                "identity": identity, "dropped": item.dropped}, self.instance)
             if not was_orphaned and _orphaned(present):  # the group's last member left
                 await self.store.set_empty_since(room.name, self.config.clock())
                 if room.members:
@@ -916,7 +922,7 @@ class DeliveryService:
 
     async def _on_leave(self, member: Member, rid: Any, msg: dict[str, Any]) -> None:
         _ack(member, rid)
-        self.depart(member)
+        self.depart(member, dropped=False)
         member.close(1000, "left")
 
     # -- SFU (signaling.sfu) -------------------------------------------------------------------

@@ -247,9 +247,11 @@ class AbandonCheck:
 @dataclass(eq=False, slots=True)
 class Departure:
     """The connection of ``identity`` here has gone: its presence leaves the store (and the
-    other members are told) in the sequencer, in order with the room's other work."""
+    other members are told) in the sequencer, in order with the room's other work.
+    ``dropped``: the connection ended without a ``leave`` request (it may come back)."""
 
     identity: str
+    dropped: bool
 
 
 @dataclass(eq=False, slots=True)

@@ -117,7 +117,7 @@ class MembershipModel(RuleBasedStateMachine):
         elif isinstance(action, m.SubmitCommit):
             room.requests.append((who.name, action))
         elif isinstance(action, m.Rejoin):
-            self.disconnect(who)
+            self.disconnect(who, dropped=False)  # CallPeer leaves, then rejoins
             self.connect(who, reconnect=True)
 
     def sequence(self) -> None:
@@ -201,14 +201,15 @@ class MembershipModel(RuleBasedStateMachine):
             if person is not who:
                 person.inbox.append(m.PresenceJoined(who.name, since is not None))
 
-    def disconnect(self, who: Participant) -> None:
-        """The connection drops: what it had not sent or received yet is lost with it."""
+    def disconnect(self, who: Participant, *, dropped: bool) -> None:
+        """The connection drops (``dropped``) or its participant leaves: what it had not sent
+        or received yet is lost with it."""
         who.connected = False
         who.counted = False
         who.inbox.clear()
         self.room.requests = deque(r for r in self.room.requests if r[0] != who.name)
         for person in self.connected():
-            person.inbox.append(m.PresenceLeft(who.name))
+            person.inbox.append(m.PresenceLeft(who.name, dropped))
 
     # -- rules -----------------------------------------------------------------------------
 
@@ -238,7 +239,7 @@ class MembershipModel(RuleBasedStateMachine):
     def leave(self, data: st.DataObject, crash: bool) -> None:
         """A participant leaves (its state deleted) or crashes (its storage kept)."""
         person = data.draw(st.sampled_from(self.connected()))
-        self.disconnect(person)
+        self.disconnect(person, dropped=crash)
         if not crash:
             person.mls.storage.clear()
 
@@ -247,7 +248,7 @@ class MembershipModel(RuleBasedStateMachine):
     def reconnect(self, data: st.DataObject) -> None:
         """The signaling connection drops and comes back: undelivered events are lost, caught up from the log."""
         person = data.draw(st.sampled_from(self.connected()))
-        self.disconnect(person)
+        self.disconnect(person, dropped=True)
         self.connect(person, reconnect=True)
 
     @precondition(lambda self: bool(self.room.requests))

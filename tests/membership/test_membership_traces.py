@@ -167,7 +167,7 @@ class Harness:
         if kind == "presence_joined":
             return self.feed(m.PresenceJoined(step["identity"], bool(step.get("resumed", False))))
         if kind == "presence_left":
-            return self.feed(m.PresenceLeft(step["identity"]))
+            return self.feed(m.PresenceLeft(step["identity"], bool(step.get("dropped", False))))
         if kind == "tick":
             return self.feed(m.Tick(now))
         if kind == "self_update_wanted":

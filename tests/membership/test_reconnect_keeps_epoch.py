@@ -128,17 +128,17 @@ async def test_every_socket_reset_at_once_keeps_the_epoch(make_server: MakeServe
 
 async def test_a_member_back_without_its_state_is_added_again(make_server: MakeServer,
                                                               call_peers: list[CallPeer]) -> None:
-    """carol restarts without her state (a newcomer's join, not resumed): her old leaf is
-    removed and a new one added, under new epochs."""
+    """carol comes back without her state (a new client, whose newcomer join replaces her
+    connection: no leave, a join not resumed): her old leaf is removed and a new one
+    added, under new epochs."""
     server = await make_server()
     await start_call(server, call_peers)
     before, seq = epoch_state(call_peers), await last_seq(server)
-    carol = call_peers.pop()
-    await carol.stop()
     fresh = CallPeer(server.ws_url, ROOM, server.server.tokens.mint(ROOM, "carol", 600),
                      options=CallOptions(reconnect_timeout=BOUND))
     call_peers.append(fresh)
     await fresh.start()
+    await call_peers.pop(2).stop()  # the replaced one
     await until(lambda: one_group(call_peers), "one group of three again")
     after = epoch_state(call_peers)
     assert after["alice"][0] >= before["alice"][0] + 2  # a remove, then an add

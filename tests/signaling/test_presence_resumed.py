@@ -1,9 +1,11 @@
-"""The ``presence`` ``join`` says whether the joiner resumed (docs/protocol.md, issue 17).
+"""The ``presence`` events say whether a joiner resumed and whether a leaver's connection
+dropped (docs/protocol.md, issue 17).
 
 ``resumed`` is true when the join gave ``since`` or ``epoch`` (the joiner catches up
-from its cursor: it kept its group state) and false for a newcomer, on one server (both
-stores) and from an instance to the members of another one over Redis (the store's
-presence signal carries it).
+from its cursor: it kept its group state) and false for a newcomer; a ``leave``'s
+``dropped`` is true when the connection ended without a ``leave`` request and false
+after one. On one server (both stores) and from an instance to the members of another
+one over Redis (the store's presence signal carries them).
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ async def test_a_join_with_a_cursor_or_an_epoch_is_resumed(make_server: MakeServ
         await again.connect(**fields)
         event = await next_join(alice)
         assert (event["identity"], event["resumed"]) == ("bob", bool(fields)), fields
+    await again.leave()
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "bob",
+                                                  "dropped": False}
+    carol = client(server, clients, "carol")
+    await carol.connect()
+    await next_join(alice)
+    await carol.close()
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "carol",
+                                                  "dropped": True}
 
 
 async def test_resumed_crosses_instances(make_server: MakeServer, redis_url: str,
@@ -60,10 +71,14 @@ async def test_resumed_crosses_instances(make_server: MakeServer, redis_url: str
     await bob.connect()
     assert (await next_join(alice))["resumed"] is False
     await bob.close()
-    assert (await alice.next_event("presence"))["event"] == "leave"
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "bob",
+                                                  "dropped": True}
     back = client(z, clients, "bob")
     await back.connect(since=bob.last_seq)
     assert await next_join(alice) == {"type": "presence", "event": "join", "identity": "bob", "resumed": True}
     newcomer = client(y, clients, "bob")
     await newcomer.connect()
     assert await next_join(alice) == {"type": "presence", "event": "join", "identity": "bob", "resumed": False}
+    await newcomer.leave()
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "bob",
+                                                  "dropped": False}

@@ -227,7 +227,7 @@ async def test_a_catch_up_stops_reading_when_its_socket_closes(
         assert seq == flood[-1].seq + 1
         await ws.close()
     while (await alice.client.next_event("presence")) != {"type": "presence", "event": "leave",
-                                                           "identity": "carol"}:
+                                                           "identity": "carol", "dropped": True}:
         pass  # the server has seen carol's connection close
     served = store.pages
     await alice.client.send_application(alice.view.epoch, alice.send(b"later"))  # a turn of the loop

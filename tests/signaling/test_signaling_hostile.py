@@ -425,7 +425,7 @@ async def test_requests_after_leave_are_refused(make_server: MakeServer,
         assert msg.type is aiohttp.WSMsgType.CLOSE and raw.ws.close_code == 1000
     assert (await bob.client.next_event("presence"))["event"] == "join"
     assert (await bob.client.next_event("presence")) == {"type": "presence", "event": "leave",
-                                                         "identity": "alice"}
+                                                         "identity": "alice", "dropped": False}
     assert (await server.server.store.group_state(ROOM)).group_id is None  # nothing after the leave
     await bob.create()
     assert (await bob.update())["seq"] == 1
@@ -689,7 +689,8 @@ async def test_slow_reader_gets_close_code_4008(make_server: MakeServer, clients
     offers = [frame["data"]["n"] for frame in received if frame["type"] == "offer"]
     assert offers == list(range(len(offers))) and 0 < len(offers) < sent  # in order, the rest dropped
     assert (await alice.next_event("presence"))["event"] == "join"
-    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "slow"}
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "slow",
+                                                  "dropped": True}
     await assert_serves(server)
 
 
@@ -706,7 +707,7 @@ async def test_reader_that_never_resumes_is_disconnected(make_server: MakeServer
         assert (await alice.next_event("presence"))["event"] == "join"
         await _fill_until_closing(server, alice, "stuck", caplog)
         assert await alice.next_event("presence", timeout=30) == {
-            "type": "presence", "event": "leave", "identity": "stuck"}
+            "type": "presence", "event": "leave", "identity": "stuck", "dropped": True}
         assert len(server.server.connections) == 1
         # the TCP connection is dropped too, unsent frames and all: the stuck client sees it end
         while (msg := await stuck.ws.receive(timeout=30)).type is aiohttp.WSMsgType.TEXT:

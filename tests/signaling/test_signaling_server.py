@@ -72,10 +72,12 @@ async def test_join_leave_and_presence(connect: Connect) -> None:
     assert (await alice.next_event("presence"))["identity"] == "carol"
     assert (await bob.next_event("presence"))["identity"] == "carol"
     await bob.leave()
-    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "bob"}
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "bob",
+                                                  "dropped": False}
     assert (await bob.next_event("closed"))["code"] == 1000
     await carol.close()  # a plain disconnect is a departure too
-    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "carol"}
+    assert await alice.next_event("presence") == {"type": "presence", "event": "leave", "identity": "carol",
+                                                  "dropped": True}
 
 
 async def test_rejoin_replaces_the_older_connection(connect: Connect) -> None:

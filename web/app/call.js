@@ -375,7 +375,7 @@ export class Call extends EventTarget {
   async #handle(event) {
     const entry = (fields) => ({ seq: event.seq ?? 0, sender: event.from ?? '', epoch: event.epoch ?? -1, ...fields });
     switch (event.type) {
-      case 'presence': await this.#onPresence(event.event, event.identity, event.resumed === true); break;
+      case 'presence': await this.#onPresence(event.event, event.identity, event.resumed === true, event.dropped === true); break;
       case 'commit':
         await this.#feed(entry({ type: 'commit_delivered', groupId: event.group_id ?? null, commit: event.commit }));
         break;
@@ -539,7 +539,7 @@ export class Call extends EventTarget {
 
   // -- presence and mesh -----------------------------------------------------------
 
-  async #onPresence(what, remote, resumed) {
+  async #onPresence(what, remote, resumed, dropped) {
     if (remote === this.identity) return;
     if (what === 'join') {
       const resuming = this.membership.resuming.has(remote);
@@ -549,7 +549,7 @@ export class Call extends EventTarget {
         else this.#replaceLink(remote);
       }
     } else if (what === 'leave') {
-      await this.#feed({ type: 'presence_left', identity: remote });
+      await this.#feed({ type: 'presence_left', identity: remote, dropped });
     }
     this.#changed();
   }

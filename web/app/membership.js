@@ -71,7 +71,7 @@ export const DEFAULT_CONFIG = Object.freeze({
   keyPackageInterval: 1.0,
   /** commit an UpdatePath this often, null for never */
   selfUpdateInterval: null,
-  /** participants present before our reconnection count as present this long, and a member who left keeps its leaf this long (0: removed at once) */
+  /** participants present before our reconnection count as present this long, and a member whose connection dropped keeps its leaf this long (0: removed at once) */
   reconnectGrace: 0.0,
   /** which participants may be in the group: (identity) => boolean, null for everyone present */
   admit: null,
@@ -144,7 +144,7 @@ export class Membership {
   #stale = new Set();
   /** @type {Map<string, number>} identity -> deadline */
   #resuming = new Map();
-  /** @type {Map<string, number>} members who left -> until when their leaves are kept */
+  /** @type {Map<string, number | null>} members whose connection dropped -> until when their leaves are kept (null: set by the next tick, so the grace counts from a current clock) */
   #away = new Map();
   #publishedAt = null;
   #waitingSince = null;
@@ -329,11 +329,11 @@ export class Membership {
 
   async onPresenceLeft(event) {
     const remote = event.identity;
-    if (this.config.reconnectGrace > 0 && this.present.has(remote) && this.members().has(remote)) {
+    if (event.dropped && this.config.reconnectGrace > 0 && this.present.has(remote) && this.members().has(remote)) {
       // it may be back soon (a dropped connection, another instance): its leaf stays meanwhile
       this.present.delete(remote);
       this.#resuming.delete(remote);
-      this.#away.set(remote, this.#now + this.config.reconnectGrace);
+      this.#away.set(remote, null);
     } else {
       await this.#left(remote);
     }
@@ -404,8 +404,11 @@ export class Membership {
 
   async onTick(event) {
     this.#now = Math.max(this.#now, event.now);
+    for (const [remote, deadline] of this.#away) {
+      if (deadline === null) this.#away.set(remote, this.#now + this.config.reconnectGrace);
+    }
     for (const [remote, deadline] of [...this.#resuming, ...this.#away]) {
-      if (deadline <= this.#now) await this.#left(remote); // did not come back in time
+      if (deadline !== null && deadline <= this.#now) await this.#left(remote); // did not come back in time
     }
     const interval = this.config.selfUpdateInterval;
     if (interval !== null && interval !== undefined && this.group !== null) {

@@ -185,7 +185,7 @@ class Harness {
         });
       }
       case 'presence_joined': return this.feed({ type: 'presence_joined', identity: step.identity, resumed: step.resumed ?? false });
-      case 'presence_left': return this.feed({ type: 'presence_left', identity: step.identity });
+      case 'presence_left': return this.feed({ type: 'presence_left', identity: step.identity, dropped: step.dropped ?? false });
       case 'tick': return this.feed({ type: 'tick', now });
       case 'self_update_wanted': return this.feed({ type: 'self_update_wanted' });
       case 'group_reset':
