@@ -238,6 +238,8 @@ class DeliveryService:
                                              "dropped": True}))
                 await self.store.signal(room.name, {"type": _SIGNAL_PRESENCE, "event": "leave",
                                                     "identity": identity, "dropped": True}, self.instance)
+            if self.sfu is not None:  # their feeds in the room's Janus room went with their instance
+                await self.sfu.dropped(room.name, [identity for identity in gone if identity not in present])
             if _orphaned(present):  # the group's last members were there
                 if await self.store.empty_since(room.name) is None:
                     await self.store.set_empty_since(room.name, self.config.clock())

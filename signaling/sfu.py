@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -248,6 +248,21 @@ class SfuBridge:
             logger.info("room %s: Janus no longer had its room (%s)", room, err.janus_code)
         except SfuUnavailable:
             self._orphans.append((record.janus_room, record.secret))
+
+    async def dropped(self, room: str, identities: Collection[str]) -> None:
+        """``identities`` left ``room`` with the instance that held them (it died; the delivery
+        service swept their presence): their feeds, which that instance can no longer withdraw,
+        go from the store."""
+        feeds = await self.store.sfu_feeds(room)
+        gone = [feed for feed, identity in feeds.items() if identity in identities]
+        changed = False
+        for feed in gone:
+            changed = await self.store.drop_sfu_feed(room, feed) or changed
+        state = self.rooms.get(room)
+        if changed and state is not None:
+            await self._feeds_changed(room, state)
+        elif changed:
+            await self.store.signal(room, {"type": SIGNAL_FEEDS}, self.instance)
 
     def left(self, room: str, identity: str) -> None:
         """``identity`` left ``room`` here (or its connection closed): in the background
@@ -471,6 +486,11 @@ class SfuBridge:
             if member.publisher is not handle or state.members.get(identity) is not member:
                 await self.store.drop_sfu_feed(room, feed)  # replaced or gone meanwhile
                 return
+            # a member publishes one feed: one it left behind on an instance that died (it came
+            # back here) is no longer published
+            for old, who in (await self.store.sfu_feeds(room)).items():
+                if who == identity and old != feed:
+                    await self.store.drop_sfu_feed(room, old)
             await self._feeds_changed(room, state)
 
     async def _announce_again(self, room: str, state: SfuRoom) -> None:

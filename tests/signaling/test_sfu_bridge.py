@@ -480,3 +480,23 @@ async def test_a_publish_into_a_room_vacated_meanwhile_claims_it_afresh(bridge: 
         await until(lambda: feed in bridge.rooms[ROOM].feeds, "the feed announced")
     finally:
         await publisher.close()
+
+
+@pytest.mark.e2e
+async def test_feeds_left_behind_by_a_dead_instance_go(bridge: SfuBridge, pushed: Pushed) -> None:
+    """Feeds another instance wrote and can no longer withdraw (it died): those of members it
+    held go when their presence is swept (dropped), and a member back here that publishes
+    again replaces its old one."""
+    await bridge.joined(ROOM, "alice", 1)
+    await bridge.store.set_sfu_feed(ROOM, 101, "mallory")  # as written by an instance that died since
+    await bridge.store.set_sfu_feed(ROOM, 102, "alice")  # alice's, on that instance, before she came here
+    await bridge.dropped(ROOM, ["mallory"])
+    assert await bridge.store.sfu_feeds(ROOM) == {102: "alice"}
+    assert _announced(pushed) == {102: "alice"}
+    publisher = Publisher()
+    try:
+        feed = await _publish(bridge, "alice", publisher)
+        await until(lambda: _announced(pushed) == {feed: "alice"}, "alice's new feed replaces her old one")
+        assert await bridge.store.sfu_feeds(ROOM) == {feed: "alice"}
+    finally:
+        await publisher.close()
