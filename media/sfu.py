@@ -18,8 +18,10 @@ the rules here keep it that way:
   clear by Janus, so it is negotiated on neither connection; the aiortc
   subscriber also strips RTX (RFC 4588) from Janus's offer (aiortc 1.16
   registers no RTX SSRCs when several publishers share a connection) and
-  bundles everything on one transport (RFC 8843, ``max-bundle``).  The same
-  rules for the page are the cases of tests/contracts/sfu_sdp.json.
+  bundles everything on one transport (RFC 8843, ``max-bundle``) and strips
+  the ``abs-send-time`` extension (:func:`without_abs_send_time`: Janus
+  reads no subscriber's bandwidth estimate).  The same rules for the page are the
+  cases of tests/contracts/sfu_sdp.json.
 * **Attribution** (:class:`StreamAttribution`): who sent a frame is its
   SFrame KID's sender index (RFC 9605 §5.2: the MLS leaf, hence the
   member's credential), never the server's ``from``.  A subscribed stream
@@ -68,6 +70,8 @@ logger = logging.getLogger(__name__)
 
 #: RFC 6464 client-to-mixer audio level: derived from the clear audio
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+#: the sender's clock in each packet, for the receiver's bandwidth estimate (REMB)
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 #: a publisher answers keyframe requests at most this often (seconds)
 KEYFRAME_INTERVAL = 0.5
 #: a subscription that did not bring every wanted feed is asked again after this
@@ -96,6 +100,19 @@ def without_audio_level(sdp: str) -> str:
     lines, ending = _lines(sdp)
     kept = [line for line in lines
             if not (line.startswith("a=extmap:") and line.split()[1:2] == [AUDIO_LEVEL_URI])]
+    return _join(kept, ending, sdp)
+
+
+def without_abs_send_time(sdp: str) -> str:
+    """``sdp`` without any ``a=extmap`` line of the absolute send time extension
+    (``abs-send-time``), which only feeds a receiver's bandwidth estimate (REMB).
+    For the subscriber: Janus VideoRoom ignores a subscriber's REMB, while
+    aiortc computes it on every video packet and, once the receiver lags behind
+    (delays grow: "overusing"), sends one RTCP REMB per packet received, so a
+    loaded subscriber's lag turned into more load (media.stress, issue 16)."""
+    lines, ending = _lines(sdp)
+    kept = [line for line in lines
+            if not (line.startswith("a=extmap:") and line.split()[1:2] == [ABS_SEND_TIME_URI])]
     return _join(kept, ending, sdp)
 
 
@@ -534,7 +551,8 @@ class SfuLinks:
 
     def _remote(self, sdp: str, kind: str) -> RTCSessionDescription:
         sdp = without_audio_level(filter_sdp(sdp) if self._loopback else sdp)
-        return RTCSessionDescription(without_rtx(sdp) if kind == "offer" else sdp, kind)
+        return RTCSessionDescription(without_abs_send_time(without_rtx(sdp)) if kind == "offer" else sdp,
+                                     kind)
 
     @staticmethod
     def _gone(pc: RTCPeerConnection) -> bool:
