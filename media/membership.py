@@ -964,6 +964,7 @@ class Membership:
         details = group.details()
         members = self.members()
         self._stale &= set(members)
+        self._away = {r: deadline for r, deadline in self._away.items() if r in members}  # leaves kept
         self._emit(InstallEpoch(details.epoch, group, details.leaf_index, details.leaf_count, cause,
                                 tuple(sorted(members)), self.blocked_senders()))
         delay = {"own": self.config.confirm_delay, "commit": self.config.switch_delay}.get(cause, 0.0)
@@ -984,7 +985,11 @@ class Membership:
             return
         if not self._committer():
             return
-        wanted = self.present | set(self._resuming) | set(self._away)
+        members = self.members()
+        joiners = tuple(sorted(x for x in self.present if x not in members and self._admitted(x)))
+        # a joiner refuses a Welcome naming a participant it never saw present (_on_WelcomeDelivered):
+        # with joiners waiting, the leaves of members away go first (their grace is cut short)
+        wanted = self.present | set(self._resuming) | (set() if joiners else set(self._away))
         for leaf in sorted(self.leaves(), key=lambda x: x.leaf_index):
             if leaf.identity == self.identity and leaf.leaf_index == group.leaf_index:
                 continue
@@ -993,9 +998,8 @@ class Membership:
                 output = group.remove(leaf.client_id)
                 self._submit(output.commit, (), "remove", (leaf.identity,))
                 return  # one epoch at a time; the next tick continues
-        members = self.members()
-        joiners = tuple(sorted(x for x in self.present if x not in members and self._admitted(x)))
-        if joiners:
+        # nor may it name a member present before our reconnection and not back yet: joiners wait
+        if joiners and not any(identity in self._resuming for identity in members):
             self._emit(ClaimKeyPackages(self._request("claim", group.epoch, joiners), joiners))
 
     # -- the persisted record ------------------------------------------------------------

@@ -804,6 +804,7 @@ export class Membership {
     const details = this.#details;
     const members = this.members();
     this.#stale = new Set([...this.#stale].filter((x) => members.has(x)));
+    this.#away = new Map([...this.#away].filter(([x]) => members.has(x))); // leaves kept
     const epoch = Number(details.epoch);
     this.#emit({
       type: 'install_epoch',
@@ -837,7 +838,11 @@ export class Membership {
     const group = this.group;
     if (group === null || this.busy || this.ended || await group.hasPendingCommit()) return;
     if (!this.#committer()) return;
-    const wanted = new Set([...this.present, ...this.#resuming.keys(), ...this.#away.keys()]);
+    const members = this.members();
+    const joiners = sortedStrings([...this.present].filter((x) => !members.has(x) && this.#admitted(x)));
+    // a joiner refuses a Welcome naming a participant it never saw present (onWelcomeDelivered):
+    // with joiners waiting, the leaves of members away go first (their grace is cut short)
+    const wanted = new Set([...this.present, ...this.#resuming.keys(), ...(joiners.length > 0 ? [] : this.#away.keys())]);
     for (const leaf of [...this.leaves()].sort((a, b) => a.leafIndex - b.leafIndex)) {
       if (leaf.identity === this.identity && leaf.leafIndex === group.leafIndex) continue;
       if (leaf.flag === 'duplicate_identity' || leaf.flag === 'not_present' || !wanted.has(leaf.identity)
@@ -847,9 +852,8 @@ export class Membership {
         return; // one epoch at a time; the next tick continues
       }
     }
-    const members = this.members();
-    const joiners = sortedStrings([...this.present].filter((x) => !members.has(x) && this.#admitted(x)));
-    if (joiners.length > 0) {
+    // nor may it name a member present before our reconnection and not back yet: joiners wait
+    if (joiners.length > 0 && ![...members.keys()].some((identity) => this.#resuming.has(identity))) {
       this.#emit({ type: 'claim_key_packages', request: this.#request('claim', Number(group.epoch), joiners), identities: joiners });
     }
   }
