@@ -202,8 +202,10 @@ async def test_a_catch_up_of_a_50_mb_log_is_paged_in_bounded_memory(
         tracemalloc.stop()
     assert reply["backlog"] == len(flood) and seen == expected
     assert (frame["type"], frame["seq"]) == ("application", live) and live == flood[-1].seq + 1
-    # The log is 50 MiB; the server holds a page or two of it (and the client one frame).
-    assert peak < 12 * MIB, peak
+    # The log is 50 MiB; the server holds a page or two of it (1 MiB each, as raw bytes, entries
+    # and base64 frames) and the client what its socket reader took ahead: a bound well under
+    # the log's size that a loaded machine (a slower reader here) still meets.
+    assert peak < 20 * MIB, peak
     await still_serves(server, clients, [alice, bob])
 
 
