@@ -50,6 +50,7 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("signaling_bench",
               quick_args=("--clients", "3", "--messages", "100", "--rounds", "10", "--time-limit", "60")),
     Benchmark("ds_load", quick_args=("--quick",)),
+    Benchmark("sfu_vs_mesh", quick_args=("--sizes", "3", "--seconds", "3", "--mesh-max", "3", "--sfu-max", "3")),
 )
 
 
