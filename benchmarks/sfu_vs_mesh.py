@@ -35,6 +35,18 @@ for a full socket receive buffer meanwhile (``RcvbufErrors``, machine-wide:
 other programs' drops count too): a peer whose event loop stalls loses
 what overflows its sockets' buffers.
 
+The codec floor, from the same run (:mod:`media.stress.floor`): before the
+calls, the CPU per frame of the codec work every participant does, timed
+outside the call on the same source (aiortc's VP8 encoder and decoder on
+the counting test pattern, its Opus encoder and decoder on the tone, and
+the video's receive stack and sink: SRTP, RTP, jitter buffer, SFrame, the
+counter read), and for each topology the largest call whose codec work
+fits the machine's cores when every participant decodes every other's
+media (n(n-1) decodes, plus n encodes through the SFU or n(n-1) for the
+mesh), printed next to the measured maxima; the table's ``codec/peer``
+column is that work per participant for each call, beside its measured
+CPU.
+
 Every figure comes from this one run on this machine; a shared machine's
 other work weighs on them (the core count is printed).
 
@@ -52,7 +64,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +73,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_json import figure  # noqa: E402
 from media.cli.janus import JanusError  # noqa: E402
 from media.errors import MediaError, NotInstalled  # noqa: E402
+from media.stress.floor import (  # noqa: E402
+    AUDIO_FPS,
+    VIDEO_FPS,
+    CodecCosts,
+    codec_cores,
+    largest_call,
+    measure_codec_costs,
+)
 from media.stress.report import analyze  # noqa: E402
 from media.stress.run import StressConfig, StressRun  # noqa: E402
 from signaling.errors import SignalingError  # noqa: E402
@@ -179,19 +199,22 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def table(points: list[Point], bar: float) -> str:
-    lines = [f"{'topology':9}{'peers':>6}{'CPU/peer':>10}{'server':>8}{'janus':>7}"
+def table(points: list[Point], bar: float, costs: CodecCosts) -> str:
+    """One row per call; ``codec/peer``: the cores its codec work takes at
+    ``costs`` (with the receive stack and sink), per participant."""
+    lines = [f"{'topology':9}{'peers':>6}{'CPU/peer':>10}{'codec':>7}{'server':>8}{'janus':>7}"
              f"{'up kbit/s':>11}{'keyfr/s':>9}{'deliv min':>11}{'mean':>7}{'pairs':>9}"
              f"{'UDP drops':>11}  {'bar':4}",
-             f"{'':9}{'':>6}{'(cores)':>10}{'(cores)':>8}{'':>7}{'per peer':>11}{'per peer':>9}"
+             f"{'':9}{'':>6}{'(cores)':>10}{'/peer':>7}{'(cores)':>8}{'':>7}{'per peer':>11}{'per peer':>9}"
              f"{'':>27}{'(machine)':>11}"]
     for p in sorted(points, key=lambda p: (p.topology, p.participants)):
         if p.media is None:
             lines.append(f"{p.topology:9}{p.participants:>6}  not measured: {p.error}")
             continue
         m, cpu = p.media, p.media["cpu_per_s"]
+        codec = codec_cores(p.topology, p.participants, costs, receive=True) / p.participants
         lines.append(
-            f"{p.topology:9}{p.participants:>6}{_num(m['cpu_per_participant']):>10}"
+            f"{p.topology:9}{p.participants:>6}{_num(m['cpu_per_participant']):>10}{_num(codec):>7}"
             f"{_num(cpu.get('server'), 2):>8}{_num(cpu.get('janus'), 2):>7}"
             f"{_kbps(m['upstream_bytes_per_s_per_participant']):>11}"
             f"{_num(m['keyframes_per_s_per_participant'], 1):>9}{_num(m['delivery_min']):>11}"
@@ -285,6 +308,10 @@ def main() -> int:
     load_before = os.getloadavg()
     print(f"mesh vs SFU: {os.cpu_count()} cores, {args.seconds:g} s per call, "
           f"{args.processes} worker processes", file=sys.stderr, flush=True)
+    costs = measure_codec_costs()
+    cores = os.cpu_count() or 1
+    floor = {t: {"codec": largest_call(t, costs, cores),
+                 "with_receive": largest_call(t, costs, cores, receive=True)} for t in topologies}
     try:
         for size in args.sizes:
             for topology in topologies:
@@ -300,13 +327,32 @@ def main() -> int:
           f"whole run {time.monotonic() - started:.0f} s")
     print(f"load average (1 min) before / after: {load_before[0]:.1f} / {load_after[0]:.1f} "
           f"(other work on the machine weighs on every figure)")
-    print(table(points, args.bar))
+    print(table(points, args.bar, costs))
     print(f"largest call with every pair >= {args.bar:.0%} of frames delivered "
           f"(searched upward in steps of {args.step}):")
     for topology in topologies:
         print(f"  {topology}: {largest[topology]} participants "
               f"(searched {min(SEARCH_FROM, bounds[topology])}..{bounds[topology]})")
+    print(f"codec costs, CPU per frame, timed in this run outside the call ({costs.width}x{costs.height} "
+          f"VP8 at {VIDEO_FPS} frames/s, Opus at {AUDIO_FPS}/s): VP8 encode {costs.encode_ms:.3f} ms, "
+          f"decode {costs.decode_ms:.3f} ms; Opus encode {costs.audio_encode_ms:.3f} ms, "
+          f"decode {costs.audio_decode_ms:.3f} ms; video receive stack (SRTP, RTP, jitter buffer, SFrame) "
+          f"{costs.receive_ms:.3f} ms, sink {costs.sink_ms:.3f} ms")
+    print(f"codec floor: largest call whose codec work fits {cores} cores when every participant decodes "
+          f"every other's media (codec only / with receive stack and sink), against the measured maximum:")
+    for topology in topologies:
+        print(f"  {topology}: codec floor {floor[topology]['codec']} / {floor[topology]['with_receive']} "
+              f"participants, measured {largest[topology]}")
     figures = []
+    for name, value in (("VP8 encode", costs.encode_ms), ("VP8 decode", costs.decode_ms),
+                        ("video receive stack", costs.receive_ms)):
+        figures.append(figure(f"{name} per frame, {costs.width}x{costs.height}", "ms", value,
+                              1000 / VIDEO_FPS, "frame interval"))
+    for topology in topologies:
+        if largest[topology] and floor[topology]["with_receive"]:
+            figures.append(figure(f"participants held at the bar against the codec floor, {topology}",
+                                  "participants", largest[topology], floor[topology]["with_receive"],
+                                  "codec floor with receive stack"))
     if set(topologies) == set(TOPOLOGIES):
         ratio = largest["sfu"] / largest["mesh"] if largest["mesh"] else None
         verdict = "-" if ratio is None else ("ok" if ratio >= TARGET_RATIO else "MISSED")
@@ -326,7 +372,8 @@ def main() -> int:
         args.json.write_text(json.dumps({
             "benchmark": "sfu_vs_mesh", "figures": figures, "cores": os.cpu_count(),
             "load_average": {"before": load_before[0], "after": load_after[0]},
-            "largest": largest, "points": [p.row() for p in points]}, indent=1) + "\n", encoding="utf-8")
+            "largest": largest, "codec_costs": asdict(costs), "codec_floor": floor,
+            "points": [p.row() for p in points]}, indent=1) + "\n", encoding="utf-8")
         print(f"results: {args.json}")
     if args.plot is not None:
         try:

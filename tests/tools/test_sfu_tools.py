@@ -18,6 +18,7 @@ from conftest import REPO_ROOT
 
 import media.cli.janus
 from media.cli import main
+from media.stress.floor import CodecCosts, codec_cores, largest_call, measure_codec_costs
 from media.stress.peer import PeerTraffic
 from media.stress.traffic import TrafficSample, media_figures
 
@@ -109,7 +110,28 @@ def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
         assert re.search(rf"^  {topology}: \d participants", out, re.MULTILINE), out
     assert re.search(r"^SFU-max / mesh-max: ", out, re.MULTILINE)
     assert re.search(r"^upstream per participant, 3-peer / 3-peer, sfu: ", out, re.MULTILINE)
+    costs = re.search(r"^codec costs, CPU per frame, timed in this run outside the call \(96x64 VP8 at 30 "
+                      r"frames/s, Opus at 50/s\): VP8 encode ([\d.]+) ms, decode ([\d.]+) ms; "
+                      r"Opus encode ([\d.]+) ms, decode ([\d.]+) ms; video receive stack "
+                      r"\(SRTP, RTP, jitter buffer, SFrame\) ([\d.]+) ms, sink ([\d.]+) ms$",
+                      out, re.MULTILINE)
+    assert costs is not None, out
+    assert float(costs[1]) > 0 and float(costs[2]) > 0 and float(costs[3]) > 0
+    assert re.search(rf"^codec floor: largest call whose codec work fits {os.cpu_count()} cores ", out,
+                     re.MULTILINE), out
+    floors = dict(re.findall(r"^  (mesh|sfu): codec floor (\d+ / \d+) participants, measured 3$", out,
+                             re.MULTILINE))
+    assert set(floors) == {"mesh", "sfu"}, out
     document = json.loads(result_path.read_text())
+    assert {floors[t] for t in floors} == {f"{f['codec']} / {f['with_receive']}"
+                                           for f in document["codec_floor"].values()}
+    assert document["codec_costs"]["width"] == 96 and document["codec_costs"]["decode_ms"] > 0
+    held = {f["name"]: f for f in document["figures"]
+            if f["name"].startswith("participants held at the bar against the codec floor, ")}
+    assert len(held) == 2
+    assert {f["baseline"] for f in held.values()} == {document["codec_floor"][t]["with_receive"]
+                                                      for t in ("mesh", "sfu")}
+    assert all(f["figure"] == 3 for f in held.values())
     assert document["benchmark"] == "sfu_vs_mesh" and document["cores"] == os.cpu_count()
     points = {(p["topology"], p["participants"]): p for p in document["points"]}
     assert set(points) == {("mesh", 3), ("sfu", 3)}
@@ -142,3 +164,34 @@ def test_media_figures_from_two_samples() -> None:
     assert pairs[("a", "b")]["fraction"] == 1.0
     assert figures["delivery_min"] == 0.9 and figures["delivery_mean"] == 0.95
     assert figures["pairs_receiving"] == 2
+
+
+def test_codec_costs_of_the_call_source() -> None:
+    costs = measure_codec_costs(frames=20)
+    assert (costs.width, costs.height, costs.frames) == (96, 64, 20)
+    for value in (costs.encode_ms, costs.decode_ms, costs.audio_encode_ms, costs.audio_decode_ms,
+                  costs.receive_ms, costs.sink_ms):
+        assert value > 0
+    assert costs.frame_bytes > 0
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        measure_codec_costs(frames=1)
+
+
+def test_codec_floor_arithmetic() -> None:
+    # 1 ms per video decode and 0.5 ms per audio decode: a received participant costs
+    # 30 * 1 + 50 * 0.5 = 55 ms per second; an encoder pair 30 * 2 + 50 * 1 = 110 ms per second
+    costs = CodecCosts(width=96, height=64, frames=10, encode_ms=2.0, decode_ms=1.0, audio_encode_ms=1.0,
+                       audio_decode_ms=0.5, receive_ms=0.25, sink_ms=0.75, frame_bytes=100.0)
+    assert codec_cores("sfu", 4, costs) == pytest.approx(12 * 0.055 + 4 * 0.110)
+    assert codec_cores("mesh", 4, costs) == pytest.approx(12 * (0.055 + 0.110))
+    # the receive stack and sink add 30 * (0.25 + 0.75) ms per received participant
+    assert codec_cores("sfu", 4, costs, receive=True) == pytest.approx(12 * 0.085 + 4 * 0.110)
+    # mesh: n(n-1) * 0.165 <= 2 holds for n = 4 (1.98), not 5 (3.3)
+    assert largest_call("mesh", costs, 2.0) == 4
+    # sfu: n(n-1) * 0.055 + n * 0.110 <= 2 holds for n = 5 (1.65), not 6 (2.31)
+    assert largest_call("sfu", costs, 2.0) == 5
+    # with the receive stack: 5 costs 20 * 0.085 + 0.55 = 2.25
+    assert largest_call("sfu", costs, 2.0, receive=True) == 4
+    assert largest_call("mesh", costs, 0.1) == 0
+    with pytest.raises(ValueError, match="unknown topology"):
+        codec_cores("star", 4, costs)
