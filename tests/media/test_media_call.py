@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from call_checks import PeerStarter, receiving_all, same_group, sink
 from conftest import CANDIDATE, until
 from media.call_peer import CallOptions, CallPeer
-from media.sinks import VerifyingSink
 from media.stats import FailureKind, PeerStats
 from signaling.config import ServerConfig
 from signaling.errors import ErrorCode, SignalingError
@@ -37,40 +37,13 @@ async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
 
 @pytest.fixture
 async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
-    peers: list[CallPeer] = []
-
-    async def start(identity: str, options: CallOptions | None = None) -> CallPeer:
-        token = server.server.tokens.mint(ROOM, identity, 600)
-        peer = CallPeer(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=options)
-        peers.append(peer)
-        await peer.start()
-        return peer
-
-    yield start
-    for peer in peers:
-        await peer.stop()
-
-
-def sink(peer: CallPeer) -> VerifyingSink:
-    verifying = peer.sinks[0]
-    assert isinstance(verifying, VerifyingSink)
-    return verifying
+    starter = PeerStarter(server.ws_url, server.server.tokens, ROOM)
+    yield starter
+    await starter.stop_all()
 
 
 def decoded(peer: CallPeer, remote: str, kind: str) -> int:
     return sink(peer).frames(remote, kind)
-
-
-def receiving_all(peers: list[CallPeer], at_least: int) -> bool:
-    return all(decoded(p, q.identity, kind) >= at_least
-               for p in peers for q in peers if q is not p for kind in ("audio", "video"))
-
-
-def same_group(peers: list[CallPeer]) -> bool:
-    names = tuple(sorted(p.identity for p in peers))
-    return (all(p.status().members == names for p in peers)
-            and len({p.status().epoch for p in peers}) == 1
-            and all(p.session.sending_epoch == p.status().epoch for p in peers))
 
 
 def link(peer: CallPeer, remote: str) -> PeerStats:

@@ -25,6 +25,7 @@ from aiortc.codecs import depayload
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from call_checks import PeerStarter
 from conftest import until
 from media import FailureKind, SFrameSession
 from media.call_peer import CallOptions, CallPeer
@@ -253,19 +254,9 @@ StartPeer = Callable[..., Awaitable[CallPeer]]
 
 @pytest.fixture
 async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
-    peers: list[CallPeer] = []
-
-    async def start(identity: str, kind: type[CallPeer] = CallPeer,
-                    options: CallOptions | None = None) -> CallPeer:
-        token = server.server.tokens.mint(ROOM, identity, 600)
-        peer = kind(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=options or CallOptions())
-        peers.append(peer)
-        await peer.start()
-        return peer
-
-    yield start
-    for peer in peers:
-        await peer.stop()
+    starter = PeerStarter(server.ws_url, server.server.tokens, ROOM)
+    yield starter
+    await starter.stop_all()
 
 
 def video_report(peer: CallPeer, remote: str) -> Any:
@@ -279,7 +270,7 @@ async def test_a_late_welcome_loses_no_frame_from_the_first_keyframe(start_peer:
     await until(lambda: all(p.status().members == ("alice", "bob") for p in (alice, bob))
                 and all((r := video_report(p, q)) is not None and r.frames > 30
                         for p, q in ((alice, "bob"), (bob, "alice"))), "a call of two")
-    carol = await start_peer("carol", LateWelcomePeer)
+    carol = await start_peer("carol", kind=LateWelcomePeer)
     assert isinstance(carol, LateWelcomePeer)
     await until(lambda: hasattr(carol, "at_welcome"), "carol's late Welcome")
     joined = carol.status().epoch

@@ -29,11 +29,11 @@ from aiortc import RTCDtlsTransport
 from aiortc.rtp import is_rtcp
 from janus_peers import janus  # noqa: F401  (fixture)
 
+from call_checks import PeerStarter, receiving_all, same_group, sink
 from conftest import until
 from media.call_peer import CallOptions, CallPeer
 from media.cli.janus import JanusProcess
 from media.framing import vp8_clear_bytes
-from media.sinks import VerifyingSink
 from media.stats import FailureKind, ReceiverStats
 from signaling.config import ServerConfig
 from signaling.server import RunningServer, start_server
@@ -64,36 +64,9 @@ async def server(tmp_path: Path, janus: JanusProcess, sfu_above: int) -> AsyncIt
 
 @pytest.fixture
 async def start_peer(server: RunningServer) -> AsyncIterator[StartPeer]:
-    peers: list[CallPeer] = []
-
-    async def start(identity: str, options: CallOptions | None = None) -> CallPeer:
-        token = server.server.tokens.mint(ROOM, identity, 600)
-        peer = CallPeer(server.ws_url, ROOM, token, sinks=[VerifyingSink()], options=options)
-        peers.append(peer)
-        await peer.start()
-        return peer
-
-    yield start
-    for peer in peers:
-        await peer.stop()
-
-
-def sink(peer: CallPeer) -> VerifyingSink:
-    verifying = peer.sinks[0]
-    assert isinstance(verifying, VerifyingSink)
-    return verifying
-
-
-def receiving_all(peers: list[CallPeer], at_least: int) -> bool:
-    return all(sink(p).frames(q.identity, kind) >= at_least
-               for p in peers for q in peers if q is not p for kind in ("audio", "video"))
-
-
-def same_group(peers: list[CallPeer]) -> bool:
-    names = tuple(sorted(p.identity for p in peers))
-    return (all(p.status().members == names for p in peers)
-            and len({p.status().epoch for p in peers}) == 1
-            and all(p.session.sending_epoch == p.status().epoch for p in peers))
+    starter = PeerStarter(server.ws_url, server.server.tokens, ROOM)
+    yield starter
+    await starter.stop_all()
 
 
 def streams_from(peer: CallPeer, remote: str) -> list[ReceiverStats]:

@@ -38,6 +38,7 @@ import aiohttp
 import pytest
 from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
+from call_checks import receiving_all, same_group, sink
 from conftest import BOUND, until
 from media.call_peer import CallPeer
 from media.cli.janus import JanusProcess
@@ -64,24 +65,6 @@ async def janus_rooms(url: str) -> list[int]:
         return sorted(int(room["room"]) for room in data["list"])
     finally:
         await probe.destroy()
-
-
-def sink(peer: CallPeer) -> VerifyingSink:
-    verifying = peer.sinks[0]
-    assert isinstance(verifying, VerifyingSink)
-    return verifying
-
-
-def receiving_all(peers: list[CallPeer], at_least: int) -> bool:
-    return all(sink(p).frames(q.identity, kind) >= at_least
-               for p in peers for q in peers if q is not p for kind in ("audio", "video"))
-
-
-def same_group(peers: list[CallPeer]) -> bool:
-    names = tuple(sorted(p.identity for p in peers))
-    statuses = [p.status() for p in peers]
-    return (all(s.members == names for s in statuses) and len({s.epoch for s in statuses}) == 1
-            and len({s.verification for s in statuses}) == 1)
 
 
 @pytest.fixture
