@@ -1,7 +1,7 @@
 """The aiortc 1.16 seams SFrame hooks into, per instance (never process-wide).
 
 aiortc has no encoded-transform API, so this module (the only one that
-touches aiortc internals) hooks five private places, all per object:
+touches aiortc internals) hooks six private places, all per object:
 
 * **send**: ``RTCRtpSender._next_encoded_frame`` is shadowed on the sender
   *instance*; before each frame it makes sure the sender's encoder slot
@@ -20,6 +20,13 @@ touches aiortc internals) hooks five private places, all per object:
   §4.4.4) re-enters later, decrypted, through the ``deliver`` function
   :func:`hook_receiver` returns: the same queue, on the event loop, so the
   decoder sees it as any other decrypted frame, in the order delivered.
+* **decoding**: by default the forwarder also decodes, on the event loop
+  (aiortc's ``get_decoder``; the pictures and samples go on the remote
+  track's ``_queue``, as the thread would put them), and the decoder thread
+  only carries the receiver's end-of-stream: aiortc's one thread per track
+  costs two thread switches and a GIL hand-off per frame, more CPU than
+  decoding a small picture (docs/stress.md).  ``decode_in_thread`` keeps
+  aiortc's thread, for large pictures on a machine with idle cores.
 * **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
   the receiver send a PLI with its next RTP packet (video only), exactly as
   after a decoder error.
@@ -38,21 +45,26 @@ Other senders and receivers in the process are untouched.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import queue
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiortc
+import av
 from aiortc import RTCRtpReceiver, RTCRtpSender, rtcrtpsender
-from aiortc.codecs import H264Encoder, Vp8Encoder
-from aiortc.codecs.base import Encoder
+from aiortc.codecs import H264Encoder, Vp8Encoder, get_decoder
+from aiortc.codecs.base import Decoder, Encoder
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 from aiortc.utils import uint16_add
 
 from .errors import AlreadyProtected, UnsupportedAiortc
+
+logger = logging.getLogger(__name__)
 
 SUPPORTED_AIORTC = "1.16."
 
@@ -61,6 +73,7 @@ _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_ERROR = "_RTCRtpReceiver__decoder_error"
 _RECEIVER_KIND = "_RTCRtpReceiver__kind"
 _RECEIVER_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+_TRACK_QUEUE = "_queue"
 _TRANSPORT_ROUTER = "_rtp_router"
 
 #: aiortc's video jitter buffer size (packets) and the RTP clock of every video codec
@@ -146,36 +159,88 @@ def shadow_packetize(encoder: Encoder, packetize: Callable[..., list[bytes]]) ->
     return original
 
 
+class _LoopDecoder:
+    """Decodes, on the event loop, what aiortc's decoder thread would
+    (``aiortc.rtcrtpreceiver.decoder_worker``, minus the thread): each frame
+    with the decoder of its codec, the pictures or samples put on the
+    track's queue; a frame the decoder refuses is logged and flags a
+    decoder error, as there (the receiver then asks for a keyframe)."""
+
+    def __init__(self, receiver: RTCRtpReceiver, error: threading.Event) -> None:
+        self._receiver = receiver
+        self._kind = receiver_kind(receiver)
+        self._error = error
+        #: the remote track's queue (aiortc gives a receiver its track after
+        #: construction: looked up at the first frame, checked there or in
+        #: :func:`hook_receiver` if it is already known)
+        self._output: asyncio.Queue[Any] | None = None
+        self._codec_name: str | None = None
+        self._decoder: Decoder | None = None
+
+    def output(self) -> asyncio.Queue[Any]:
+        """The remote track's frame queue."""
+        if self._output is None:
+            output = _require(self._receiver.track, _TRACK_QUEUE)
+            if not isinstance(output, asyncio.Queue):
+                raise UnsupportedAiortc("the remote track's frame queue has an unexpected shape")
+            self._output = output
+        return self._output
+
+    def put(self, item: tuple[RTCRtpCodecParameters, JitterFrame]) -> None:
+        codec, frame = item
+        decoder = self._decoder
+        if decoder is None or codec.name != self._codec_name:
+            decoder = self._decoder = get_decoder(codec)
+            self._codec_name = codec.name
+        try:
+            decoded = decoder.decode(frame)
+        except av.FFmpegError as exc:
+            # the decoder keeps its state, as in aiortc: a reset would fail
+            # every frame until the next keyframe
+            logger.warning("%s receiver failed to decode a %s frame: %s", self._kind, codec.name, exc)
+            self._error.set()
+            return
+        output = self._output or self.output()
+        for picture in decoded:
+            output.put_nowait(picture)
+
+
 class _DecryptingQueue:
     """Stands in for the receiver's decoder queue: ``put`` (event loop side)
-    forwards what ``handle`` keeps to the original queue, ``get`` (decoder
-    thread side) reads from it."""
+    hands what ``handle`` keeps to ``forward`` (the original queue's ``put``,
+    or a :class:`_LoopDecoder`'s), ``get`` (decoder thread side) reads from
+    the original queue."""
 
-    def __init__(self, target: queue.Queue[Any], handle: FrameHandler) -> None:
+    def __init__(self, target: queue.Queue[Any], handle: FrameHandler,
+                 forward: Callable[[Any], None]) -> None:
         self._target = target
         self._handle = handle
+        self._forward = forward
         #: the decoder thread's end (it gets this object if hooked before
         #: ``receive()`` started the thread, the original queue otherwise):
         #: the original queue's own method, so no Python frame of ours per frame
         self.get: Callable[..., Any] = target.get
 
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
-        if item is not None:  # None is the receiver's stop sentinel
-            codec, frame = item
-            if not self._handle(codec, frame):
-                return
-        self._target.put(item, block, timeout)
+        if item is None:  # the receiver's stop sentinel: the thread ends the track
+            self._target.put(item, block, timeout)
+            return
+        codec, frame = item
+        if self._handle(codec, frame):
+            self._forward(item)
 
     def deliver(self, codec: RTCRtpCodecParameters, frame: JitterFrame) -> None:
-        """Queue a decrypted frame for the decoder thread, bypassing ``handle``
-        (the queue is unbounded: this never blocks)."""
-        self._target.put((codec, frame))
+        """Decode a decrypted frame, bypassing ``handle`` (never blocks: the
+        thread's queue is unbounded)."""
+        self._forward((codec, frame))
 
 
-def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> FrameDeliverer:
+def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler, *,
+                  decode_in_thread: bool = False) -> FrameDeliverer:
     """Run ``handle(codec, frame)`` on every frame before ``receiver`` decodes
-    it; returns ``deliver(codec, frame)``, which queues a frame ``handle``
-    kept back, once decrypted (call it on the event loop, as ``handle``)."""
+    it; returns ``deliver(codec, frame)``, which decodes a frame ``handle``
+    kept back, once decrypted (call it on the event loop, as ``handle``).
+    Frames are decoded on the event loop unless ``decode_in_thread``."""
     check_aiortc()
     if is_hooked(receiver):
         raise AlreadyProtected("SFrame is already attached to this RTCRtpReceiver")
@@ -183,8 +248,14 @@ def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler) -> FrameDelive
     error = _require(receiver, _RECEIVER_ERROR)
     if not isinstance(target, queue.Queue) or not isinstance(error, threading.Event):
         raise UnsupportedAiortc("RTCRtpReceiver decoder queue has an unexpected shape")
+    forward: Callable[[Any], None] = target.put
+    if not decode_in_thread:
+        decoder = _LoopDecoder(receiver, error)
+        if receiver.track is not None:
+            decoder.output()
+        forward = decoder.put
     _mark(receiver)
-    forwarder = _DecryptingQueue(target, handle)
+    forwarder = _DecryptingQueue(target, handle, forward)
     setattr(receiver, _RECEIVER_QUEUE, forwarder)
     jitter_buffer = getattr(receiver, _RECEIVER_JITTER_BUFFER, None)
     # a buffer that has seen packets keeps them: only a fresh one is replaced

@@ -69,15 +69,19 @@ class SFrameSession:
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         hold: HoldLimits | None = HoldLimits(),
+        decode_in_thread: bool = False,
     ) -> None:
         """``hold``: how each receiver holds frames of an epoch not installed
-        yet (None: drop them at once as unknown KIDs)."""
+        yet (None: drop them at once as unknown KIDs); ``decode_in_thread``:
+        receivers decode in aiortc's decoder threads, one per track, rather
+        than on the event loop (:mod:`media.seams`, "decoding")."""
         seams.check_aiortc()
         self._km = key_manager
         self._lock = threading.Lock()
         self._pli_interval = pli_interval
         self._clock = clock
         self._hold = hold
+        self._decode_in_thread = decode_in_thread
         #: the receivers to tell when an epoch is installed
         self._receivers: weakref.WeakSet[SFrameReceiverTransform] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,7 +212,7 @@ class SFrameSession:
         attributes each frame to its sender, media.sfu), default the session."""
         return self._track(SFrameReceiverTransform(
             receiver, self if keys is None else keys, pli_interval=self._pli_interval,
-            clock=self._clock, hold=self._hold
+            clock=self._clock, hold=self._hold, decode_in_thread=self._decode_in_thread
         ))
 
     def _track(self, transform: SFrameReceiverTransform) -> SFrameReceiverTransform:

@@ -323,7 +323,10 @@ class SFrameReceiverTransform:
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         hold: HoldLimits | None = HoldLimits(),
+        decode_in_thread: bool = False,
     ) -> None:
+        """``decode_in_thread``: decode in aiortc's decoder thread rather than
+        on the event loop (:mod:`media.seams`, "decoding")."""
         self.receiver = receiver
         self._keys = keys
         self._kind = seams.receiver_kind(receiver)
@@ -359,7 +362,7 @@ class SFrameReceiverTransform:
         self._held_opened = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self._deliver = seams.hook_receiver(receiver, self.handle)
+        self._deliver = seams.hook_receiver(receiver, self.handle, decode_in_thread=decode_in_thread)
 
     def _open(self, ciphertext: bytes, metadata: bytes) -> bytes:
         """``open_`` of :mod:`media.framing`; keeps the result for :meth:`handle`

@@ -87,7 +87,7 @@ class DecoderQueue:
 
     def __init__(self, receiver: RTCRtpReceiver) -> None:
         self.inner: queue.Queue[Any] = queue.Queue()
-        receiver._RTCRtpReceiver__decoder_queue._target = self.inner  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__decoder_queue._forward = self.inner.put  # type: ignore[attr-defined]
         self.receiver = receiver
 
     def put(self, frames: list[JitterFrame]) -> None:
@@ -301,16 +301,16 @@ class FirstFrame:
     """Records whether the first frame reaching a receiver's decoder is a keyframe."""
 
     def __init__(self, receiver: RTCRtpReceiver) -> None:
-        target = receiver._RTCRtpReceiver__decoder_queue._target  # type: ignore[attr-defined]
-        self._put = target.put
-        target.put = self.put  # (on this queue object only)
+        hooked = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+        self._decode = hooked._forward
+        hooked._forward = self.put  # (on this receiver only)
         self.keyframe: bool | None = None
 
-    def put(self, item: Any, *args: Any) -> None:
-        if item is not None and self.keyframe is None:
+    def put(self, item: Any) -> None:
+        if self.keyframe is None:
             codec, frame = item
             self.keyframe = is_keyframe(frame_codec(codec.mimeType), frame.data)
-        self._put(item, *args)
+        self._decode(item)
 
 
 async def test_no_frame_reaches_a_participant_before_it_is_a_member(start_peer: StartPeer) -> None:

@@ -16,13 +16,15 @@ import threading
 import aiortc
 import pytest
 from aiortc import RTCRtpReceiver, RTCRtpSender
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
+from av import AudioFrame, VideoFrame
 from aiortc.codecs import depayload, get_decoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from conftest import until
-from media import AlreadyProtected, FailureKind, SFrameEncoder, SFrameSession, UnsupportedAiortc
+from media import AlreadyProtected, FailureKind, SFrameEncoder, SFrameSession, UnsupportedAiortc, seams
 from media.framing import FrameCodec, frame_codec, is_keyframe
 from media.tracks import PatternVideoTrack, ToneAudioTrack
 from sframe import MLSKeyManager
@@ -80,18 +82,15 @@ async def send_frames(sender: RTCRtpSender, codec: RTCRtpCodecParameters, count:
 
 def feed(receiver: RTCRtpReceiver, codec: RTCRtpCodecParameters, frames: list[JitterFrame]) -> list[JitterFrame]:
     """Put frames where aiortc puts them; return what reaches the decoder."""
-    inner: queue.Queue = queue.Queue()
+    reached: list[tuple[RTCRtpCodecParameters, JitterFrame]] = []
     hooked = receiver._RTCRtpReceiver__decoder_queue
-    target, hooked._target = hooked._target, inner
+    decode, hooked._forward = hooked._forward, reached.append
     try:
         for frame in frames:
-            receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))
+            hooked.put((codec, frame))
     finally:
-        hooked._target = target
-    out = []
-    while not inner.empty():
-        out.append(inner.get_nowait()[1])
-    return out
+        hooked._forward = decode
+    return [frame for _, frame in reached]
 
 
 @pytest.mark.parametrize("codec", [VP8, H264, OPUS], ids=["vp8", "h264", "opus"])
@@ -310,3 +309,76 @@ async def test_the_sender_hook_wraps_each_encoder_once() -> None:
     assert not isinstance(second._inner, SFrameEncoder)
     delivered = feed(receiver, VP8, frames)  # each sealed once: each opens to a decodable frame
     assert len(delivered) == 6 and sum(len(decoder.decode(f)) for f in delivered) == 6
+
+
+def with_track(receiver: RTCRtpReceiver) -> RemoteStreamTrack:
+    """Give ``receiver`` its remote track, as RTCPeerConnection does."""
+    track = RemoteStreamTrack(kind=receiver._RTCRtpReceiver__kind)
+    receiver._track = track
+    return track
+
+
+@pytest.mark.parametrize("codec", [VP8, OPUS], ids=["vp8", "opus"])
+async def test_frames_are_decoded_on_the_event_loop_by_default(codec: RTCRtpCodecParameters) -> None:
+    alice, bob = member(0), member(1)
+    sender = RTCRtpSender(track_for(codec), FakeDtlsTransport())
+    alice.protect_sender(sender)
+    receiver = RTCRtpReceiver(codec.mimeType.split("/")[0], FakeDtlsTransport())
+    track = with_track(receiver)
+    bob.protect_receiver(receiver)
+    thread_queue = receiver._RTCRtpReceiver__decoder_queue._target
+
+    for frame in await send_frames(sender, codec, 6):
+        receiver._RTCRtpReceiver__decoder_queue.put((codec, frame))
+    # decoded at once, in this thread: on the track's queue, nothing for the decoder thread
+    assert thread_queue.empty()
+    pictures = [track._queue.get_nowait() for _ in range(track._queue.qsize())]
+    assert len(pictures) >= 5
+    expected = VideoFrame if codec is VP8 else AudioFrame
+    assert all(isinstance(p, expected) for p in pictures)
+    # the receiver's stop sentinel still goes to the thread, which ends the track
+    receiver._RTCRtpReceiver__decoder_queue.put(None)
+    assert thread_queue.get_nowait() is None
+    sender.replaceTrack(None)
+
+
+async def test_a_frame_the_decoder_refuses_asks_for_a_keyframe_and_decoding_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    track = with_track(receiver)
+    seams.hook_receiver(receiver, lambda codec, frame: True)  # no SFrame: the decoding seam alone
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    frames = await send_frames(sender, VP8, 4)
+    queue_ = receiver._RTCRtpReceiver__decoder_queue
+    error = receiver._RTCRtpReceiver__decoder_error
+
+    queue_.put((VP8, frames[0]))
+    assert track._queue.qsize() == 1 and not error.is_set()
+    with caplog.at_level("WARNING", logger="media.seams"):
+        queue_.put((VP8, JitterFrame(b"\x00" * 40, frames[1].timestamp)))
+    assert error.is_set()  # the receiver sends a PLI with its next packet
+    assert "video receiver failed to decode a VP8 frame" in caplog.text
+    assert track._queue.qsize() == 1
+    for frame in frames[1:]:
+        queue_.put((VP8, frame))
+    assert track._queue.qsize() == 4
+    sender.replaceTrack(None)
+
+
+async def test_decode_in_thread_leaves_decoding_to_aiortcs_thread() -> None:
+    alice = member(0)
+    bob = member(1, decode_in_thread=True)
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    alice.protect_sender(sender)
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    track = with_track(receiver)
+    receiving = bob.protect_receiver(receiver)
+    thread_queue = receiver._RTCRtpReceiver__decoder_queue._target
+
+    for frame in await send_frames(sender, VP8, 3):
+        receiver._RTCRtpReceiver__decoder_queue.put((VP8, frame))
+    assert track._queue.empty()
+    queued = [thread_queue.get_nowait() for _ in range(thread_queue.qsize())]
+    assert [codec for codec, _ in queued] == [VP8] * 3
+    assert receiving.stats().frames_decrypted == 3
+    sender.replaceTrack(None)

@@ -173,12 +173,17 @@ def by_leaf(leaves: dict[int, str]) -> Callable[[int, int], str | None]:
     return lambda leaf, epoch: leaves.get(leaf)
 
 
-def deliver(receiver: RTCRtpReceiver, frames: list[JitterFrame]) -> int:
-    """Put frames where aiortc's jitter buffer puts them; how many reached the decoder."""
-    before = receiver._RTCRtpReceiver__decoder_queue._target.qsize()
-    for frame in frames:
-        receiver._RTCRtpReceiver__decoder_queue.put((VP8, frame))
-    return receiver._RTCRtpReceiver__decoder_queue._target.qsize() - before
+def deliver(receiver: RTCRtpReceiver, frames: list[JitterFrame]) -> list[JitterFrame]:
+    """Put frames where aiortc's jitter buffer puts them; those that reached the decoder."""
+    reached: list[tuple[Any, JitterFrame]] = []
+    hooked = receiver._RTCRtpReceiver__decoder_queue
+    decode, hooked._forward = hooked._forward, reached.append
+    try:
+        for frame in frames:
+            hooked.put((VP8, frame))
+    finally:
+        hooked._forward = decode
+    return [frame for _, frame in reached]
 
 
 async def test_a_stream_switching_to_another_members_kid_is_flagged_and_attributed_by_kid() -> None:
@@ -195,10 +200,10 @@ async def test_a_stream_switching_to_another_members_kid_is_flagged_and_attribut
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     transform = carol.protect_receiver(receiver, keys=AttributingKeys(carol, attribution))
 
-    assert deliver(receiver, await sealed_frames(alice, 5)) == 5
+    assert len(deliver(receiver, await sealed_frames(alice, 5))) == 5
     assert attributed == ["alice"] and not attribution.flagged and relabelled == []
     # the SFU now forwards bob's frames on the stream it said was alice's
-    assert deliver(receiver, await sealed_frames(bob, 4)) == 4
+    assert len(deliver(receiver, await sealed_frames(bob, 4))) == 4
     assert attribution.flagged
     assert relabelled == [StreamRelabelled("1", 77, "alice", "alice", "bob", 1, 3)]
     assert attribution.frames_by_sender == {"alice": 5, "bob": 4}
@@ -219,11 +224,12 @@ async def test_a_stream_the_server_labels_with_another_member_is_flagged_on_its_
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
     bob.protect_receiver(receiver, keys=AttributingKeys(bob, attribution))
     frames = await sealed_frames(alice, 3)
-    assert deliver(receiver, frames) == 3
+    reached = deliver(receiver, frames)
+    assert len(reached) == 3
     assert attributed == ["alice"]  # by KID, not by the server's "mallory"
     assert [(r.claimed, r.sender) for r in relabelled] == [("mallory", "alice")]
     assert attribution.frames_by_sender == {"alice": 3}
-    assert is_keyframe(frame_codec(VP8.mimeType), receiver._RTCRtpReceiver__decoder_queue._target.get_nowait()[1].data)
+    assert is_keyframe(frame_codec(VP8.mimeType), reached[0].data)
 
 
 async def test_a_frame_of_a_leaf_no_member_holds_is_flagged_and_not_attached() -> None:
@@ -263,10 +269,10 @@ async def test_a_leaf_is_identified_in_the_epoch_of_each_frame() -> None:
         return receiver, attribution
 
     late, late_attribution = stream_of("0")
-    assert deliver(late, await sealed_frames(bob, 3)) == 3
+    assert len(deliver(late, await sealed_frames(bob, 3))) == 3
     assert late_attribution.frames_by_sender == {"bob": 3} and not late_attribution.flagged
     reused, reused_attribution = stream_of("1")
-    assert deliver(reused, await sealed_frames(bob, 2) + await sealed_frames(erin, 2)) == 4
+    assert len(deliver(reused, await sealed_frames(bob, 2) + await sealed_frames(erin, 2))) == 4
     assert reused_attribution.frames_by_sender == {"bob": 2, "erin": 2}
     assert [(r.mid, r.first, r.sender, r.epoch) for r in relabelled] == [("1", "bob", "erin", 4)]
 
