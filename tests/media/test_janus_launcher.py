@@ -20,7 +20,7 @@ import pytest
 from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
 
 from conftest import until
-from media.cli.janus import JanusProcess, build_shim
+from media.cli.janus import EVENT_LOOPS, JanusProcess, build_shim
 
 pytestmark = pytest.mark.e2e
 
@@ -50,6 +50,7 @@ def test_private_janus_on_loopback(janus: JanusProcess) -> None:
     assert info is not None
     assert set(info["plugins"]) == {"janus.plugin.videoroom"}
     assert set(info["transports"]) == {"janus.transport.http"}
+    assert info["static-event-loops"] == EVENT_LOOPS == 1  # one media thread, not one per connection
     assert janus.pid is not None
     assert _listening(janus.pid, janus.http_port) == ["0100007F"]  # 127.0.0.1 only
     first, last = janus.rtp_ports
