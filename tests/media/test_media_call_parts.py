@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import random
 
 import aioice.ice
 import pytest
@@ -71,9 +72,12 @@ async def test_loopback_ice_is_scoped_to_its_block_and_its_tasks() -> None:
     assert aioice.ice.get_host_addresses(True, False) == outside
 
 
-def test_counter_survives_vp8() -> None:
+@pytest.mark.parametrize("bitrate", [None, 250_000], ids=["default", "aiortc-floor"])
+def test_counter_survives_vp8(bitrate: int | None) -> None:
     track = CounterVideoTrack()
     encoder, decoder = Vp8Encoder(), Vp8Decoder()
+    if bitrate is not None:
+        encoder.target_bitrate = bitrate
     read = []
     for index in range(60):
         frame = track.make_frame(index)
@@ -82,6 +86,19 @@ def test_counter_survives_vp8() -> None:
         data = b"".join(vp8_depayload(p) for p in payloads)
         read += [read_counter(out) for out in decoder.decode(JitterFrame(data, timestamp))]
     assert read == list(range(60))
+
+
+def test_counter_reads_through_noise_and_refuses_grey() -> None:
+    frame = VideoFrame(96, 64, "yuv420p")
+    draw_counter(frame, 0xABCDEF)
+    plane = frame.planes[0]
+    pixels = memoryview(plane).cast("B")
+    noise = random.Random(7)
+    for i in range(plane.line_size * 32):  # the code's rows, +-60 of luma on every pixel
+        pixels[i] = min(255, max(0, pixels[i] + noise.randint(-60, 60)))
+    assert read_counter(frame) == 0xABCDEF
+    pixels[: plane.line_size * 32] = bytes([126]) * (plane.line_size * 32)  # all at the threshold
+    assert read_counter(frame) is None
 
 
 def test_counter_wraps_and_rejects_damage() -> None:
