@@ -45,7 +45,12 @@ fits the machine's cores when every participant decodes every other's
 media (n(n-1) decodes, plus n encodes through the SFU or n(n-1) for the
 mesh), printed next to the measured maxima; the table's ``codec/peer``
 column is that work per participant for each call, beside its measured
-CPU.
+CPU.  The ratio of those two floors is the most an SFU can gain over the
+mesh on this machine before any packet handling or Janus's CPU counts
+(both decode n(n-1) streams; only the mesh's extra encoders are saved),
+printed with the bound no number of cores exceeds at these costs,
+sqrt((encode + decode) / decode) (:func:`media.stress.floor.ratio_limit`);
+where the floor's ratio is below the target, the run says so.
 
 Every figure comes from this one run on this machine; a shared machine's
 other work weighs on them (the core count is printed).
@@ -80,6 +85,7 @@ from media.stress.floor import (  # noqa: E402
     codec_cores,
     largest_call,
     measure_codec_costs,
+    ratio_limit,
 )
 from media.stress.report import analyze  # noqa: E402
 from media.stress.run import StressConfig, StressRun  # noqa: E402
@@ -343,6 +349,21 @@ def main() -> int:
     for topology in topologies:
         print(f"  {topology}: codec floor {floor[topology]['codec']} / {floor[topology]['with_receive']} "
               f"participants, measured {largest[topology]}")
+    floor_ratio: dict[str, float] = {}
+    if set(topologies) == set(TOPOLOGIES):
+        for kind in ("codec", "with_receive"):
+            if floor["mesh"][kind]:
+                floor_ratio[kind] = floor["sfu"][kind] / floor["mesh"][kind]
+        limits = (ratio_limit(costs), ratio_limit(costs, receive=True))
+        print(f"SFU / mesh the codec work allows (both decode n(n-1) streams; the SFU saves the mesh's "
+              f"extra encoders): on {cores} cores "
+              + " / ".join(f"{floor_ratio[k]:.2f}" if k in floor_ratio else "-"
+                           for k in ("codec", "with_receive"))
+              + f"; on any number of cores at most sqrt((encode + decode) / decode) = "
+              f"{limits[0]:.2f} / {limits[1]:.2f} (codec only / with receive stack and sink)")
+        if "with_receive" in floor_ratio and floor_ratio["with_receive"] < TARGET_RATIO:
+            print(f"  the target ({TARGET_RATIO:g}) is beyond the codec floor of this machine: no "
+                  f"implementation whose participants decode every other's media reaches it here")
     figures = []
     for name, value in (("VP8 encode", costs.encode_ms), ("VP8 decode", costs.decode_ms),
                         ("video receive stack", costs.receive_ms)):
@@ -353,6 +374,9 @@ def main() -> int:
             figures.append(figure(f"participants held at the bar against the codec floor, {topology}",
                                   "participants", largest[topology], floor[topology]["with_receive"],
                                   "codec floor with receive stack"))
+    if "with_receive" in floor_ratio:
+        figures.append(figure("SFU / mesh at the codec floor with receive stack", "x",
+                              floor_ratio["with_receive"], TARGET_RATIO, "target"))
     if set(topologies) == set(TOPOLOGIES):
         ratio = largest["sfu"] / largest["mesh"] if largest["mesh"] else None
         verdict = "-" if ratio is None else ("ok" if ratio >= TARGET_RATIO else "MISSED")
@@ -373,6 +397,7 @@ def main() -> int:
             "benchmark": "sfu_vs_mesh", "figures": figures, "cores": os.cpu_count(),
             "load_average": {"before": load_before[0], "after": load_after[0]},
             "largest": largest, "codec_costs": asdict(costs), "codec_floor": floor,
+            "codec_floor_ratio": floor_ratio,
             "points": [p.row() for p in points]}, indent=1) + "\n", encoding="utf-8")
         print(f"results: {args.json}")
     if args.plot is not None:

@@ -32,6 +32,15 @@ into the largest n whose codec work per second fits the cores:
 one participant's media received for one second (30 video frames, 50
 audio frames; optionally with the video's receive stack and sink) and
 ``encode`` one encoder pair's second.
+
+What this means for the SFU's advantage (:func:`ratio_limit`): both
+topologies decode n(n-1) streams, so the SFU saves only the mesh's extra
+encoders.  With ``n_m`` the largest mesh and ``n_s`` the largest SFU call,
+``n_m^2 (decode + encode) ~ cores ~ n_s^2 decode + n_s encode``: as calls
+grow (more cores), ``n_s / n_m`` approaches ``sqrt((encode + decode) /
+decode)`` from below, and on a given machine the ratio of the two
+:func:`largest_call` sizes is the most the codec work lets an SFU gain,
+before any packet handling or the SFU's own CPU is counted.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import math
 from dataclasses import dataclass
 
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
@@ -238,3 +248,13 @@ def largest_call(topology: str, costs: CodecCosts, cores: float, *,
     while codec_cores(topology, participants + 1, costs, receive=receive) <= cores:
         participants += 1
     return participants if participants >= 2 else 0
+
+
+def ratio_limit(costs: CodecCosts, *, receive: bool = False) -> float:
+    """The SFU's largest call over the mesh's that the codec work allows
+    as calls grow without bound: ``sqrt((encode + decode) / decode)``
+    (module docstring); no number of cores does better at these costs."""
+    decode = costs.decode_per_s(receive=receive)
+    if decode <= 0:
+        raise ValueError("a decode that costs nothing bounds no call")
+    return math.sqrt((costs.encode_per_s() + decode) / decode)

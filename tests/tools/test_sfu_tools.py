@@ -18,7 +18,7 @@ from conftest import REPO_ROOT
 
 import media.cli.janus
 from media.cli import main
-from media.stress.floor import CodecCosts, codec_cores, largest_call, measure_codec_costs
+from media.stress.floor import CodecCosts, codec_cores, largest_call, measure_codec_costs, ratio_limit
 from media.stress.peer import PeerTraffic
 from media.stress.traffic import TrafficSample, media_figures
 
@@ -126,6 +126,16 @@ def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
     assert {floors[t] for t in floors} == {f"{f['codec']} / {f['with_receive']}"
                                            for f in document["codec_floor"].values()}
     assert document["codec_costs"]["width"] == 96 and document["codec_costs"]["decode_ms"] > 0
+    ratios = re.search(r"^SFU / mesh the codec work allows .*: on \d+ cores ([\d.]+) / ([\d.]+); on any number "
+                       r"of cores at most sqrt\(\(encode \+ decode\) / decode\) = ([\d.]+) / ([\d.]+) ", out,
+                       re.MULTILINE)
+    assert ratios is not None, out
+    floor = document["codec_floor"]
+    assert float(ratios[2]) == pytest.approx(floor["sfu"]["with_receive"] / floor["mesh"]["with_receive"], abs=0.005)
+    assert document["codec_floor_ratio"]["with_receive"] == pytest.approx(float(ratios[2]), abs=0.005)
+    assert float(ratios[4]) < float(ratios[3])  # the receive stack is decode work: less to gain
+    beyond = "is beyond the codec floor of this machine" in out
+    assert beyond == (document["codec_floor_ratio"]["with_receive"] < 2), out
     held = {f["name"]: f for f in document["figures"]
             if f["name"].startswith("participants held at the bar against the codec floor, ")}
     assert len(held) == 2
@@ -195,3 +205,9 @@ def test_codec_floor_arithmetic() -> None:
     assert largest_call("mesh", costs, 0.1) == 0
     with pytest.raises(ValueError, match="unknown topology"):
         codec_cores("star", 4, costs)
+    # as calls grow the SFU gains at most sqrt((0.110 + 0.055) / 0.055) = sqrt(3) over the mesh
+    assert ratio_limit(costs) == pytest.approx(3 ** 0.5)
+    assert ratio_limit(costs, receive=True) == pytest.approx(((0.110 + 0.085) / 0.085) ** 0.5)
+    # and the finite sizes approach it from below: 100 cores hold a mesh of 25, an SFU of 42
+    assert largest_call("mesh", costs, 100.0) == 25 and largest_call("sfu", costs, 100.0) == 42
+    assert 42 / 25 < ratio_limit(costs)
