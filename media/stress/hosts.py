@@ -22,7 +22,7 @@ from ..sinks import VerifyingSink
 from ..transform import HoldLimits
 from .peer import Ledger, ObservedPeer, PeerTotals, PeerTraffic, PeerView, counting_sources
 from .server import REPO_ROOT
-from .worker import WorkerSetup, read_message, write_message
+from .channel import WorkerSetup, read_message, write_message
 
 logger = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ from .peer import Ledger, PeerTotals, PeerView, Phase
 from .scenario import Action, Scenario, ScenarioError, ScenarioEvent
 from .server import ServerProcess
 from .traffic import TrafficSample, cpu_of
-from .worker import WorkerSetup
+from .channel import WorkerSetup
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
-import pickle
-import struct
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -38,41 +35,13 @@ from signaling.errors import SignalingError
 
 from ..call_peer import CallOptions
 from ..sinks import VerifyingSink
-from ..transform import HoldLimits
+from .channel import WorkerSetup, read_message, write_message
 from .peer import Ledger, ObservedPeer, PeerTraffic, counting_sources
 
 logger = logging.getLogger(__name__)
 
 #: seconds between two ``state`` messages
 STATE_INTERVAL = 0.1
-_HEADER = struct.Struct(">I")
-
-
-@dataclass(frozen=True)
-class WorkerSetup:
-    """The first message to a worker."""
-
-    #: the run's ledger origin (``time.monotonic()``)
-    origin: float
-    ws_url: str
-    room: str
-    log_level: str = "ERROR"
-    #: how receivers hold frames of an epoch not installed yet (None: off)
-    hold: HoldLimits | None = HoldLimits()
-
-
-async def read_message(reader: asyncio.StreamReader) -> Any:
-    """The next message, or None at end of input."""
-    try:
-        header = await reader.readexactly(_HEADER.size)
-        return pickle.loads(await reader.readexactly(_HEADER.unpack(header)[0]))
-    except asyncio.IncompleteReadError:
-        return None
-
-
-def write_message(writer: asyncio.StreamWriter, message: Any) -> None:
-    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    writer.write(_HEADER.pack(len(data)) + data)
 
 
 class Worker:

@@ -24,7 +24,7 @@ from media.stress.peer import (
     PeerView,
     Phase,
 )
-from media.stress.worker import WorkerSetup
+from media.stress.channel import WorkerSetup
 from media.tracks import ToneAudioTrack
 
 
