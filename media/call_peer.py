@@ -125,10 +125,11 @@ class CallOptions:
     accept_key: Callable[[str], bool] | None = None
     #: bound of each signaling request (seconds)
     request_timeout: float = 10.0
-    #: decode received media in aiortc's decoder threads (one per track) rather
-    #: than on the event loop: worth it for large pictures on a machine with
-    #: idle cores; for small ones the thread hand-offs cost more than decoding
-    decode_in_thread: bool = False
+    #: encode and decode in aiortc's threads (an executor, one decoder per
+    #: track) rather than on the event loop: worth it for large pictures on a
+    #: machine with idle cores; for small ones the hand-offs cost more CPU
+    #: than the codecs, and the loop waits for the GIL they hold
+    codec_threads: bool = False
 
     #: after the signaling connection drops (not replaced by a newer one),
     #: keep trying to rejoin for this long (seconds); None ends the call
@@ -246,7 +247,7 @@ class CallPeer:
         self.mls = mls or MLS()
         #: the membership rules (docs/membership.md); its ``observer`` sees every event and action
         self.membership = mm.Membership(self.mls, self.options.membership())
-        self.session = SFrameSession(self.options.key_manager(), decode_in_thread=self.options.decode_in_thread)
+        self.session = SFrameSession(self.options.key_manager(), codec_threads=self.options.codec_threads)
         self.identity = ""
         self.links: dict[str, PeerLink] = {}
         self.epochs: list[EpochChange] = []

@@ -20,13 +20,19 @@ touches aiortc internals) hooks six private places, all per object:
   §4.4.4) re-enters later, decrypted, through the ``deliver`` function
   :func:`hook_receiver` returns: the same queue, on the event loop, so the
   decoder sees it as any other decrypted frame, in the order delivered.
-* **decoding**: by default the forwarder also decodes, on the event loop
-  (aiortc's ``get_decoder``; the pictures and samples go on the remote
-  track's ``_queue``, as the thread would put them), and the decoder thread
-  only carries the receiver's end-of-stream: aiortc's one thread per track
-  costs two thread switches and a GIL hand-off per frame, more CPU than
-  decoding a small picture (docs/stress.md).  ``decode_in_thread`` keeps
-  aiortc's thread, for large pictures on a machine with idle cores.
+* **codec threads**: aiortc encodes each frame in the event loop's default
+  executor and decodes in one thread per received track, a hand-off there
+  and back per frame (two thread switches, and the event loop waiting for
+  the GIL the codec thread holds; PyAV keeps it for most of an encode or
+  decode).  By default a hooked sender encodes on the event loop (its
+  ``_RTCRtpSender__loop``, used only for that ``run_in_executor``, becomes
+  an :class:`_EncodeAtOnce`) and a hooked receiver's forwarder decodes
+  there too (aiortc's ``get_decoder``; the pictures and samples go on the
+  remote track's ``_queue``, as the thread would put them; the decoder
+  thread then only carries the receiver's end-of-stream).  That costs less
+  CPU than the hand-offs for the pictures of a call tile (docs/stress.md);
+  ``codec_threads`` keeps aiortc's threads, for large pictures on a machine
+  with idle cores.
 * **keyframe requests**: setting ``_RTCRtpReceiver__decoder_error`` makes
   the receiver send a PLI with its next RTP packet (video only), exactly as
   after a decoder error.
@@ -69,6 +75,7 @@ logger = logging.getLogger(__name__)
 SUPPORTED_AIORTC = "1.16."
 
 _SENDER_ENCODER = "_RTCRtpSender__encoder"
+_SENDER_LOOP = "_RTCRtpSender__loop"
 _RECEIVER_QUEUE = "_RTCRtpReceiver__decoder_queue"
 _RECEIVER_ERROR = "_RTCRtpReceiver__decoder_error"
 _RECEIVER_KIND = "_RTCRtpReceiver__kind"
@@ -130,11 +137,19 @@ def _mark(obj: object) -> None:
     obj._sframe_hooked = True  # type: ignore[attr-defined]
 
 
-def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper) -> None:
-    """Make every encoder of ``sender`` (current or future) ``wrap(encoder, codec)``."""
+def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper, *, codec_threads: bool = False) -> None:
+    """Make every encoder of ``sender`` (current or future) ``wrap(encoder, codec)``;
+    frames are encoded on the event loop unless ``codec_threads``."""
     check_aiortc()
+    if is_hooked(sender):
+        raise AlreadyProtected("SFrame is already attached to this RTCRtpSender")
     _require(sender, _SENDER_ENCODER)
+    loop = _require(sender, _SENDER_LOOP)
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        raise UnsupportedAiortc("RTCRtpSender's event loop has an unexpected shape")
     _mark(sender)
+    if not codec_threads:
+        setattr(sender, _SENDER_LOOP, _EncodeAtOnce())
     original = RTCRtpSender._next_encoded_frame.__get__(sender)
     wrapped: Encoder | None = None  # the encoder ``wrap`` made last
 
@@ -150,6 +165,20 @@ def hook_sender(sender: RTCRtpSender, wrap: EncoderWrapper) -> None:
         return original(codec)
 
     sender._next_encoded_frame = next_encoded_frame  # type: ignore[method-assign]
+
+
+class _EncodeAtOnce:
+    """Stands in for a sender's event loop, which aiortc uses only to run
+    its encoder in the default executor: runs it at once, on the event loop,
+    and gives its result (or exception) as a completed future."""
+
+    def run_in_executor(self, executor: Any, encode: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        try:
+            done.set_result(encode(*args))
+        except Exception as exc:  # (as the executor's future would carry it)
+            done.set_exception(exc)
+        return done
 
 
 def shadow_packetize(encoder: Encoder, packetize: Callable[..., list[bytes]]) -> Callable[..., list[bytes]]:
@@ -236,11 +265,11 @@ class _DecryptingQueue:
 
 
 def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler, *,
-                  decode_in_thread: bool = False) -> FrameDeliverer:
+                  codec_threads: bool = False) -> FrameDeliverer:
     """Run ``handle(codec, frame)`` on every frame before ``receiver`` decodes
     it; returns ``deliver(codec, frame)``, which decodes a frame ``handle``
     kept back, once decrypted (call it on the event loop, as ``handle``).
-    Frames are decoded on the event loop unless ``decode_in_thread``."""
+    Frames are decoded on the event loop unless ``codec_threads``."""
     check_aiortc()
     if is_hooked(receiver):
         raise AlreadyProtected("SFrame is already attached to this RTCRtpReceiver")
@@ -249,7 +278,7 @@ def hook_receiver(receiver: RTCRtpReceiver, handle: FrameHandler, *,
     if not isinstance(target, queue.Queue) or not isinstance(error, threading.Event):
         raise UnsupportedAiortc("RTCRtpReceiver decoder queue has an unexpected shape")
     forward: Callable[[Any], None] = target.put
-    if not decode_in_thread:
+    if not codec_threads:
         decoder = _LoopDecoder(receiver, error)
         if receiver.track is not None:
             decoder.output()

@@ -1,8 +1,9 @@
 """One member's SFrame media session: MLS-keyed SFrame on aiortc peers.
 
 :class:`SFrameSession` wraps an ``sframe.MLSKeyManager`` (RFC 9605 §5.2)
-for use from aiortc, where encoders run in executor threads and decryption
-on the event loop: every key manager call goes through one lock.  Senders
+for use from aiortc, where encoders may run in executor threads
+(``codec_threads``) and decryption runs on the event loop: every key
+manager call goes through one lock.  Senders
 seal outside it, with the ``seal`` of their sending key
 (:meth:`SFrameSession.sender`), whose CTR comes from one atomic counter per
 key, so ``(key, KID, CTR)`` is never reused by two threads (RFC 9605 §9.1).
@@ -69,19 +70,19 @@ class SFrameSession:
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         hold: HoldLimits | None = HoldLimits(),
-        decode_in_thread: bool = False,
+        codec_threads: bool = False,
     ) -> None:
         """``hold``: how each receiver holds frames of an epoch not installed
-        yet (None: drop them at once as unknown KIDs); ``decode_in_thread``:
-        receivers decode in aiortc's decoder threads, one per track, rather
-        than on the event loop (:mod:`media.seams`, "decoding")."""
+        yet (None: drop them at once as unknown KIDs); ``codec_threads``:
+        senders encode and receivers decode in aiortc's threads rather than
+        on the event loop (:mod:`media.seams`, "codec threads")."""
         seams.check_aiortc()
         self._km = key_manager
         self._lock = threading.Lock()
         self._pli_interval = pli_interval
         self._clock = clock
         self._hold = hold
-        self._decode_in_thread = decode_in_thread
+        self._codec_threads = codec_threads
         #: the receivers to tell when an epoch is installed
         self._receivers: weakref.WeakSet[SFrameReceiverTransform] = weakref.WeakSet()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -204,7 +205,7 @@ class SFrameSession:
     def protect_sender(self, sender: RTCRtpSender, *, context: int = 0) -> SFrameSenderTransform:
         """Seal every frame ``sender`` sends; ``context`` is the KID context
         (RFC 9605 §5.2) of this stream."""
-        return SFrameSenderTransform(sender, self, context=context)
+        return SFrameSenderTransform(sender, self, context=context, codec_threads=self._codec_threads)
 
     def protect_receiver(self, receiver: RTCRtpReceiver, *, keys: FrameKeys | None = None) -> SFrameReceiverTransform:
         """Open every frame ``receiver`` receives before it is decoded;
@@ -212,7 +213,7 @@ class SFrameSession:
         attributes each frame to its sender, media.sfu), default the session."""
         return self._track(SFrameReceiverTransform(
             receiver, self if keys is None else keys, pli_interval=self._pli_interval,
-            clock=self._clock, hold=self._hold, decode_in_thread=self._decode_in_thread
+            clock=self._clock, hold=self._hold, codec_threads=self._codec_threads
         ))
 
     def _track(self, transform: SFrameReceiverTransform) -> SFrameReceiverTransform:

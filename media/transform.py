@@ -4,7 +4,7 @@
 RTCRtpSender with the codec-aware framing of :mod:`media.framing`, inside
 an encoder wrapper (:class:`SFrameEncoder`) that the sender uses instead of
 its own encoder; :class:`SFrameReceiverTransform` opens every frame of one
-RTCRtpReceiver before it reaches the decoder thread.  How they are hooked
+RTCRtpReceiver before it is decoded.  How they are hooked
 into aiortc is :mod:`media.seams`; keys come from a :class:`FrameKeys`
 (in practice :class:`media.session.SFrameSession`, a locked
 ``sframe.MLSKeyManager``).
@@ -15,14 +15,14 @@ member, or joined in an epoch after our sending one:
 :meth:`SFrameSenderTransform.remote_keys_from`) is withheld before it is
 encoded (counted); the first video frame sent after is a keyframe.  When the sending key changes (a new MLS epoch
 after its transition, RFC 9605 §7.2 "Video Key Frames") the next video
-frame is encoded as a keyframe.  The encoder runs in aiortc's executor
-thread, so the key switch can land while a frame is being encoded: that
-frame is then sealed under the new key and the *next* one is the forced
-keyframe.
+frame is encoded as a keyframe.  With ``codec_threads`` the encoder runs in
+aiortc's executor thread, so the key switch can land while a frame is being
+encoded: that frame is then sealed under the new key and the *next* one is
+the forced keyframe.
 
 Receiving: a frame that fails to decrypt is dropped and counted by kind
-(:class:`media.stats.FailureKind`); decryption runs on the event loop, not
-in the decoder thread, so it can never kill that thread.  After failures,
+(:class:`media.stats.FailureKind`); decryption runs on the event loop (never
+in a decoder thread, which it therefore cannot kill).  After failures,
 and on the first success after failures (the decoder missed references),
 a keyframe is requested (PLI), at most once per ``pli_interval`` seconds.
 
@@ -100,7 +100,10 @@ class FrameKeys(Protocol):
 class SFrameSenderTransform:
     """Seals every encoded frame of one RTCRtpSender."""
 
-    def __init__(self, sender: RTCRtpSender, keys: FrameKeys, *, context: int = 0) -> None:
+    def __init__(self, sender: RTCRtpSender, keys: FrameKeys, *, context: int = 0,
+                 codec_threads: bool = False) -> None:
+        """``codec_threads``: encode in aiortc's executor threads rather than
+        on the event loop (:mod:`media.seams`, "codec threads")."""
         self.sender = sender
         self._keys = keys
         self._context = context
@@ -120,9 +123,9 @@ class SFrameSenderTransform:
         self._remote_from: int | None = 0
         self._withheld = 0
         #: ``limit(requested)``: whether to answer a keyframe request (a PLI or FIR)
-        #: now (media.sfu.KeyframeLimiter; runs in the encoder thread); None: always
+        #: now (media.sfu.KeyframeLimiter; runs where the encoder runs); None: always
         self.keyframe_requests: Callable[[bool], bool] | None = None
-        seams.hook_sender(sender, self._wrap)
+        seams.hook_sender(sender, self._wrap, codec_threads=codec_threads)
 
     def _wrap(self, encoder: Encoder, codec: RTCRtpCodecParameters) -> Encoder:
         self._codec = framing.frame_codec(codec.mimeType)
@@ -138,7 +141,7 @@ class SFrameSenderTransform:
         self._remote_from = epoch
 
     def may_send(self) -> bool:
-        """Whether the next frame goes out (encoder thread): the remote has
+        """Whether the next frame goes out (where the encoder runs): the remote has
         our sending key.  If not, it is withheld (counted) and the next
         video frame sent will be a keyframe."""
         first = self._remote_from
@@ -323,10 +326,10 @@ class SFrameReceiverTransform:
         pli_interval: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         hold: HoldLimits | None = HoldLimits(),
-        decode_in_thread: bool = False,
+        codec_threads: bool = False,
     ) -> None:
-        """``decode_in_thread``: decode in aiortc's decoder thread rather than
-        on the event loop (:mod:`media.seams`, "decoding")."""
+        """``codec_threads``: decode in aiortc's decoder thread rather than
+        on the event loop (:mod:`media.seams`, "codec threads")."""
         self.receiver = receiver
         self._keys = keys
         self._kind = seams.receiver_kind(receiver)
@@ -362,7 +365,7 @@ class SFrameReceiverTransform:
         self._held_opened = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._expiry: asyncio.TimerHandle | None = None
-        self._deliver = seams.hook_receiver(receiver, self.handle, decode_in_thread=decode_in_thread)
+        self._deliver = seams.hook_receiver(receiver, self.handle, codec_threads=codec_threads)
 
     def _open(self, ciphertext: bytes, metadata: bytes) -> bytes:
         """``open_`` of :mod:`media.framing`; keeps the result for :meth:`handle`

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import queue
 import threading
+from typing import Any
 
 import aiortc
 import pytest
@@ -365,9 +366,9 @@ async def test_a_frame_the_decoder_refuses_asks_for_a_keyframe_and_decoding_goes
     sender.replaceTrack(None)
 
 
-async def test_decode_in_thread_leaves_decoding_to_aiortcs_thread() -> None:
+async def test_codec_threads_leave_decoding_to_aiortcs_thread() -> None:
     alice = member(0)
-    bob = member(1, decode_in_thread=True)
+    bob = member(1, codec_threads=True)
     sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
     alice.protect_sender(sender)
     receiver = RTCRtpReceiver("video", FakeDtlsTransport())
@@ -381,4 +382,40 @@ async def test_decode_in_thread_leaves_decoding_to_aiortcs_thread() -> None:
     queued = [thread_queue.get_nowait() for _ in range(thread_queue.qsize())]
     assert [codec for codec, _ in queued] == [VP8] * 3
     assert receiving.stats().frames_decrypted == 3
+    sender.replaceTrack(None)
+
+
+class RecordingEncoder:
+    """Wraps an encoder; records the thread of each ``encode`` (or raises)."""
+
+    def __init__(self, inner: Any, fail: bool = False) -> None:
+        self.inner, self.fail = inner, fail
+        self.threads: list[int] = []
+
+    def encode(self, frame: Any, force_keyframe: bool = False) -> Any:
+        self.threads.append(threading.get_ident())
+        if self.fail:
+            raise ValueError("encoder refused the frame")
+        return self.inner.encode(frame, force_keyframe)
+
+
+@pytest.mark.parametrize("codec_threads", [False, True], ids=["on-the-loop", "in-threads"])
+async def test_senders_encode_on_the_event_loop_unless_codec_threads(codec_threads: bool) -> None:
+    encoders: list[RecordingEncoder] = []
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    seams.hook_sender(sender, lambda encoder, codec: encoders.append(RecordingEncoder(encoder)) or encoders[-1],
+                      codec_threads=codec_threads)
+    frames = [await sender._next_encoded_frame(VP8) for _ in range(3)]
+    assert all(f is not None and f.payloads for f in frames)
+    assert len(encoders) == 1 and len(encoders[0].threads) == 3
+    on_loop = {t == threading.get_ident() for t in encoders[0].threads}
+    assert on_loop == {not codec_threads}
+    sender.replaceTrack(None)
+
+
+async def test_an_encoder_error_reaches_the_sender_as_from_its_executor() -> None:
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    seams.hook_sender(sender, lambda encoder, codec: RecordingEncoder(encoder, fail=True))
+    with pytest.raises(ValueError, match="encoder refused the frame"):
+        await sender._next_encoded_frame(VP8)
     sender.replaceTrack(None)
