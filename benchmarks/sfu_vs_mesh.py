@@ -65,7 +65,6 @@ Run: ``.venv/bin/python benchmarks/sfu_vs_mesh.py [--sizes 4,8,12] [--seconds 12
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -91,6 +90,7 @@ from media.stress.floor import (  # noqa: E402
 )
 from media.stress.report import analyze  # noqa: E402
 from media.stress.run import StressConfig, StressRun  # noqa: E402
+from signaling import eventloop  # noqa: E402
 from signaling.errors import SignalingError  # noqa: E402
 
 TOPOLOGIES = ("mesh", "sfu")
@@ -161,7 +161,7 @@ class Bench:
                               sfu=topology == "sfu", sfu_above=0)
         started, drops = time.monotonic(), udp_receive_drops()
         try:
-            data = asyncio.run(StressRun(config).run())
+            data = eventloop.run(StressRun(config).run())
         except NotInstalled:
             raise
         except (MediaError, SignalingError, OSError, JanusError) as exc:

@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+from . import eventloop
 from .config import DEFAULT_STATIC_DIR, ServerConfig, is_loopback_host
 from .server import start_server
 from .turn import TurnCredentials, load_turn_secret
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlscall serve: {err}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(_serve(config))
+        eventloop.run(_serve(config))
     except ConnectionError as err:  # the store did not answer at start (e.g. Redis down)
         print(f"mlscall serve: the store is unreachable: {err}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ from typing import TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from signaling import eventloop
 from signaling.client import fetch_token
 from signaling.config import is_loopback_host
 from signaling.errors import SignalingError
@@ -193,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(_call(args))
+        return eventloop.run(_call(args))
     except (ValueError, SignalingError, OSError) as exc:
         print(f"mlscall bot: {exc}", file=sys.stderr)
         return 1

@@ -35,6 +35,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from signaling import eventloop
 from signaling.config import ServerConfig, is_loopback_host
 from signaling.errors import SignalingError
 from signaling.server import start_server
@@ -154,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
         # without /usr/bin/janus: media.errors.NotInstalled, exit status 2 and a hint (media.cli.main)
         janus = JanusProcess(Path(tmp) / "janus") if args.sfu else None
         try:
-            return asyncio.run(_demo(args, db, janus))
+            return eventloop.run(_demo(args, db, janus))
         except (ValueError, SignalingError, OSError, JanusError) as exc:
             print(f"mlscall demo: {exc}", file=sys.stderr)
             return 1

@@ -22,11 +22,11 @@ it could not run, 2 for bad options or scenario.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
+from signaling import eventloop
 from signaling.errors import SignalingError
 
 from ..cli.bot import StatusLine
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"mlscall stress: {exc}", file=sys.stderr)
         return 2
     try:
-        document = asyncio.run(_run(config))
+        document = eventloop.run(_run(config))
     except NotInstalled:
         raise  # exit status 2 and a hint (media.cli.main)
     except (MediaError, SignalingError, OSError, JanusError) as exc:

@@ -31,6 +31,7 @@ import sys
 from typing import Any
 
 import aiohttp
+from signaling import eventloop
 from signaling.errors import SignalingError
 
 from ..call_peer import CallOptions
@@ -152,4 +153,4 @@ async def serve(timeout: float = 20.0) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve())
+    eventloop.run(serve())
