@@ -12,7 +12,8 @@ in this process and outside the call, the same work on the same source:
   same moving pattern with its counter);
 * **decode**: aiortc's ``Vp8Decoder`` on those encoded frames;
 * **audio**: aiortc's ``OpusEncoder`` and ``OpusDecoder`` on one second of
-  the call's tone (:class:`media.tracks.ToneAudioTrack`, 50 frames);
+  the call's tone (:class:`media.tracks.ToneAudioTrack`, 50 frames) five
+  times over, after a warm-up;
 * **receive stack**: what a receiver does per frame before its decoder:
   SRTP unprotect of each packet (pylibsrtp, as aiortc), RTP parsing and
   VP8 depayloading, the project's video jitter buffer
@@ -206,12 +207,18 @@ async def _tone(frames: int) -> list[AudioFrame]:
         track.stop()
 
 
-def _time_opus(tone: list[AudioFrame]) -> tuple[float, float]:
-    """CPU milliseconds per frame to encode ``tone`` with aiortc's Opus
-    encoder, and to decode what it made."""
+def _time_opus(tone: list[AudioFrame], rounds: int = 5, warm_up: int = 10) -> tuple[float, float]:
+    """CPU milliseconds per frame to encode ``tone`` (``rounds`` times over)
+    with aiortc's Opus encoder, and to decode what it made; each codec first
+    handles ``warm_up`` frames untimed (opening it and its resampler cost
+    about a fifth of one second's frames, which a call pays once)."""
     encoder, decoder = OpusEncoder(), OpusDecoder()
+    for frame in tone[:warm_up]:
+        for payload in encoder.encode(frame)[0]:
+            decoder.decode(JitterFrame(payload, 0))
+    frames = tone * rounds
     started = time.process_time()
-    encoded = [encoder.encode(frame) for frame in tone]
+    encoded = [encoder.encode(frame) for frame in frames]
     encode_s = time.process_time() - started
     packets = [JitterFrame(payload, timestamp) for payloads, timestamp in encoded for payload in payloads]
     started = time.process_time()
@@ -220,7 +227,7 @@ def _time_opus(tone: list[AudioFrame]) -> tuple[float, float]:
     decode_s = time.process_time() - started
     if not packets:
         raise RuntimeError("the Opus encoder gave no packets")
-    return encode_s * 1000 / len(tone), decode_s * 1000 / len(packets)
+    return encode_s * 1000 / len(frames), decode_s * 1000 / len(packets)
 
 
 def codec_cores(topology: str, participants: int, costs: CodecCosts, *,

@@ -6,6 +6,8 @@ The calls assert what went through Janus, never timings or rates."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import json
 import os
 import re
@@ -107,7 +109,9 @@ def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
     assert re.search(r"^topology\s+peers\s+CPU/peer", out, re.MULTILINE)
     for topology in ("mesh", "sfu"):
         assert re.search(rf"^{topology}\s+3\s+[\d.]+\s", out, re.MULTILINE), out
-        assert re.search(rf"^  {topology}: \d participants", out, re.MULTILINE), out
+        # 3 is the bound and passes: the search cannot tell whether more would
+        assert re.search(rf"^  {topology}: at least 3 participants \(searched 3\.\.3, passing at the bound\)$",
+                         out, re.MULTILINE), out
     assert re.search(r"^SFU-max / mesh-max: ", out, re.MULTILINE)
     assert re.search(r"^upstream per participant, 3-peer / 3-peer, sfu: ", out, re.MULTILINE)
     costs = re.search(r"^codec costs, CPU per frame, timed in this run outside the call \(96x64 VP8 at 30 "
@@ -143,6 +147,7 @@ def test_benchmark_smoke_prints_the_table(tmp_path: Path) -> None:
                                                       for t in ("mesh", "sfu")}
     assert all(f["figure"] == 3 for f in held.values())
     assert document["benchmark"] == "sfu_vs_mesh" and document["cores"] == os.cpu_count()
+    assert document["passed_at_bound"] == {"mesh": True, "sfu": True}
     points = {(p["topology"], p["participants"]): p for p in document["points"]}
     assert set(points) == {("mesh", 3), ("sfu", 3)}
     for point in points.values():
@@ -211,3 +216,19 @@ def test_codec_floor_arithmetic() -> None:
     # and the finite sizes approach it from below: 100 cores hold a mesh of 25, an SFU of 42
     assert largest_call("mesh", costs, 100.0) == 25 and largest_call("sfu", costs, 100.0) == 42
     assert 42 / 25 < ratio_limit(costs)
+
+
+def test_the_ratio_verdict_says_which_way_a_bound_leans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO_ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("sfu_vs_mesh", REPO_ROOT / "benchmarks" / "sfu_vs_mesh.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "sfu_vs_mesh", bench)  # (its dataclasses look themselves up)
+    spec.loader.exec_module(bench)
+    neither, both = {"mesh": False, "sfu": False}, {"mesh": True, "sfu": True}
+    assert bench.verdict(2.0, neither) == "ok" and bench.verdict(1.5, both) == "MISSED"
+    assert bench.verdict(None, neither) == "-"
+    assert bench.verdict(1.0, {"mesh": True, "sfu": False}) == (
+        "MISSED (the mesh passed at its bound: the ratio is at most this)")
+    assert bench.verdict(1.5, {"mesh": False, "sfu": True}) == (
+        "MISSED (the SFU passed at its bound: the ratio is at least this)")
