@@ -18,11 +18,13 @@ import math
 import time
 
 from aiortc import AudioStreamTrack, VideoStreamTrack
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import VIDEO_PTIME, MediaStreamError
 from av import AudioFrame, VideoFrame
 
 AUDIO_RATE = 48000
 AUDIO_SAMPLES = 960  # 20 ms, one Opus frame
+#: frames per second of a video source paced in real time (aiortc's video clock)
+VIDEO_FPS = round(1 / VIDEO_PTIME)
 #: the test pattern repeats after this many frames (4 steps of 256)
 PATTERN_PHASES = 64
 

@@ -65,11 +65,9 @@ from sframe import SFrameContext
 from ..framing import open_vp8, seal_vp8
 from ..seams import GapSkippingJitterBuffer
 from ..sinks import TrackReport
-from ..tracks import AUDIO_RATE, AUDIO_SAMPLES, ToneAudioTrack
+from ..tracks import AUDIO_RATE, AUDIO_SAMPLES, VIDEO_FPS, ToneAudioTrack
 from .peer import CountingVideoTrack
 
-#: frames per second of the call's video source (aiortc's video clock)
-VIDEO_FPS = round(1 / VIDEO_PTIME)
 #: audio frames per second (20 ms Opus frames)
 AUDIO_FPS = AUDIO_RATE // AUDIO_SAMPLES
 #: frames timed by default: 10 s of the source

@@ -232,3 +232,17 @@ def test_the_ratio_verdict_says_which_way_a_bound_leans(monkeypatch: pytest.Monk
         "MISSED (the mesh passed at its bound: the ratio is at most this)")
     assert bench.verdict(1.5, {"mesh": False, "sfu": True}) == (
         "MISSED (the SFU passed at its bound: the ratio is at least this)")
+
+
+def test_delivery_counts_against_a_real_time_source() -> None:
+    # c's test source, drawn on an overloaded event loop, made 15 frames/s and d decoded all 15:
+    # half of what a camera makes, whatever the source managed
+    start = TrafficSample(0.0, [PeerTraffic("c", 0.0, 0, {"d": 0}, 0, 0, "mesh"),
+                                PeerTraffic("d", 0.0, 0, {"c": 0}, 0, 0, "mesh")], {})
+    end = TrafficSample(10.0, [PeerTraffic("c", 10.0, 150, {"d": 300}, 0, 0, "mesh"),
+                               PeerTraffic("d", 10.0, 300, {"c": 150}, 0, 0, "mesh")], {})
+    figures = media_figures(start, end)
+    pairs = {(p["from"], p["to"]): p["fraction"] for p in figures["pairs"]}
+    assert pairs == {("c", "d"): 0.5, ("d", "c"): 1.0}
+    assert [p["video_fps_produced"] for p in figures["peers"]] == [15.0, 30.0]
+    assert figures["delivery_min"] == 0.5
