@@ -32,6 +32,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, is_rtcp, unpack_header_ext
 
 from janus_peers import janus  # noqa: F401  (fixture)
 from sfu_room import StandInRoom
+from test_media_sframe_transform import feed
 
 from conftest import CONTRACTS, SeededExporter, until
 from media.cli.janus import JanusProcess
@@ -174,16 +175,8 @@ def by_leaf(leaves: dict[int, str]) -> Callable[[int, int], str | None]:
 
 
 def deliver(receiver: RTCRtpReceiver, frames: list[JitterFrame]) -> list[JitterFrame]:
-    """Put frames where aiortc's jitter buffer puts them; those that reached the decoder."""
-    reached: list[tuple[Any, JitterFrame]] = []
-    hooked = receiver._RTCRtpReceiver__decoder_queue
-    decode, hooked._forward = hooked._forward, reached.append
-    try:
-        for frame in frames:
-            hooked.put((VP8, frame))
-    finally:
-        hooked._forward = decode
-    return [frame for _, frame in reached]
+    """Put VP8 frames where aiortc's jitter buffer puts them; those that reached the decoder."""
+    return feed(receiver, VP8, frames)
 
 
 async def test_a_stream_switching_to_another_members_kid_is_flagged_and_attributed_by_kid() -> None:
