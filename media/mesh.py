@@ -16,7 +16,6 @@ per other participant, every sender and receiver SFrame-protected.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -36,6 +35,7 @@ from av.frame import Frame
 from av.packet import Packet
 
 from signaling.config import is_loopback_host
+from signaling.eventloop import cancel_and_wait
 
 from .counter import CounterVideoTrack
 from .loopback import filter_sdp, is_loopback_candidate, loopback_ice
@@ -177,9 +177,7 @@ class PeerLink:
         return self.protection.stats()
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)
         await self.pc.close()
         for track in self._tracks:
             track.stop()

@@ -38,7 +38,6 @@ the rules here keep it that way:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -57,6 +56,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 from sframe import MLSSender, MLSUnprotectResult
+from signaling.eventloop import cancel_and_wait
 
 from . import seams
 from .consent import keep_consent
@@ -461,9 +461,7 @@ class SfuLinks:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         await self._close_connections()
 
     # -- status ------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Protocol
 from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av import VideoFrame
+from signaling.eventloop import cancel_and_wait
 
 from .counter import COUNTER_MODULUS, read_counter
 
@@ -115,10 +116,7 @@ class VerifyingSink:
         return sum(report.frames for _, report in self.all_reports())
 
     async def detach(self, remote: str) -> None:
-        for task in self._tasks.pop(remote, []):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks.pop(remote, []))
         if remote in self.reports:
             self.history.append((remote, self.reports.pop(remote)))
 

@@ -55,6 +55,7 @@ from mls.inspection import ContentType, inspect_key_package
 from . import protocol as p
 from .config import ServerConfig
 from .errors import ErrorCode, SignalingError
+from .eventloop import cancel_and_wait
 from .mls_header import check_mls_header
 from .public_state import PublicState
 from .ratelimit import TokenBucket
@@ -271,11 +272,7 @@ class DeliveryService:
         tasks = [room.sequencer for room in self.rooms.values() if room.sequencer is not None]
         if self._heartbeat is not None:
             tasks.append(self._heartbeat)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         await self.store.close()
 
     # -- rooms and their sequencers --------------------------------------------------------

@@ -1,4 +1,6 @@
-"""The event loop every ``mlscall`` process runs on: uvloop's (libuv, in C)
+"""The event loop every ``mlscall`` process runs on, and ending tasks on it.
+
+:func:`run`: uvloop's (libuv, in C)
 where it is installed, which it is on Linux and macOS (a dependency), and
 asyncio's own elsewhere.
 
@@ -11,6 +13,11 @@ UDP datagrams dropped by full sockets) to 0.95 and 0.96 (980 and 0 drops),
 and a mesh of 8 from 0.43 to 0.99.  aiohttp, redis-py, aioice and aiortc
 run on it unchanged; the test suite runs both loops (pytest's in-process
 calls on asyncio's, the commands it starts on this one).
+
+:func:`cancel_and_wait` ends tasks a component owns (its close): their own
+cancellation is expected and absorbed, but a cancellation of the caller
+while it waits goes on to the caller, as on any ``await`` (a bare
+``suppress(CancelledError)`` around the wait would swallow it too).
 """
 
 from __future__ import annotations
@@ -32,3 +39,18 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     if uvloop is None:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+async def cancel_and_wait(*tasks: asyncio.Future[Any]) -> None:
+    """Cancel ``tasks`` and wait until each has ended; a task's own
+    cancellation is absorbed, the caller's is not (module docstring), and
+    another exception of a task is raised here."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
