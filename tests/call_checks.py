@@ -5,7 +5,10 @@ tests/signaling/test_sfu_multi_instance.py)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
+
+import pytest
 
 from media.call_peer import CallOptions, CallPeer
 from media.sinks import VerifyingSink
@@ -51,3 +54,21 @@ def same_group(peers: list[CallPeer]) -> bool:
     return (all(s.members == names for s in statuses) and len({s.epoch for s in statuses}) == 1
             and len({s.verification for s in statuses}) == 1
             and all(p.session.sending_epoch == s.epoch for p, s in zip(peers, statuses)))
+
+
+@pytest.fixture
+async def call_peers() -> AsyncIterator[list[CallPeer]]:
+    """The CallPeers a test starts itself (appending them here); stopped after the test."""
+    peers: list[CallPeer] = []
+    yield peers
+    for peer in peers:
+        await peer.stop()
+
+
+def epoch_authenticators(peers: list[CallPeer]) -> dict[str, tuple[int, bytes]]:
+    """Each member's epoch and epoch authenticator (RFC 9420 §8.7)."""
+    out = {}
+    for peer in peers:
+        assert peer.group is not None
+        out[peer.identity] = (peer.group.epoch, peer.group.epoch_authenticator())
+    return out

@@ -14,15 +14,18 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from conftest import BOUND
 from media.cli.janus import JanusProcess
 from media.loopback import filter_sdp, loopback_ice
 from media.sfu import without_audio_level, without_rtx
 from media.tracks import PatternVideoTrack, ToneAudioTrack
+from signaling.client import SignalingClient
 
 @pytest.fixture
 def janus(tmp_path: Path) -> Iterator[JanusProcess]:
@@ -87,3 +90,38 @@ class Subscriber:
         for reader in self._readers:
             reader.cancel()
         await self.pc.close()
+
+
+# -- the same peers through a signaling server's sfu.* requests ------------------------------
+
+
+async def joined_member(server: Any, clients: list[SignalingClient], identity: str,
+                        room: str) -> tuple[SignalingClient, dict[str, Any]]:
+    """A joined client of ``server`` and its join reply."""
+    client = SignalingClient(server.ws_url, room, server.server.tokens.mint(room, identity, 600))
+    clients.append(client)
+    return client, await client.connect()
+
+
+async def publish_over(client: SignalingClient, publisher: Publisher) -> int:
+    """Publish through the server (``sfu.publish``); the feed id."""
+    ack = await client.request("sfu.publish", jsep={"type": "offer", "sdp": await publisher.offer()})
+    await publisher.accept(ack["jsep"]["sdp"])
+    return int(ack["feed"])
+
+
+async def subscribe_over(client: SignalingClient, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
+    """Subscribe through the server (``sfu.subscribe``, then ``sfu.start``); the streams."""
+    ack = await client.request("sfu.subscribe", feeds=feeds)
+    if ack["jsep"] is not None:
+        answer = await subscriber.answer(ack["jsep"]["sdp"])
+        await client.request("sfu.start", jsep={"type": "answer", "sdp": answer})
+    return list(ack["streams"])
+
+
+async def feeds_event(client: SignalingClient, count: int) -> dict[int, str]:
+    """The next ``sfu.feeds`` event naming ``count`` feeds: feed -> member."""
+    while True:
+        event = await client.next_event("sfu.feeds", timeout=BOUND)
+        if len(event["feeds"]) == count:
+            return {f["feed"]: f["from"] for f in event["feeds"]}

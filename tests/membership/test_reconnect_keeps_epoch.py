@@ -11,10 +11,9 @@ join) is still removed and added again.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
+from call_checks import call_peers, epoch_authenticators  # noqa: F401  (call_peers: a fixture)
 from conftest import BOUND, MakeServer, until
 from media.call_peer import CallOptions, CallPeer
 from signaling.server import RunningServer
@@ -25,14 +24,6 @@ pytestmark = pytest.mark.usefixtures("store_kind")
 SECRET = b"r" * 32
 ROOM = "resume"
 NAMES = ("alice", "bob", "carol")
-
-
-@pytest.fixture
-async def call_peers() -> AsyncIterator[list[CallPeer]]:
-    peers: list[CallPeer] = []
-    yield peers
-    for peer in peers:
-        await peer.stop()
 
 
 async def start_call(server: RunningServer, peers: list[CallPeer]) -> None:
@@ -48,15 +39,6 @@ def one_group(peers: list[CallPeer]) -> bool:
     statuses = [peer.status() for peer in peers]
     return (all(s.members == NAMES for s in statuses) and len({s.epoch for s in statuses}) == 1
             and len({s.verification for s in statuses}) == 1)
-
-
-def epoch_state(peers: list[CallPeer]) -> dict[str, tuple[int, bytes]]:
-    """Each member's epoch and epoch authenticator."""
-    out = {}
-    for peer in peers:
-        assert peer.group is not None
-        out[peer.identity] = (peer.group.epoch, peer.group.epoch_authenticator())
-    return out
 
 
 async def last_seq(server: RunningServer) -> int:
@@ -96,13 +78,13 @@ async def test_a_member_whose_socket_is_reset_comes_back_in_the_same_epoch(
     server = await make_server()
     await start_call(server, call_peers)
     await chat_round(call_peers, "before")
-    before, seq = epoch_state(call_peers), await last_seq(server)
+    before, seq = epoch_authenticators(call_peers), await last_seq(server)
     peer = next(p for p in call_peers if p.identity == who)
     ws = peer.client._ws  # noqa: SLF001 - the test cuts the connection under the client
     reset(server, who)
     await until(lambda: peer.client.connected and peer.client._ws is not ws, f"{who} back")  # noqa: SLF001
     await chat_round(call_peers, "after")
-    assert epoch_state(call_peers) == before
+    assert epoch_authenticators(call_peers) == before
     assert await commits_after(server, seq) == []
     assert one_group(call_peers)
     assert all(not p.ended.is_set() and p.status().warnings == () for p in call_peers)
@@ -115,14 +97,14 @@ async def test_every_socket_reset_at_once_keeps_the_epoch(make_server: MakeServe
     server = await make_server()
     await start_call(server, call_peers)
     await chat_round(call_peers, "before")
-    before, seq = epoch_state(call_peers), await last_seq(server)
+    before, seq = epoch_authenticators(call_peers), await last_seq(server)
     sockets = {p.identity: p.client._ws for p in call_peers}  # noqa: SLF001
     for name in NAMES:
         reset(server, name)
     await until(lambda: all(p.client.connected and p.client._ws is not sockets[p.identity]  # noqa: SLF001
                             for p in call_peers), "everyone back")
     await chat_round(call_peers, "after")
-    assert epoch_state(call_peers) == before
+    assert epoch_authenticators(call_peers) == before
     assert await commits_after(server, seq) == []
 
 
@@ -133,14 +115,14 @@ async def test_a_member_back_without_its_state_is_added_again(make_server: MakeS
     added, under new epochs."""
     server = await make_server()
     await start_call(server, call_peers)
-    before, seq = epoch_state(call_peers), await last_seq(server)
+    before, seq = epoch_authenticators(call_peers), await last_seq(server)
     fresh = CallPeer(server.ws_url, ROOM, server.server.tokens.mint(ROOM, "carol", 600),
                      options=CallOptions(reconnect_timeout=BOUND))
     call_peers.append(fresh)
     await fresh.start()
     await call_peers.pop(2).stop()  # the replaced one
     await until(lambda: one_group(call_peers), "one group of three again")
-    after = epoch_state(call_peers)
+    after = epoch_authenticators(call_peers)
     assert after["alice"][0] >= before["alice"][0] + 2  # a remove, then an add
     assert after["alice"][1] != before["alice"][1]
     assert len(await commits_after(server, seq)) >= 2

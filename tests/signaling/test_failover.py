@@ -36,6 +36,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from call_checks import call_peers, epoch_authenticators  # noqa: F401  (call_peers: a fixture)
 from conftest import BOUND, REPO_ROOT, until
 from ds_participant import Participant
 from media.call_peer import CallOptions, CallPeer
@@ -301,23 +302,6 @@ async def test_a_killed_instance_clients_catch_up_on_another(
     marker = await bob.client.send_application(epoch, bob.send(b"marker"))
     for member in (alice, carol):
         assert (await member.client.next_event("application"))["seq"] == marker
-
-
-@pytest.fixture
-async def call_peers() -> AsyncIterator[list[CallPeer]]:
-    peers: list[CallPeer] = []
-    yield peers
-    for peer in peers:
-        await peer.stop()
-
-
-def epoch_authenticators(peers: list[CallPeer]) -> dict[str, tuple[int, bytes]]:
-    """Each member's epoch and epoch authenticator (RFC 9420 §8.7)."""
-    out = {}
-    for peer in peers:
-        assert peer.group is not None
-        out[peer.identity] = (peer.group.epoch, peer.group.epoch_authenticator())
-    return out
 
 
 def decoded(peer: CallPeer, remote: str) -> int:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 import pytest
 
+from call_checks import call_peers  # noqa: F401  (a fixture; listed after instances, it stops its peers first)
 from conftest import BOUND, until
 from ds_participant import Participant
 from media.call_peer import CallPeer
@@ -251,14 +252,6 @@ async def test_an_instance_cut_off_from_redis_sends_its_clients_to_another(
     redis_proxy.restore()  # Redis back: the instance takes joins again
     await until(lambda: cut_off.server.delivery.store_reachable, "the instance back")
     assert (await client_of([cut_off], clients, "erin")).ws_url == cut_off.ws_url
-
-
-@pytest.fixture
-async def call_peers(instances: list[RunningServer]) -> AsyncIterator[list[CallPeer]]:
-    peers: list[CallPeer] = []
-    yield peers
-    for peer in peers:
-        await peer.stop()
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ from typing import Any
 
 import aiohttp
 import pytest
-from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
+from janus_peers import (Publisher, Subscriber, feeds_event, joined_member, publish_over,  # noqa: F401
+                         subscribe_over, janus)  # (janus: the fixture)
 
 from conftest import BOUND, until
 from media.cli.janus import JanusProcess
@@ -276,50 +277,29 @@ async def test_secret_stays_out_of_reprs(pushed: Pushed, store: SQLiteStore) -> 
 # -- through a real signaling server --------------------------------------------------------
 
 
-async def _member(server: Any, clients: list[SignalingClient], identity: str,
-                  room: str = ROOM) -> tuple[SignalingClient, dict[str, Any]]:
-    """A joined client and its join reply."""
-    client = SignalingClient(server.ws_url, room, server.server.tokens.mint(room, identity, 600))
-    clients.append(client)
-    return client, await client.connect()
 
 
-async def _publish_over(client: SignalingClient, publisher: Publisher) -> int:
-    ack = await client.request("sfu.publish", jsep={"type": "offer", "sdp": await publisher.offer()})
-    await publisher.accept(ack["jsep"]["sdp"])
-    return int(ack["feed"])
 
 
-async def _subscribe_over(client: SignalingClient, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
-    ack = await client.request("sfu.subscribe", feeds=feeds)
-    if ack["jsep"] is not None:
-        answer = await subscriber.answer(ack["jsep"]["sdp"])
-        await client.request("sfu.start", jsep={"type": "answer", "sdp": answer})
-    return list(ack["streams"])
 
 
-async def _feeds_event(client: SignalingClient, count: int) -> dict[int, str]:
-    while True:
-        event = await client.next_event("sfu.feeds", timeout=30)
-        if len(event["feeds"]) == count:
-            return {f["feed"]: f["from"] for f in event["feeds"]}
 
 
 async def test_topology_in_the_join_reply_and_the_switch(make_server: Any, clients: list[SignalingClient]) -> None:
     mesh_only = await make_server()
-    alone, reply = await _member(mesh_only, clients, "zoe", "room-m")
+    alone, reply = await joined_member(mesh_only, clients, "zoe", "room-m")
     assert reply["topology"] == "mesh"
     with pytest.raises(SignalingError) as no_sfu:
         await alone.request("sfu.subscribe", feeds=[])
     assert no_sfu.value.code == ErrorCode.SFU_UNAVAILABLE
 
     server = await make_server(sfu_url="http://127.0.0.1:9/janus", sfu_above=1)  # Janus never answers
-    alice, reply = await _member(server, clients, "alice")
+    alice, reply = await joined_member(server, clients, "alice", ROOM)
     assert reply["topology"] == "mesh"
     with pytest.raises(SignalingError) as mesh:
         await alice.request("sfu.subscribe", feeds=[])
     assert mesh.value.code == ErrorCode.SFU_UNAVAILABLE
-    bob, reply = await _member(server, clients, "bob")
+    bob, reply = await joined_member(server, clients, "bob", ROOM)
     assert reply["topology"] == "sfu"
     assert await alice.next_event("topology") == {"type": "topology", "topology": "sfu"}
     with pytest.raises(SignalingError) as down:
@@ -341,17 +321,17 @@ async def test_members_exchange_media_through_the_server(make_server: Any, clien
                                                          janus: JanusProcess) -> None:
     server = await make_server(sfu_url=janus.url, sfu_above=0)
     names = ("alice", "bob")
-    joined = {who: await _member(server, clients, who) for who in names}
+    joined = {who: await joined_member(server, clients, who, ROOM) for who in names}
     assert {reply["topology"] for _, reply in joined.values()} == {"sfu"}
     members = {who: client for who, (client, _) in joined.items()}
     publishers = {who: Publisher() for who in names}
     subscribers = {who: Subscriber() for who in names}
     try:
-        feeds = {who: await _publish_over(members[who], publishers[who]) for who in names}
+        feeds = {who: await publish_over(members[who], publishers[who]) for who in names}
         for who in names:
-            assert await _feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
+            assert await feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
         for me, other in (("alice", "bob"), ("bob", "alice")):
-            streams = await _subscribe_over(members[me], subscribers[me], [feeds[other]])
+            streams = await subscribe_over(members[me], subscribers[me], [feeds[other]])
             assert {(s["feed"], s["from"], s["kind"]) for s in streams} == {(feeds[other], other, "audio"),
                                                                            (feeds[other], other, "video")}
         for me in names:
@@ -359,7 +339,7 @@ async def test_members_exchange_media_through_the_server(make_server: Any, clien
                         f"{me} receives the other's audio and video through the server and Janus")
 
         # a member of another room cannot reach this room's feeds
-        carol, _ = await _member(server, clients, "carol", "room-b")
+        carol, _ = await joined_member(server, clients, "carol", "room-b")
         stranger = await carol.request("sfu.subscribe", feeds=[feeds["alice"], feeds["bob"]])
         assert stranger == {"type": "ack", "re": stranger["re"], "jsep": None, "streams": []}
 
@@ -379,7 +359,7 @@ async def test_members_exchange_media_through_the_server(make_server: Any, clien
             await raw.destroy()
 
         await members["bob"].leave()
-        assert await _feeds_event(members["alice"], 1) == {feeds["alice"]: "alice"}
+        assert await feeds_event(members["alice"], 1) == {feeds["alice"]: "alice"}
         await members["alice"].leave()
         await until(lambda: ROOM not in server.server.delivery.sfu.rooms, "the room forgotten")
         await _until_destroyed(janus.url, janus_room)
@@ -392,11 +372,11 @@ async def test_members_exchange_media_through_the_server(make_server: Any, clien
 async def test_janus_restart_through_the_server(make_server: Any, clients: list[SignalingClient],
                                                 janus: JanusProcess) -> None:
     server = await make_server(sfu_url=janus.url, sfu_above=0)
-    (alice, _), (bob, _) = await _member(server, clients, "alice"), await _member(server, clients, "bob")
+    (alice, _), (bob, _) = await joined_member(server, clients, "alice", ROOM), await joined_member(server, clients, "bob", ROOM)
     publisher = Publisher()
     try:
-        await _publish_over(alice, publisher)
-        await _feeds_event(bob, 1)
+        await publish_over(alice, publisher)
+        await feeds_event(bob, 1)
         janus.kill()
         for member in (alice, bob):
             assert await member.next_event("sfu.down", timeout=30) == {"type": "sfu.down"}
@@ -408,8 +388,8 @@ async def test_janus_restart_through_the_server(make_server: Any, clients: list[
             assert await member.next_event("sfu.up", timeout=30) == {"type": "sfu.up"}
         await publisher.close()
         publisher = Publisher()
-        feed = await _publish_over(alice, publisher)
-        assert await _feeds_event(bob, 1) == {feed: "alice"}
+        feed = await publish_over(alice, publisher)
+        assert await feeds_event(bob, 1) == {feed: "alice"}
     finally:
         await publisher.close()
 

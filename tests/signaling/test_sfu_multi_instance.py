@@ -32,13 +32,13 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-from janus_peers import Publisher, Subscriber, janus  # noqa: F401  (fixture)
+from janus_peers import (Publisher, Subscriber, feeds_event, joined_member, publish_over,  # noqa: F401
+                         subscribe_over, janus)  # (janus: the fixture)
 
-from call_checks import receiving_all, same_group, sink
+from call_checks import call_peers, receiving_all, same_group, sink  # noqa: F401  (call_peers: a fixture)
 from conftest import BOUND, until
 from media.call_peer import CallPeer
 from media.cli.janus import JanusProcess
@@ -65,14 +65,6 @@ async def janus_rooms(url: str) -> list[int]:
         return sorted(int(room["room"]) for room in data["list"])
     finally:
         await probe.destroy()
-
-
-@pytest.fixture
-async def call_peers() -> AsyncIterator[list[CallPeer]]:
-    peers: list[CallPeer] = []
-    yield peers
-    for peer in peers:
-        await peer.stop()
 
 
 @pytest.mark.e2e
@@ -146,11 +138,6 @@ async def until_async(predicate: Callable[[], Awaitable[bool]], what: str) -> No
         await asyncio.sleep(0.1)
 
 
-async def _member(server: RunningServer, clients: list[SignalingClient],
-                  identity: str) -> tuple[SignalingClient, dict[str, Any]]:
-    client = SignalingClient(server.ws_url, ROOM, server.server.tokens.mint(ROOM, identity, 600))
-    clients.append(client)
-    return client, await client.connect()
 
 
 async def test_the_switch_counts_both_instances_and_holds_while_the_room_is_live(
@@ -158,11 +145,11 @@ async def test_the_switch_counts_both_instances_and_holds_while_the_room_is_live
     # Janus never answers here: the topology is decided without it
     instances = [await make_server(store=RedisStore.from_url(redis_url), sfu_url="http://127.0.0.1:9/janus",
                                    sfu_above=2) for _ in range(2)]
-    alice, reply = await _member(instances[0], clients, "alice")
+    alice, reply = await joined_member(instances[0], clients, "alice", ROOM)
     assert reply["topology"] == "mesh"
-    bob, reply = await _member(instances[1], clients, "bob")
+    bob, reply = await joined_member(instances[1], clients, "bob", ROOM)
     assert reply["topology"] == "mesh"  # two connected, one per instance: not above 2
-    carol, reply = await _member(instances[0], clients, "carol")
+    carol, reply = await joined_member(instances[0], clients, "carol", ROOM)
     assert reply["topology"] == "sfu"  # the third, counted over both instances
     for member in (alice, bob):  # alice on carol's instance, bob through the store's signal
         assert await member.next_event("topology") == {"type": "topology", "topology": "sfu"}
@@ -171,7 +158,7 @@ async def test_the_switch_counts_both_instances_and_holds_while_the_room_is_live
     await carol.leave()
     await bob.leave()
     await until(lambda: ROOM not in instances[1].server.delivery.sfu.rooms, "bob's instance let go")
-    bob, reply = await _member(instances[1], clients, "bob")
+    bob, reply = await joined_member(instances[1], clients, "bob", ROOM)
     assert reply["topology"] == "sfu"
 
     # once nobody is left on either instance the next call starts as a mesh
@@ -186,29 +173,14 @@ async def test_the_switch_counts_both_instances_and_holds_while_the_room_is_live
         await until_async(vacated, "the room's SFU state forgotten")
     finally:
         await store.close()
-    alice, reply = await _member(instances[0], clients, "alice")
+    alice, reply = await joined_member(instances[0], clients, "alice", ROOM)
     assert reply["topology"] == "mesh"
 
 
-async def _publish_over(client: SignalingClient, publisher: Publisher) -> int:
-    ack = await client.request("sfu.publish", jsep={"type": "offer", "sdp": await publisher.offer()})
-    await publisher.accept(ack["jsep"]["sdp"])
-    return int(ack["feed"])
 
 
-async def _subscribe_over(client: SignalingClient, subscriber: Subscriber, feeds: list[int]) -> list[dict[str, Any]]:
-    ack = await client.request("sfu.subscribe", feeds=feeds)
-    if ack["jsep"] is not None:
-        answer = await subscriber.answer(ack["jsep"]["sdp"])
-        await client.request("sfu.start", jsep={"type": "answer", "sdp": answer})
-    return list(ack["streams"])
 
 
-async def _feeds_event(client: SignalingClient, count: int) -> dict[int, str]:
-    while True:
-        event = await client.next_event("sfu.feeds", timeout=BOUND)
-        if len(event["feeds"]) == count:
-            return {f["feed"]: f["from"] for f in event["feeds"]}
 
 
 @pytest.mark.e2e
@@ -217,7 +189,7 @@ async def test_janus_restarted_under_two_instances(make_server: MakeServer, redi
     instances = [await make_server(store=RedisStore.from_url(redis_url), sfu_url=janus.url, sfu_above=0)
                  for _ in range(2)]
     names = ("alice", "bob")
-    members = {who: (await _member(instances[i], clients, who))[0] for i, who in enumerate(names)}
+    members = {who: (await joined_member(instances[i], clients, who, ROOM))[0] for i, who in enumerate(names)}
     peers: list[Publisher | Subscriber] = []
     store = RedisStore.from_url(redis_url)
     await store.open()
@@ -227,11 +199,11 @@ async def test_janus_restarted_under_two_instances(make_server: MakeServer, redi
             publishers = {who: Publisher() for who in names}
             subscribers = {who: Subscriber() for who in names}
             peers.extend([*publishers.values(), *subscribers.values()])
-            feeds = {who: await _publish_over(members[who], publishers[who]) for who in names}
+            feeds = {who: await publish_over(members[who], publishers[who]) for who in names}
             for who in names:  # each from its own instance and the other's
-                assert await _feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
+                assert await feeds_event(members[who], 2) == {feeds["alice"]: "alice", feeds["bob"]: "bob"}
             for me, other in (("alice", "bob"), ("bob", "alice")):
-                streams = await _subscribe_over(members[me], subscribers[me], [feeds[other]])
+                streams = await subscribe_over(members[me], subscribers[me], [feeds[other]])
                 assert {(s["from"], s["kind"]) for s in streams} == {(other, "audio"), (other, "video")}
             return subscribers
 
@@ -266,15 +238,15 @@ async def test_one_instance_loses_its_janus_session(make_server: MakeServer, red
                                                     clients: list[SignalingClient]) -> None:
     instances = [await make_server(store=RedisStore.from_url(redis_url), sfu_url=janus.url, sfu_above=0)
                  for _ in range(2)]
-    (alice, _), (bob, _) = await _member(instances[0], clients, "alice"), await _member(instances[1], clients, "bob")
+    (alice, _), (bob, _) = await joined_member(instances[0], clients, "alice", ROOM), await joined_member(instances[1], clients, "bob", ROOM)
     peers = {name: (Publisher(), Subscriber()) for name in ("alice", "bob", "alice again")}
     store = RedisStore.from_url(redis_url)
     await store.open()
     try:
-        bob_feed = await _publish_over(bob, peers["bob"][0])
-        alice_feed = await _publish_over(alice, peers["alice"][0])
-        assert await _feeds_event(alice, 2) == await _feeds_event(bob, 2) == {alice_feed: "alice", bob_feed: "bob"}
-        await _subscribe_over(alice, peers["alice"][1], [bob_feed])
+        bob_feed = await publish_over(bob, peers["bob"][0])
+        alice_feed = await publish_over(alice, peers["alice"][0])
+        assert await feeds_event(alice, 2) == await feeds_event(bob, 2) == {alice_feed: "alice", bob_feed: "bob"}
+        await subscribe_over(alice, peers["alice"][1], [bob_feed])
         before = await store.sfu_room(ROOM)
         assert before is not None
 
@@ -288,10 +260,10 @@ async def test_one_instance_loses_its_janus_session(make_server: MakeServer, red
         assert await store.sfu_feeds(ROOM) == {bob_feed: "bob"}  # alice's feed went with the session
 
         publisher, subscriber = peers["alice again"]
-        new_feed = await _publish_over(alice, publisher)
-        assert await _feeds_event(bob, 2) == {new_feed: "alice", bob_feed: "bob"}  # bob's feed untouched
-        await _subscribe_over(alice, subscriber, [bob_feed])
-        await _subscribe_over(bob, peers["bob"][1], [new_feed])
+        new_feed = await publish_over(alice, publisher)
+        assert await feeds_event(bob, 2) == {new_feed: "alice", bob_feed: "bob"}  # bob's feed untouched
+        await subscribe_over(alice, subscriber, [bob_feed])
+        await subscribe_over(bob, peers["bob"][1], [new_feed])
         await until(lambda: all(len(s.frames) == 2 and min(s.frames.values()) >= 10
                                 for s in (subscriber, peers["bob"][1])), "media both ways again")
         assert await janus_rooms(janus.url) == [before.janus_room]

@@ -251,6 +251,21 @@ async () => {
 ICE_FAILURE_BOUND = 90.0
 
 
+async def page_decoding_a_bot(start_bot: StartBot, server: RunningServer, browser: BrowserContext,
+                              video: str) -> tuple[CallPeer, Page, BrowserLog]:
+    """Bot alice-bot and the page (sending ``video``, WxH) in one group through Janus, the page
+    decoding the bot."""
+    alice = await start_bot("alice-bot")
+    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video={video}")
+    await join(page, BROWSER)
+
+    async def decoding() -> bool:
+        view = await page_status(page)
+        return one_group(view, [alice]) and page_decrypted(view, "alice-bot", "video") >= 30
+    await until(decoding, "the page decoding alice-bot through Janus", log)
+    return alice, page, log
+
+
 async def hang_up_subscriber(server: RunningServer, janus: JanusProcess, identity: str) -> None:  # noqa: F811
     """Janus hangs up ``identity``'s subscribing PeerConnection (Janus API ``hangup``), behind the server's back."""
     sfu = server.server.delivery.sfu
@@ -269,14 +284,7 @@ async def test_the_page_makes_a_failed_connection_anew(start_bot: StartBot, serv
     """Janus hangs up the page's subscribing connection (as when it lost it to the network):
     Chromium declares it failed, and the page makes both connections anew, the subscription
     from scratch (``restart``), and decodes the bot again."""
-    alice = await start_bot("alice-bot")
-    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=160x120")
-    await join(page, BROWSER)
-
-    async def decoding() -> bool:
-        view = await page_status(page)
-        return one_group(view, [alice]) and page_decrypted(view, "alice-bot", "video") >= 30
-    await until(decoding, "the page decoding alice-bot through Janus", log)
+    alice, page, log = await page_decoding_a_bot(start_bot, server, browser, "160x120")
     port = await page.evaluate(SUBSCRIBER_PORT)
     assert isinstance(port, int)
     await hang_up_subscriber(server, janus, BROWSER)
@@ -396,14 +404,7 @@ async def test_janus_restart_resumes_the_page(start_bot: StartBot, server: Runni
                                               browser: BrowserContext) -> None:  # noqa: F811
     """Janus killed mid-call: the page shows the media interrupted; Janus back: it republishes and
     resubscribes (sfu.up), with no MLS change, and decodes the bot again."""
-    alice = await start_bot("alice-bot")
-    page, log = await open_page(browser, f"{server.url}/?room={ROOM}&video=320x240")
-    await join(page, BROWSER)
-
-    async def decoding() -> bool:
-        view = await page_status(page)
-        return one_group(view, [alice]) and page_decrypted(view, "alice-bot", "video") >= 30
-    await until(decoding, "the page decoding alice-bot through Janus", log)
+    alice, page, log = await page_decoding_a_bot(start_bot, server, browser, "320x240")
     before = await page_status(page)
 
     janus.kill()
