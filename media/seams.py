@@ -229,6 +229,13 @@ class _LoopDecoder:
             logger.warning("%s receiver failed to decode a %s frame: %s", self._kind, codec.name, exc)
             self._error.set()
             return
+        except Exception as exc:
+            # A member's authenticated frame is still any bytes it chose; whatever
+            # the decoder raises must not reach aiortc's receive task (it would end
+            # the connection's media). Only the type is logged: no media bytes.
+            logger.warning("%s receiver's %s decoder raised %s", self._kind, codec.name, type(exc).__name__)
+            self._error.set()
+            return
         output = self._output or self.output()
         for picture in decoded:
             output.put_nowait(picture)

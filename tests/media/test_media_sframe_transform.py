@@ -419,3 +419,28 @@ async def test_an_encoder_error_reaches_the_sender_as_from_its_executor() -> Non
     with pytest.raises(ValueError, match="encoder refused the frame"):
         await sender._next_encoded_frame(VP8)
     sender.replaceTrack(None)
+
+
+async def test_no_decoder_exception_reaches_the_receive_path(caplog: pytest.LogCaptureFixture) -> None:
+    receiver = RTCRtpReceiver("video", FakeDtlsTransport())
+    track = with_track(receiver)
+    seams.hook_receiver(receiver, lambda codec, frame: True)
+    sender = RTCRtpSender(PatternVideoTrack(64, 48), FakeDtlsTransport())
+    frames = await send_frames(sender, VP8, 2)
+    queue_ = receiver._RTCRtpReceiver__decoder_queue
+    queue_.put((VP8, frames[0]))  # the decoder exists now
+    decoder = queue_._forward.__self__._decoder
+
+    class Refusing:
+        def decode(self, frame: JitterFrame) -> list[Any]:
+            raise ValueError(b"secret media bytes")
+
+    queue_._forward.__self__._decoder = Refusing()
+    with caplog.at_level("WARNING", logger="media.seams"):
+        queue_.put((VP8, frames[1]))  # returns: nothing raised into aiortc's receive task
+    assert receiver._RTCRtpReceiver__decoder_error.is_set()
+    assert "video receiver's VP8 decoder raised ValueError" in caplog.text
+    assert "secret media bytes" not in caplog.text
+    queue_._forward.__self__._decoder = decoder
+    assert track._queue.qsize() == 1
+    sender.replaceTrack(None)
