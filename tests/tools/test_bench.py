@@ -25,7 +25,9 @@ def test_quick_run_of_every_benchmark_writes_json_and_markdown(tmp_path: Path) -
         [sys.executable, "benchmarks/run_all.py", "--quick", "--timeout", "120",
          "--json", str(result), "--markdown", str(table)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=BOUND, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    failed = ([f"{b['name']}: {b['error']}" for b in json.loads(result.read_text())["benchmarks"] if b.get("error")]
+              if result.exists() else [])
+    assert done.returncode == 0, (failed, done.stderr[-2000:])  # (which benchmark failed, and why)
     report = json.loads(result.read_text())
     assert report["quick"] is True
     names = [b["name"] for b in report["benchmarks"]]
